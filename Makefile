@@ -1,0 +1,42 @@
+# Targets a newcomer can guess. Each one installs what it needs first (scripts/bootstrap).
+SHELL := /bin/bash
+PYENV_PY := $(shell command -v pyenv >/dev/null 2>&1 && echo "$$(pyenv root)/versions/3.13.0/bin/python3.13")
+export UV_PYTHON ?= $(if $(wildcard $(PYENV_PY)),$(PYENV_PY),python3.13)
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV := uv run --frozen
+
+.PHONY: run test check lint types format demo bench requirements clean
+
+run:            ## start the service (embedded Redis unless MARKETPULSE_REDIS_URL is set)
+	@scripts/bootstrap
+	$(UV) marketpulse serve
+
+test:           ## the whole test suite against a real redis-server (and headless Chromium)
+	@scripts/bootstrap
+	$(UV) pytest
+
+check:          ## format check, lint, strict types, tests
+	@scripts/bootstrap
+	$(UV) ruff format --check src tests bench
+	$(UV) ruff check src tests bench
+	$(UV) mypy
+	$(UV) pytest
+
+format:
+	@scripts/bootstrap
+	$(UV) ruff format src tests bench
+	$(UV) ruff check --fix src tests bench
+
+demo:           ## against a running server: a session, an analysis, a switch, a restart
+	@scripts/bootstrap
+	$(UV) marketpulse demo
+
+bench:          ## benchmarks; each prints JSON with a same-run baseline ratio
+	@scripts/bootstrap
+	$(UV) python -m bench
+
+requirements:   ## export requirements.txt for pip users
+	uv export --frozen --no-dev --no-hashes --no-emit-project -o requirements.txt --quiet
+
+clean:
+	rm -rf .marketpulse .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,81 @@
+"""Every Redis key name of the service, in one place.
+
+Session keys carry the hash tag ``{<session_id>}`` so a Redis Cluster keeps a session on one
+slot. Nothing else in the code builds a key; user input never reaches a pattern (ids are
+validated before they get here, and SCAN patterns are built only from constants).
+"""
+
+from __future__ import annotations
+
+PREFIX = "mp"
+
+
+def session(session_id: str) -> str:
+    """Hash holding the whole state of one session."""
+    return f"{PREFIX}:{{{session_id}}}:session"
+
+
+def session_events(session_id: str) -> str:
+    """Pub/sub channel of a session's events, published inside the committing script."""
+    return f"{PREFIX}:{{{session_id}}}:events"
+
+
+SESSION_INDEX = f"{PREFIX}:sessions"
+"""Sorted set of session ids (score = creation time) swept by the valuation loop."""
+
+MARKET_TICK = f"{PREFIX}:market:tick"
+"""The market clock: an integer incremented by the valuation leader, once per revaluation."""
+
+MARKET_SNAPSHOT = f"{PREFIX}:market:snapshot"
+"""Hash: tick, valued_at and the prices of the last revaluation, for the dashboard."""
+
+VALUATION_LEASE = f"{PREFIX}:lease:valuation"
+MONITOR_LEASE = f"{PREFIX}:lease:monitor"
+
+
+def quote_cache(symbol: str) -> str:
+    """Cached quote of a symbol (TTL'd)."""
+    return f"{PREFIX}:cache:quote:{symbol}"
+
+
+def last_good_quote(symbol: str) -> str:
+    """Last quote that passed validation (no TTL): served flagged stale when all sources fail."""
+    return f"{PREFIX}:lastgood:{symbol}"
+
+
+def history_cache(symbol: str) -> str:
+    """Cached daily history of a symbol."""
+    return f"{PREFIX}:cache:history:{symbol}"
+
+
+SYMBOLS = f"{PREFIX}:monitor:symbols"
+"""Set of monitored symbols."""
+
+ALERTS = f"{PREFIX}:alerts"
+"""Hash alert_id -> alert definition JSON."""
+
+
+def alert_state(alert_id: str) -> str:
+    """Armed/fired state of one alert (the atomic fire decision lives here)."""
+    return f"{PREFIX}:alert:{{{alert_id}}}:state"
+
+
+ALERT_HISTORY = f"{PREFIX}:alerts:history"
+"""Capped stream of fired alerts."""
+
+ALERT_EVENTS = f"{PREFIX}:alerts:events"
+"""Pub/sub channel of fired alerts."""
+
+
+def volume_window(symbol: str) -> str:
+    """Recent volume observations of a symbol (for volume-spike alerts)."""
+    return f"{PREFIX}:volumes:{symbol}"
+
+
+def quote_events(symbol: str) -> str:
+    """Pub/sub channel of a symbol's fresh quotes (dashboard live prices)."""
+    return f"{PREFIX}:quotes:{symbol}"
+
+
+QUOTE_EVENTS_ALL = f"{PREFIX}:quotes"
+"""Pub/sub channel with every fresh quote of the monitor."""

@@ -1,0 +1,102 @@
+"""Settings: the only reader of the environment (prefix ``MARKETPULSE_``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DATA_SOURCES = frozenset({"simulated", "replay", "yahoo", "nse"})
+
+
+class MetricDelay:
+    """Simulated compute time per metric: uniform in [lo, hi] seconds (0 disables)."""
+
+    __slots__ = ("hi", "lo")
+
+    def __init__(self, lo: float, hi: float) -> None:
+        if lo < 0 or hi < lo:
+            raise ValueError(f"metric delay must be 0 <= lo <= hi, got {lo}-{hi}")
+        self.lo = lo
+        self.hi = hi
+
+    @classmethod
+    def parse(cls, text: str) -> MetricDelay:
+        parts = text.strip().split("-")
+        try:
+            if len(parts) == 1:
+                v = float(parts[0])
+                return cls(v, v)
+            if len(parts) == 2:
+                return cls(float(parts[0]), float(parts[1]))
+        except ValueError:
+            pass
+        raise ValueError(f"metric delay must be 'lo-hi' or one number, got {text!r}")
+
+    def __repr__(self) -> str:
+        return f"MetricDelay({self.lo}, {self.hi})"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; mirrored in ``.env.example``."""
+
+    model_config = SettingsConfigDict(env_prefix="MARKETPULSE_", env_file=None, extra="ignore")
+
+    redis_url: str | None = None
+    cache_url: str | None = None
+    data_dir: str = ".marketpulse"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_source: Annotated[tuple[str, ...], NoDecode] = ("simulated",)
+    market_interval: float = Field(default=30.0, gt=0)
+    metric_delay: Annotated[str, NoDecode] = "2-5"
+    session_ttl: int = Field(default=86400, gt=0)
+    results_cap: int = Field(default=500, gt=0)
+    max_restarts: int = Field(default=3, ge=0)
+    replay_start: str = "2012-03-01"
+    replay_step: int = Field(default=1, ge=0)
+    seed: int = 42
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    cache_ttl: int = Field(default=300, gt=0)
+    monitor_interval: float = Field(default=5.0, gt=0)
+    redis_max_connections: int = Field(default=64, ge=4)
+    log_level: str = "INFO"
+
+    @field_validator("data_source", mode="before")
+    @classmethod
+    def _split_sources(cls, v: object) -> tuple[str, ...]:
+        items = [s.strip() for s in v.split(",")] if isinstance(v, str) else list(v)  # type: ignore[call-overload]
+        names = tuple(str(s) for s in items if s)
+        unknown = [n for n in names if n not in DATA_SOURCES]
+        if not names or unknown:
+            raise ValueError(
+                f"unknown data source(s) {unknown}; choose from {sorted(DATA_SOURCES)}"
+            )
+        return names
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: object) -> tuple[str, ...]:
+        if isinstance(v, str):
+            return tuple(s.strip() for s in v.split(",") if s.strip())
+        return tuple(v)  # type: ignore[call-overload]
+
+    @field_validator("metric_delay")
+    @classmethod
+    def _check_delay(cls, v: str) -> str:
+        MetricDelay.parse(v)
+        return v
+
+    @property
+    def delay(self) -> MetricDelay:
+        return MetricDelay.parse(self.metric_delay)
+
+    def origins(self) -> frozenset[str]:
+        """Allowed WebSocket origins: the configured list, else the service's own origin."""
+        if self.allowed_origins:
+            return frozenset(self.allowed_origins)
+        own = {f"http://{self.host}:{self.port}"}
+        if self.host in ("127.0.0.1", "0.0.0.0", "localhost"):
+            own |= {f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
+        return frozenset(own)

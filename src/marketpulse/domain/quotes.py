@@ -1,0 +1,53 @@
+"""Quotes and bars: the values market data is made of (pure, no I/O)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StockData(BaseModel):
+    """One quote of one symbol (the seed's model, plus where it came from and how fresh it is).
+
+    ``close`` is the previous session's close in the seed's usage; ``previous_close`` says so
+    explicitly. ``stale`` marks a last-good quote served because every source failed; ``age_s``
+    is its age in seconds at the time it was served.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    price: float
+    volume: int
+    timestamp: datetime
+    high: float
+    low: float
+    open: float
+    close: float
+    source: str = "unknown"
+    previous_close: float | None = None
+    stale: bool = False
+    age_s: float = 0.0
+
+    def is_sane(self) -> bool:
+        """Positive finite prices and high >= low."""
+        nums = (self.price, self.high, self.low, self.open, self.close)
+        if any(not math.isfinite(x) or x <= 0 for x in nums):
+            return False
+        return self.high >= self.low and self.volume >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One daily bar. ``close`` is unadjusted (for values); ``adj_close`` feeds returns."""
+
+    date: str  # YYYY-MM-DD
+    open: float
+    high: float
+    low: float
+    close: float
+    adj_close: float
+    volume: int

@@ -1,0 +1,125 @@
+"""One exception tree for the whole service.
+
+    MarketPulseError
+    ├── SessionError
+    │   ├── SessionNotFound        missing, expired, or a wrong/foreign token (indistinguishable)
+    │   ├── SessionExists          POST with an id already taken
+    │   └── NotInPortfolio         analyze a ticker the session does not hold
+    ├── ValidationFailed           bad input that pydantic did not catch (code, message)
+    ├── MarketDataError
+    │   ├── QuoteUnavailable       no source could give a quote (and no stale one either)
+    │   ├── TransientSourceError   worth retrying: 429, 5xx, timeout, connection error
+    │   ├── PermanentSourceError   not worth retrying: unknown symbol, bad payload
+    │   ├── InvalidQuote           a quote that failed validation (NaN, high < low, ×100 jump)
+    │   └── CircuitOpen            the provider's breaker is open
+    ├── InsufficientHistory        fewer common returns than a metric needs
+    └── RedisUnavailable           Redis did not answer (an unknown outcome, never "failed")
+
+The API maps each to ``{"error": {"code", "message"}}`` with a fitting status.
+"""
+
+from __future__ import annotations
+
+
+class MarketPulseError(Exception):
+    code = "internal"
+    status = 500
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        self.message = message or (self.__class__.__doc__ or self.code).strip()
+
+
+class SessionError(MarketPulseError):
+    code = "session_error"
+    status = 400
+
+
+class SessionNotFound(SessionError):
+    """Session not found."""
+
+    code = "session_not_found"
+    status = 404
+
+
+class SessionExists(SessionError):
+    """A session with this id already exists."""
+
+    code = "session_exists"
+    status = 409
+
+
+class NotInPortfolio(SessionError):
+    """The ticker is not one of the session's holdings."""
+
+    code = "not_in_portfolio"
+    status = 400
+
+
+class ValidationFailed(MarketPulseError):
+    """Invalid input."""
+
+    code = "invalid_input"
+    status = 422
+
+    def __init__(self, message: str, code: str = "invalid_input") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class MarketDataError(MarketPulseError):
+    code = "market_data_error"
+    status = 502
+
+
+class QuoteUnavailable(MarketDataError):
+    """No quote is available for this symbol."""
+
+    code = "quote_unavailable"
+    status = 503
+
+
+class TransientSourceError(MarketDataError):
+    """A provider failed in a way worth retrying."""
+
+    code = "provider_unavailable"
+    status = 503
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentSourceError(MarketDataError):
+    """A provider refused the request for good (unknown symbol, bad payload)."""
+
+    code = "provider_error"
+    status = 404
+
+
+class InvalidQuote(MarketDataError):
+    """A quote failed validation."""
+
+    code = "invalid_quote"
+    status = 502
+
+
+class CircuitOpen(MarketDataError):
+    """The provider's circuit breaker is open."""
+
+    code = "circuit_open"
+    status = 503
+
+
+class InsufficientHistory(MarketPulseError):
+    """Not enough price history to compute this metric."""
+
+    code = "insufficient_history"
+    status = 422
+
+
+class RedisUnavailable(MarketPulseError):
+    """Redis did not answer; the outcome of the last write is unknown."""
+
+    code = "redis_unavailable"
+    status = 503

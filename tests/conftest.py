@@ -1,0 +1,41 @@
+"""Shared fixtures: a real redis-server for the whole test session, a clean database per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from marketpulse.adapters.embedded_redis import EmbeddedRedis
+from marketpulse.adapters.redis_client import make_client
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")), durable=False)
+    with server.running():
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    """URL of the test Redis, flushed before the test."""
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+        client.script_flush()
+    finally:
+        client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
+    client = make_client(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
