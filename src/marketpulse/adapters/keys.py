@@ -38,6 +38,11 @@ def quote_cache(symbol: str) -> str:
     return f"{PREFIX}:cache:quote:{symbol}"
 
 
+def tick_quote_cache(symbol: str, tick: int) -> str:
+    """Cached quote of a symbol from a tick-addressed source, valid only at that tick."""
+    return f"{PREFIX}:cache:tickquote:{tick}:{symbol}"
+
+
 def last_good_quote(symbol: str) -> str:
     """Last quote that passed validation (no TTL): served flagged stale when all sources fail."""
     return f"{PREFIX}:lastgood:{symbol}"

@@ -1,0 +1,48 @@
+"""Translate an HTTP answer from a market data API into our errors (shared by the adapters)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from marketpulse.errors import PermanentSourceError, TransientSourceError
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def check_status(source: str, status: int, retry_after: str | None, text: str) -> None:
+    """Raise for a non-2xx answer: 408/425/429/5xx are transient, other 4xx permanent."""
+    if status < 400:
+        return
+    snippet = text[:120].replace("\n", " ")
+    if status == 429 or status in (408, 425) or status >= 500:
+        raise TransientSourceError(
+            f"{source}: HTTP {status}: {snippet}", retry_after=retry_after_s(retry_after)
+        )
+    raise PermanentSourceError(f"{source}: HTTP {status}: {snippet}")
+
+
+def parse_json(source: str, text: str) -> Any:
+    """The body as JSON, or PermanentSourceError for a garbage payload."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise PermanentSourceError(f"{source}: response is not JSON: {text[:80]!r}") from exc
