@@ -1,0 +1,45 @@
+"""An asyncio token bucket: at most ``burst`` calls at once, ``rate_per_s`` sustained.
+
+Guarantee: over any interval of length t, at most ``burst + rate_per_s * t`` acquisitions
+succeed. Waiters queue fairly (one lock); time and sleep are injectable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+
+class TokenBucket:
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int,
+        *,
+        now: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("rate_per_s > 0 and burst >= 1 required")
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._now = now
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._stamp = now()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._now()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate_per_s)
+        self._stamp = now
+
+    async def acquire(self) -> None:
+        """Wait for one token and take it."""
+        async with self._lock:
+            self._refill()
+            while self._tokens < 1.0:
+                await self._sleep((1.0 - self._tokens) / self.rate_per_s)
+                self._refill()
+            self._tokens -= 1.0
