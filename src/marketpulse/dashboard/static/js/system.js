@@ -1,0 +1,54 @@
+// System: polls /api/system for Redis, providers, clients, sessions, loop lag, memory and recent
+// performance alerts (which also go to the alert feed).
+
+import { api } from "./http.js";
+import { $, el, num, bytes } from "./dom.js";
+import { showConnection } from "./socket.js";
+
+const POLL_MS = 3000;
+
+export class SystemPanel {
+  constructor(onPerformanceAlert) {
+    this.onPerformanceAlert = onPerformanceAlert;
+  }
+
+  init() {
+    this.poll();
+    setInterval(() => this.poll(), POLL_MS);
+  }
+
+  async poll() {
+    let data;
+    try {
+      data = await api("GET", "/api/system");
+    } catch (err) {
+      showConnection($("system-state"), "status", "reconnecting", err.message);
+      return;
+    }
+    showConnection($("system-state"), "status", "live", "");
+    const redis = data.redis || {};
+    $("sys-redis").textContent = redis.ok ? `ok, ${num(redis.latency_ms, 2)} ms` : `down (${redis.error || "?"})`;
+    $("sys-redis").dataset.state = redis.ok ? "ok" : "bad";
+    const clients = data.connected_clients || {};
+    $("sys-clients").textContent = Object.entries(clients).map(([k, n]) => `${k} ${n}`).join(" · ") || "–";
+    $("sys-sessions").textContent = String(data.active_sessions ?? "–");
+    $("sys-lag").textContent = `${num(data.loop_lag_ms, 2)} ms`;
+    $("sys-memory").textContent = bytes(data.rss_bytes);
+    const rows = (data.providers || []).map((p) =>
+      el("tr", { "data-provider": p.name, "data-state": p.state },
+        el("td", { text: p.name }),
+        el("td", { class: `circuit ${p.state}`, text: p.state || "?" }),
+        el("td", { text: p.last_latency_ms == null ? "–" : `${num(p.last_latency_ms, 1)} ms` }),
+        el("td", { text: `${p.ok ?? "–"} / ${p.failed ?? "–"}` }),
+        el("td", { text: p.last_error || "" })));
+    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "5", class: "empty", text: "no provider status" })));
+    $("sys-providers").replaceChildren(...rows);
+    const alerts = data.performance_alerts || [];
+    $("perf-alerts").replaceChildren(
+      ...alerts.map((a) => el("li", { class: "perf", "data-testid": "perf-alert" },
+        el("time", { text: new Date(a.timestamp).toLocaleTimeString() }), " ", el("span", { text: a.message }))),
+    );
+    if (!alerts.length) $("perf-alerts").append(el("li", { class: "empty", text: "None." }));
+    if (this.onPerformanceAlert) for (const a of [...alerts].reverse()) this.onPerformanceAlert(a);
+  }
+}
