@@ -136,3 +136,32 @@ def test_two_assets_is_inverse_volatility(s1: float, s2: float, rho: float) -> N
     cov = np.array([[s1 * s1, rho * s1 * s2], [rho * s1 * s2, s2 * s2]])
     inv = np.array([1 / s1, 1 / s2])
     assert risk_parity_weights(cov) == pytest.approx(inv / inv.sum(), abs=1e-10)
+
+
+# Few factors with loadings of both signs and a small idiosyncratic floor: strongly hedged,
+# badly conditioned Σ (condition numbers ~10⁴), where plain coordinate descent crawls.
+@st.composite
+def hedged_covariances(draw: st.DrawFn) -> np.ndarray:
+    n = draw(st.integers(5, 20))
+    seed = draw(st.integers(0, 2**32 - 1))
+    a = np.random.default_rng(seed).normal(size=(n, 3))
+    floor = draw(st.floats(1e-3, 1e-1))
+    cov: np.ndarray = a @ a.T + floor * np.eye(n)
+    return cov
+
+
+@settings(max_examples=50, deadline=None)
+@given(hedged_covariances())
+def test_risk_parity_converges_on_ill_conditioned_hedged_cov(cov: np.ndarray) -> None:
+    w = risk_parity_weights(cov)
+    assert np.all(w > 0)
+    assert np.max(np.abs(risk_contributions(cov, w) - 1.0 / cov.shape[0])) <= 1e-9
+
+
+def test_perfectly_correlated_assets_get_equal_weights() -> None:
+    assert risk_parity_weights(np.full((3, 3), 0.04)) == pytest.approx([1 / 3] * 3, abs=1e-12)
+
+
+def test_perfect_hedge_has_no_risk_parity_solution() -> None:
+    with pytest.raises(RiskParityError):
+        risk_parity_weights(np.array([[0.04, -0.04], [-0.04, 0.04]]))
