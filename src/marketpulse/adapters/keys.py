@@ -84,3 +84,10 @@ def quote_events(symbol: str) -> str:
 
 QUOTE_EVENTS_ALL = f"{PREFIX}:quotes"
 """Pub/sub channel with every fresh quote of the monitor."""
+
+
+ALERTS_VERSION = f"{PREFIX}:alerts:version"
+"""Counter bumped with every change of ``ALERTS``: instances reload their index when it moves."""
+
+MONITOR_CURSOR = f"{PREFIX}:monitor:cursor"
+"""Last market tick the monitor evaluated completely (only ever increases)."""

@@ -1,0 +1,41 @@
+-- alert_transition: apply one observation to one alert's armed/fired state (edge-triggered).
+-- KEYS[1] = alert state hash (fields: armed '1'|'0', obs, fired_at)
+-- ARGV[1] = observation key (integer: market tick or quote time in µs; only ever increases)
+-- ARGV[2] = truth of the condition at this observation ('1' | '0')
+-- ARGV[3] = observation time (epoch seconds, market time)
+-- ARGV[4] = cooldown in seconds
+-- ARGV[5] = expiry (epoch seconds) or '' for none
+-- returns 'fired' | 'suppressed' | 'expired' | 'rearmed' | 'unchanged' | 'duplicate' | 'gone'
+-- Idempotent per observation: an observation at or before the stored one changes nothing, so
+-- two instances applying the same observation fire at most once between them.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 'gone'
+end
+local st = redis.call('HMGET', KEYS[1], 'armed', 'obs', 'fired_at')
+local obs = tonumber(ARGV[1])
+if st[2] and obs <= tonumber(st[2]) then
+  return 'duplicate'
+end
+local armed = st[1] ~= '0'
+local at = tonumber(ARGV[3])
+if ARGV[2] ~= '1' then
+  redis.call('HSET', KEYS[1], 'armed', '1', 'obs', ARGV[1])
+  if armed then
+    return 'unchanged'
+  end
+  return 'rearmed'
+end
+if not armed then
+  redis.call('HSET', KEYS[1], 'obs', ARGV[1])
+  return 'unchanged'
+end
+if ARGV[5] ~= '' and at >= tonumber(ARGV[5]) then
+  redis.call('HSET', KEYS[1], 'obs', ARGV[1])
+  return 'expired'
+end
+if st[3] and at < tonumber(st[3]) + tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'armed', '0', 'obs', ARGV[1])
+  return 'suppressed'
+end
+redis.call('HSET', KEYS[1], 'armed', '0', 'obs', ARGV[1], 'fired_at', ARGV[3])
+return 'fired'

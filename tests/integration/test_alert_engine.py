@@ -1,0 +1,167 @@
+"""The alert engine on both stores (real Redis and memory): firing, history, racing instances,
+a failing notifier."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+from marketpulse.adapters.alert_store import AlertStore, RedisAlertStore
+from marketpulse.adapters.memory_alert_store import MemoryAlertStore
+from marketpulse.domain.alert_event import FiredAlert
+from marketpulse.domain.alerts import AlertCondition, AlertType
+from marketpulse.domain.quotes import StockData
+from marketpulse.services.alert_engine import AlertManager
+from marketpulse.services.notifiers import ConsoleNotifier, RedisPublishNotifier
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def quote(
+    i: int, price: float, volume: int = 1000, symbol: str = "AAPL", **kw: object
+) -> StockData:
+    return StockData(
+        symbol=symbol, price=price, volume=volume, timestamp=T0 + timedelta(days=i),
+        high=price, low=price, open=price, close=price, previous_close=100.0, source="test",
+        **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+class Recorder:
+    def __init__(self, name: str = "recorder") -> None:
+        self.name = name
+        self.seen: list[FiredAlert] = []
+
+    async def send(self, alert: FiredAlert) -> None:
+        self.seen.append(alert)
+
+
+class Broken:
+    name = "broken"
+
+    async def send(self, alert: FiredAlert) -> None:
+        raise ConnectionError("channel down")
+
+
+class Hanging:
+    name = "hanging"
+
+    async def send(self, alert: FiredAlert) -> None:
+        await asyncio.Event().wait()
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def store(request: pytest.FixtureRequest, redis_client: Redis) -> AsyncIterator[AlertStore]:
+    yield RedisAlertStore(redis_client) if request.param == "redis" else MemoryAlertStore()
+
+
+def above(
+    threshold: float, t: AlertType = AlertType.PRICE_THRESHOLD, **kw: object
+) -> AlertCondition:
+    return AlertCondition(
+        symbol="AAPL", alert_type=t, threshold=threshold, comparison="above", **kw
+    )  # type: ignore[arg-type]
+
+
+async def test_fires_once_per_crossing_and_records_history(store: AlertStore) -> None:
+    rec = Recorder()
+    mgr = AlertManager(store, [rec])
+    a = await mgr.add_alert(above(150))
+    prices = [140, 151, 152, 149, 150, 150, 160, 140, 155]
+    fired = [len(await mgr.check_alerts(quote(i, p))) for i, p in enumerate(prices)]
+    assert fired == [0, 1, 0, 0, 1, 0, 0, 0, 1]
+    hist = await mgr.history("AAPL", 10)
+    assert [h.quote.price for h in hist] == [155, 150, 151]  # newest first
+    assert all(h.alert_id == a.id and h.channels == ["recorder"] for h in hist)
+    assert await mgr.history("MSFT", 10) == []
+
+
+async def test_stale_and_insane_quotes_never_fire_or_change_state(store: AlertStore) -> None:
+    mgr = AlertManager(store, [Recorder()])
+    await mgr.add_alert(above(150))
+    assert await mgr.check_alerts(quote(0, 151, stale=True, age_s=900)) == []
+    assert await mgr.check_alerts(quote(1, 151).model_copy(update={"low": 200.0})) == []
+    assert len(await mgr.check_alerts(quote(2, 151))) == 1
+
+
+async def test_volume_spike_waits_for_twenty_observations(store: AlertStore) -> None:
+    mgr = AlertManager(store, [Recorder()])
+    await mgr.add_alert(above(3, AlertType.VOLUME_SPIKE))
+    for i in range(20):
+        assert await mgr.check_alerts(quote(i, 100, volume=10_000)) == []  # no baseline yet
+    [f] = await mgr.check_alerts(quote(20, 100, volume=30_000))
+    assert f.value == pytest.approx(3.0)
+
+
+async def test_expired_alert_is_removed_without_firing(store: AlertStore) -> None:
+    mgr = AlertManager(store, [Recorder()])
+    await mgr.add_alert(above(150, expires_at=T0 + timedelta(days=1)))
+    assert await mgr.check_alerts(quote(1, 151)) == []
+    assert await mgr.list_alerts() == []
+
+
+async def test_a_failing_or_hanging_notifier_does_not_block_the_others(store: AlertStore) -> None:
+    out = io.StringIO()
+    rec = Recorder()
+    mgr = AlertManager(
+        store, [Broken(), Hanging(), ConsoleNotifier(out), rec], notify_timeout_s=0.2
+    )
+    await mgr.add_alert(above(150))
+    async with asyncio.timeout(5):
+        [f] = await mgr.check_alerts(quote(0, 151))
+    assert f.channels == ["console", "recorder"]
+    assert len(rec.seen) == 1
+    assert out.getvalue().count("\n") == 1
+    assert out.getvalue().startswith("ALERT AAPL price_threshold above 150")
+    [h] = await mgr.history(None, 5)
+    assert h.channels == ["console", "recorder"]
+
+
+async def test_two_instances_racing_on_one_redis_fire_each_crossing_once(
+    redis_client: Redis,
+) -> None:
+    recs = [Recorder(), Recorder()]
+    mgrs = [AlertManager(RedisAlertStore(redis_client), [r]) for r in recs]
+    alerts = [await mgrs[0].add_alert(above(float(t))) for t in range(100, 200, 5)]
+    await mgrs[1].sync()
+    prices = [90, 150, 120, 199, 100, 180, 110, 210]
+    for i, p in enumerate(prices):
+        q = quote(i, p)
+        await asyncio.gather(mgrs[0].check_alerts(q, obs=i), mgrs[1].check_alerts(q, obs=i))
+    got = sorted((f.alert_id, f.observation) for r in recs for f in r.seen)
+    expected = []
+    for a in alerts:
+        was = False
+        for i, p in enumerate(prices):
+            now = p >= a.threshold
+            if now and not was:
+                expected.append((a.id, i))
+            was = now
+    assert got == sorted(expected)
+    assert len(await mgrs[0].history(None, 1000)) == len(expected)
+
+
+async def test_sync_picks_up_alerts_from_another_instance(redis_client: Redis) -> None:
+    one, two = (
+        AlertManager(RedisAlertStore(redis_client), []),
+        AlertManager(RedisAlertStore(redis_client), []),
+    )
+    a = await one.add_alert(above(150))
+    assert [x.id for x in await two.list_alerts()] == [a.id]
+    assert await one.remove_alert(a.id)
+    assert await two.list_alerts() == []
+
+
+async def test_subscribers_receive_fired_alerts_over_redis(redis_client: Redis) -> None:
+    mgr = AlertManager(RedisAlertStore(redis_client), [RedisPublishNotifier(redis_client)])
+    await mgr.add_alert(above(150))
+    async with mgr.subscribe() as events:
+        await mgr.check_alerts(quote(0, 151))
+        async with asyncio.timeout(5):
+            msg = await anext(events)
+    assert FiredAlert.model_validate_json(msg).symbol == "AAPL"
