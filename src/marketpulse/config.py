@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     def _split_origins(cls, v: object) -> tuple[str, ...]:
         if isinstance(v, str):
             return tuple(s.strip() for s in v.split(",") if s.strip())
-        return tuple(v)  # type: ignore[call-overload]
+        return tuple(v)  # type: ignore[arg-type]
 
     @field_validator("metric_delay")
     @classmethod

@@ -1,0 +1,3 @@
+from marketpulse.cli import main
+
+raise SystemExit(main())

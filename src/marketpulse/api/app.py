@@ -1,0 +1,157 @@
+"""``create_app(settings)``: every component is built here, not at import time.
+
+The lifespan owns the long-lived tasks (event hub reader, valuation loop, alert monitor, loop-lag
+monitor) in one TaskGroup with a stop event; on shutdown it stops them, cancels and awaits every
+analysis run, and closes Redis. Handlers reach the services through ``app.state``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from marketpulse.adapters import keys
+from marketpulse.adapters.event_hub import EventHub
+from marketpulse.adapters.market import make_tick_source
+from marketpulse.adapters.redis_client import make_client
+from marketpulse.adapters.session_store import SessionStore
+from marketpulse.api import routes_dashboard, routes_quotes, routes_sessions, ws_sessions
+from marketpulse.api.errors import error_body, install_error_handlers
+from marketpulse.api.http_metrics import HttpMetricsMiddleware
+from marketpulse.config import Settings
+from marketpulse.services.analysis import AnalysisEngine
+from marketpulse.services.fetcher import build_fetcher
+from marketpulse.services.loop_lag import LoopLagMonitor
+from marketpulse.services.market import Market
+from marketpulse.services.sessions import SessionService
+from marketpulse.services.telemetry import Telemetry
+from marketpulse.services.valuation import ValuationLoop
+
+log = logging.getLogger(__name__)
+
+TICK_SOURCES = ("simulated", "replay")
+
+
+def _market(settings: Settings, fetcher: Any) -> Market:
+    first = settings.data_source[0]
+    if first in TICK_SOURCES:
+        return Market(
+            source=make_tick_source(
+                first,
+                seed=settings.seed,
+                replay_start=settings.replay_start,
+                replay_step=settings.replay_step,
+            )
+        )
+    return Market(feed=fetcher)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    if not settings.redis_url:
+        raise ValueError("create_app needs settings.redis_url (marketpulse serve starts one)")
+    telemetry = Telemetry.from_settings(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        assert settings.redis_url is not None
+        redis = make_client(settings.redis_url, settings.redis_max_connections)
+        cache_redis = (
+            make_client(settings.cache_url, settings.redis_max_connections)
+            if settings.cache_url
+            else None
+        )
+        fetcher = build_fetcher(settings, redis, cache_redis)
+        market = _market(settings, fetcher)
+        store = SessionStore(redis, ttl_s=settings.session_ttl, results_cap=settings.results_cap)
+        hub = EventHub(redis)
+        engine = AnalysisEngine(
+            store,
+            market,
+            delay=settings.delay,
+            max_restarts=settings.max_restarts,
+            telemetry=telemetry,
+        )
+        valuation = ValuationLoop(
+            redis, market, interval_s=settings.market_interval, telemetry=telemetry
+        )
+        extra = _alerts_wiring(app, settings, redis, fetcher, hub, telemetry)
+        app.state.settings = settings
+        app.state.redis = redis
+        app.state.fetcher = fetcher
+        app.state.market = market
+        app.state.store = store
+        app.state.hub = hub
+        app.state.engine = engine
+        app.state.valuation = valuation
+        app.state.sessions = SessionService(store, market, redis)
+        app.state.allowed_origins = settings.origins()
+        stop = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(hub.run(stop), name="event-hub")
+                tg.create_task(valuation.run(stop), name="valuation")
+                tg.create_task(LoopLagMonitor(telemetry).run(stop), name="loop-lag")
+                for name, runner in extra:
+                    tg.create_task(runner(stop), name=name)
+                try:
+                    yield
+                finally:
+                    stop.set()
+                    await engine.shutdown()
+        finally:
+            await redis.aclose()
+            if cache_redis is not None:
+                await cache_redis.aclose()
+
+    app = FastAPI(
+        title="marketpulse",
+        version="0.1.0",
+        description="Live portfolio analysis sessions and price alerts on Redis.",
+        lifespan=lifespan,
+    )
+    app.state.telemetry = telemetry
+    install_error_handlers(app)
+    app.add_middleware(HttpMetricsMiddleware, telemetry=telemetry)
+    app.include_router(routes_sessions.router)
+    app.include_router(ws_sessions.router)
+    app.include_router(routes_quotes.router)
+    _include_alert_routes(app)
+    app.include_router(routes_dashboard.router)
+    routes_dashboard.mount_dashboard(app)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], response_model=None)
+    async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
+        started = time.perf_counter()
+        try:
+            await request.app.state.redis.ping()
+            tick = await request.app.state.redis.get(keys.MARKET_TICK)
+        except Exception as exc:  # any failure to reach Redis means not ready
+            log.warning("not ready: %s", exc)
+            return JSONResponse(error_body("redis_unavailable", "Redis did not answer"), 503)
+        return {
+            "status": "ready",
+            "redis_ms": round((time.perf_counter() - started) * 1000, 3),
+            "tick": int(tick or 0),
+        }
+
+    return app
+
+
+def _alerts_wiring(*args: Any) -> list[tuple[str, Any]]:
+    """Alerts and the monitor (issue 4) plug in here; see services/monitor.py."""
+    return []
+
+
+def _include_alert_routes(app: FastAPI) -> None:
+    return None

@@ -1,0 +1,227 @@
+"""WebSocket ``/ws/sessions/{id}?token=``: a session's events in commit order, and its actions.
+
+Per connection: refuse a foreign Origin or a bad token at the handshake; subscribe to the
+session's channel (confirmed by Redis) *before* reading the snapshot, send the snapshot, then
+forward only events committed after it (each carries its version). One task group holds the
+receive loop, the forwarders, the single writer and the expiry watchdog, so a disconnect tears
+all of them down. A bad message gets an ``error`` and the connection stays open; a message over
+4 KiB closes with 1009; an expired or deleted session closes with 4404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from marketpulse.adapters import keys
+from marketpulse.adapters.event_hub import EventHub, Subscription
+from marketpulse.adapters.session_store import SessionStore, hash_token
+from marketpulse.domain.portfolio import SESSION_ID_RE, normalise_ticker
+from marketpulse.domain.timefmt import iso_z, utc_now
+from marketpulse.errors import MarketPulseError, NotInPortfolio, SessionNotFound
+from marketpulse.services.analysis import AnalysisEngine
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+MAX_MESSAGE = 4096
+RATE = 20.0  # messages per second a client may send on average
+BURST = 40.0
+CLOSE_GONE = 4404
+
+
+class _Close(Exception):
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+class _Bucket:
+    def __init__(self) -> None:
+        self.tokens = BURST
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(BURST, self.tokens + (now - self.at) * RATE)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _origin_ok(ws: WebSocket) -> bool:
+    origin = ws.headers.get("origin")
+    return origin is None or origin in ws.app.state.allowed_origins
+
+
+def error_msg(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
+
+
+@router.websocket("/ws/sessions/{session_id}")
+async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> None:
+    store: SessionStore = ws.app.state.store
+    hub: EventHub = ws.app.state.hub
+    th = hash_token(token)
+    if not _origin_ok(ws) or not SESSION_ID_RE.match(session_id) or not token:
+        await ws.close(code=1008)
+        return
+    if not await store.verify(session_id, th):
+        await ws.close(code=1008)
+        return
+    conn = _Connection(ws, session_id, th)
+    telemetry = getattr(ws.app.state, "telemetry", None)
+    async with (
+        hub.subscription(keys.session_events(session_id)) as events,
+        hub.subscription(keys.ALERT_EVENTS) as alerts,
+    ):
+        try:
+            state = await store.read(session_id, th, iso_z(utc_now()))
+        except SessionNotFound:
+            await ws.close(code=1008)
+            return
+        await ws.accept()
+        if telemetry is not None:
+            telemetry.client_connected("session")
+        try:
+            await conn.serve(state, events, alerts)
+        finally:
+            if telemetry is not None:
+                telemetry.client_disconnected("session")
+
+
+class _Connection:
+    def __init__(self, ws: WebSocket, session_id: str, token_hash: str) -> None:
+        self.ws = ws
+        self.sid = session_id
+        self.th = token_hash
+        self.store: SessionStore = ws.app.state.store
+        self.engine: AnalysisEngine = ws.app.state.engine
+        self.out: asyncio.Queue[dict[str, Any] | str] = asyncio.Queue()
+        self.held: set[str] = set()
+        self.bucket = _Bucket()
+
+    async def serve(
+        self, state: dict[str, Any], events: Subscription, alerts: Subscription
+    ) -> None:
+        self.held = set(state["holdings"])
+        self.out.put_nowait({"type": "session", "state": state})
+        code = 1000
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._receive())
+                tg.create_task(self._events(events, int(state["version"])))
+                tg.create_task(self._alerts(alerts))
+                tg.create_task(self._write())
+                tg.create_task(self._watch_expiry())
+        except* _Close as eg:
+            first = eg.exceptions[0]
+            code = first.code if isinstance(first, _Close) else 1000
+        except* WebSocketDisconnect:
+            code = 0  # the client left: nothing to close
+        if code and self.ws.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await self.ws.close(code=code)
+
+    async def _write(self) -> None:
+        while True:
+            item = await self.out.get()
+            await self.ws.send_text(item if isinstance(item, str) else json.dumps(item))
+
+    async def _events(self, sub: Subscription, seen_version: int) -> None:
+        while True:
+            raw = await sub.get()
+            if raw is None:
+                raise _Close(1012 if not sub.overflowed else 1008)  # service restart / too slow
+            head, _, body = raw.partition(b"\n")
+            if body.startswith(b'{"type":"__gone"'):
+                raise _Close(CLOSE_GONE, "session gone")
+            if int(head) <= seen_version:
+                continue  # already in the snapshot we sent
+            text = body.decode()
+            if body.startswith(b'{"type":"portfolio_update"'):
+                self.held = set(json.loads(text)["prices"])
+            self.out.put_nowait(text)
+
+    async def _alerts(self, sub: Subscription) -> None:
+        while True:
+            raw = await sub.get()
+            if raw is None:
+                return
+            try:
+                alert = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(alert, dict) and alert.get("symbol") in self.held:
+                self.out.put_nowait({**alert, "type": "alert"})
+
+    async def _watch_expiry(self) -> None:
+        while True:
+            pttl = await self.store.pttl_ms(self.sid)
+            if pttl == -2:
+                raise _Close(CLOSE_GONE, "session expired")
+            wait = 60.0 if pttl < 0 else min(60.0, pttl / 1000 + 0.05)
+            await asyncio.sleep(wait)  # until the session could first have expired
+
+    async def _receive(self) -> None:
+        while True:
+            msg = await self.ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(msg.get("code", 1000))
+            text = msg.get("text")
+            if text is None:
+                self.out.put_nowait(
+                    error_msg("bad_message", "binary frames are not supported; send JSON text")
+                )
+                continue
+            if len(text.encode()) > MAX_MESSAGE:
+                raise _Close(1009, "message too big")
+            if not self.bucket.take():
+                self.out.put_nowait(
+                    error_msg("rate_limited", f"at most {RATE:.0f} messages per second")
+                )
+                continue
+            await self._handle(text)
+
+    async def _handle(self, text: str) -> None:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            self.out.put_nowait(error_msg("bad_json", "message is not valid JSON"))
+            return
+        action = data.get("action") if isinstance(data, dict) else None
+        try:
+            if action == "ping":
+                await self.store.touch(self.sid, self.th, iso_z(utc_now()))
+                self.out.put_nowait({"type": "pong"})
+            elif action == "analyze":
+                ticker = normalise_ticker(data.get("ticker"))
+                if ticker is None:
+                    self.out.put_nowait(
+                        error_msg("invalid_ticker", "ticker must be a symbol like AAPL or TCS.NS")
+                    )
+                    return
+                await self.engine.analyze(self.sid, self.th, ticker)
+            elif action == "cancel":
+                await self.engine.cancel(self.sid, self.th)
+            else:
+                self.out.put_nowait(
+                    error_msg("unknown_action", "action must be one of analyze, cancel, ping")
+                )
+        except NotInPortfolio as exc:
+            self.out.put_nowait(error_msg(exc.code, exc.message))
+        except SessionNotFound as exc:
+            raise _Close(CLOSE_GONE, "session gone") from exc
+        except MarketPulseError as exc:
+            log.warning("ws action failed: %s", exc.message)
+            self.out.put_nowait(error_msg(exc.code, exc.message))

@@ -1,0 +1,205 @@
+"""The analysis engine: runs the five metrics of a session's analysis, pinned to a basis.
+
+A run reads its basis atomically when it starts (the start script returns holdings, prices and
+tick with the basis_version), computes the five metrics in parallel, and appends each with the
+checked append of guarantee 2: a result computed from a basis that has since moved is dropped
+and the run restarts from a fresh atomic read (bounded; past the bound, ``unstable_basis``).
+Every run is a task held by this engine, keyed by session: a switch cancels *and awaits* the
+superseded task; ``shutdown`` cancels and awaits them all. A run whose client disconnected
+keeps going to completion (its results land in the session state for the next connect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from marketpulse.adapters.session_store import RunSnapshot, SessionStore
+from marketpulse.config import MetricDelay
+from marketpulse.domain.metrics import METRIC_NAMES, build_inputs, compute_metric
+from marketpulse.domain.timefmt import iso_z, utc_now
+from marketpulse.errors import MarketPulseError
+from marketpulse.services.market import Market
+
+log = logging.getLogger(__name__)
+
+
+class AnalysisTelemetry(Protocol):
+    def analysis_event(self, kind: str) -> None: ...
+
+    def analysis_completed(self, seconds: float) -> None: ...
+
+
+class _Stale(Exception):
+    """The basis moved under the run."""
+
+
+class _Over(Exception):
+    """The run is no longer current (superseded, cancelled, failed, session gone)."""
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+class AnalysisEngine:
+    """Owns every analysis run of this instance."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        market: Market,
+        *,
+        delay: MetricDelay,
+        max_restarts: int = 3,
+        now: Callable[[], datetime] = utc_now,
+        rng: random.Random | None = None,
+        telemetry: AnalysisTelemetry | None = None,
+    ) -> None:
+        self.store = store
+        self.market = market
+        self.delay = delay
+        self.max_restarts = max_restarts
+        self.now = now
+        self.rng = rng or random.Random()
+        self.telemetry = telemetry
+        self.runs: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
+
+    def _event(self, kind: str) -> None:
+        if self.telemetry is not None:
+            self.telemetry.analysis_event(kind)
+
+    async def analyze(self, session_id: str, token_hash: str, ticker: str) -> RunSnapshot:
+        """Start analysing ``ticker`` (a no-op answering the running run if it is already the one
+        running). Raises SessionNotFound, NotInPortfolio."""
+        snap = await self.store.start_analysis(
+            session_id, token_hash, ticker, new_run_id(), iso_z(self.now())
+        )
+        if snap.already_running:
+            return snap
+        if snap.superseded_run_id is not None:
+            self._event("cancelled")
+        await self._drop(session_id)
+        if not self._closing:
+            self._event("started")
+            task = asyncio.get_running_loop().create_task(
+                self._run(session_id, ticker, snap), name=f"analysis:{session_id}:{ticker}"
+            )
+            self.runs[session_id] = task
+            task.add_done_callback(lambda t: self._forget(session_id, t))
+        return snap
+
+    async def cancel(self, session_id: str, token_hash: str) -> str | None:
+        """Cancel the running analysis; the cancelled run id, or None if nothing ran."""
+        run_id = await self.store.cancel_analysis(session_id, token_hash, iso_z(self.now()))
+        if run_id is not None:
+            self._event("cancelled")
+            await self._drop(session_id)
+        return run_id
+
+    def _forget(self, session_id: str, task: asyncio.Task[None]) -> None:
+        if self.runs.get(session_id) is task:
+            del self.runs[session_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("analysis run failed", exc_info=task.exception())
+
+    async def _drop(self, session_id: str) -> None:
+        task = self.runs.pop(session_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def shutdown(self) -> None:
+        """Cancel and await every run of this instance."""
+        self._closing = True
+        tasks = list(self.runs.values())
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self.runs.clear()
+
+    async def _run(self, session_id: str, ticker: str, snap: RunSnapshot) -> None:
+        started = time.perf_counter()
+        run: RunSnapshot | str = snap
+        while isinstance(run, RunSnapshot):
+            outcome = await self._attempt(session_id, ticker, run)
+            if outcome == "complete":
+                self._event("completed")
+                if self.telemetry is not None:
+                    self.telemetry.analysis_completed(time.perf_counter() - started)
+                return
+            if outcome != "stale":
+                return
+            run = await self.store.restart_analysis(
+                session_id, run.run_id, new_run_id(), self.max_restarts, iso_z(self.now())
+            )
+            self._event("restarted" if isinstance(run, RunSnapshot) else "failed")
+
+    async def _attempt(self, session_id: str, ticker: str, run: RunSnapshot) -> str:
+        """'complete' | 'stale' | 'over'."""
+        try:
+            histories = await self.market.histories(run.holdings, run.tick)
+            inputs = build_inputs(
+                run.holdings, run.prices, {s: list(h) for s, h in histories.items()}
+            )
+        except MarketPulseError as exc:
+            log.warning("analysis of %s in %s cannot run: %s", ticker, session_id, exc.message)
+            await self.store.fail_analysis(session_id, run.run_id, exc.code)
+            self._event("failed")
+            return "over"
+        outcome = "complete"
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for name in METRIC_NAMES:
+                    tg.create_task(self._metric(session_id, ticker, run, inputs, name))
+        except* _Stale:
+            outcome = "stale"
+        except* _Over:
+            outcome = "over"  # wins over stale: a run that is no longer current never restarts
+        return outcome
+
+    async def _metric(
+        self, session_id: str, ticker: str, run: RunSnapshot, inputs: Any, name: str
+    ) -> None:
+        lo, hi = self.delay.lo, self.delay.hi
+        if hi > 0:
+            await asyncio.sleep(self.rng.uniform(lo, hi))  # the modelled cost of the analytics
+        result = compute_metric(name, inputs, ticker)
+        body: dict[str, Any] = {
+            "ticker": ticker,
+            "metric": name,
+            "value": result.value,
+            "timestamp": iso_z(self.now()),
+            "run_id": run.run_id,
+            "basis_version": run.basis_version,
+            "id": f"{run.run_id}:{name}",
+        }
+        details = dict(result.details)
+        if result.reason is not None:
+            details["reason"] = result.reason
+        if details:
+            body["details"] = details
+        status = await self.store.append_result(
+            session_id,
+            run.run_id,
+            run.basis_version,
+            body["id"],
+            json.dumps(body, separators=(",", ":"), allow_nan=False),
+            len(METRIC_NAMES),
+        )
+        if status == "stale":
+            raise _Stale()
+        if status in ("superseded", "gone"):
+            raise _Over()
