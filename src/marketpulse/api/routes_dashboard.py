@@ -88,12 +88,30 @@ async def _providers(request: Request) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for item in result or ():
         if isinstance(item, dict):
-            rows.append(dict(item))
+            raw = dict(item)
         elif hasattr(item, "model_dump"):
-            rows.append(item.model_dump(mode="json"))
+            raw = item.model_dump(mode="json")
         else:
-            rows.append({k: v for k, v in vars(item).items() if not k.startswith("_")})
+            raw = {k: v for k, v in vars(item).items() if not k.startswith("_")}
+        rows.append(_provider_row(raw))
     return rows
+
+
+def _provider_row(raw: dict[str, Any]) -> dict[str, Any]:
+    """One provider in the dashboard's shape, whichever of the known spellings the fetcher used."""
+
+    def first(*names: str) -> Any:
+        return next((raw[n] for n in names if raw.get(n) is not None), None)
+
+    return {
+        **raw,
+        "name": first("name", "provider"),
+        "state": first("state", "circuit"),
+        "last_error": first("last_error"),
+        "last_latency_ms": first("last_latency_ms"),
+        "ok": first("ok", "calls_ok"),
+        "failed": first("failed", "calls_failed"),
+    }
 
 
 @router.get("/api/system")

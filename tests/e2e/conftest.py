@@ -1,0 +1,127 @@
+"""Browser-test fixtures: the real server as a subprocess and Debian's Chromium via Playwright.
+
+Chromium is never downloaded (no ``playwright install``): the tests drive ``/usr/bin/chromium``
+(or ``MARKETPULSE_CHROMIUM``). Without it they skip with a reason, unless ``CI`` is set, where a
+missing browser is a failure. Screenshots go to ``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_server import SCREENSHOTS, Console, ServerProcess
+
+from marketpulse.adapters.embedded_redis import EmbeddedRedis, free_port
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    wanted = os.environ.get("MARKETPULSE_CHROMIUM", "/usr/bin/chromium")
+    if Path(wanted).exists():
+        return wanted
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    reason = None
+    if chromium_path() is None:
+        reason = "chromium is not installed (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "the playwright package is not installed"
+    if reason is None or os.environ.get("CI"):
+        return  # under CI the browser fixture fails loudly instead
+    for item in items:
+        if "e2e" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed and CI is set")
+        pytest.skip("chromium is not installed")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    log_path = SCREENSHOTS.parent / "e2e-server.log"
+    env = {
+        "MARKETPULSE_REDIS_URL": redis_server.url,
+        "MARKETPULSE_HOST": "127.0.0.1",
+        "MARKETPULSE_DATA_SOURCE": "simulated",
+        "MARKETPULSE_MARKET_INTERVAL": "0.5",
+        "MARKETPULSE_MONITOR_INTERVAL": "0.5",
+        "MARKETPULSE_METRIC_DELAY": "0.05-0.1",
+        "MARKETPULSE_LOG_LEVEL": "INFO",
+    }
+    proc = ServerProcess(env, free_port(), log_path)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def page(browser: object, server: ServerProcess, console: Console) -> Iterator[object]:
+    from playwright.sync_api import Browser, ConsoleMessage, Error
+
+    assert isinstance(browser, Browser)
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            console.errors.append(f"console: {msg.text}")
+
+    def on_error(err: Error) -> None:
+        console.errors.append(f"pageerror: {err.message}")
+
+    pg.on("console", on_console)
+    pg.on("pageerror", on_error)
+    try:
+        yield pg
+    finally:
+        context.close()

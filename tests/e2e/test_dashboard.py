@@ -1,0 +1,207 @@
+"""The dashboard in real headless Chromium against the real server (see conftest.py).
+
+Each scenario is one the issue names: no console errors on load, a live price changing on
+screen, an alert created in the form that fires into the feed, a portfolio analysis showing its
+five metrics arriving, reconnecting by itself after a server restart, and a readable message for
+bad input in every form. Waits are Playwright's (they wait for a DOM condition), never sleeps.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from typing import Any
+
+import pytest
+from e2e_server import ROOT, SCREENSHOTS, Console, ServerProcess
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.e2e
+
+METRICS = ("portfolio_risk", "concentration", "correlation", "momentum", "allocation_score")
+PHONE = {"width": 390, "height": 844}
+
+# Records every state the analysis badge and the metric rows go through, so the test sees the
+# transitions even when they are quicker than a poll would be.
+RECORDER = """
+() => {
+  window.__seen = {states: [], metrics: []};
+  const badge = document.getElementById('analysis-state');
+  new MutationObserver(() => window.__seen.states.push(badge.dataset.state))
+    .observe(badge, {attributes: true, attributeFilter: ['data-state']});
+  for (const row of document.querySelectorAll('tr[data-metric]')) {
+    new MutationObserver(() => {
+      if (row.dataset.state === 'done') window.__seen.metrics.push(row.dataset.metric);
+    }).observe(row, {attributes: true, attributeFilter: ['data-state']});
+  }
+}
+"""
+
+
+def open_dashboard(page: Page, server: ServerProcess) -> None:
+    page.goto(server.base_url + "/")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def add_symbol(page: Page, symbol: str) -> None:
+    card = page.get_by_test_id(f"symbol-{symbol}")
+    if card.count():
+        return
+    page.get_by_test_id("symbol-input").fill(symbol)
+    page.get_by_test_id("symbol-add").click()
+    expect(card).to_be_visible()
+
+
+def open_session(page: Page, holdings: str) -> None:
+    page.get_by_test_id("session-holdings").fill(holdings)
+    page.get_by_test_id("session-create").click()
+    expect(page.get_by_test_id("session-view")).to_be_visible()
+    expect(page.get_by_test_id("conn-session")).to_have_attribute("data-state", "live")
+    expect(page.get_by_test_id("total-value")).not_to_have_text("–")
+
+
+def test_page_loads_without_console_errors(
+    page: Page, server: ServerProcess, console: Console
+) -> None:
+    open_dashboard(page, server)
+    expect(page.get_by_test_id("conn-alerts")).to_have_attribute("data-state", "live")
+    expect(page.get_by_test_id("sys-redis")).to_have_text(re.compile(r"^ok"))
+    expect(page.get_by_test_id("sys-providers")).to_contain_text("simulated")
+    assert console.errors == []
+    shot(page, "01-loaded")
+    page.set_viewport_size(PHONE)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page scrolls sideways at phone width by {overflow}px"
+    shot(page, "01-loaded-phone")
+    assert console.errors == []
+
+
+def test_live_price_changes_on_screen(page: Page, server: ServerProcess, console: Console) -> None:
+    open_dashboard(page, server)
+    add_symbol(page, "AAPL")
+    price = page.get_by_test_id("price-AAPL")
+    expect(price).to_have_text(re.compile(r"^\d[\d,]*\.\d\d$"))
+    first = price.inner_text()
+    expect(price).not_to_have_text(first, timeout=30_000)
+    expect(page.get_by_test_id("source-AAPL")).to_contain_text("simulated")
+    expect(page.get_by_test_id("chart-AAPL").locator("canvas")).to_have_count(1)
+    shot(page, "02-live-price")
+    assert console.errors == []
+
+
+def test_alert_from_the_form_appears_fires_and_shows_in_the_feed(
+    page: Page, server: ServerProcess, console: Console
+) -> None:
+    open_dashboard(page, server)
+    add_symbol(page, "MSFT")
+    expect(page.get_by_test_id("conn-alerts")).to_have_attribute("data-state", "live")
+    page.get_by_test_id("alert-symbol").fill("MSFT")
+    page.get_by_test_id("alert-type").select_option("price_threshold")
+    page.get_by_test_id("alert-comparison").select_option("above")
+    page.get_by_test_id("alert-threshold").fill("1")  # true on the first observation: fires
+    page.get_by_test_id("alert-create").click()
+    expect(page.get_by_test_id("alert-msg")).to_contain_text("Alert created")
+    row = page.locator('[data-testid="alert-row"][data-symbol="MSFT"]')
+    expect(row).to_have_count(1)
+    fired = page.locator('[data-testid="feed-alert"][data-symbol="MSFT"]')
+    expect(fired.first).to_be_visible(timeout=30_000)
+    expect(page.locator('[data-testid="history-row"][data-symbol="MSFT"]').first).to_be_visible()
+    shot(page, "03-alert-fired")
+    row.get_by_test_id("alert-delete").click()
+    expect(row).to_have_count(0)
+    assert console.errors == []
+
+
+def test_portfolio_analysis_shows_the_five_metrics_arriving(
+    page: Page, server: ServerProcess, console: Console
+) -> None:
+    open_dashboard(page, server)
+    page.evaluate(RECORDER)
+    open_session(page, "AAPL:100, MSFT:75, GOOGL:50")
+    total = page.get_by_test_id("total-value")
+    first_total = total.inner_text()
+    expect(total).not_to_have_text(first_total, timeout=30_000)  # revaluations stream in
+    page.get_by_test_id("holding-AAPL").click()
+    expect(page.get_by_test_id("analysis-state")).to_have_attribute(
+        "data-state", "complete", timeout=60_000
+    )
+    for name in METRICS:
+        expect(page.get_by_test_id(f"metric-{name}")).to_have_attribute("data-state", "done")
+    seen: dict[str, Any] = page.evaluate("window.__seen")
+    assert "running" in seen["states"], seen
+    assert seen["states"][-1] == "complete", seen
+    assert sorted(set(seen["metrics"])) == sorted(METRICS), seen
+    shot(page, "04-analysis-complete")
+    shutil.copyfile(SCREENSHOTS / "04-analysis-complete.png", ROOT / "artifacts" / "readme.png")
+    assert console.errors == []
+
+
+def test_bad_input_in_every_form_shows_a_message(page: Page, server: ServerProcess) -> None:
+    open_dashboard(page, server)
+    symbol_msg = page.get_by_test_id("symbol-msg")
+    page.get_by_test_id("symbol-add").click()
+    expect(symbol_msg).to_contain_text("Enter a symbol")
+    page.get_by_test_id("symbol-input").fill("no way!")
+    page.get_by_test_id("symbol-add").click()
+    expect(symbol_msg).to_contain_text("not a valid symbol")
+
+    alert_msg = page.get_by_test_id("alert-msg")
+    page.get_by_test_id("alert-create").click()
+    expect(alert_msg).to_contain_text("Enter the symbol")
+    page.get_by_test_id("alert-symbol").fill("AAPL")
+    page.get_by_test_id("alert-threshold").fill("lots")
+    page.get_by_test_id("alert-create").click()
+    expect(alert_msg).to_contain_text("not a number")
+    page.get_by_test_id("alert-threshold").fill("-5")  # the server's validation answers this one
+    page.get_by_test_id("alert-create").click()
+    expect(alert_msg).to_contain_text("Alert not created")
+    expect(alert_msg).to_have_attribute("data-kind", "error")
+
+    session_msg = page.get_by_test_id("session-msg")
+    page.get_by_test_id("session-create").click()
+    expect(session_msg).to_contain_text("Enter at least one holding")
+    page.get_by_test_id("session-holdings").fill("AAPL:-3")
+    page.get_by_test_id("session-create").click()
+    expect(session_msg).to_contain_text("positive number")
+    page.get_by_test_id("session-holdings").fill("AAPL:10")
+    page.get_by_test_id("session-id-input").fill("e2e-duplicate")
+    page.get_by_test_id("session-create").click()
+    expect(page.get_by_test_id("session-view")).to_be_visible()
+    page.get_by_test_id("session-create").click()  # the same id again: the server says 409
+    expect(session_msg).to_contain_text("Session not opened")
+    shot(page, "05-bad-input")
+
+
+def test_page_reconnects_by_itself_after_a_server_restart(
+    page: Page, server: ServerProcess, console: Console
+) -> None:
+    open_dashboard(page, server)
+    add_symbol(page, "AAPL")
+    open_session(page, "AAPL:10, MSFT:5")
+    alerts_conn = page.get_by_test_id("conn-alerts")
+    session_conn = page.get_by_test_id("conn-session")
+    expect(alerts_conn).to_have_attribute("data-state", "live")
+    server.stop()
+    expect(alerts_conn).to_have_attribute("data-state", "reconnecting")
+    expect(session_conn).to_have_attribute("data-state", "reconnecting")
+    shot(page, "06-reconnecting")
+    server.start()
+    expect(alerts_conn).to_have_attribute("data-state", "live", timeout=30_000)
+    expect(session_conn).to_have_attribute("data-state", "live", timeout=30_000)
+    price = page.get_by_test_id("price-AAPL")
+    before = price.inner_text()
+    expect(price).not_to_have_text(before, timeout=30_000)
+    page.get_by_test_id("holding-MSFT").click()
+    expect(page.get_by_test_id("analysis-state")).to_have_attribute(
+        "data-state", "complete", timeout=60_000
+    )
+    shot(page, "06-reconnected")
+    # the browser logs the refused connections while the server was down; nothing else
+    unexpected = [
+        e for e in console.errors if "ERR_CONNECTION_REFUSED" not in e and "WebSocket" not in e
+    ]
+    assert unexpected == []
