@@ -33,6 +33,13 @@ from marketpulse.domain.quotes import Bar, StockData
 from marketpulse.errors import MarketDataError, PermanentSourceError, TransientSourceError
 
 T = TypeVar("T")
+META_KEYS = (
+    "regularMarketPrice",
+    "regularMarketTime",
+    "regularMarketVolume",
+    "regularMarketDayHigh",
+    "regularMarketDayLow",
+)
 
 
 def translate(symbol: str, exc: Exception) -> MarketDataError:
@@ -46,9 +53,19 @@ def translate(symbol: str, exc: Exception) -> MarketDataError:
         return TransientSourceError(text)  # Yahoo's 429/5xx bodies are text/HTML, not JSON
     if isinstance(exc, yfx.YFDataException) and "CURRENTLY DOWN" in str(exc):
         return TransientSourceError(text)
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
+        return PermanentSourceError(text)  # an HTTPError for a 404 and the like
     if isinstance(exc, (OSError, TimeoutError)):
         return TransientSourceError(text)  # requests and curl_cffi errors are OSErrors
     return PermanentSourceError(text)
+
+
+def as_utc(when: Any) -> datetime:
+    """A UTC datetime from epoch seconds or a pandas Timestamp (yfinance formats meta times)."""
+    if hasattr(when, "to_pydatetime"):
+        return when.to_pydatetime().astimezone(UTC)  # type: ignore[no-any-return]
+    return datetime.fromtimestamp(int(when), UTC)
 
 
 def frame_bars(frame: Any) -> list[Bar]:
@@ -83,12 +100,7 @@ def quote_from(symbol: str, frame: Any, meta: dict[str, Any]) -> StockData:
     previous = float(earlier.iloc[-1]) if len(earlier) else None
     try:
         price = float(meta.get("regularMarketPrice") or last["Close"])
-        when = meta.get("regularMarketTime")
-        stamp = (
-            datetime.fromtimestamp(int(when), UTC)
-            if when
-            else frame.index[-1].to_pydatetime().astimezone(UTC)
-        )
+        stamp = as_utc(meta.get("regularMarketTime") or frame.index[-1])
         return StockData(
             symbol=symbol,
             price=price,
@@ -147,7 +159,8 @@ class YahooProvider:
             timeout=self._timeout_s,
         )
         meta = ticker.get_history_metadata() or {}
-        return frame, dict(meta)
+        # a lazy mapping: read only the plain keys (copying it whole loads trading periods)
+        return frame, {k: meta[k] for k in META_KEYS if k in meta}
 
     async def _run(self, symbol: str, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,146 @@
+"""A local market-data HTTP server for offline tests (aiohttp.web on 127.0.0.1).
+
+Serves the recorded Yahoo chart and NSE quote bodies from tests/fixtures, and misbehaves on
+demand: ``server.faults`` is a queue of scripted answers consumed by API requests (the NSE
+warm-up ``GET /`` and Yahoo's cookie/crumb endpoints always answer normally).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.parse
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from aiohttp import web
+from requests.adapters import HTTPAdapter
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CHARTS = {
+    "MSFT": "yahoo_chart_MSFT_1d_6mo_2025-10-29.json",
+    "TCS.NS": "yahoo_chart_TCS.NS_1d_1mo_2026-10-05.json",
+}
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+@dataclass
+class Fault:
+    status: int = 200
+    body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: bool = False
+
+
+class MarketServer:
+    def __init__(self) -> None:
+        self.faults: deque[Fault] = deque()
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (path?query, cookies)
+        self.api_calls = 0
+        self.release = asyncio.Event()
+        self.any_chart_is = ""  # serve this chart for every symbol (concurrency test)
+        self.call_times: list[float] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        self.release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.path_qs, dict(request.cookies)))
+        path = request.path
+        if path == "/" or path.endswith("getcrumb"):
+            resp = web.Response(text="crumb" if "crumb" in path else "<html>home</html>")
+            resp.set_cookie("nsit", "warm")
+            return resp
+        self.api_calls += 1
+        self.call_times.append(time.monotonic())
+        if self.faults:
+            fault = self.faults.popleft()
+            if fault.hang:
+                await self.release.wait()
+            return web.Response(status=fault.status, text=fault.body, headers=fault.headers)
+        return self._recorded(request)
+
+    def _recorded(self, request: web.Request) -> web.Response:
+        path, q = request.path, request.query
+        if path.startswith("/v8/finance/chart/"):
+            symbol = urllib.parse.unquote(path.rsplit("/", 1)[1])
+            name = self.any_chart_is or CHARTS.get(symbol)
+            if name is None:
+                body = fixture("yahoo_chart_error_404_SIX_not_found.json")
+                return web.Response(status=404, text=body, content_type="application/json")
+            return web.Response(text=fixture(name), content_type="application/json")
+        if path == "/api/NextApi/apiClient/GetQuoteApi":
+            if q.get("symbol") == "HDFCBANK":
+                row = json.loads(
+                    fixture("nse_nextapi_getSymbolData_HDFCBANK_2026-05-27_equityResponse0.json")
+                )
+                return web.json_response({"equityResponse": [row]})
+            return web.Response(status=404, text='{"msg": "not found"}')
+        if path == "/api/quote-equity" and q.get("symbol") == "INFY":
+            if q.get("section") == "trade_info":
+                return web.Response(text=fixture("nse_quote_equity_trade_info_2023-12-06.json"))
+            return web.Response(text=fixture("nse_quote_equity_INFY_2023-10-16.json"))
+        return web.Response(status=404, text="{}")
+
+
+class RedirectAdapter(HTTPAdapter):
+    """A requests transport that sends every URL to the local server (for yfinance)."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self._base = urllib.parse.urlsplit(base)
+
+    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        u = urllib.parse.urlsplit(request.url)
+        request.url = urllib.parse.urlunsplit(
+            (self._base.scheme, self._base.netloc, u.path, u.query, "")
+        )
+        return super().send(request, **kwargs)
+
+
+def redirecting_session(base: str) -> requests.Session:
+    session = requests.Session()
+    adapter = RedirectAdapter(base)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+class FakeTime:
+    """A monotonic clock and sleep we own: sleeping advances the clock at once and is recorded."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+        await asyncio.sleep(0)
