@@ -124,6 +124,14 @@ def _momentum(closes: FloatArray) -> float | None:
     return m if math.isfinite(m) else None
 
 
+def _intersect(a: StrArray, b: StrArray) -> StrArray:
+    # Holdings usually share a calendar: equal arrays skip intersect1d's sort.
+    if a.shape == b.shape and np.array_equal(a, b):
+        return a
+    out: StrArray = np.intersect1d(a, b, assume_unique=True)
+    return out
+
+
 def common_returns(
     series: Sequence[tuple[StrArray, FloatArray]], window: int = TRADING_DAYS
 ) -> tuple[StrArray, FloatArray]:
@@ -132,9 +140,7 @@ def common_returns(
     R has one row per return (dated by its later day) and one column per series; prices are
     joined on the common dates first (inner join, no filling), then r_t = p_t / p_{t−1} − 1.
     """
-    common = reduce(lambda a, b: np.intersect1d(a, b, assume_unique=True), (d for d, _ in series))[
-        -(window + 1) :
-    ]
+    common = reduce(_intersect, (d for d, _ in series))[-(window + 1) :]
     n = len(series)
     p = np.empty((common.size, n), dtype=np.float64)
     for k, (dates, closes) in enumerate(series):
