@@ -1,0 +1,196 @@
+"""Fault tests: the fetch policy against a misbehaving local server, on a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from market_http import FakeTime, Fault, MarketServer
+from marketpulse.adapters import keys
+from marketpulse.adapters.embedded_redis import free_port
+from marketpulse.adapters.market.nse import NseProvider
+from marketpulse.adapters.market.provider import QuoteProvider
+from marketpulse.adapters.market.simulated import SimulatedSource
+from marketpulse.adapters.market.tick_provider import TickQuoteProvider
+from marketpulse.adapters.quote_cache import CacheManager
+from marketpulse.errors import QuoteUnavailable
+from marketpulse.services.clock import ManualClock
+from marketpulse.services.fetcher import DataFetcher
+from marketpulse.services.provider_guard import FetchPolicy
+from marketpulse.services.retry import RetryPolicy
+
+BASE = 0.5
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[MarketServer]:
+    srv = MarketServer()
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    return FakeTime()
+
+
+def policy(fake: FakeTime, **kw: object) -> FetchPolicy:
+    base: dict[str, object] = {
+        "timeout_s": 2.0,
+        "retry": RetryPolicy(max_attempts=3, base_s=BASE, cap_s=4.0),
+        "breaker_failures": 100,
+        "breaker_cooldown_s": 30.0,
+        "now": fake.now,
+        "sleep": fake.sleep,
+        "uniform": lambda lo, hi: hi,  # jitter pinned to its ceiling
+    }
+    base.update(kw)
+    return FetchPolicy(**base)  # type: ignore[arg-type]
+
+
+def fetcher(
+    providers: list[QuoteProvider], pol: FetchPolicy, cache: CacheManager | None = None
+) -> DataFetcher:
+    return DataFetcher(providers, cache=cache, clock=ManualClock(3), policy=pol)
+
+
+async def test_429_with_retry_after_waits_what_the_server_asked(
+    server: MarketServer, fake: FakeTime
+) -> None:
+    server.faults.append(Fault(429, "Edge: Too Many Requests", {"Retry-After": "7"}))
+    f = fetcher([NseProvider(server.url)], policy(fake))
+    q = await f.fetch_stock_data("HDFCBANK")
+    assert q.price == 764.9
+    assert fake.sleeps == [7.0]
+    await f.close()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(429, "Edge: Too Many Requests"),
+        Fault(500, "<html>oops</html>"),
+        Fault(503, "busy"),
+    ],
+    ids=["429-no-retry-after", "500", "503"],
+)
+async def test_transient_errors_retry_bounded_then_fall_back(
+    server: MarketServer, fake: FakeTime, fault: Fault
+) -> None:
+    server.faults.extend([fault] * 10)
+    sim = TickQuoteProvider(SimulatedSource(seed=1))
+    f = fetcher([NseProvider(server.url), sim], policy(fake))
+    q = await f.fetch_stock_data("HDFCBANK")
+    assert q.source == sim.name
+    assert server.api_calls == 3  # max_attempts, no more
+    assert fake.sleeps == [BASE, 2 * BASE]  # exponential ceilings (jitter pinned high)
+    assert f.counters.calls[("nse", "transient")] == 3
+    await f.close()
+
+
+async def test_full_jitter_stays_under_the_ceiling(server: MarketServer, fake: FakeTime) -> None:
+    import random
+
+    rng = random.Random(5)
+    server.faults.extend([Fault(500)] * 3)
+    f = fetcher([NseProvider(server.url)], policy(fake, uniform=rng.uniform))
+    with pytest.raises(QuoteUnavailable):
+        await f.fetch_stock_data("HDFCBANK")
+    assert len(fake.sleeps) == 2
+    assert 0 <= fake.sleeps[0] <= BASE
+    assert 0 <= fake.sleeps[1] <= 2 * BASE
+    await f.close()
+
+
+async def test_hang_past_the_timeout_is_retried_then_falls_back(
+    server: MarketServer, fake: FakeTime
+) -> None:
+    server.faults.extend([Fault(hang=True)] * 2)
+    sim = TickQuoteProvider(SimulatedSource(seed=1))
+    pol = policy(fake, timeout_s=0.2, retry=RetryPolicy(max_attempts=2, base_s=BASE))
+    f = fetcher([NseProvider(server.url), sim], pol)
+    q = await f.fetch_stock_data("HDFCBANK")
+    assert q.source == sim.name
+    assert f.counters.calls[("nse", "timeout")] == 2
+    assert fake.sleeps == [BASE]
+    await f.close()
+
+
+async def test_garbage_json_is_not_retried(server: MarketServer, fake: FakeTime) -> None:
+    server.faults.append(Fault(200, '{"equityResponse": [ garbage'))
+    sim = TickQuoteProvider(SimulatedSource(seed=1))
+    f = fetcher([NseProvider(server.url), sim], policy(fake))
+    q = await f.fetch_stock_data("HDFCBANK")
+    assert q.source == sim.name
+    assert server.api_calls == 1
+    assert fake.sleeps == []
+    await f.close()
+
+
+async def test_connection_refused_is_transient(fake: FakeTime) -> None:
+    sim = TickQuoteProvider(SimulatedSource(seed=1))
+    f = fetcher([NseProvider(f"http://127.0.0.1:{free_port()}"), sim], policy(fake))
+    q = await f.fetch_stock_data("HDFCBANK")
+    assert q.source == sim.name
+    assert fake.sleeps == [BASE, 2 * BASE]
+    status = f.provider_status()[0]
+    assert status["calls_failed"] == 3
+    assert "ClientConnectorError" in str(status["last_error"])
+    await f.close()
+
+
+async def test_breaker_opens_then_half_opens_and_closes(
+    server: MarketServer, fake: FakeTime
+) -> None:
+    server.faults.extend([Fault(500)] * 2)
+    sim = TickQuoteProvider(SimulatedSource(seed=1))
+    pol = policy(fake, retry=RetryPolicy(max_attempts=1), breaker_failures=2)
+    f = fetcher([NseProvider(server.url), sim], pol)
+    for _ in range(2):
+        assert (await f.fetch_stock_data("HDFCBANK")).source == sim.name
+    assert f.provider_status()[0]["circuit"] == "open"
+    calls = server.api_calls
+    assert (await f.fetch_stock_data("HDFCBANK")).source == sim.name
+    assert server.api_calls == calls  # refused without touching the provider
+    fake.t += 31.0
+    assert f.provider_status()[0]["circuit"] == "half_open"
+    q = await f.fetch_stock_data("HDFCBANK")  # the trial call; the server is healthy again
+    assert q.source == "nse"
+    assert f.provider_status()[0]["circuit"] == "closed"
+    await f.close()
+
+
+async def test_stale_last_good_quote_served_when_everything_fails(
+    server: MarketServer, fake: FakeTime, redis_client: Redis
+) -> None:
+    wall = [5000.0]
+    cache = CacheManager(redis=redis_client, ttl=300, now=lambda: wall[0])
+    f = DataFetcher(
+        [NseProvider(server.url)], cache=cache, clock=ManualClock(), policy=policy(fake),
+        wall=lambda: wall[0],
+    )  # fmt: skip
+    fresh = await f.fetch_stock_data("HDFCBANK")
+    assert not fresh.stale
+    await redis_client.delete(keys.quote_cache("HDFCBANK"))  # as if the TTL had passed
+    server.faults.extend([Fault(500)] * 3)
+    wall[0] += 42.0
+    stale = await f.fetch_stock_data("HDFCBANK")
+    assert stale.stale
+    assert stale.age_s == pytest.approx(42.0)
+    assert stale.price == fresh.price
+    assert f.counters.stale_served == 1
+    await f.close()
+
+
+async def test_batch_never_raises_for_one_bad_symbol(server: MarketServer, fake: FakeTime) -> None:
+    f = fetcher([NseProvider(server.url)], policy(fake))
+    got = await f.fetch_batch_data(["HDFCBANK", "NOSUCH", "bad symbol!", "INFY"])
+    assert set(got) == {"HDFCBANK", "INFY"}
+    with pytest.raises(QuoteUnavailable):
+        await f.fetch_stock_data("NOSUCH")
+    await f.close()
