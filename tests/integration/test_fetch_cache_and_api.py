@@ -1,0 +1,146 @@
+"""The quote cache (one MGET / one pipeline, tick-scoped entries), validation, and the route."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from marketpulse.adapters.market.simulated import SimulatedSource
+from marketpulse.adapters.market.tick_provider import TickQuoteProvider
+from marketpulse.adapters.quote_cache import CacheManager
+from marketpulse.api.errors import install_error_handlers
+from marketpulse.api.routes_quotes import router
+from marketpulse.domain.quotes import Bar, StockData
+from marketpulse.errors import PermanentSourceError
+from marketpulse.services.clock import ManualClock, RedisTickClock
+from marketpulse.services.fetcher import DataFetcher
+
+
+def quote(symbol: str, price: float, source: str = "test") -> StockData:
+    return StockData(
+        symbol=symbol, price=price, volume=10, timestamp=datetime(2026, 1, 2, tzinfo=UTC),
+        high=price * 1.01, low=price * 0.99, open=price, close=price, source=source,
+    )  # fmt: skip
+
+
+class CountingTicks(TickQuoteProvider):
+    """The simulated market, counting how often it is asked."""
+
+    def __init__(self) -> None:
+        super().__init__(SimulatedSource(seed=3))
+        self.calls = 0
+
+    async def quote(self, symbol: str, tick: int) -> StockData:
+        self.calls += 1
+        return await super().quote(symbol, tick)
+
+
+class Scripted:
+    """A live provider we own that answers the prices it is given (None: unknown symbol)."""
+
+    name = "scripted"
+    live = True
+
+    def __init__(self, prices: list[float | None]) -> None:
+        self.prices = prices
+
+    async def quote(self, symbol: str, tick: int) -> StockData:
+        price = self.prices.pop(0)
+        if price is None:
+            raise PermanentSourceError("unknown")
+        return quote(symbol, price, self.name)
+
+    async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
+        raise PermanentSourceError("none")
+
+
+async def commandstats(r: Redis) -> dict[str, int]:
+    info = await r.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+
+async def test_cache_round_trip_and_counters(redis_client: Redis) -> None:
+    cache = CacheManager(redis=redis_client)
+    await cache.connect()
+    assert await cache.get_stock_data("AAPL") is None
+    await cache.set_stock_data("AAPL", quote("AAPL", 190.5), ttl=300)
+    got = await cache.get_stock_data("AAPL")
+    assert got is not None
+    assert got.price == 190.5
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert 0 < await redis_client.ttl(b"mp:cache:quote:AAPL") <= 300
+
+
+async def test_batch_is_one_mget_and_one_pipeline(redis_client: Redis) -> None:
+    cache = CacheManager(redis=redis_client)
+    symbols = [f"S{i}" for i in range(50)]
+    await redis_client.config_resetstat()
+    await cache.set_many({s: quote(s, 10.0 + i) for i, s in enumerate(symbols)}, ttl=60)
+    got = await cache.get_many(symbols)
+    stats = await commandstats(redis_client)
+    assert len(got) == 50
+    assert stats.get("mget") == 1
+    assert "get" not in stats
+    assert stats.get("set") == 50  # sent in one pipeline
+    assert all(k.startswith(b"mp:cache:") for k in await redis_client.keys("*"))
+
+
+async def test_tick_quote_is_never_served_at_another_tick(redis_client: Redis) -> None:
+    ticks = CountingTicks()
+    clock = ManualClock(7)
+    f = DataFetcher([ticks], cache=CacheManager(redis=redis_client), clock=clock)
+    a = await f.fetch_stock_data("AAPL")
+    assert (await f.fetch_stock_data("AAPL")).price == a.price
+    assert ticks.calls == 1  # cached for tick 7
+    clock.advance()
+    b = await f.fetch_stock_data("AAPL")
+    assert ticks.calls == 2  # tick 8: not the tick-7 entry
+    assert b.price == (await ticks.quote("AAPL", 8)).price
+    assert b.previous_close == a.price
+
+
+async def test_redis_tick_clock(redis_client: Redis) -> None:
+    clock = RedisTickClock(redis_client)
+    assert await clock.tick() == 0
+    await redis_client.set(b"mp:market:tick", 12)
+    assert await clock.tick() == 12
+
+
+@pytest.mark.parametrize("bad", [math.nan, -1.0, 0.0, 100 * 190.0, 190.0 / 100])
+async def test_insane_or_jumping_quotes_are_rejected(redis_client: Redis, bad: float) -> None:
+    live = Scripted([190.0, bad])
+    sim = TickQuoteProvider(SimulatedSource(seed=3))
+    f = DataFetcher([live, sim], cache=CacheManager(redis=redis_client), clock=ManualClock())
+    assert (await f.fetch_stock_data("AAPL")).source == "scripted"
+    await redis_client.delete(b"mp:cache:quote:AAPL")
+    assert (await f.fetch_stock_data("AAPL")).source == sim.name
+    assert f.counters.rejected == 1
+
+
+async def test_quotes_route(redis_client: Redis) -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(router)
+    app.state.fetcher = DataFetcher(
+        [Scripted([190.0, None])], cache=CacheManager(redis=redis_client), clock=ManualClock()
+    )
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        ok = await client.get("/api/quotes/AAPL")
+        assert ok.status_code == 200
+        body = ok.json()
+        assert (body["symbol"], body["price"], body["source"], body["stale"]) == (
+            "AAPL", 190.0, "scripted", False,
+        )  # fmt: skip
+        assert "age_s" in body
+        bad = await client.get("/api/quotes/not a symbol")
+        assert bad.status_code == 422
+        assert bad.json()["error"]["code"] == "invalid_symbol"
+        gone = await client.get("/api/quotes/MSFT")
+        assert gone.status_code == 503
+        assert gone.json()["error"]["code"] == "quote_unavailable"
