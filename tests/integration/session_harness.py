@@ -1,0 +1,147 @@
+"""A real server for tests: create_app served by uvicorn in-process on a free port, plus a
+WebSocket client that records every message it receives (for checkers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+import websockets
+from fastapi import FastAPI
+
+from marketpulse.adapters.embedded_redis import free_port
+from marketpulse.api.app import create_app
+from marketpulse.config import Settings
+
+
+@dataclass
+class Server:
+    app: FastAPI
+    base: str
+    http: httpx.AsyncClient
+
+    @property
+    def ws_base(self) -> str:
+        return self.base.replace("http://", "ws://")
+
+    async def create_session(
+        self, holdings: dict[str, float], sid: str | None = None
+    ) -> tuple[str, str, dict[str, Any]]:
+        body: dict[str, Any] = {"holdings": holdings}
+        if sid is not None:
+            body["session_id"] = sid
+        r = await self.http.post("/api/sessions", json=body)
+        assert r.status_code == 201, r.text
+        data = r.json()
+        return data["session_id"], data["token"], data["state"]
+
+    async def connect(self, sid: str, token: str, **kw: Any) -> Client:
+        ws = await websockets.connect(f"{self.ws_base}/ws/sessions/{sid}?token={token}", **kw)
+        client = Client(ws)
+        client.start()
+        await client.next("session")
+        return client
+
+
+def settings_for(redis_url: str, **overrides: Any) -> Settings:
+    port = free_port()
+    base: dict[str, Any] = {
+        "redis_url": redis_url,
+        "port": port,
+        "market_interval": 3600.0,  # tests drive revaluations by hand unless they say otherwise
+        "metric_delay": "0.01-0.05",
+        "session_ttl": 3600,
+    }
+    base.update(overrides)
+    return Settings(**base)
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Server]:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=settings.port,
+        ws_max_size=4096,
+        ws_per_message_deflate=False,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    try:
+        async with asyncio.timeout(20):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)  # wait-ok: uvicorn exposes readiness only as a flag
+        base = f"http://127.0.0.1:{settings.port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            yield Server(app=app, base=base, http=http)
+    finally:
+        server.should_exit = True
+        await task
+
+
+@dataclass
+class Client:
+    """Records every message; ``next(type)`` awaits the next unread message of a type."""
+
+    ws: Any
+    log: list[dict[str, Any]] = field(default_factory=list)
+    closed: asyncio.Future[int | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    _cursor: dict[str, int] = field(default_factory=dict)
+    _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._reader())
+
+    async def _reader(self) -> None:
+        try:
+            async for raw in self.ws:
+                msg = json.loads(raw)
+                async with self._arrived:
+                    self.log.append(msg)
+                    self._arrived.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            if not self.closed.done():
+                self.closed.set_result(self.ws.close_code)
+            async with self._arrived:
+                self._arrived.notify_all()
+
+    async def next(self, type_: str, within: float = 10.0, **match: Any) -> dict[str, Any]:
+        start = self._cursor.get(type_, 0)
+        async with asyncio.timeout(within), self._arrived:
+            while True:
+                for i in range(start, len(self.log)):
+                    m = self.log[i]
+                    if m.get("type") == type_ and all(m.get(k) == v for k, v in match.items()):
+                        self._cursor[type_] = i + 1
+                        return m
+                start = len(self.log)
+                if self.closed.done():
+                    raise AssertionError(f"closed ({self.closed.result()}) before {type_} {match}")
+                await self._arrived.wait()
+
+    async def send(self, obj: Any) -> None:
+        await self.ws.send(obj if isinstance(obj, (str, bytes)) else json.dumps(obj))
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self._task is not None:
+            await self._task
+
+    def of(self, type_: str) -> list[dict[str, Any]]:
+        return [m for m in self.log if m.get("type") == type_]

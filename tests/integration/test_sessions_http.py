@@ -1,0 +1,104 @@
+"""The HTTP contract of sessions, against a real server and a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from session_harness import Server, serve, settings_for
+
+HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
+
+
+@pytest.fixture
+async def server(redis_url: str) -> AsyncIterator[Server]:
+    async with serve(settings_for(redis_url)) as s:
+        yield s
+
+
+async def test_create_returns_token_and_the_documented_state(server: Server) -> None:
+    sid, token, state = await server.create_session(HOLDINGS, "user-123")
+    assert sid == "user-123" and len(token) >= 43
+    assert set(state) == {
+        "session_id", "holdings", "total_value", "current_analysis", "analysis_results",
+        "last_activity", "version", "basis_version", "prices", "valued_at",
+    }  # fmt: skip
+    assert state["holdings"] == {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
+    expected = round(sum(q * state["prices"][t] for t, q in HOLDINGS.items()), 2)
+    assert state["total_value"] == pytest.approx(expected)
+    assert state["basis_version"] == 1 and state["analysis_results"] == []
+    assert state["last_activity"].endswith("Z") and state["valued_at"].endswith("Z")
+
+
+async def test_duplicate_id_is_409(server: Server) -> None:
+    await server.create_session(HOLDINGS, "dup")
+    r = await server.http.post("/api/sessions", json={"session_id": "dup", "holdings": HOLDINGS})
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "session_exists"
+
+
+async def test_wrong_or_foreign_token_looks_like_a_missing_session(server: Server) -> None:
+    sid, token, _ = await server.create_session(HOLDINGS, "mine")
+    _, other_token, _ = await server.create_session(HOLDINGS, "theirs")
+    missing = await server.http.get(
+        "/api/sessions/nope", headers={"Authorization": f"Bearer {token}"}
+    )
+    wrong = await server.http.get(f"/api/sessions/{sid}", headers={"Authorization": "Bearer x" * 3})
+    foreign = await server.http.get(
+        f"/api/sessions/{sid}", headers={"Authorization": f"Bearer {other_token}"}
+    )
+    none = await server.http.get(f"/api/sessions/{sid}")
+    for r in (wrong, foreign, none):
+        assert r.status_code == missing.status_code == 404
+        assert r.json() == missing.json()
+    ok = await server.http.get(f"/api/sessions/{sid}", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200 and ok.json()["session_id"] == sid
+
+
+async def test_token_is_stored_only_as_a_hash(server: Server) -> None:
+    sid, token, _ = await server.create_session(HOLDINGS, "hashed")
+    raw = await server.app.state.redis.hgetall(f"mp:{{{sid}}}:session")
+    assert token.encode() not in b"".join(raw.values())
+
+
+async def test_put_holdings_bumps_basis_and_delete_removes(server: Server) -> None:
+    sid, token, state = await server.create_session(HOLDINGS, "h")
+    auth = {"Authorization": f"Bearer {token}"}
+    r = await server.http.put(
+        f"/api/sessions/{sid}/holdings", json={"holdings": {"AAPL": 10}}, headers=auth
+    )
+    assert r.status_code == 200
+    assert r.json()["basis_version"] == state["basis_version"] + 1
+    assert r.json()["holdings"] == {"AAPL": 10}
+    assert (await server.http.delete(f"/api/sessions/{sid}", headers=auth)).status_code == 204
+    assert (await server.http.get(f"/api/sessions/{sid}", headers=auth)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"holdings": {}},
+        {"holdings": {"AAPL": -1}},
+        {"holdings": {"AAPL": 0}},
+        {"holdings": {"not a ticker!": 1}},
+        {"holdings": {"AAPL": "many"}},
+        {"holdings": {"AAPL": 1}, "session_id": "bad id with spaces"},
+        {"holdings": {"AAPL": 1}, "surprise": True},
+        {},
+    ],
+)
+async def test_bad_input_is_422_with_a_clear_error_and_nothing_stored(
+    server: Server, body: dict[str, object]
+) -> None:
+    r = await server.http.post("/api/sessions", json=body)
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["code"] in {"invalid_input", "invalid_ticker"} and err["message"]
+    assert await server.app.state.redis.zcard("mp:sessions") == 0
+
+
+async def test_not_json_is_422(server: Server) -> None:
+    r = await server.http.post(
+        "/api/sessions", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422 and "error" in r.json()

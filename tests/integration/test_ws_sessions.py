@@ -1,0 +1,220 @@
+"""The WebSocket protocol of DESIGN.md, message by message, against a real server and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import websockets
+from session_harness import Server, serve, settings_for
+
+from marketpulse.domain.metrics import METRIC_NAMES
+
+HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
+RESULT_FIELDS = {"type", "ticker", "metric", "value", "timestamp", "run_id", "basis_version", "id"}
+
+
+@pytest.fixture
+async def server(redis_url: str) -> AsyncIterator[Server]:
+    async with serve(settings_for(redis_url)) as s:
+        yield s
+
+
+async def test_snapshot_first_then_five_results_then_complete(server: Server) -> None:
+    sid, token, _ = await server.create_session(HOLDINGS)
+    c = await server.connect(sid, token)
+    assert c.log[0]["type"] == "session" and c.log[0]["state"]["session_id"] == sid
+    await c.send({"action": "analyze", "ticker": "AAPL"})
+    started = await c.next("analysis_started")
+    assert set(started) == {"type", "ticker", "run_id", "basis_version", "timestamp"}
+    done = await c.next("analysis_complete")
+    assert done == {"type": "analysis_complete", "ticker": "AAPL", "run_id": started["run_id"]}
+    results = c.of("analysis_result")
+    assert sorted(r["metric"] for r in results) == sorted(METRIC_NAMES)
+    for r in results:
+        assert RESULT_FIELDS <= set(r) <= RESULT_FIELDS | {"details"}
+        assert r["run_id"] == started["run_id"] and r["basis_version"] == started["basis_version"]
+    # complete comes after every result
+    kinds = [m["type"] for m in c.log]
+    assert kinds.index("analysis_complete") > max(
+        i for i, k in enumerate(kinds) if k == "analysis_result"
+    )
+    state = (
+        await server.http.get(f"/api/sessions/{sid}", headers={"Authorization": f"Bearer {token}"})
+    ).json()
+    assert {r["id"] for r in state["analysis_results"]} == {r["id"] for r in results}
+    assert state["current_analysis"]["status"] == "complete"
+    await c.close()
+
+
+async def test_analyze_running_ticker_is_a_noop_answering_the_run_id(redis_url: str) -> None:
+    async with serve(settings_for(redis_url, metric_delay="0.5")) as server:
+        sid, token, _ = await server.create_session(HOLDINGS)
+        c = await server.connect(sid, token)
+        await c.send({"action": "analyze", "ticker": "AAPL"})
+        first = await c.next("analysis_started")
+        await c.send({"action": "analyze", "ticker": "AAPL"})
+        again = await c.next("analysis_started")
+        assert again["run_id"] == first["run_id"]
+        await c.next("analysis_complete")
+        assert len(c.of("analysis_result")) == 5
+        assert not c.of("analysis_cancelled")
+        await c.close()
+
+
+async def test_switch_cancels_the_old_run_and_none_of_its_results_follow(redis_url: str) -> None:
+    async with serve(settings_for(redis_url, metric_delay="0.2-0.4")) as server:
+        sid, token, _ = await server.create_session(HOLDINGS)
+        c = await server.connect(sid, token)
+        await c.send({"action": "analyze", "ticker": "AAPL"})
+        old = await c.next("analysis_started")
+        await c.send({"action": "analyze", "ticker": "MSFT"})
+        cancelled = await c.next("analysis_cancelled")
+        assert cancelled == {
+            "type": "analysis_cancelled",
+            "ticker": "AAPL",
+            "run_id": old["run_id"],
+            "reason": "superseded",
+        }
+        new = await c.next("analysis_started", ticker="MSFT")
+        await c.next("analysis_complete", run_id=new["run_id"])
+        i_switch = c.log.index(cancelled)
+        assert not [
+            m
+            for m in c.log[i_switch:]
+            if m.get("run_id") == old["run_id"] and m["type"] == "analysis_result"
+        ]
+        assert (
+            len(
+                [
+                    m
+                    for m in c.log
+                    if m["type"] == "analysis_result" and m["run_id"] == new["run_id"]
+                ]
+            )
+            == 5
+        )
+        assert not server.app.state.engine.runs  # the superseded task was cancelled and awaited
+        await c.close()
+
+
+async def test_cancel(redis_url: str) -> None:
+    async with serve(settings_for(redis_url, metric_delay="0.5")) as server:
+        sid, token, _ = await server.create_session(HOLDINGS)
+        c = await server.connect(sid, token)
+        await c.send({"action": "analyze", "ticker": "GOOGL"})
+        run = await c.next("analysis_started")
+        await c.send({"action": "cancel"})
+        msg = await c.next("analysis_cancelled")
+        assert msg["reason"] == "cancelled" and msg["run_id"] == run["run_id"]
+        await c.send({"action": "ping"})
+        await c.next("pong")
+        assert not [m for m in c.log[c.log.index(msg) :] if m["type"] == "analysis_result"]
+        await c.close()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", "bad_json"),
+        ('{"action": "dance"}', "unknown_action"),
+        ('["analyze"]', "unknown_action"),
+        ('{"action": "analyze", "ticker": "TSLA"}', "not_in_portfolio"),
+        ('{"action": "analyze", "ticker": "no way!"}', "invalid_ticker"),
+        ('{"action": "analyze"}', "invalid_ticker"),
+        (b"\x00\x01binary", "bad_message"),
+    ],
+)
+async def test_bad_message_gets_an_error_and_the_connection_stays_open(
+    server: Server, frame: str | bytes, code: str
+) -> None:
+    sid, token, _ = await server.create_session(HOLDINGS)
+    c = await server.connect(sid, token)
+    await c.send(frame)
+    err = await c.next("error")
+    assert err["code"] == code and err["message"]
+    await c.send({"action": "ping"})
+    await c.next("pong")
+    await c.close()
+
+
+async def test_message_over_4kib_closes_1009(server: Server) -> None:
+    sid, token, _ = await server.create_session(HOLDINGS)
+    c = await server.connect(sid, token)
+    await c.send('{"action":"ping","pad":"' + "x" * 5000 + '"}')
+    assert await asyncio.wait_for(c.closed, 10) == 1009
+
+
+async def test_foreign_origin_and_bad_token_are_refused_at_the_handshake(server: Server) -> None:
+    sid, token, _ = await server.create_session(HOLDINGS)
+    url = f"{server.ws_base}/ws/sessions/{sid}"
+    with pytest.raises(websockets.InvalidStatus) as bad_origin:
+        await websockets.connect(
+            f"{url}?token={token}", origin=websockets.Origin("http://evil.example")
+        )
+    with pytest.raises(websockets.InvalidStatus) as bad_token:
+        await websockets.connect(f"{url}?token=wrong")
+    with pytest.raises(websockets.InvalidStatus) as missing:
+        await websockets.connect(f"{server.ws_base}/ws/sessions/nobody?token={token}")
+    assert bad_origin.value.response.status_code == 403
+    assert bad_token.value.response.status_code == missing.value.response.status_code == 403
+    own = websockets.Origin(server.base)
+    c = await server.connect(sid, token, origin=own)  # the service's own origin is allowed
+    await c.close()
+
+
+async def test_expired_session_closes_sockets_4404_and_http_404(redis_url: str) -> None:
+    async with serve(settings_for(redis_url, session_ttl=1)) as server:
+        sid, token, _ = await server.create_session(HOLDINGS)
+        c = await server.connect(sid, token)
+        assert await asyncio.wait_for(c.closed, 10) == 4404
+        r = await server.http.get(
+            f"/api/sessions/{sid}", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert r.status_code == 404
+
+
+async def test_delete_closes_open_sockets_4404(server: Server) -> None:
+    sid, token, _ = await server.create_session(HOLDINGS)
+    c = await server.connect(sid, token)
+    await server.http.delete(f"/api/sessions/{sid}", headers={"Authorization": f"Bearer {token}"})
+    assert await asyncio.wait_for(c.closed, 10) == 4404
+
+
+async def test_every_connection_of_a_session_sees_the_same_events_in_order(redis_url: str) -> None:
+    async with serve(settings_for(redis_url)) as a, serve(settings_for(redis_url)) as b:
+        sid, token, _ = await a.create_session(HOLDINGS)
+        c1 = await a.connect(sid, token)
+        c2 = await b.connect(sid, token)  # another instance
+        await c1.send({"action": "analyze", "ticker": "AAPL"})
+        await c1.next("analysis_complete")
+        await c2.next("analysis_complete")
+        await a.app.state.valuation.run_once()
+        await c1.next("portfolio_update")
+        await c2.next("portfolio_update")
+        strip = lambda log: [m for m in log if m["type"] != "session"]  # noqa: E731
+        assert strip(c1.log) == strip(c2.log)
+        await c1.close()
+        await c2.close()
+
+
+async def test_a_run_whose_client_left_completes_and_leaks_no_task(redis_url: str) -> None:
+    async with serve(settings_for(redis_url, metric_delay="0.2")) as server:
+        sid, token, _ = await server.create_session(HOLDINGS)
+        c = await server.connect(sid, token)
+        await c.send({"action": "analyze", "ticker": "MSFT"})
+        await c.next("analysis_started")
+        await c.close()
+        engine = server.app.state.engine
+        task = engine.runs.get(sid)
+        assert task is not None
+        await asyncio.wait_for(task, 10)
+        assert not engine.runs
+        state = (
+            await server.http.get(
+                f"/api/sessions/{sid}", headers={"Authorization": f"Bearer {token}"}
+            )
+        ).json()
+        assert state["current_analysis"]["status"] == "complete"
+        assert len(state["analysis_results"]) == 5
