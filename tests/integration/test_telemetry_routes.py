@@ -90,7 +90,7 @@ async def test_metrics_after_a_scripted_workload(
     telemetry.provider_call("yahoo", "timeout", 2.5)
     for hit in (True, True, False):
         telemetry.cache(hit)
-    for event in ("started", "restarted", "started", "cancelled", "started", "failed"):
+    for event in ("started", "restarted", "started", "cancelled", "started", "failed", "completed"):
         telemetry.analysis_event(event)
     telemetry.analysis_completed(3.25)
     telemetry.alert_evaluated(40)

@@ -50,6 +50,7 @@ def test_clients_gauge_never_goes_negative() -> None:
 def test_analysis_events_are_a_closed_set() -> None:
     t = Telemetry()
     t.analysis_event("started")
+    t.analysis_event("completed")
     t.analysis_completed(1.5)
     with pytest.raises(ValueError, match="unknown analysis event"):
         t.analysis_event("exploded")
