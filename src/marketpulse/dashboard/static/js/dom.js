@@ -50,7 +50,10 @@ export function age(seconds) {
 export function clock(iso) {
   if (!iso) return "–";
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleTimeString();
+  if (Number.isNaN(d.getTime())) return String(iso);
+  // market data carries the bar's date (replay, simulated): show the day when it is not today
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? d.toLocaleTimeString() : d.toLocaleString();
 }
 
 // A symbol as the service accepts it: letters, digits, dot, dash, caret, equals; 1-20 chars.
