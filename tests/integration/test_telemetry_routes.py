@@ -54,6 +54,10 @@ def build_app(telemetry: Telemetry, redis: Redis | None) -> FastAPI:
     async def thing(thing_id: str) -> dict[str, str]:
         return {"id": thing_id}
 
+    @app.get("/api/broken")
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
     mount_dashboard(app)
     return app
 
@@ -189,3 +193,15 @@ async def test_dashboard_page_and_static_files(
     ):
         assert (await http.get(path)).status_code == 200, path
     assert (await http.get("/static/nope.js")).status_code == 404
+
+
+async def test_a_request_that_raises_is_recorded_as_500() -> None:
+    telemetry = Telemetry()
+    transport = httpx.ASGITransport(app=build_app(telemetry, None), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/api/broken")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal"
+    s = parse(telemetry.render().decode())
+    key = (("method", "GET"), ("route", "/api/broken"), ("status", "500"))
+    assert s[("marketpulse_http_request_duration_seconds_count", key)] == 1
