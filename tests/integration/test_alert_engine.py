@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -56,8 +55,8 @@ class Hanging:
 
 
 @pytest.fixture(params=["redis", "memory"])
-async def store(request: pytest.FixtureRequest, redis_client: Redis) -> AsyncIterator[AlertStore]:
-    yield RedisAlertStore(redis_client) if request.param == "redis" else MemoryAlertStore()
+def store(request: pytest.FixtureRequest, redis_client: Redis) -> AlertStore:
+    return RedisAlertStore(redis_client) if request.param == "redis" else MemoryAlertStore()
 
 
 def above(

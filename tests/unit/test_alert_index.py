@@ -30,7 +30,7 @@ step_st = st.one_of(
 
 
 class Naive:
-    """Evaluate every alert on every observation; truth starts false (armed)."""
+    """Evaluate every alert on every observation; an alert's first evaluation reports its truth."""
 
     def __init__(self) -> None:
         self.alerts: dict[str, AlertCondition] = {}
@@ -43,7 +43,7 @@ class Naive:
             if a.symbol != symbol or v is None:
                 continue
             now = holds(a, v)
-            if now != self.truth.get(a.id, False):
+            if a.id not in self.truth or now != self.truth[a.id]:
                 out.add((a.id, now))
             self.truth[a.id] = now
         return out
@@ -93,7 +93,8 @@ def test_only_alerts_between_old_and_new_value_are_touched() -> None:
     for a in alerts:
         index.add(a)
     first = index.observe("AAPL", {AlertType.PRICE_THRESHOLD: 10.0})
-    assert len(first) == 11  # thresholds 0..10 true on the first observation
+    assert len(first) == 100  # the first observation reports every alert's truth
+    assert sum(c.became_true for c in first) == 11  # thresholds 0..10
     up = index.observe("AAPL", {AlertType.PRICE_THRESHOLD: 12.5})
     assert {c.alert_id for c in up} == {alerts[11].id, alerts[12].id}
     down = index.observe("AAPL", {AlertType.PRICE_THRESHOLD: 11.0})
@@ -108,6 +109,9 @@ def test_missing_baseline_keeps_previous_value() -> None:
     )
     index.add(a)
     assert index.observe("AAPL", {AlertType.VOLUME_SPIKE: None}) == []
+    assert [c.became_true for c in index.observe("AAPL", {AlertType.VOLUME_SPIKE: 4.0})] == [True]
+    index.forget()
+    assert [c.became_true for c in index.observe("AAPL", {AlertType.VOLUME_SPIKE: 2.0})] == [False]
     assert [c.became_true for c in index.observe("AAPL", {AlertType.VOLUME_SPIKE: 4.0})] == [True]
     assert index.observe("AAPL", {AlertType.VOLUME_SPIKE: None}) == []
     assert index.observe("AAPL", {AlertType.VOLUME_SPIKE: 5.0}) == []

@@ -8,10 +8,11 @@ new one ``v1`` the truth of ``x >= k`` changes exactly for the keys between ``x0
 - ``x1 > x0``: keys in ``(x0, x1]`` became true;
 - ``x1 < x0``: keys in ``(x1, x0]`` became false.
 
-Two bisects find that slice, so only the alerts whose truth changed are touched. Alerts added
-since the last observation of their symbol and type are *pending*: their previous truth is
-"false" (armed), so they are evaluated in full once, then merged. The first observation of a
-symbol and type is a change from "false" for every alert true at it.
+Two bisects find that slice, so only the alerts whose truth changed are touched. The previous
+truth of an alert this index has not evaluated yet is *unknown*: alerts added since the last
+observation of their symbol and type (*pending*) and every alert at the first observation of a
+symbol and type (or after ``forget``) report their truth, true or false, so the store's state
+is brought in line with it (a restart or a new poller re-arms what went false meanwhile).
 
 Pure and synchronous; not thread-safe (one owner, the alert engine).
 """
@@ -68,9 +69,10 @@ class _Group:
 
     def observe(self, x0: float | None, x1: float, out: list[Change]) -> None:
         keys, ids = self.keys, self.ids
-        if x0 is None:  # first observation: every alert true at x1 became true
+        if x0 is None:  # first observation: every alert reports its truth
             hi = bisect_right(keys, x1)
             out.extend(Change(i, True) for i in ids[:hi])
+            out.extend(Change(i, False) for i in ids[hi:])
         elif x1 > x0:
             lo = bisect_right(keys, x0)
             hi = bisect_right(keys, x1, lo)
@@ -83,8 +85,7 @@ class _Group:
                 out.extend(Change(i, False) for i in ids[lo:hi])
         if self.pending:
             for alert_id, key in self.pending.items():
-                if x1 >= key:
-                    out.append(Change(alert_id, True))
+                out.append(Change(alert_id, x1 >= key))
                 pos = bisect_right(keys, key)
                 keys.insert(pos, key)
                 ids.insert(pos, alert_id)
@@ -176,7 +177,11 @@ class AlertIndex:
                 g.observe(None if v0 is None else g.vs * v0, g.vs * v1, out)
         return out
 
-    def forget(self, symbol: str) -> None:
-        """Drop the observed values of ``symbol``: its next observation counts as the first."""
+    def forget(self, symbol: str | None = None) -> None:
+        """Drop the observed values of ``symbol`` (default: all): the next observation reports
+        every alert's truth, as the first one does."""
+        if symbol is None:
+            self._last.clear()
+            return
         for alert_type in AlertType:
             self._last.pop((symbol, alert_type), None)

@@ -95,6 +95,11 @@ class AlertManager:
                 self._index.add(alert)
         self._version = version
 
+    def forget(self) -> None:
+        """Re-derive every alert's truth at its next observation (after a gap in what this
+        instance observed: a new poller, a restart); the store's state is then corrected."""
+        self._index.forget()
+
     async def history(self, symbol: str | None = None, limit: int = 50) -> list[FiredAlert]:
         return await self.store.history(symbol, limit)
 
