@@ -1,0 +1,177 @@
+"""HTTP and WebSocket surface of alerts and monitored symbols; logic lives in the services.
+
+- ``GET/POST /api/alerts``, ``DELETE /api/alerts/{id}``: alert conditions. A bad body (unknown
+  type, comparison other than above/below, negative or NaN threshold, invalid symbol) is a 422
+  ``invalid_input`` with the reason, and nothing is stored.
+- ``GET /api/alerts/history?symbol=&limit=``: fired alerts, newest first.
+- ``GET/POST /api/symbols``, ``DELETE /api/symbols/{symbol}``: the monitored set.
+- ``/ws/alerts``: every fired alert as ``{"type": "alert", ...}``; ``{"action": "ping"}`` gets a
+  ``pong``, anything else an ``error`` (the connection stays open).
+
+Services come from ``app.state.alerts`` (``AlertManager``) and ``app.state.monitor``
+(``MonitorService``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from marketpulse.domain.alerts import AlertCondition, normalize_symbol
+from marketpulse.errors import MarketPulseError
+from marketpulse.services.alert_engine import AlertManager
+from marketpulse.services.monitor import MonitorService, check_symbol
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+MAX_WS_MESSAGE = 4096
+
+
+class AlertNotFound(MarketPulseError):
+    """No alert with this id."""
+
+    code = "alert_not_found"
+    status = 404
+
+
+class SymbolNotMonitored(MarketPulseError):
+    """This symbol is not monitored."""
+
+    code = "symbol_not_monitored"
+    status = 404
+
+
+class SymbolIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str
+
+    @field_validator("symbol", mode="before")
+    @classmethod
+    def _symbol(cls, v: object) -> str:
+        return normalize_symbol(v)
+
+
+def _alerts(request: Request) -> AlertManager:
+    alerts: AlertManager = request.app.state.alerts
+    return alerts
+
+
+def _monitor(request: Request) -> MonitorService:
+    monitor: MonitorService = request.app.state.monitor
+    return monitor
+
+
+@router.get("/api/alerts", tags=["alerts"])
+async def list_alerts(request: Request) -> dict[str, list[dict[str, Any]]]:
+    alerts = await _alerts(request).list_alerts()
+    return {"alerts": [a.model_dump(mode="json") for a in alerts]}
+
+
+@router.post("/api/alerts", tags=["alerts"], status_code=201)
+async def create_alert(request: Request, condition: AlertCondition) -> dict[str, Any]:
+    created = await _alerts(request).add_alert(condition)
+    return created.model_dump(mode="json")
+
+
+@router.get("/api/alerts/history", tags=["alerts"])
+async def alert_history(
+    request: Request,
+    symbol: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict[str, list[dict[str, Any]]]:
+    sym = check_symbol(symbol) if symbol else None
+    rows = await _alerts(request).history(sym, limit)
+    return {"history": [r.model_dump(mode="json") for r in rows]}
+
+
+@router.delete("/api/alerts/{alert_id}", tags=["alerts"], status_code=204)
+async def delete_alert(request: Request, alert_id: str) -> Response:
+    if not await _alerts(request).remove_alert(alert_id):
+        raise AlertNotFound(f"no alert with id {alert_id!r}")
+    return Response(status_code=204)
+
+
+@router.get("/api/symbols", tags=["symbols"])
+async def list_symbols(request: Request) -> dict[str, list[str]]:
+    return {"symbols": await _monitor(request).symbols()}
+
+
+@router.post("/api/symbols", tags=["symbols"], status_code=201)
+async def add_symbol(request: Request, body: SymbolIn) -> dict[str, Any]:
+    monitor = _monitor(request)
+    added = await monitor.add_symbol(body.symbol)
+    return {"symbol": body.symbol, "added": added, "symbols": await monitor.symbols()}
+
+
+@router.delete("/api/symbols/{symbol}", tags=["symbols"], status_code=204)
+async def remove_symbol(request: Request, symbol: str) -> Response:
+    sym = check_symbol(symbol)
+    if not await _monitor(request).remove_symbol(sym):
+        raise SymbolNotMonitored(f"{sym} is not monitored")
+    return Response(status_code=204)
+
+
+def _origin_ok(ws: WebSocket) -> bool:
+    origin = ws.headers.get("origin")
+    allowed = getattr(ws.app.state, "allowed_origins", None)
+    return origin is None or allowed is None or origin in allowed
+
+
+@router.websocket("/ws/alerts")
+async def alerts_socket(ws: WebSocket) -> None:
+    """Stream fired alerts; the subscription is live before the handshake is accepted."""
+    if not _origin_ok(ws):
+        await ws.close(code=1008)
+        return
+    alerts: AlertManager = ws.app.state.alerts
+    async with alerts.subscribe() as events:
+        await ws.accept()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(_forward(ws, events))
+                tg.create_task(_receive(ws))
+        except* WebSocketDisconnect:
+            pass  # the client left: both halves are torn down together
+        except* _Closed:
+            pass
+
+
+class _Closed(Exception):
+    """The receive loop ended the connection."""
+
+
+async def _forward(ws: WebSocket, events: Any) -> None:
+    async for raw in events:
+        await ws.send_text(json.dumps({"type": "alert", **json.loads(raw)}))
+
+
+async def _receive(ws: WebSocket) -> None:
+    while True:
+        msg = await ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(msg.get("code", 1000))
+        text = msg.get("text")
+        if text is None:
+            await ws.close(code=1003)  # binary frames are not part of the protocol
+            raise _Closed
+        if len(text) > MAX_WS_MESSAGE:
+            await ws.close(code=1009)
+            raise _Closed
+        await ws.send_text(json.dumps(_answer(text)))
+
+
+def _answer(text: str) -> dict[str, str]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {"type": "error", "code": "bad_json", "message": "messages must be JSON objects"}
+    if isinstance(data, dict) and data.get("action") == "ping":
+        return {"type": "pong"}
+    return {"type": "error", "code": "unknown_action", "message": "the only action is 'ping'"}
+

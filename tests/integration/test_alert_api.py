@@ -1,0 +1,190 @@
+"""/api/alerts, /api/symbols and /ws/alerts on a real Redis: bad input is a clear 422 and
+stores nothing; fired alerts reach WebSocket subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from marketpulse.adapters.alert_store import RedisAlertStore
+from marketpulse.adapters.market import SimulatedSource
+from marketpulse.adapters.market.tick_provider import TickQuoteProvider
+from marketpulse.api.errors import install_error_handlers
+from marketpulse.api.routes_alerts import router
+from marketpulse.domain.quotes import StockData
+from marketpulse.services.alert_engine import AlertManager
+from marketpulse.services.clock import ManualClock
+from marketpulse.services.fetcher import DataFetcher
+from marketpulse.services.monitor import MonitorService
+from marketpulse.services.notifiers import RedisPublishNotifier
+
+
+def build_app(redis: Redis) -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(router)
+    alerts = AlertManager(RedisAlertStore(redis), [RedisPublishNotifier(redis)])
+    clock = ManualClock(0)
+    fetcher = DataFetcher([TickQuoteProvider(SimulatedSource(seed=42))], clock=clock)
+    app.state.alerts = alerts
+    app.state.monitor = MonitorService(fetcher, alerts, redis=redis, clock=clock)
+    app.state.allowed_origins = frozenset({"http://testserver"})
+    return app
+
+
+@pytest.fixture
+async def api(redis_client: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build_app(redis_client))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+GOOD = {"symbol": "AAPL", "alert_type": "price_threshold", "threshold": 150, "comparison": "above"}
+
+
+async def test_create_list_delete_alert(api: httpx.AsyncClient) -> None:
+    r = await api.post("/api/alerts", json=GOOD | {"cooldown_s": 60})
+    assert r.status_code == 201
+    created = r.json()
+    assert created["symbol"] == "AAPL"
+    assert created["cooldown_s"] == 60
+    listed = (await api.get("/api/alerts")).json()["alerts"]
+    assert [a["id"] for a in listed] == [created["id"]]
+    assert (await api.delete(f"/api/alerts/{created['id']}")).status_code == 204
+    r = await api.delete(f"/api/alerts/{created['id']}")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "alert_not_found"
+    assert (await api.get("/api/alerts")).json()["alerts"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"alert_type": "price_jump"}, "unknown alert type 'price_jump'"),
+        ({"comparison": "equals"}, "comparison must be 'above' or 'below'"),
+        ({"threshold": -5}, "threshold must be >= 0"),
+        ({"threshold": "NaN"}, "threshold must be a finite number"),
+        ({"symbol": "not a symbol!"}, "invalid symbol"),
+        ({"threshold": "abc"}, "threshold"),
+    ],
+)
+async def test_bad_alert_is_a_clear_422_and_nothing_is_stored(
+    api: httpx.AsyncClient, redis_client: Redis, change: dict[str, object], needle: str
+) -> None:
+    r = await api.post("/api/alerts", json=GOOD | change)
+    assert r.status_code == 422
+    body = r.json()["error"]
+    assert body["code"] == "invalid_input"
+    assert needle in body["message"]
+    assert await redis_client.dbsize() == 0
+
+
+async def test_nan_literal_in_json_is_refused(api: httpx.AsyncClient, redis_client: Redis) -> None:
+    body = (
+        '{"symbol": "AAPL", "alert_type": "price_threshold", "threshold": NaN, '
+        '"comparison": "above"}'
+    )
+    r = await api.post("/api/alerts", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert "finite" in r.json()["error"]["message"]
+    assert await redis_client.dbsize() == 0
+
+
+async def test_symbols_add_list_remove(api: httpx.AsyncClient, redis_client: Redis) -> None:
+    r = await api.post("/api/symbols", json={"symbol": "tcs.ns"})
+    assert r.status_code == 201
+    assert r.json()["symbols"] == ["TCS.NS"]
+    assert (await api.get("/api/symbols")).json() == {"symbols": ["TCS.NS"]}
+    bad = await api.post("/api/symbols", json={"symbol": "$$$"})
+    assert bad.status_code == 422
+    assert "invalid symbol" in bad.json()["error"]["message"]
+    assert (await api.delete("/api/symbols/TCS.NS")).status_code == 204
+    assert (await api.delete("/api/symbols/TCS.NS")).status_code == 404
+    assert await redis_client.smembers("mp:monitor:symbols") == set()
+
+
+async def test_history_is_newest_first_and_filtered(
+    api: httpx.AsyncClient, redis_client: Redis
+) -> None:
+    alerts = AlertManager(RedisAlertStore(redis_client), [])
+    for sym in ("AAPL", "MSFT"):
+        await alerts.add_alert(GOOD_FOR(sym))
+    for i, (sym, price) in enumerate([("AAPL", 151), ("MSFT", 160), ("AAPL", 140), ("AAPL", 152)]):
+        await alerts.check_alerts(quote(sym, price, i))
+    rows = (await api.get("/api/alerts/history", params={"symbol": "aapl", "limit": 5})).json()[
+        "history"
+    ]
+    assert [r["quote"]["price"] for r in rows] == [152, 151]
+    assert len((await api.get("/api/alerts/history")).json()["history"]) == 3
+    r = await api.get("/api/alerts/history", params={"limit": 0})
+    assert r.status_code == 422
+
+
+def GOOD_FOR(symbol: str):  # type: ignore[no-untyped-def]
+    from marketpulse.domain.alerts import AlertCondition
+
+    return AlertCondition.model_validate(GOOD | {"symbol": symbol})
+
+
+def quote(symbol: str, price: float, day: int) -> StockData:
+    return StockData(
+        symbol=symbol, price=price, volume=1, timestamp=datetime(2026, 1, 5 + day, tzinfo=UTC),
+        high=price, low=price, open=price, close=price, source="test",
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a socket that is listening before we connect."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def test_ws_streams_fired_alerts_and_answers_ping(redis_client: Redis) -> None:
+    app = build_app(redis_client)
+    alerts: AlertManager = app.state.alerts
+    await alerts.add_alert(GOOD_FOR("AAPL"))
+    async with (
+        asyncio.timeout(10),
+        served(app) as base,
+        websockets.connect(f"{base}/ws/alerts") as ws,
+    ):
+        await ws.send(json.dumps({"action": "ping"}))
+        assert json.loads(await ws.recv()) == {"type": "pong"}
+        await ws.send("nope")
+        assert json.loads(await ws.recv())["code"] == "bad_json"
+        await alerts.check_alerts(quote("AAPL", 155, 0))
+        msg = json.loads(await ws.recv())
+    assert msg["type"] == "alert"
+    assert msg["symbol"] == "AAPL"
+    assert msg["quote"]["price"] == 155
+    assert msg["channels"] == []  # published before the channels were known
+
+
+async def test_ws_refuses_a_foreign_origin(redis_client: Redis) -> None:
+    app = build_app(redis_client)
+    async with asyncio.timeout(10), served(app) as base:
+        with pytest.raises(websockets.InvalidStatus):
+            async with websockets.connect(f"{base}/ws/alerts", origin="http://evil.example"):  # type: ignore[arg-type]
+                pass
