@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from redis.exceptions import RedisError
 from marketpulse.adapters import keys
 from marketpulse.adapters.lease import Lease
 from marketpulse.adapters.lua_scripts import register
-from marketpulse.domain.portfolio import value
+from marketpulse.adapters.raw_pipeline import Command, execute_packed
+from marketpulse.domain.portfolio import canonical_prices
 from marketpulse.domain.timefmt import iso_z, utc_now
 from marketpulse.errors import MarketDataError
 from marketpulse.services.market import Market
@@ -35,6 +37,7 @@ from marketpulse.services.market import Market
 log = logging.getLogger(__name__)
 
 CHUNK = 2000
+PARALLEL_CHUNKS = 3
 
 
 class SweepTelemetry(Protocol):
@@ -100,50 +103,63 @@ class ValuationLoop:
         return report
 
     async def sweep(self, tick: int) -> SweepReport:
+        """Revalue every indexed session at ``tick``. Chunks run a few at a time so building one
+        chunk here overlaps Redis executing the previous one (bounded: below the pool size)."""
         started = time.perf_counter()
         counts = {"sessions": 0, "updated": 0, "unchanged": 0, "gone": 0}
         valued_at = iso_z(self.now())
+        sha = await self.redis.script_load(self._revalue.script)
+        gate = asyncio.Semaphore(PARALLEL_CHUNKS)
+
+        async def one(ids: list[str]) -> None:
+            async with gate:
+                await self._sweep_chunk(ids, tick, valued_at, counts, sha)
+
         start = 0
-        while True:
-            ids = [
-                x.decode() if isinstance(x, bytes) else str(x)
-                for x in await self.redis.zrange(keys.SESSION_INDEX, start, start + CHUNK - 1)
-            ]
-            if not ids:
-                break
-            start += len(ids)
-            await self._sweep_chunk(ids, tick, valued_at, counts)
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                page = await self.redis.zrange(keys.SESSION_INDEX, start, start + CHUNK - 1)
+                if not page:
+                    break
+                start += len(page)
+                tg.create_task(one([x.decode() if isinstance(x, bytes) else str(x) for x in page]))
         return SweepReport(tick=tick, seconds=time.perf_counter() - started, **counts)
 
     async def _sweep_chunk(
-        self, ids: list[str], tick: int, valued_at: str, counts: dict[str, int]
+        self, ids: list[str], tick: int, valued_at: str, counts: dict[str, int], sha: str
     ) -> None:
         todo = ids
-        # loaded once per chunk (cheap, and survives a SCRIPT FLUSH or a failover)
-        sha = await self.redis.script_load(self._revalue.script)
         for _ in range(3):  # a holdings change between reads sends a session round again
             known = [s for s in todo if s in self._holdings]
             symbols = {t for s in known for t in self._holdings[s][1]}
             prices = await self.market.prices(symbols, tick) if symbols else {}
+            texts: dict[frozenset[str], str] = {}
             missing = [s for s in todo if s not in self._holdings]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for sid in known:
-                    hv, holdings = self._holdings[sid]
-                    val = value(holdings, prices, tick)
-                    pipe.evalsha(
+            commands: list[Command] = []
+            for sid in known:
+                hv, holdings = self._holdings[sid]
+                syms = frozenset(holdings)
+                prices_text = texts.get(syms)
+                if prices_text is None:
+                    prices_text = texts[syms] = canonical_prices({t: prices[t] for t in syms})
+                total = round(math.fsum(q * prices[t] for t, q in holdings.items()), 2)
+                commands.append(
+                    (
+                        "EVALSHA",
                         sha,
                         2,
                         keys.session(sid),
                         keys.session_events(sid),
                         tick,
                         hv,
-                        val.total_text,
-                        val.prices_text,
+                        repr(total),
+                        prices_text,
                         valued_at,
                     )
-                for sid in missing:
-                    pipe.hmget(keys.session(sid), "hv", "holdings")
-                replies: list[Any] = await pipe.execute(raise_on_error=False)
+                )
+            for sid in missing:
+                commands.append(("HMGET", keys.session(sid), "hv", "holdings"))
+            replies = await execute_packed(self.redis, commands)
             again: list[str] = []
             gone: list[str] = []
             for sid, reply in zip(known, replies, strict=False):
