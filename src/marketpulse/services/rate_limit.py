@@ -10,6 +10,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+_EPS = 1e-9
+
 
 class TokenBucket:
     def __init__(
@@ -39,7 +41,7 @@ class TokenBucket:
         """Wait for one token and take it."""
         async with self._lock:
             self._refill()
-            while self._tokens < 1.0:
+            while self._tokens < 1.0 - _EPS:  # float dust must not spin on 1e-17 s sleeps
                 await self._sleep((1.0 - self._tokens) / self.rate_per_s)
                 self._refill()
-            self._tokens -= 1.0
+            self._tokens = max(0.0, self._tokens - 1.0)

@@ -1,0 +1,102 @@
+"""The policy parts on a fake clock: retry schedule, token bucket, breaker, clocks, validation."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from marketpulse.domain.quotes import StockData
+from marketpulse.errors import CircuitOpen, InvalidQuote, PermanentSourceError, TransientSourceError
+from marketpulse.services.circuit import CircuitBreaker
+from marketpulse.services.clock import ManualClock, WallTickClock
+from marketpulse.services.quote_validation import validate_quote
+from marketpulse.services.rate_limit import TokenBucket
+from marketpulse.services.retry import RetryPolicy
+
+
+class Fake:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, s: float) -> None:
+        self.t += s
+        await asyncio.sleep(0)
+
+
+def test_retry_only_transient_and_bounded() -> None:
+    p = RetryPolicy(max_attempts=3, base_s=1.0, cap_s=3.0)
+    hi = lambda lo, h: h  # noqa: E731 - jitter pinned to its ceiling
+    assert p.delay(1, TransientSourceError("x"), hi) == 1.0
+    assert p.delay(2, TransientSourceError("x"), hi) == 2.0
+    assert p.delay(3, TransientSourceError("x"), hi) is None
+    assert p.delay(1, PermanentSourceError("x"), hi) is None
+    assert p.delay(1, TransientSourceError("x", retry_after=60), hi) == 30.0  # capped
+    assert RetryPolicy(max_attempts=9, base_s=1.0, cap_s=3.0).ceiling(6) == 3.0
+
+
+async def test_token_bucket_rate_on_fake_time() -> None:
+    fake = Fake()
+    bucket = TokenBucket(10.0, 5, now=fake.now, sleep=fake.sleep)
+    times = []
+    for _ in range(25):
+        await bucket.acquire()
+        times.append(fake.t)
+    assert times[4] == 0.0  # the burst is free
+    assert times[-1] == pytest.approx(2.0)  # 20 more at 10/s
+
+
+def test_breaker_cycle() -> None:
+    fake = Fake()
+    b = CircuitBreaker("p", failure_threshold=2, cooldown_s=10.0, now=fake.now)
+    b.before_call()
+    b.on_failure()
+    assert b.state == "closed"
+    b.before_call()
+    b.on_failure()
+    assert b.state == "open"
+    with pytest.raises(CircuitOpen):
+        b.before_call()
+    fake.t = 10.0
+    assert b.state == "half_open"
+    b.before_call()  # the single trial
+    with pytest.raises(CircuitOpen):
+        b.before_call()
+    b.on_failure()
+    assert b.state == "open"  # reopened for another cool-down
+    fake.t = 20.0
+    b.before_call()
+    b.on_success()
+    assert b.state == "closed"
+
+
+async def test_clocks() -> None:
+    t = [100.0]
+    wall = WallTickClock(5.0, now=lambda: t[0])
+    assert await wall.tick() == 0
+    t[0] = 112.0
+    assert await wall.tick() == 2
+    manual = ManualClock()
+    manual.advance(3)
+    assert await manual.tick() == 3
+    manual.set(9)
+    assert await manual.tick() == 9
+
+
+def q(price: float, high: float, low: float) -> StockData:
+    return StockData(symbol="A", price=price, volume=1, timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+                     high=high, low=low, open=price, close=price)  # fmt: skip
+
+
+def test_validation() -> None:
+    validate_quote(q(10, 11, 9), q(12, 12, 12))
+    with pytest.raises(InvalidQuote):
+        validate_quote(q(10, 9, 11), None)  # high < low
+    with pytest.raises(InvalidQuote):
+        validate_quote(q(float("nan"), 11, 9), None)
+    with pytest.raises(InvalidQuote):
+        validate_quote(q(1000, 1000, 1000), q(10, 10, 10))  # x100 jump
