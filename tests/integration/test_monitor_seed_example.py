@@ -53,6 +53,7 @@ class LineWatch(io.StringIO):
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "taken"
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
