@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     cache_ttl: int = Field(default=300, gt=0)
     monitor_interval: float = Field(default=5.0, gt=0)
     redis_max_connections: int = Field(default=64, ge=4)
+    webhook_url: str | None = None
     log_level: str = "INFO"
 
     @field_validator("data_source", mode="before")

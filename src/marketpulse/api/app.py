@@ -16,20 +16,37 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
 
 from marketpulse.adapters import keys
+from marketpulse.adapters.alert_store import RedisAlertStore
 from marketpulse.adapters.event_hub import EventHub
 from marketpulse.adapters.market import make_tick_source
 from marketpulse.adapters.redis_client import make_client
 from marketpulse.adapters.session_store import SessionStore
-from marketpulse.api import routes_dashboard, routes_quotes, routes_sessions, ws_sessions
+from marketpulse.api import (
+    routes_alerts,
+    routes_dashboard,
+    routes_quotes,
+    routes_sessions,
+    ws_sessions,
+)
 from marketpulse.api.errors import error_body, install_error_handlers
 from marketpulse.api.http_metrics import HttpMetricsMiddleware
 from marketpulse.config import Settings
+from marketpulse.services.alert_engine import AlertManager
 from marketpulse.services.analysis import AnalysisEngine
-from marketpulse.services.fetcher import build_fetcher
+from marketpulse.services.clock import RedisTickClock
+from marketpulse.services.fetcher import DataFetcher, build_fetcher
 from marketpulse.services.loop_lag import LoopLagMonitor
 from marketpulse.services.market import Market
+from marketpulse.services.monitor import MonitorService
+from marketpulse.services.notifiers import (
+    ConsoleNotifier,
+    Notifier,
+    RedisPublishNotifier,
+    WebhookNotifier,
+)
 from marketpulse.services.sessions import SessionService
 from marketpulse.services.telemetry import Telemetry
 from marketpulse.services.valuation import ValuationLoop
@@ -67,7 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
             if settings.cache_url
             else None
         )
-        fetcher = build_fetcher(settings, redis, cache_redis)
+        fetcher = build_fetcher(settings, redis, cache_redis, telemetry)
         market = _market(settings, fetcher)
         store = SessionStore(redis, ttl_s=settings.session_ttl, results_cap=settings.results_cap)
         hub = EventHub(redis)
@@ -81,7 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
         valuation = ValuationLoop(
             redis, market, interval_s=settings.market_interval, telemetry=telemetry
         )
-        extra = _alerts_wiring(app, settings, redis, fetcher, hub, telemetry)
+        extra = _alerts_wiring(app, settings, redis, fetcher)
         app.state.settings = settings
         app.state.redis = redis
         app.state.fetcher = fetcher
@@ -106,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
                     stop.set()
                     await engine.shutdown()
         finally:
+            await fetcher.close()
             await redis.aclose()
             if cache_redis is not None:
                 await cache_redis.aclose()
@@ -122,7 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_sessions.router)
     app.include_router(ws_sessions.router)
     app.include_router(routes_quotes.router)
-    _include_alert_routes(app)
+    app.include_router(routes_alerts.router)
     app.include_router(routes_dashboard.router)
     routes_dashboard.mount_dashboard(app)
 
@@ -148,10 +166,27 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _alerts_wiring(*args: Any) -> list[tuple[str, Any]]:
-    """Alerts and the monitor (issue 4) plug in here; see services/monitor.py."""
-    return []
-
-
-def _include_alert_routes(app: FastAPI) -> None:
-    return None
+def _alerts_wiring(
+    app: FastAPI, settings: Settings, redis: Redis, fetcher: DataFetcher
+) -> list[tuple[str, Any]]:
+    """The alert engine and the monitor; returns the loops the lifespan must own."""
+    notifiers: list[Notifier] = [ConsoleNotifier(), RedisPublishNotifier(redis)]
+    if settings.webhook_url:
+        notifiers.append(WebhookNotifier(settings.webhook_url))
+    alerts = AlertManager(RedisAlertStore(redis), notifiers, redis=redis)
+    tick_mode = settings.data_source[0] in TICK_SOURCES
+    monitor = MonitorService(
+        fetcher,
+        alerts,
+        redis=redis,
+        clock=RedisTickClock(redis) if tick_mode else None,
+        cache=None,  # the fetcher caches every quote it fetches
+        interval_s=(
+            min(settings.monitor_interval, settings.market_interval)
+            if tick_mode
+            else settings.monitor_interval
+        ),
+    )
+    app.state.alerts = alerts
+    app.state.monitor = monitor
+    return [("monitor", monitor.run)]

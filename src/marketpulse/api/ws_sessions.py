@@ -110,6 +110,7 @@ class _Connection:
         self.out: asyncio.Queue[dict[str, Any] | str] = asyncio.Queue()
         self.held: set[str] = set()
         self.bucket = _Bucket()
+        self.telemetry = getattr(ws.app.state, "telemetry", None)
 
     async def serve(
         self, state: dict[str, Any], events: Subscription, alerts: Subscription
@@ -193,12 +194,13 @@ class _Connection:
                 continue
             await self._handle(text)
 
-    async def _handle(self, text: str) -> None:
+    async def _handle(self, text: str) -> str:
+        """Handle one client message; returns its action for telemetry ('invalid' if none)."""
         try:
             data = json.loads(text)
         except ValueError:
             self.out.put_nowait(error_msg("bad_json", "message is not valid JSON"))
-            return
+            return "invalid"
         action = data.get("action") if isinstance(data, dict) else None
         try:
             if action == "ping":
@@ -210,7 +212,7 @@ class _Connection:
                     self.out.put_nowait(
                         error_msg("invalid_ticker", "ticker must be a symbol like AAPL or TCS.NS")
                     )
-                    return
+                    return "analyze"
                 await self.engine.analyze(self.sid, self.th, ticker)
             elif action == "cancel":
                 await self.engine.cancel(self.sid, self.th)
@@ -218,6 +220,7 @@ class _Connection:
                 self.out.put_nowait(
                     error_msg("unknown_action", "action must be one of analyze, cancel, ping")
                 )
+                return "invalid"
         except NotInPortfolio as exc:
             self.out.put_nowait(error_msg(exc.code, exc.message))
         except SessionNotFound as exc:
@@ -225,3 +228,4 @@ class _Connection:
         except MarketPulseError as exc:
             log.warning("ws action failed: %s", exc.message)
             self.out.put_nowait(error_msg(exc.code, exc.message))
+        return str(action)

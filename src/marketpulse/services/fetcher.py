@@ -240,7 +240,12 @@ class DataFetcher:
             await self.cache.store(ticked, ttl=None, tick=tick, last_good=True)
 
 
-def build_fetcher(settings: Settings, redis: Redis, cache_redis: Redis | None) -> DataFetcher:
+def build_fetcher(
+    settings: Settings,
+    redis: Redis,
+    cache_redis: Redis | None,
+    telemetry: FetchTelemetry | None = None,
+) -> DataFetcher:
     """The service's fetcher: ``settings.data_source`` as the fallback chain, the cache in
     ``cache_redis`` (or ``redis``), the market tick from ``redis``."""
     from marketpulse.adapters.market import make_tick_source
@@ -263,4 +268,4 @@ def build_fetcher(settings: Settings, redis: Redis, cache_redis: Redis | None) -
             )
             chain.append(TickQuoteProvider(source))
     cache = CacheManager(redis=cache_redis or redis, ttl=settings.cache_ttl)
-    return DataFetcher(chain, cache=cache, clock=RedisTickClock(redis))
+    return DataFetcher(chain, cache=cache, clock=RedisTickClock(redis), telemetry=telemetry)

@@ -43,6 +43,8 @@ PARALLEL_CHUNKS = 3
 class SweepTelemetry(Protocol):
     def sweep_observed(self, seconds: float, n_sessions: int) -> None: ...
 
+    def set_active_sessions(self, n: int) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class SweepReport:
@@ -98,6 +100,7 @@ class ValuationLoop:
         self.last_report = report
         if self.telemetry is not None:
             self.telemetry.sweep_observed(report.seconds, report.sessions)
+            self.telemetry.set_active_sessions(report.sessions)
         self.ticked.set()
         self.ticked = asyncio.Event()
         return report
