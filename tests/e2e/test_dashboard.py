@@ -64,6 +64,15 @@ def open_session(page: Page, holdings: str) -> None:
     expect(page.get_by_test_id("total-value")).not_to_have_text("–")
 
 
+def create_alert(page: Page, symbol: str, threshold: str) -> None:
+    page.get_by_test_id("alert-symbol").fill(symbol)
+    page.get_by_test_id("alert-type").select_option("price_threshold")
+    page.get_by_test_id("alert-comparison").select_option("above")
+    page.get_by_test_id("alert-threshold").fill(threshold)
+    page.get_by_test_id("alert-create").click()
+    expect(page.get_by_test_id("alert-msg")).to_contain_text("Alert created")
+
+
 def test_page_loads_without_console_errors(
     page: Page, server: ServerProcess, console: Console
 ) -> None:
@@ -99,12 +108,7 @@ def test_alert_from_the_form_appears_fires_and_shows_in_the_feed(
     open_dashboard(page, server)
     add_symbol(page, "MSFT")
     expect(page.get_by_test_id("conn-alerts")).to_have_attribute("data-state", "live")
-    page.get_by_test_id("alert-symbol").fill("MSFT")
-    page.get_by_test_id("alert-type").select_option("price_threshold")
-    page.get_by_test_id("alert-comparison").select_option("above")
-    page.get_by_test_id("alert-threshold").fill("1")  # true on the first observation: fires
-    page.get_by_test_id("alert-create").click()
-    expect(page.get_by_test_id("alert-msg")).to_contain_text("Alert created")
+    create_alert(page, "MSFT", "1")  # true on the first observation: fires
     row = page.locator('[data-testid="alert-row"][data-symbol="MSFT"]')
     expect(row).to_have_count(1)
     fired = page.locator('[data-testid="feed-alert"][data-symbol="MSFT"]')
@@ -121,6 +125,10 @@ def test_portfolio_analysis_shows_the_five_metrics_arriving(
 ) -> None:
     open_dashboard(page, server)
     page.evaluate(RECORDER)
+    for symbol in ("AAPL", "MSFT", "GOOGL"):
+        add_symbol(page, symbol)
+    create_alert(page, "GOOGL", "1")  # fires at once: the feed in the README screenshot
+    expect(page.locator('[data-testid="feed-alert"][data-symbol="GOOGL"]').first).to_be_visible()
     open_session(page, "AAPL:100, MSFT:75, GOOGL:50")
     total = page.get_by_test_id("total-value")
     first_total = total.inner_text()

@@ -5,7 +5,7 @@
 import { api, listOf } from "./http.js";
 import { $, el, showMessage, num, age, normalSymbol, SYMBOL_RE } from "./dom.js";
 
-const POLL_MS = 2000;
+const POLL_MS = 1000;
 const MAX_POINTS = 120;
 
 function symbolName(item) {
