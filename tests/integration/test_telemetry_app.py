@@ -1,21 +1,20 @@
 """``/metrics`` of the real app (``create_app``) after a scripted workload.
 
-The workload goes through the public contracts only: create a session over HTTP, follow it over
-its WebSocket, analyze a holding until ``analysis_complete``, wait for a revaluation
-(``portfolio_update``), fetch quotes. Then a scrape of ``/metrics`` must show each metric family
-the issue names, with values that fit the workload.
+The workload goes through the public contracts only, on a real uvicorn server
+(``session_harness``): create a session over HTTP, follow it over its WebSocket, analyze a
+holding until ``analysis_complete``, wait for a revaluation (``portfolio_update``), fetch quotes.
+Then a scrape of ``/metrics`` must show each metric family the issue names, with values that fit
+the workload.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from session_harness import serve, settings_for
 
-from marketpulse.api.app import create_app
-from marketpulse.config import Settings
+Samples = dict[str, list[tuple[str, dict[str, str], float]]]
 
 FAMILIES = (
     "marketpulse_http_request_duration_seconds",
@@ -39,59 +38,52 @@ FAMILIES = (
 )
 
 
-def scrape(client: TestClient) -> dict[str, list[tuple[str, dict[str, str], float]]]:
-    response = client.get("/metrics")
+async def scrape(http: httpx.AsyncClient) -> Samples:
+    response = await http.get("/metrics")
     assert response.status_code == 200
-    out: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+    out: Samples = {}
     for family in text_string_to_metric_families(response.text):
         out[family.name] = [(s.name, dict(s.labels), s.value) for s in family.samples]
     return out
 
 
-def value(families: dict[str, Any], sample: str, **labels: str) -> float:
-    family = next(f for f in families.values() if any(s[0] == sample for s in f))
+def value(families: Samples, sample: str, **labels: str) -> float:
+    """Sum of the samples called ``sample`` whose labels include ``labels`` (0 if none)."""
     return sum(
         v
+        for family in families.values()
         for name, lab, v in family
         if name == sample and all(lab.get(k) == x for k, x in labels.items())
     )
 
 
-def receive_until(ws: Any, kind: str, limit: int = 500) -> list[dict[str, Any]]:
-    seen = []
-    for _ in range(limit):
-        msg = ws.receive_json()
-        seen.append(msg)
-        if msg["type"] == kind:
-            return seen
-    raise AssertionError(f"no {kind} in {limit} messages: {[m['type'] for m in seen]}")
-
-
-def workload(redis_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the scripted workload; returns (scrape while the socket is open, scrape at the end)."""
-    settings = Settings(
-        redis_url=redis_url, market_interval=0.05, metric_delay="0", data_source=("simulated",)
-    )
-    app = create_app(settings)
-    with TestClient(app) as client:
-        created = client.post("/api/sessions", json={"holdings": {"AAPL": 10, "MSFT": 5}})
-        assert created.status_code == 201, created.text
-        sid, token = created.json()["session_id"], created.json()["token"]
-        with client.websocket_connect(f"/ws/sessions/{sid}?token={token}") as ws:
-            assert ws.receive_json()["type"] == "session"
-            receive_until(ws, "portfolio_update")
-            ws.send_json({"action": "analyze", "ticker": "AAPL"})
-            receive_until(ws, "analysis_complete")
-            live = scrape(client)
+async def workload(redis_url: str) -> tuple[Samples, Samples]:
+    """Run the scripted workload on a real server; returns (scrape while the socket is open,
+    scrape at the end)."""
+    settings = settings_for(redis_url, market_interval=0.05, metric_delay="0")
+    async with serve(settings) as server:
+        sid, token, _ = await server.create_session({"AAPL": 10, "MSFT": 5})
+        client = await server.connect(sid, token)
+        try:
+            await client.next("portfolio_update")
+            await client.send({"action": "analyze", "ticker": "AAPL"})
+            await client.next("analysis_complete")
+            await client.send({"action": "ping"})
+            await client.next("pong")
+            live = await scrape(server.http)
+        finally:
+            await client.ws.close()
+            await client.closed
         for _ in range(2):
-            assert client.get("/api/quotes/AAPL").status_code == 200
-        assert client.get("/api/sessions/nope").status_code in (401, 404)
-        assert client.get("/api/system").status_code == 200
-        return live, scrape(client)
+            assert (await server.http.get("/api/quotes/AAPL")).status_code == 200
+        assert (await server.http.get("/api/sessions/nope")).status_code in (401, 404)
+        assert (await server.http.get("/api/system")).status_code == 200
+        after = await scrape(server.http)
+    return live, after
 
 
-def test_metrics_after_a_workload_on_the_real_app(redis_url: str) -> None:
-    live, families = workload(redis_url)
+async def test_metrics_after_a_workload_on_the_real_app(redis_url: str) -> None:
+    live, families = await workload(redis_url)
     missing = [f for f in FAMILIES if f not in families]
     assert missing == []
     http = "marketpulse_http_request_duration_seconds_count"
@@ -118,8 +110,8 @@ def test_metrics_after_a_workload_on_the_real_app(redis_url: str) -> None:
     "telemetry, WebSocket message timing, the active-sessions gauge",
     strict=False,
 )
-def test_metrics_fed_by_the_fetcher_and_websocket(redis_url: str) -> None:
-    live, families = workload(redis_url)
+async def test_metrics_fed_by_the_fetcher_and_websocket(redis_url: str) -> None:
+    live, families = await workload(redis_url)
     assert value(families, "marketpulse_provider_calls_total") >= 1
     assert value(families, "marketpulse_provider_call_duration_seconds_count") >= 1
     hits = value(families, "marketpulse_cache_hits_total")
