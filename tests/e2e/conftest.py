@@ -69,9 +69,13 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def server(
-    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def server_env() -> dict[str, str]:
+    """Settings of the module's server beyond the defaults below; a test module may override."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def server(redis_server: EmbeddedRedis, server_env: dict[str, str]) -> Iterator[ServerProcess]:
     import redis
 
     client = redis.Redis.from_url(redis_server.url)
@@ -89,6 +93,7 @@ def server(
         "MARKETPULSE_MONITOR_INTERVAL": "0.5",
         "MARKETPULSE_METRIC_DELAY": "0.05-0.1",
         "MARKETPULSE_LOG_LEVEL": "INFO",
+        **server_env,
     }
     proc = ServerProcess(env, free_port(), log_path)
     proc.start()
