@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from marketpulse.domain.alerts import AlertCondition, AlertType
 
@@ -35,9 +36,8 @@ _SIGNS: dict[tuple[AlertType, str], tuple[float, float]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """An alert whose condition changed at this observation."""
+class Change(NamedTuple):
+    """An alert whose condition changed at this observation (a tuple: cheap to make)."""
 
     alert_id: str
     became_true: bool

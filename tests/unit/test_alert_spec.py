@@ -1,0 +1,36 @@
+"""The console monitor's alert mini-language."""
+
+from __future__ import annotations
+
+import pytest
+
+from marketpulse.domain.alerts import AlertType
+from marketpulse.errors import ValidationFailed
+from marketpulse.monitor_cli import parse_alert
+
+
+def test_parses_each_kind() -> None:
+    a = parse_alert("TCS.NS price above 4000")
+    assert (a.symbol, a.alert_type, a.comparison, a.threshold) == (
+        "TCS.NS", AlertType.PRICE_THRESHOLD, "above", 4000.0,
+    )  # fmt: skip
+    assert parse_alert("infy.ns change below 2.5").alert_type is AlertType.PERCENTAGE_CHANGE
+    assert parse_alert("AAPL volume above 3").alert_type is AlertType.VOLUME_SPIKE
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ("TCS.NS price above", 'expected "SYMBOL (price|change|volume)'),
+        ("TCS.NS jump above 4", "unknown kind 'jump'"),
+        ("TCS.NS price sideways 4", "comparison must be 'above' or 'below'"),
+        ("TCS.NS price above four", "'four' is not a number"),
+        ("TCS.NS price above -4", "threshold must be >= 0"),
+        ("TCS.NS price above nan", "finite"),
+        ("T$S price above 4", "invalid symbol"),
+    ],
+)
+def test_bad_specs_say_why(spec: str, needle: str) -> None:
+    with pytest.raises(ValidationFailed, match=None) as info:
+        parse_alert(spec)
+    assert needle in info.value.message
