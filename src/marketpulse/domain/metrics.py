@@ -24,6 +24,7 @@ from marketpulse.domain.risk_parity import (
     rest_correlation,
     risk_contributions,
     risk_parity_weights,
+    risk_parity_weights_memo,
 )
 from marketpulse.errors import NotInPortfolio
 
@@ -230,7 +231,7 @@ def allocation_score(inputs: PortfolioInputs, ticker: str) -> MetricResult:
     if cov is None:
         return _no_cov(inputs, {"weight": _num(wi)})
     try:
-        target_weights: FloatArray = risk_parity_weights(cov)
+        target_weights: FloatArray = risk_parity_weights_memo(cov)
     except RiskParityError:
         return MetricResult(None, REASON_RISK_PARITY_FAILED, {"weight": _num(wi)})
     target = float(target_weights[i])

@@ -158,6 +158,66 @@ def annualised_cov(returns: FloatArray) -> FloatArray:
     return out
 
 
+@dataclass(frozen=True)
+class MarketStats:
+    """The part of the inputs that depends only on which tickers are held and the as-of date
+    (not on quantities or current prices): Σ, the return count and momentum. Sessions holding
+    the same tickers at the same market tick share one."""
+
+    tickers: tuple[str, ...]
+    cov: FloatArray | None
+    n_returns: int
+    momentum_12_1: Mapping[str, float | None]
+    as_of: str | None
+    cov_reason: str | None
+
+
+def market_stats(
+    tickers: Sequence[str], histories: Mapping[str, Sequence[tuple[str, float]]]
+) -> MarketStats:
+    """Σ, return count and momentum of ``tickers`` from their adjusted-close histories."""
+    series = [_series(t, histories.get(t, ())) for t in tickers]
+    momentum = {t: _momentum(closes) for t, (_, closes) in zip(tickers, series, strict=True)}
+    dates, returns = common_returns(series)
+    n_returns = int(returns.shape[0])
+    cov: FloatArray | None = None
+    reason: str | None = REASON_INSUFFICIENT_HISTORY
+    if n_returns >= MIN_COMMON_RETURNS:
+        c = annualised_cov(returns)
+        if np.all(np.isfinite(c)):
+            cov, reason = _frozen(c), None
+        else:
+            reason = "non_finite_covariance"
+    return MarketStats(
+        tickers=tuple(tickers),
+        cov=cov,
+        n_returns=n_returns,
+        momentum_12_1=MappingProxyType(momentum),
+        as_of=str(dates[-1]) if dates.size else None,
+        cov_reason=reason,
+    )
+
+
+def inputs_from(
+    holdings: Mapping[str, float], prices: Mapping[str, float], stats: MarketStats
+) -> PortfolioInputs:
+    """The metrics' inputs from holdings, prices and the shared market statistics of the same
+    tickers (in the same order; ValueError otherwise)."""
+    tickers, weights, total = market_weights(holdings, prices)
+    if tickers != stats.tickers:
+        raise ValueError(f"market statistics are for {stats.tickers}, holdings are {tickers}")
+    return PortfolioInputs(
+        tickers=tickers,
+        weights=weights,
+        cov=stats.cov,
+        n_returns=stats.n_returns,
+        momentum_12_1=stats.momentum_12_1,
+        total_value=total,
+        as_of=stats.as_of,
+        cov_reason=stats.cov_reason,
+    )
+
+
 def build_inputs(
     holdings: Mapping[str, float],
     prices: Mapping[str, float],
@@ -171,26 +231,5 @@ def build_inputs(
     history at all and ValidationFailed for bad numbers or dates. Fewer than 60 common returns
     is not an error: ``cov`` is None and ``cov_reason`` says why.
     """
-    tickers, weights, total = market_weights(holdings, prices)
-    series = [_series(t, histories.get(t, ())) for t in tickers]
-    momentum = {t: _momentum(closes) for t, (_, closes) in zip(tickers, series, strict=True)}
-    dates, returns = common_returns(series)
-    n_returns = int(returns.shape[0])
-    cov: FloatArray | None = None
-    reason: str | None = REASON_INSUFFICIENT_HISTORY
-    if n_returns >= MIN_COMMON_RETURNS:
-        c = annualised_cov(returns)
-        if np.all(np.isfinite(c)):
-            cov, reason = _frozen(c), None
-        else:
-            reason = "non_finite_covariance"
-    return PortfolioInputs(
-        tickers=tickers,
-        weights=weights,
-        cov=cov,
-        n_returns=n_returns,
-        momentum_12_1=MappingProxyType(momentum),
-        total_value=total,
-        as_of=str(dates[-1]) if dates.size else None,
-        cov_reason=reason,
-    )
+    tickers, _, _ = market_weights(holdings, prices)
+    return inputs_from(holdings, prices, market_stats(tickers, histories))

@@ -6,6 +6,7 @@ histories; ``portfolio_inputs`` builds Σ, ``metrics`` reads these numbers.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -164,3 +165,17 @@ def rest_correlation(cov: FloatArray, weights: FloatArray, i: int) -> float | No
         return None
     rho = cov_i_rest / math.sqrt(var_i * var_rest)
     return min(1.0, max(-1.0, rho))
+
+
+@functools.lru_cache(maxsize=1024)
+def _risk_parity_memo(shape: tuple[int, ...], raw: bytes) -> FloatArray:
+    w = risk_parity_weights(np.frombuffer(raw, dtype=np.float64).reshape(shape))
+    w.flags.writeable = False
+    return w
+
+
+def risk_parity_weights_memo(cov: FloatArray) -> FloatArray:
+    """``risk_parity_weights`` memoised on the bytes of Σ (pure: same Σ, same answer), so the
+    many sessions that share one Σ at a market tick solve it once."""
+    c = np.ascontiguousarray(cov, dtype=np.float64)
+    return _risk_parity_memo(c.shape, c.tobytes())

@@ -18,18 +18,22 @@ import logging
 import random
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
 from marketpulse.adapters.session_store import RunSnapshot, SessionStore
 from marketpulse.config import MetricDelay
-from marketpulse.domain.metrics import METRIC_NAMES, build_inputs, compute_metric
+from marketpulse.domain.metrics import METRIC_NAMES, compute_metric
+from marketpulse.domain.portfolio_inputs import MarketStats, inputs_from, market_stats
 from marketpulse.domain.timefmt import iso_z, utc_now
 from marketpulse.errors import MarketPulseError
 from marketpulse.services.market import Market
 
 log = logging.getLogger(__name__)
+
+STATS_MEMO = 1024
 
 
 class AnalysisTelemetry(Protocol):
@@ -72,6 +76,7 @@ class AnalysisEngine:
         self.rng = rng or random.Random()
         self.telemetry = telemetry
         self.runs: dict[str, asyncio.Task[None]] = {}
+        self._stats_memo: OrderedDict[tuple[tuple[str, ...], int], MarketStats] = OrderedDict()
         self._closing = False
 
     def _event(self, kind: str) -> None:
@@ -150,10 +155,7 @@ class AnalysisEngine:
     async def _attempt(self, session_id: str, ticker: str, run: RunSnapshot) -> str:
         """'complete' | 'stale' | 'over'."""
         try:
-            histories = await self.market.histories(run.holdings, run.tick)
-            inputs = build_inputs(
-                run.holdings, run.prices, {s: list(h) for s, h in histories.items()}
-            )
+            inputs = inputs_from(run.holdings, run.prices, await self._stats(run))
         except MarketPulseError as exc:
             log.warning("analysis of %s in %s cannot run: %s", ticker, session_id, exc.message)
             await self.store.fail_analysis(session_id, run.run_id, exc.code)
@@ -169,6 +171,19 @@ class AnalysisEngine:
         except* _Over:
             outcome = "over"  # wins over stale: a run that is no longer current never restarts
         return outcome
+
+    async def _stats(self, run: RunSnapshot) -> MarketStats:
+        """Σ and momentum of the run's tickers at its tick, shared by every run that holds the
+        same tickers at the same tick (pure function of those two, so a memo is exact)."""
+        key = (tuple(run.holdings), run.tick)
+        stats = self._stats_memo.get(key)
+        if stats is None:
+            histories = await self.market.histories(run.holdings, run.tick)
+            stats = market_stats(key[0], {s: list(h) for s, h in histories.items()})
+            self._stats_memo[key] = stats
+            if len(self._stats_memo) > STATS_MEMO:
+                self._stats_memo.popitem(last=False)
+        return stats
 
     async def _metric(
         self, session_id: str, ticker: str, run: RunSnapshot, inputs: Any, name: str

@@ -1,0 +1,127 @@
+"""Analysis wall time from ``analyze`` to ``analysis_complete`` minus the metric delay, with N
+sessions starting at once (default 100 and 1,000), against the real server (a subprocess) and
+a private redis-server on this machine. Baseline in the same run: a ping/pong round trip with
+the same N connections at once. Also the server's resident memory per open WebSocket and Redis
+bytes per session.
+
+    uv run --frozen python bench/bench_analysis_latency.py [N ...]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+from marketpulse.adapters.embedded_redis import EmbeddedRedis, free_port
+
+DELAY = 0.5  # every metric takes exactly this long, so the overhead is wall - DELAY
+HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75, "IBM": 20}
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * len(xs)))]
+
+
+async def one_round(base: str, n: int, server_pid: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        sessions = []
+        for _ in range(n):
+            r = await http.post("/api/sessions", json={"holdings": HOLDINGS})
+            sessions.append((r.json()["session_id"], r.json()["token"]))
+    rss0 = rss_bytes(server_pid)
+    ws_base = base.replace("http", "ws", 1)
+    conns = []
+    for sid, tok in sessions:
+        ws = await websockets.connect(f"{ws_base}/ws/sessions/{sid}?token={tok}", max_queue=None)
+        await ws.recv()  # the snapshot
+        conns.append(ws)
+    rss1 = rss_bytes(server_pid)
+
+    async def ping(ws: Any) -> float:
+        t = time.perf_counter()
+        await ws.send('{"action":"ping"}')
+        while json.loads(await ws.recv())["type"] != "pong":
+            pass
+        return time.perf_counter() - t
+
+    async def analyze(ws: Any) -> float:
+        t = time.perf_counter()
+        await ws.send('{"action":"analyze","ticker":"AAPL"}')
+        while json.loads(await ws.recv())["type"] != "analysis_complete":
+            pass
+        return time.perf_counter() - t - DELAY
+
+    await asyncio.gather(*(ping(ws) for ws in conns))  # warm-up round, not measured
+    pings = await asyncio.gather(*(ping(ws) for ws in conns))
+    overheads = await asyncio.gather(*(analyze(ws) for ws in conns))
+    for ws in conns:
+        await ws.close()
+    p99, base99 = pct(overheads, 0.99), pct(pings, 0.99)
+    return {
+        "sessions": n,
+        "analysis_overhead_ms_p50": round(statistics.median(overheads) * 1000, 2),
+        "analysis_overhead_ms_p99": round(p99 * 1000, 2),
+        "baseline_ping_ms_p50": round(statistics.median(pings) * 1000, 2),
+        "baseline_ping_ms_p99": round(base99 * 1000, 2),
+        "ratio_p99_to_ping_p99": round(p99 / base99, 2) if base99 else None,
+        "server_rss_bytes_per_websocket": round((rss1 - rss0) / n),
+    }
+
+
+async def main(sizes: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {"bench": "analysis_latency", "metric_delay_s": DELAY, "rounds": []}
+    with tempfile.TemporaryDirectory() as d, EmbeddedRedis(Path(d), durable=False).running() as rs:
+        port = free_port()
+        env = {**os.environ, "MARKETPULSE_REDIS_URL": rs.url, "MARKETPULSE_PORT": str(port),
+               "MARKETPULSE_METRIC_DELAY": str(DELAY), "MARKETPULSE_MARKET_INTERVAL": "3600",
+               "MARKETPULSE_LOG_LEVEL": "WARNING"}  # fmt: skip
+        proc = subprocess.Popen([sys.executable, "-m", "marketpulse", "serve"], env=env)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(base_url=base) as http:
+                for _ in range(300):
+                    try:
+                        if (await http.get("/readyz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)  # polling the child's readiness probe
+            for n in sizes:
+                out["rounds"].append(await one_round(base, n, proc.pid))
+            import redis
+
+            client = redis.Redis.from_url(rs.url)
+            sid = client.zrange("mp:sessions", 0, 0)[0].decode()
+            out["redis_bytes_one_session_with_5_results"] = client.memory_usage(
+                f"mp:{{{sid}}}:session"
+            )
+            client.close()
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    return out
+
+
+if __name__ == "__main__":
+    ns = [int(a) for a in sys.argv[1:]] or [100, 1000]
+    json.dump(asyncio.run(main(ns)), sys.stdout)
+    print()
