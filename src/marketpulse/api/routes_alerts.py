@@ -174,4 +174,3 @@ def _answer(text: str) -> dict[str, str]:
     if isinstance(data, dict) and data.get("action") == "ping":
         return {"type": "pong"}
     return {"type": "error", "code": "unknown_action", "message": "the only action is 'ping'"}
-
