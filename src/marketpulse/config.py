@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     monitor_interval: float = Field(default=5.0, gt=0)
     redis_max_connections: int = Field(default=64, ge=4)
     webhook_url: str | None = None
+    perf_provider_latency_ms: float = Field(default=2000.0, gt=0)
+    perf_loop_lag_ms: float = Field(default=250.0, gt=0)
+    perf_memory_mb: float = Field(default=1024.0, gt=0)
+    perf_alerts_cap: int = Field(default=50, gt=0)
     log_level: str = "INFO"
 
     @field_validator("data_source", mode="before")
