@@ -13,14 +13,16 @@ run:            ## start the service (embedded Redis unless MARKETPULSE_REDIS_UR
 
 test:           ## the whole test suite against a real redis-server (and headless Chromium)
 	@scripts/bootstrap
-	$(UV) pytest
+	$(UV) pytest -m "not e2e"
+	$(UV) pytest -m e2e   # browser tests in their own process: Playwright drives its own loop
 
 check:          ## format check, lint, strict types, tests
 	@scripts/bootstrap
 	$(UV) ruff format --check src tests bench
 	$(UV) ruff check src tests bench
 	$(UV) mypy
-	$(UV) pytest
+	$(UV) pytest -m "not e2e"
+	$(UV) pytest -m e2e
 
 format:
 	@scripts/bootstrap
