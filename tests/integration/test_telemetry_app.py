@@ -105,11 +105,6 @@ async def test_metrics_after_a_workload_on_the_real_app(redis_url: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    reason="not yet reported by their owners in create_app: the fetcher's provider/cache "
-    "telemetry, WebSocket message timing, the active-sessions gauge",
-    strict=False,
-)
 async def test_metrics_fed_by_the_fetcher_and_websocket(redis_url: str) -> None:
     live, families = await workload(redis_url)
     assert value(families, "marketpulse_provider_calls_total") >= 1

@@ -130,8 +130,11 @@ async def alerts_socket(ws: WebSocket) -> None:
         await ws.close(code=1008)
         return
     alerts: AlertManager = ws.app.state.alerts
+    telemetry = getattr(ws.app.state, "telemetry", None)
     async with alerts.subscribe() as events:
         await ws.accept()
+        if telemetry is not None:
+            telemetry.client_connected("alerts")
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(_forward(ws, events))
@@ -140,6 +143,9 @@ async def alerts_socket(ws: WebSocket) -> None:
             pass  # the client left: both halves are torn down together
         except* _Closed:
             pass
+        finally:
+            if telemetry is not None:
+                telemetry.client_disconnected("alerts")
 
 
 class _Closed(Exception):

@@ -64,6 +64,14 @@ def _origin_ok(ws: WebSocket) -> bool:
     return origin is None or origin in ws.app.state.allowed_origins
 
 
+def _type_of(item: dict[str, Any] | str) -> str:
+    """The message type, without parsing the JSON the scripts built (it starts with it)."""
+    if isinstance(item, dict):
+        return str(item.get("type"))
+    head = item[: item.find('"', 9)] if item.startswith('{"type":"') else ""
+    return head[9:] or "unknown"
+
+
 def error_msg(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message}
 
@@ -137,7 +145,10 @@ class _Connection:
     async def _write(self) -> None:
         while True:
             item = await self.out.get()
+            started = time.perf_counter()
             await self.ws.send_text(item if isinstance(item, str) else json.dumps(item))
+            if self.telemetry is not None:
+                self.telemetry.ws_message("out", _type_of(item), time.perf_counter() - started)
 
     async def _events(self, sub: Subscription, seen_version: int) -> None:
         while True:
@@ -192,7 +203,10 @@ class _Connection:
                     error_msg("rate_limited", f"at most {RATE:.0f} messages per second")
                 )
                 continue
-            await self._handle(text)
+            started = time.perf_counter()
+            action = await self._handle(text)
+            if self.telemetry is not None:
+                self.telemetry.ws_message("in", action, time.perf_counter() - started)
 
     async def _handle(self, text: str) -> str:
         """Handle one client message; returns its action for telemetry ('invalid' if none)."""
