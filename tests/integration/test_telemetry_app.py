@@ -10,7 +10,6 @@ the workload.
 from __future__ import annotations
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from session_harness import serve, settings_for
 
