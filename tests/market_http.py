@@ -143,4 +143,4 @@ class FakeTime:
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.t += seconds
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # wait-ok: yields to the loop, waits for nothing

@@ -25,7 +25,7 @@ class Fake:
 
     async def sleep(self, s: float) -> None:
         self.t += s
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # wait-ok: yields to the loop, waits for nothing
 
 
 def test_retry_only_transient_and_bounded() -> None:
