@@ -5,6 +5,8 @@
     │   ├── SessionNotFound        missing, expired, or a wrong/foreign token (indistinguishable)
     │   ├── SessionExists          POST with an id already taken
     │   └── NotInPortfolio         analyze a ticker the session does not hold
+    ├── AlertNotFound              no alert with this id
+    ├── SymbolNotMonitored         DELETE of a symbol that is not monitored
     ├── ValidationFailed           bad input that pydantic did not catch (code, message)
     ├── MarketDataError
     │   ├── QuoteUnavailable       no source could give a quote (and no stale one either)
@@ -54,6 +56,20 @@ class NotInPortfolio(SessionError):
 
     code = "not_in_portfolio"
     status = 400
+
+
+class AlertNotFound(MarketPulseError):
+    """No alert with this id."""
+
+    code = "alert_not_found"
+    status = 404
+
+
+class SymbolNotMonitored(MarketPulseError):
+    """This symbol is not monitored."""
+
+    code = "symbol_not_monitored"
+    status = 404
 
 
 class ValidationFailed(MarketPulseError):

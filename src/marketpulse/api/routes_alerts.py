@@ -23,27 +23,13 @@ from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDis
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from marketpulse.domain.alerts import AlertCondition, normalize_symbol
-from marketpulse.errors import MarketPulseError
+from marketpulse.errors import AlertNotFound, SymbolNotMonitored
 from marketpulse.services.alert_engine import AlertManager
 from marketpulse.services.monitor import MonitorService, check_symbol
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 MAX_WS_MESSAGE = 4096
-
-
-class AlertNotFound(MarketPulseError):
-    """No alert with this id."""
-
-    code = "alert_not_found"
-    status = 404
-
-
-class SymbolNotMonitored(MarketPulseError):
-    """This symbol is not monitored."""
-
-    code = "symbol_not_monitored"
-    status = 404
 
 
 class SymbolIn(BaseModel):

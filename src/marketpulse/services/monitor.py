@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -30,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from marketpulse.adapters import keys, lua_scripts
+from marketpulse.adapters.lease import Lease
 from marketpulse.domain.alerts import normalize_symbol
 from marketpulse.domain.quotes import StockData
 from marketpulse.errors import MarketPulseError, ValidationFailed
@@ -76,18 +76,17 @@ class MonitorService:
         self.cache = cache
         self.interval_s = interval_s
         self.shutdown_s = shutdown_s
-        self.owner = uuid.uuid4().hex
         self._redis = redis
+        self._lease = (
+            Lease(redis, keys.MONITOR_LEASE, ttl_s=lease_ms / 1000) if redis is not None else None
+        )
         self._gate = asyncio.Semaphore(concurrency)
-        self._lease_ms = lease_ms
         self._max_backlog = max_backlog
         self._on_quote = on_quote
         self._cursor: int | None = None  # used without Redis
         self._processed: int | None = None  # last tick this instance evaluated
         self._polling = False
         if redis is not None:
-            self._renew = lua_scripts.register(redis, "lease_renew")
-            self._release = lua_scripts.register(redis, "lease_release")
             self._advance = lua_scripts.register(redis, "monitor_cursor")
 
     # -- symbols -----------------------------------------------------------------------------
@@ -106,22 +105,19 @@ class MonitorService:
 
     async def holds_lease(self) -> bool:
         """Take or renew the polling lease; True if this instance is the poller."""
-        if self._redis is None:
+        if self._lease is None:
             return True
         try:
-            if await self._renew(keys=[keys.MONITOR_LEASE], args=[self.owner, self._lease_ms]):
-                return True
-            got = await self._redis.set(keys.MONITOR_LEASE, self.owner, nx=True, px=self._lease_ms)
+            return await self._lease.acquire()
         except RedisError as exc:
             log.warning("monitor lease unavailable: %r", exc)
             return False
-        return bool(got)
 
     async def release_lease(self) -> None:
-        if self._redis is None:
+        if self._lease is None:
             return
         try:
-            await self._release(keys=[keys.MONITOR_LEASE], args=[self.owner])
+            await self._lease.release()
         except RedisError as exc:
             log.warning("could not release the monitor lease: %r", exc)
 
