@@ -137,13 +137,20 @@ export class AlertsPanel {
     const list = $("alert-feed");
     list.prepend(row);
     while (list.children.length > FEED_MAX) list.lastChild.remove();
-    if (!perf) this.loadHistory();
+    if (!perf) this.loadHistory(item.id);
   }
 
-  async loadHistory() {
+  // The service records history after delivery (it names the channels that delivered), so an
+  // alert seen on the feed may reach the history a moment later: when ``wantId`` is given and not
+  // there yet, look again with backoff (0.1 s doubling, six times).
+  async loadHistory(wantId = null, attempt = 0) {
     try {
       const data = await api("GET", "/api/alerts/history?limit=20");
-      const rows = listOf(data, "history", "items", "alerts").map((item) =>
+      const items = listOf(data, "history", "items", "alerts");
+      if (wantId && !items.some((item) => item.id === wantId) && attempt < 6) {
+        setTimeout(() => this.loadHistory(wantId, attempt + 1), 100 * 2 ** attempt);
+      }
+      const rows = items.map((item) =>
         el("li", { "data-testid": "history-row", "data-symbol": item.symbol || "" },
           el("time", { text: stamp(item) }), " ", el("span", { text: `${describe(item)}${observed(item)}` })));
       const list = $("alert-history");
