@@ -21,6 +21,7 @@ from marketpulse.adapters.embedded_redis import EmbeddedRedis
 from marketpulse.adapters.market import SimulatedSource
 from marketpulse.adapters.raw_pipeline import execute_packed
 from marketpulse.adapters.redis_client import make_client
+from marketpulse.adapters.redis_mux import RedisMux
 from marketpulse.adapters.session_store import SessionStore, hash_token
 from marketpulse.domain.portfolio import canonical_holdings, value
 from marketpulse.services.market import Market
@@ -33,7 +34,7 @@ NOW = "2026-01-02T00:00:00.000Z"
 async def main(n: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as d, EmbeddedRedis(Path(d), durable=False).running() as rs:
         redis = make_client(rs.url)
-        store = SessionStore(redis, ttl_s=86400)
+        store = SessionStore(redis, RedisMux.for_client(redis), ttl_s=86400)
         market = Market(SimulatedSource(seed=42))
         prices0 = await market.prices(UNIVERSE, 0)
         th = hash_token("t")

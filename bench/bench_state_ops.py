@@ -16,6 +16,7 @@ from pathlib import Path
 
 from marketpulse.adapters.embedded_redis import EmbeddedRedis
 from marketpulse.adapters.redis_client import make_client
+from marketpulse.adapters.redis_mux import RedisMux
 from marketpulse.adapters.session_store import SessionStore, hash_token
 from marketpulse.domain.portfolio import value
 
@@ -45,7 +46,7 @@ async def rate(op: Callable[[int, int], Awaitable[object]]) -> float:
 async def main() -> dict[str, object]:
     with tempfile.TemporaryDirectory() as d, EmbeddedRedis(Path(d), durable=False).running() as rs:
         redis = make_client(rs.url, max_connections=CONCURRENCY + 8)
-        store = SessionStore(redis, ttl_s=3600)
+        store = SessionStore(redis, RedisMux.for_client(redis), ttl_s=3600)
         th = hash_token("t")
         val = value(HOLD, {"AAPL": 1.0, "GOOGL": 2.0, "MSFT": 3.0}, 0)
         for w in range(CONCURRENCY):

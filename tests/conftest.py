@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from marketpulse.adapters.embedded_redis import EmbeddedRedis
 from marketpulse.adapters.redis_client import make_client
+from marketpulse.adapters.redis_mux import RedisMux
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +40,13 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def redis_mux(redis_client: Redis) -> AsyncIterator[RedisMux]:
+    """The pipelined connection of the hot path, to the same database as ``redis_client``."""
+    mux = RedisMux.for_client(redis_client)
+    try:
+        yield mux
+    finally:
+        await mux.aclose()

@@ -171,7 +171,7 @@ async def test_checker_catches_a_naive_get_set_store(redis_url: str) -> None:
     settings = settings_for(redis_url, market_interval=0.05, metric_delay="0.01-0.05")
     async with serve(settings) as server:
         app = server.app
-        app.state.engine.store = NaiveStore(app.state.redis, ttl_s=3600)
+        app.state.engine.store = NaiveStore(app.state.redis, app.state.store.mux, ttl_s=3600)
         logs = await workload(server, n_sessions=8, seconds=4.0, seed=11)
     violations = check(logs)
     print("naive store violations:", dict(violations))

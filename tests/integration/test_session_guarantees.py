@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from session_harness import serve, settings_for
 
 from marketpulse.adapters import keys
+from marketpulse.adapters.redis_mux import RedisMux
 from marketpulse.adapters.session_store import SessionStore, hash_token
 from marketpulse.domain.portfolio import value
 from marketpulse.services.valuation import ValuationLoop
@@ -82,11 +83,13 @@ async def test_a_revaluation_that_changes_nothing_bumps_nothing(redis_url: str) 
         await c.close()
 
 
-async def test_revaluation_never_refreshes_ttl_nor_recreates_a_session(redis_client: Redis) -> None:
+async def test_revaluation_never_refreshes_ttl_nor_recreates_a_session(
+    redis_client: Redis, redis_mux: RedisMux
+) -> None:
     from marketpulse.adapters.market import SimulatedSource
     from marketpulse.services.market import Market
 
-    store = SessionStore(redis_client, ttl_s=3600)
+    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
     await _session(store, "a")
     await _session(store, "b")
     await redis_client.pexpire(keys.session("a"), 5000)
@@ -99,8 +102,10 @@ async def test_revaluation_never_refreshes_ttl_nor_recreates_a_session(redis_cli
     assert await redis_client.zrange(keys.SESSION_INDEX, 0, -1) == [b"a"]
 
 
-async def test_append_is_idempotent_on_the_result_id(redis_client: Redis) -> None:
-    store = SessionStore(redis_client, ttl_s=3600)
+async def test_append_is_idempotent_on_the_result_id(
+    redis_client: Redis, redis_mux: RedisMux
+) -> None:
+    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
     th = await _session(store)
     snap = await store.start_analysis("s", th, "AAPL", "run1", NOW)
     body = json.dumps(
@@ -129,8 +134,8 @@ async def test_append_is_idempotent_on_the_result_id(redis_client: Redis) -> Non
     assert state["version"] == version + 1  # only the read's touch moved it
 
 
-async def test_results_are_capped_newest_kept(redis_client: Redis) -> None:
-    store = SessionStore(redis_client, ttl_s=3600, results_cap=3)
+async def test_results_are_capped_newest_kept(redis_client: Redis, redis_mux: RedisMux) -> None:
+    store = SessionStore(redis_client, redis_mux, ttl_s=3600, results_cap=3)
     th = await _session(store)
     for i in range(5):
         snap = await store.start_analysis("s", th, ["AAPL", "MSFT"][i % 2], f"r{i}", NOW)
@@ -142,7 +147,9 @@ async def test_results_are_capped_newest_kept(redis_client: Redis) -> None:
     assert [r["id"] for r in state["analysis_results"]] == ["r2:m", "r3:m", "r4:m"]
 
 
-async def test_one_valuation_leader_and_a_deposed_leader_is_fenced(redis_client: Redis) -> None:
+async def test_one_valuation_leader_and_a_deposed_leader_is_fenced(
+    redis_client: Redis, redis_mux: RedisMux
+) -> None:
     from marketpulse.adapters.market import SimulatedSource
     from marketpulse.services.market import Market
 
@@ -152,7 +159,7 @@ async def test_one_valuation_leader_and_a_deposed_leader_is_fenced(redis_client:
     assert await a.lease.acquire() is True
     assert await b.lease.acquire() is False
     assert await a.lease.acquire() is True  # renewal
-    store = SessionStore(redis_client, ttl_s=3600)
+    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
     await _session(store)
     new = await b.sweep(10)  # the new leader's tick
     old = await a.sweep(9)  # a deposed leader still sweeping an older tick
@@ -160,11 +167,13 @@ async def test_one_valuation_leader_and_a_deposed_leader_is_fenced(redis_client:
     assert await redis_client.hget(keys.session("s"), "tick") == b"10"
 
 
-async def test_concurrent_mutations_lose_no_update(redis_client: Redis) -> None:
+async def test_concurrent_mutations_lose_no_update(
+    redis_client: Redis, redis_mux: RedisMux
+) -> None:
     """Touches, holdings changes and revaluations raced on one session: every committed change
     is counted in version, every holdings change in hv, and basis_version counts exactly the
     holdings changes plus the revaluations that reported a bump."""
-    store = SessionStore(redis_client, ttl_s=3600)
+    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
     th = await _session(store)
     loop_prices = [{"AAPL": 10.0 + i, "GOOGL": 20.0 + i, "MSFT": 30.0 + i} for i in range(60)]
     n = 60
@@ -193,11 +202,11 @@ async def test_concurrent_mutations_lose_no_update(redis_client: Redis) -> None:
 
 @pytest.mark.parametrize("token", ["wrong", ""])
 async def test_scripts_refuse_a_wrong_token_like_a_missing_session(
-    redis_client: Redis, token: str
+    redis_client: Redis, redis_mux: RedisMux, token: str
 ) -> None:
     from marketpulse.errors import SessionNotFound
 
-    store = SessionStore(redis_client, ttl_s=3600)
+    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
     await _session(store)
     with pytest.raises(SessionNotFound):
         await store.start_analysis("s", hash_token(token), "AAPL", "r", NOW)

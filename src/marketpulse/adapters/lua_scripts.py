@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from importlib.resources import files
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -22,3 +24,17 @@ def source(name: str) -> str:
 def register(redis: Redis, name: str) -> AsyncScript:
     """EVALSHA with a transparent EVAL fallback after a SCRIPT FLUSH or on a fresh server."""
     return redis.register_script(source(name))
+
+
+class Lua(NamedTuple):
+    """A script's text and its SHA1, for callers that send EVALSHA themselves (the mux)."""
+
+    name: str
+    sha: str
+    source: str
+
+
+@cache
+def load(name: str) -> Lua:
+    text = source(name)
+    return Lua(name, hashlib.sha1(text.encode()).hexdigest(), text)

@@ -20,7 +20,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from marketpulse.adapters import keys
-from marketpulse.adapters.lua_scripts import register
+from marketpulse.adapters.lua_scripts import Lua, load, register
+from marketpulse.adapters.redis_mux import RedisMux
 from marketpulse.domain.portfolio import Valuation, canonical_holdings
 from marketpulse.errors import NotInPortfolio, RedisUnavailable, SessionExists, SessionNotFound
 
@@ -45,6 +46,18 @@ class RunSnapshot:
     tick: int
     superseded_run_id: str | None = None
     already_running: bool = False
+
+
+_SESSION_CREATE = load("session_create")
+_SESSION_READ = load("session_read")
+_SESSION_TOUCH = load("session_touch")
+_SESSION_DELETE = load("session_delete")
+_SESSION_HOLDINGS = load("session_holdings")
+_ANALYSIS_START = load("analysis_start")
+_ANALYSIS_APPEND = load("analysis_append")
+_ANALYSIS_RESTART = load("analysis_restart")
+_ANALYSIS_CANCEL = load("analysis_cancel")
+_ANALYSIS_FAIL = load("analysis_fail")
 
 
 def _s(v: bytes | str) -> str:
@@ -73,23 +86,24 @@ def render_state(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
 
 
 class SessionStore:
-    """Sessions in Redis. Times are passed in (ISO-8601 UTC text), never read here."""
+    """Sessions in Redis. Times are passed in (ISO-8601 UTC text), never read here.
 
-    def __init__(self, redis: Redis, *, ttl_s: int, results_cap: int = 500) -> None:
+    The scripts go through ``mux`` (one pipelined connection, see redis_mux.py): they are the
+    hot path of every analysis. Plain commands use the pooled client ``redis``.
+    """
+
+    def __init__(self, redis: Redis, mux: RedisMux, *, ttl_s: int, results_cap: int = 500) -> None:
         self.redis = redis
+        self.mux = mux
         self.ttl_s = ttl_s
         self.results_cap = results_cap
-        self._create = register(redis, "session_create")
-        self._read = register(redis, "session_read")
-        self._touch = register(redis, "session_touch")
-        self._delete = register(redis, "session_delete")
-        self._holdings = register(redis, "session_holdings")
         self.revalue_script = register(redis, "session_revalue")
-        self._start = register(redis, "analysis_start")
-        self._append = register(redis, "analysis_append")
-        self._restart = register(redis, "analysis_restart")
-        self._cancel = register(redis, "analysis_cancel")
-        self._fail = register(redis, "analysis_fail")
+
+    async def _script(self, lua: Lua, session_id: str, args: list[Arg]) -> Any:
+        try:
+            return await self.mux.evalsha(lua.sha, lua.source, self.keys_for(session_id), args)
+        except RedisError as exc:  # an error reply: a bug, or a server out of memory
+            raise RedisUnavailable(f"redis: {exc}") from exc
 
     @staticmethod
     def keys_for(session_id: str) -> list[str]:
@@ -114,14 +128,14 @@ class SessionStore:
         await self._call(lambda: self.redis.zadd(keys.SESSION_INDEX, {session_id: 0}, nx=True))
         args: list[Arg] = [session_id, token_hash, canonical_holdings(holdings), val.total_text]
         args += [val.prices_text, now, val.tick, self.ttl_s]
-        res = await self._call(lambda: self._create(keys=self.keys_for(session_id), args=args))
+        res = await self._script(_SESSION_CREATE, session_id, args)
         if _s(res) == "exists":
             raise SessionExists(f"session {session_id!r} already exists")
 
     async def read(self, session_id: str, token_hash: str, now: str) -> dict[str, Any]:
         """The state object; a client action (refreshes TTL). Raises SessionNotFound."""
         args: list[Arg] = [token_hash, now, self.ttl_s]
-        res = await self._call(lambda: self._read(keys=self.keys_for(session_id), args=args))
+        res = await self._script(_SESSION_READ, session_id, args)
         if not isinstance(res, list):
             raise SessionNotFound()
         it = iter(res)
@@ -129,7 +143,7 @@ class SessionStore:
 
     async def touch(self, session_id: str, token_hash: str, now: str) -> int:
         args: list[Arg] = [token_hash, now, self.ttl_s]
-        res = await self._call(lambda: self._touch(keys=self.keys_for(session_id), args=args))
+        res = await self._script(_SESSION_TOUCH, session_id, args)
         if not isinstance(res, int):
             raise SessionNotFound()
         return res
@@ -140,9 +154,7 @@ class SessionStore:
         return stored is not None and hmac.compare_digest(_s(stored), token_hash)
 
     async def delete(self, session_id: str, token_hash: str) -> None:
-        res = await self._call(
-            lambda: self._delete(keys=self.keys_for(session_id), args=[token_hash])
-        )
+        res = await self._script(_SESSION_DELETE, session_id, [token_hash])
         if _s(res) != "ok":
             raise SessionNotFound()
         await self._call(lambda: self.redis.zrem(keys.SESSION_INDEX, session_id))
@@ -164,7 +176,7 @@ class SessionStore:
             now,
         ]
         args += [val.tick, self.ttl_s]
-        res = await self._call(lambda: self._holdings(keys=self.keys_for(session_id), args=args))
+        res = await self._script(_SESSION_HOLDINGS, session_id, args)
         if not isinstance(res, int):
             raise SessionNotFound()
         return res
@@ -174,7 +186,7 @@ class SessionStore:
     ) -> RunSnapshot:
         """Start (or re-announce) the run for ``ticker``. Raises SessionNotFound, NotInPortfolio."""
         args: list[Arg] = [token_hash, ticker, run_id, now, self.ttl_s]
-        res = await self._call(lambda: self._start(keys=self.keys_for(session_id), args=args))
+        res = await self._script(_ANALYSIS_START, session_id, args)
         if not isinstance(res, list):
             if _s(res) == "not_held":
                 raise NotInPortfolio(f"{ticker} is not in the portfolio")
@@ -186,7 +198,7 @@ class SessionStore:
     ) -> str:
         """'ok' | 'complete' | 'dup' | 'superseded' | 'stale' | 'gone' (see the script)."""
         args: list[Arg] = [run_id, basis, result_id, result_json, self.results_cap, n]
-        res = await self._call(lambda: self._append(keys=self.keys_for(session_id), args=args))
+        res = await self._script(_ANALYSIS_APPEND, session_id, args)
         return _s(res)
 
     async def restart_analysis(
@@ -194,18 +206,18 @@ class SessionStore:
     ) -> RunSnapshot | str:
         """A RunSnapshot for the restarted run, or 'failed' | 'superseded' | 'gone'."""
         args: list[Arg] = [old_run_id, new_run_id, max_restarts, now, "basis_changed"]
-        res = await self._call(lambda: self._restart(keys=self.keys_for(session_id), args=args))
+        res = await self._script(_ANALYSIS_RESTART, session_id, args)
         return _snapshot(res) if isinstance(res, list) else _s(res)
 
     async def fail_analysis(self, session_id: str, run_id: str, reason: str) -> str:
         """'failed' | 'superseded' | 'gone'."""
         args: list[Arg] = [run_id, reason]
-        return _s(await self._call(lambda: self._fail(keys=self.keys_for(session_id), args=args)))
+        return _s(await self._script(_ANALYSIS_FAIL, session_id, args))
 
     async def cancel_analysis(self, session_id: str, token_hash: str, now: str) -> str | None:
         """The cancelled run id, or None when nothing was running. Raises SessionNotFound."""
         args: list[Arg] = [token_hash, now, self.ttl_s]
-        res = _s(await self._call(lambda: self._cancel(keys=self.keys_for(session_id), args=args)))
+        res = _s(await self._script(_ANALYSIS_CANCEL, session_id, args))
         if res == "gone":
             raise SessionNotFound()
         return None if res == "idle" else res

@@ -23,6 +23,7 @@ from marketpulse.adapters.alert_store import RedisAlertStore
 from marketpulse.adapters.event_hub import EventHub
 from marketpulse.adapters.market import make_tick_source
 from marketpulse.adapters.redis_client import make_client
+from marketpulse.adapters.redis_mux import RedisMux
 from marketpulse.adapters.session_store import SessionStore
 from marketpulse.api import (
     routes_alerts,
@@ -86,7 +87,10 @@ def create_app(settings: Settings) -> FastAPI:
         )
         fetcher = build_fetcher(settings, redis, cache_redis, telemetry)
         market = _market(settings, fetcher)
-        store = SessionStore(redis, ttl_s=settings.session_ttl, results_cap=settings.results_cap)
+        mux = RedisMux.for_client(redis)
+        store = SessionStore(
+            redis, mux, ttl_s=settings.session_ttl, results_cap=settings.results_cap
+        )
         hub = EventHub(redis)
         engine = AnalysisEngine(
             store,
@@ -124,6 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
                     await engine.shutdown()
         finally:
             await fetcher.close()
+            await mux.aclose()
             await redis.aclose()
             if cache_redis is not None:
                 await cache_redis.aclose()
