@@ -76,7 +76,9 @@ class AnalysisEngine:
         self.rng = rng or random.Random()
         self.telemetry = telemetry
         self.runs: dict[str, asyncio.Task[None]] = {}
-        self._stats_memo: OrderedDict[tuple[tuple[str, ...], int], MarketStats] = OrderedDict()
+        self._stats_memo: OrderedDict[tuple[tuple[str, ...], int], asyncio.Future[MarketStats]] = (
+            OrderedDict()
+        )
         self._closing = False
 
     def _event(self, kind: str) -> None:
@@ -155,7 +157,7 @@ class AnalysisEngine:
     async def _attempt(self, session_id: str, ticker: str, run: RunSnapshot) -> str:
         """'complete' | 'stale' | 'over'."""
         try:
-            inputs = inputs_from(run.holdings, run.prices, await self._stats(run))
+            inputs = inputs_from(run.holdings, run.prices, await self.stats(tuple(run.holdings), run.tick))
         except MarketPulseError as exc:
             log.warning("analysis of %s in %s cannot run: %s", ticker, session_id, exc.message)
             await self.store.fail_analysis(session_id, run.run_id, exc.code)
@@ -172,17 +174,42 @@ class AnalysisEngine:
             outcome = "over"  # wins over stale: a run that is no longer current never restarts
         return outcome
 
-    async def _stats(self, run: RunSnapshot) -> MarketStats:
+    async def stats(self, tickers: tuple[str, ...], tick: int) -> MarketStats:
         """Σ and momentum of the run's tickers at its tick, shared by every run that holds the
-        same tickers at the same tick (pure function of those two, so a memo is exact)."""
-        key = (tuple(run.holdings), run.tick)
-        stats = self._stats_memo.get(key)
-        if stats is None:
-            histories = await self.market.histories(run.holdings, run.tick)
+        same tickers at the same tick (pure function of those two, so a memo is exact). Single
+        flight: runs that start together await one computation; a failed one is not kept."""
+        key = (tickers, tick)
+        memo = self._stats_memo
+        while True:
+            fut = memo.get(key)
+            if fut is None:
+                return await self._compute_stats(key)
+            try:
+                return await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if fut.cancelled() and task is not None and not task.cancelling():
+                    continue  # the run computing it was cancelled, not this one: compute it here
+                raise
+
+    async def _compute_stats(self, key: tuple[tuple[str, ...], int]) -> MarketStats:
+        memo = self._stats_memo
+        fut = memo[key] = asyncio.get_running_loop().create_future()
+        if len(memo) > STATS_MEMO:
+            memo.popitem(last=False)
+        try:
+            histories = await self.market.histories(key[0], key[1])
             stats = market_stats(key[0], {s: list(h) for s, h in histories.items()})
-            self._stats_memo[key] = stats
-            if len(self._stats_memo) > STATS_MEMO:
-                self._stats_memo.popitem(last=False)
+        except BaseException as exc:
+            if memo.get(key) is fut:
+                del memo[key]
+            if isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(exc)
+                fut.exception()  # marked retrieved: waiters, if any, re-raise it
+            raise
+        fut.set_result(stats)
         return stats
 
     async def _metric(
