@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 def iso_z(dt: datetime) -> str:
     """``2024-01-26T10:00:00.123Z`` (milliseconds; naive datetimes are taken as UTC)."""
-    if dt.tzinfo is not None:
+    if dt.tzinfo is not None and dt.tzinfo is not UTC:
         dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    # "YYYY-MM-DDTHH:MM:SS.mmm" is the fixed-width head of isoformat (C; strftime is ~10× slower)
+    return dt.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def utc_now() -> datetime:
