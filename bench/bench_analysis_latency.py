@@ -36,12 +36,18 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p * len(xs)))]
 
 
-async def one_round(base: str, n: int, server_pid: int) -> dict[str, Any]:
+async def one_round(base: str, n: int, server_pid: int, redis_pid: int) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         sessions = []
         for _ in range(n):
@@ -72,7 +78,10 @@ async def one_round(base: str, n: int, server_pid: int) -> dict[str, Any]:
 
     await asyncio.gather(*(ping(ws) for ws in conns))  # warm-up round, not measured
     pings = await asyncio.gather(*(ping(ws) for ws in conns))
+    cpu0 = (cpu_s(server_pid), cpu_s(redis_pid), time.process_time())
     overheads = await asyncio.gather(*(analyze(ws) for ws in conns))
+    cpu1 = (cpu_s(server_pid), cpu_s(redis_pid), time.process_time())
+    server_cpu, redis_cpu, client_cpu = (b - a for a, b in zip(cpu0, cpu1, strict=True))
     for ws in conns:
         await ws.close()
     p99, base99 = pct(overheads, 0.99), pct(pings, 0.99)
@@ -83,6 +92,11 @@ async def one_round(base: str, n: int, server_pid: int) -> dict[str, Any]:
         "baseline_ping_ms_p50": round(statistics.median(pings) * 1000, 2),
         "baseline_ping_ms_p99": round(base99 * 1000, 2),
         "ratio_p99_to_ping_p99": round(p99 / base99, 2) if base99 else None,
+        "cpu_ms_per_analysis": {
+            "server": round(server_cpu * 1000 / n, 3),
+            "redis": round(redis_cpu * 1000 / n, 3),
+            "client": round(client_cpu * 1000 / n, 3),
+        },
         "server_rss_bytes_per_websocket": round((rss1 - rss0) / n),
     }
 
@@ -108,7 +122,7 @@ async def main(sizes: list[int]) -> dict[str, Any]:
                         pass
                     await asyncio.sleep(0.1)  # polling the child's readiness probe
             for n in sizes:
-                out["rounds"].append(await one_round(base, n, proc.pid))
+                out["rounds"].append(await one_round(base, n, proc.pid, rs.pid))
             import redis
 
             client = redis.Redis.from_url(rs.url)
