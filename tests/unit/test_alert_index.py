@@ -26,6 +26,7 @@ step_st = st.one_of(
     ),
     st.tuples(st.just("add"), alert_st, st.none()),
     st.tuples(st.just("remove"), st.integers(0, 50), st.none()),
+    st.tuples(st.just("forget"), st.sampled_from([*SYMBOLS, None]), st.none()),
 )
 
 
@@ -47,6 +48,11 @@ class Naive:
                 out.add((a.id, now))
             self.truth[a.id] = now
         return out
+
+    def forget(self, symbol: str | None) -> None:
+        for a in self.alerts.values():
+            if symbol is None or a.symbol == symbol:
+                self.truth.pop(a.id, None)
 
 
 @settings(max_examples=400, deadline=None)
@@ -71,6 +77,10 @@ def test_index_reports_exactly_the_changes_a_naive_scan_finds(
                 assert index.remove(victim) is not None
                 del naive.alerts[victim]
                 naive.truth.pop(victim, None)
+        elif kind == "forget":
+            assert arg is None or isinstance(arg, str)
+            index.forget(arg)
+            naive.forget(arg)
         else:
             assert isinstance(arg, str)
             assert isinstance(values, dict)

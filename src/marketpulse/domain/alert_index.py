@@ -1,31 +1,41 @@
 """Per-symbol, per-type alert index: evaluating a quote costs O(log n + changed).
 
-Every alert is reduced to the form ``x >= k`` where ``x = vs * value`` and ``k = ts * threshold``
-(signs fixed by its type and comparison; see ``_SIGNS``). A group of alerts with the same signs
-on one symbol and type keeps its keys sorted. Between the previous observed value ``v0`` and the
-new one ``v1`` the truth of ``x >= k`` changes exactly for the keys between ``x0`` and ``x1``:
+Every alert is reduced to a *key* ``k`` in the space of its observed value and a side: it holds
+when ``value >= k`` (an *above* side) or when ``value <= k`` (a *below* side); see ``_SIGNS``
+(``% change below T`` is ``value <= -T``). Each symbol has one track per alert type holding the
+last observed value and up to two sides, each with its keys sorted. Between the previous
+observed value ``v0`` and the new one ``v1`` the truth changes exactly for the keys between
+them:
 
-- ``x1 > x0``: keys in ``(x0, x1]`` became true;
-- ``x1 < x0``: keys in ``(x1, x0]`` became false.
+- above: ``v1 > v0`` makes the keys in ``(v0, v1]`` true, ``v1 < v0`` those in ``(v1, v0]``
+  false;
+- below: ``v1 > v0`` makes the keys in ``[v0, v1)`` false, ``v1 < v0`` those in ``[v1, v0)``
+  true.
 
-Two bisects find that slice, so only the alerts whose truth changed are touched. The previous
-truth of an alert this index has not evaluated yet is *unknown*: alerts added since the last
-observation of their symbol and type (*pending*) and every alert at the first observation of a
-symbol and type (or after ``forget``) report their truth, true or false, so the store's state
-is brought in line with it (a restart or a new poller re-arms what went false meanwhile).
+Two bisects find that slice, so only the alerts whose truth changed are touched. Each indexed
+alert carries its two ``Change`` values, made once, so reporting a slice is a list copy. The
+previous truth of an alert this index has not evaluated yet is *unknown*: alerts added since
+the last observation of their symbol and type (*pending*) and every alert at the first
+observation of a symbol and type (or after ``forget``) report their truth, true or false, so the
+store's state is brought in line with it (a restart or a new poller re-arms what went false
+meanwhile). A None value changes nothing and keeps the previous one.
 
-Pure and synchronous; not thread-safe (one owner, the alert engine).
+The hot path does no dict lookup keyed by ``AlertType`` (its hash is Python code): a type is
+mapped to its slot by the member's identity. Pure and synchronous; not thread-safe (one owner,
+the alert engine).
 """
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple
 
 from marketpulse.domain.alerts import AlertCondition, AlertType
 
-# (type, comparison) -> (value sign, threshold sign): condition <=> vs*value >= ts*threshold
+# (type, comparison) -> (value sign, threshold sign): condition <=> vs*value >= ts*threshold,
+# i.e. value >= vs*ts*threshold when vs > 0 (above side), value <= vs*ts*threshold otherwise
 _SIGNS: dict[tuple[AlertType, str], tuple[float, float]] = {
     (AlertType.PRICE_THRESHOLD, "above"): (1.0, 1.0),
     (AlertType.PRICE_THRESHOLD, "below"): (-1.0, -1.0),
@@ -34,6 +44,10 @@ _SIGNS: dict[tuple[AlertType, str], tuple[float, float]] = {
     (AlertType.VOLUME_SPIKE, "above"): (1.0, 1.0),
     (AlertType.VOLUME_SPIKE, "below"): (-1.0, -1.0),
 }
+# id(member) -> slot: enum members live as long as their class, so their ids are stable
+_SLOT: dict[int, int] = {id(t): i for i, t in enumerate(AlertType)}
+_KEY = itemgetter(0)
+_NEAR = 8  # keys a quote looks at around the last value before a full binary search
 
 
 class Change(NamedTuple):
@@ -43,66 +57,142 @@ class Change(NamedTuple):
     became_true: bool
 
 
-@dataclass(slots=True)
-class _Group:
-    """Alerts of one (symbol, type, signs): parallel lists sorted by key."""
+def _placement(alert: AlertCondition) -> tuple[bool, float]:
+    """(above side?, key) of ``alert``."""
+    vs, ts = _SIGNS[(alert.alert_type, alert.comparison)]
+    return vs > 0, vs * ts * alert.threshold
 
-    vs: float
-    keys: list[float] = field(default_factory=list)
-    ids: list[str] = field(default_factory=list)
-    pending: dict[str, float] = field(default_factory=dict)  # id -> key
 
-    def add(self, alert_id: str, key: float) -> None:
-        self.pending[alert_id] = key
+class _Track:
+    """One symbol and alert type: the last observed value and its alerts, sorted by key.
 
-    def remove(self, alert_id: str, key: float) -> bool:
-        if self.pending.pop(alert_id, None) is not None:
-            return True
-        lo = bisect_left(self.keys, key)
-        hi = bisect_right(self.keys, key, lo)
-        for i in range(lo, hi):
-            if self.ids[i] == alert_id:
-                del self.keys[i]
-                del self.ids[i]
-                return True
-        return False
+    ``rise[i]`` is what the alert with key ``keys[i]`` reports when the value crosses its key
+    upwards (``Change(id, True)`` on the above side, ``Change(id, False)`` below), ``fall[i]``
+    the opposite. A move from ``a`` to ``b`` (either way, ``a < b``) changes the keys in
+    ``[a, b]``, except a key equal to ``a`` on the above side and one equal to ``b`` below.
 
-    def observe(self, x0: float | None, x1: float, out: list[Change]) -> None:
-        keys, ids = self.keys, self.ids
-        if x0 is None:  # first observation: every alert reports its truth
-            hi = bisect_right(keys, x1)
-            out.extend(Change(i, True) for i in ids[:hi])
-            out.extend(Change(i, False) for i in ids[hi:])
-        elif x1 > x0:
-            lo = bisect_right(keys, x0)
-            hi = bisect_right(keys, x1, lo)
-            if hi > lo:
-                out.extend(Change(i, True) for i in ids[lo:hi])
-        elif x1 < x0:
-            lo = bisect_right(keys, x1)
-            hi = bisect_right(keys, x0, lo)
-            if hi > lo:
-                out.extend(Change(i, False) for i in ids[lo:hi])
-        if self.pending:
-            for alert_id, key in self.pending.items():
-                out.append(Change(alert_id, x1 >= key))
-                pos = bisect_right(keys, key)
-                keys.insert(pos, key)
-                ids.insert(pos, alert_id)
-            self.pending.clear()
+    ``at`` is where the last value sits in ``keys`` while no key equals it and the keys have
+    not changed since (else -1): a quote then searches only near it, reading a cache line or
+    two of ``keys`` instead of a whole binary search's worth.
+    """
+
+    __slots__ = ("at", "fall", "keys", "last", "pending", "rise")
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+        self.at = -1
+        self.keys = array("d")
+        self.rise: tuple[Change, ...] = ()  # tuples: the items are in the object itself
+        self.fall: tuple[Change, ...] = ()
+        self.pending: dict[str, tuple[bool, float]] | None = None  # id -> (above, key)
 
     def __len__(self) -> int:
-        return len(self.keys) + len(self.pending)
+        return len(self.keys) + (len(self.pending) if self.pending else 0)
+
+    def observe(self, v1: float, out: list[Change]) -> None:
+        v0, p, keys = self.last, self.at, self.keys
+        if v0 is None or p < 0 or self.pending is not None:
+            self._settle(v0, v1, out)
+        elif v1 > v0:  # keys[p - 1] < v0 < keys[p]
+            self.last = v1
+            e = p + _NEAR
+            if e < len(keys) and keys[e] > v1:
+                hi = bisect_right(keys, v1, p, e)
+            else:
+                hi = bisect_right(keys, v1, p)
+            if hi > p:
+                if keys[hi - 1] == v1:
+                    self._settle(v0, v1, out)
+                else:
+                    out += self.rise[p:hi]
+                    self.at = hi
+        elif v1 < v0:
+            self.last = v1
+            s = p - _NEAR
+            if s >= 0 and keys[s] < v1:
+                lo = bisect_left(keys, v1, s, p)
+            else:
+                lo = bisect_left(keys, v1, 0, p)
+            if p > lo:
+                if keys[lo] == v1:
+                    self._settle(v0, v1, out)
+                else:
+                    out += self.fall[lo:p]
+                    self.at = lo
+
+    def _settle(self, v0: float | None, v1: float, out: list[Change]) -> None:
+        """Any observation, the slow way: a first one (``v0`` None: every indexed alert reports
+        its truth at ``v1``), one with pending alerts (they report their truth and are
+        indexed), or one landing on a key."""
+        if v1 != v1:  # NaN: no observation
+            return
+        self.last = v1
+        keys, rise, fall = self.keys, self.rise, self.fall
+        if v0 is None:
+            for k, r, f in zip(keys, rise, fall, strict=True):
+                out.append(r if (k <= v1 if r.became_true else k < v1) else f)
+        elif v1 != v0:
+            a, b, changes = (v0, v1, rise) if v1 > v0 else (v1, v0, fall)
+            lo = bisect_left(keys, a)
+            for i in range(lo, bisect_right(keys, b, lo)):
+                if (keys[i] != a) if rise[i].became_true else (keys[i] != b):
+                    out.append(changes[i])
+        if self.pending is not None:
+            self._merge(v1, out)
+        p = bisect_left(self.keys, v1)
+        self.at = -1 if p < len(self.keys) and self.keys[p] == v1 else p
+
+    def add(self, alert_id: str, above: bool, key: float) -> None:
+        if self.pending is None:
+            self.pending = {}
+        self.pending[alert_id] = (above, key)
+
+    def remove(self, alert_id: str, key: float) -> None:
+        if self.pending is not None and self.pending.pop(alert_id, None) is not None:
+            if not self.pending:
+                self.pending = None
+            return
+        keys, rise, fall = self.keys, self.rise, self.fall
+        for i in range(bisect_left(keys, key), bisect_right(keys, key)):
+            if rise[i].alert_id == alert_id:
+                del keys[i]
+                self.rise, self.fall = rise[:i] + rise[i + 1 :], fall[:i] + fall[i + 1 :]
+                self.at = -1
+                return
+
+    def _merge(self, v1: float, out: list[Change]) -> None:
+        """Index the pending alerts, reporting their truth at ``v1``."""
+        pending, keys = self.pending, self.keys
+        assert pending is not None
+        self.pending = None
+        if len(pending) * 8 < len(keys):  # a few: insert in place
+            rise, fall = list(self.rise), list(self.fall)
+            for alert_id, (above, key) in pending.items():
+                t, f = Change(alert_id, True), Change(alert_id, False)
+                out.append(t if (v1 >= key if above else v1 <= key) else f)
+                pos = bisect_right(keys, key)
+                keys.insert(pos, key)
+                rise.insert(pos, t if above else f)
+                fall.insert(pos, f if above else t)
+            self.rise, self.fall = tuple(rise), tuple(fall)
+            return
+        rows = [(k, r.alert_id, r.became_true) for k, r in zip(keys, self.rise, strict=True)]
+        for alert_id, (above, key) in pending.items():
+            out.append(Change(alert_id, v1 >= key if above else v1 <= key))
+            rows.append((key, alert_id, above))
+        rows.sort(key=_KEY)
+        # made in key order, so the changes of neighbouring keys are neighbours in memory
+        self.keys = array("d", [row[0] for row in rows])
+        self.rise = tuple([Change(alert_id, above) for _, alert_id, above in rows])
+        self.fall = tuple([Change(alert_id, not above) for _, alert_id, above in rows])
 
 
 class AlertIndex:
     """All alerts of the process, indexed for edge-triggered evaluation."""
 
     def __init__(self) -> None:
-        # symbol -> type -> groups (only non-empty types and groups are present)
-        self._groups: dict[str, dict[AlertType, list[_Group]]] = {}
-        self._by_sign: dict[tuple[str, AlertType, float], _Group] = {}
-        self._last: dict[tuple[str, AlertType], float] = {}
+        # per AlertType slot: symbol -> its track, present while it has alerts of that type
+        self._tracks: tuple[dict[str, _Track], ...] = tuple({} for _ in _SLOT)
         self._alerts: dict[str, AlertCondition] = {}
 
     def __len__(self) -> int:
@@ -118,43 +208,33 @@ class AlertIndex:
         return list(self._alerts.values())
 
     def symbols(self) -> set[str]:
-        return set(self._groups)
+        return set().union(*self._tracks)
 
     def add(self, alert: AlertCondition) -> None:
         """Index ``alert`` (replacing one with the same id); pending until its next observation."""
         if alert.id in self._alerts:
             self.remove(alert.id)
-        vs, ts = _SIGNS[(alert.alert_type, alert.comparison)]
-        gk = (alert.symbol, alert.alert_type, vs)
-        group = self._by_sign.get(gk)
-        if group is None:
-            group = self._by_sign[gk] = _Group(vs)
-            self._groups.setdefault(alert.symbol, {}).setdefault(alert.alert_type, []).append(group)
-        group.add(alert.id, ts * alert.threshold)
+        tracks = self._tracks[_SLOT[id(alert.alert_type)]]
+        track = tracks.get(alert.symbol)
+        if track is None:
+            track = tracks[alert.symbol] = _Track()
+        track.add(alert.id, *_placement(alert))
         self._alerts[alert.id] = alert
 
     def remove(self, alert_id: str) -> AlertCondition | None:
         alert = self._alerts.pop(alert_id, None)
         if alert is None:
             return None
-        vs, ts = _SIGNS[(alert.alert_type, alert.comparison)]
-        gk = (alert.symbol, alert.alert_type, vs)
-        group = self._by_sign[gk]
-        group.remove(alert_id, ts * alert.threshold)
-        if not len(group):
-            del self._by_sign[gk]
-            types = self._groups[alert.symbol]
-            types[alert.alert_type].remove(group)
-            if not types[alert.alert_type]:
-                del types[alert.alert_type]
-            if not types:
-                del self._groups[alert.symbol]
+        tracks = self._tracks[_SLOT[id(alert.alert_type)]]
+        track = tracks[alert.symbol]
+        track.remove(alert_id, _placement(alert)[1])
+        if not len(track):
+            del tracks[alert.symbol]
         return alert
 
     def wants(self, symbol: str, alert_type: AlertType) -> bool:
         """Whether any alert of this type watches ``symbol`` (skip computing unused values)."""
-        types = self._groups.get(symbol)
-        return types is not None and alert_type in types
+        return symbol in self._tracks[_SLOT[id(alert_type)]]
 
     def observe(self, symbol: str, values: dict[AlertType, float | None]) -> list[Change]:
         """Record new observed values of ``symbol``; return the alerts whose truth changed.
@@ -162,26 +242,19 @@ class AlertIndex:
         A None value (no baseline yet) changes nothing and keeps the previous value.
         """
         out: list[Change] = []
-        types = self._groups.get(symbol)
-        last = self._last
+        tracks = self._tracks
         for alert_type, v1 in values.items():
-            if v1 is None:
-                continue
-            lk = (symbol, alert_type)
-            v0 = last.get(lk)
-            last[lk] = v1
-            groups = types.get(alert_type) if types is not None else None
-            if groups is None:
-                continue
-            for g in groups:
-                g.observe(None if v0 is None else g.vs * v0, g.vs * v1, out)
+            if v1 is not None:
+                track = tracks[_SLOT[id(alert_type)]].get(symbol)
+                if track is not None:
+                    track.observe(v1, out)
         return out
 
     def forget(self, symbol: str | None = None) -> None:
         """Drop the observed values of ``symbol`` (default: all): the next observation reports
         every alert's truth, as the first one does."""
-        if symbol is None:
-            self._last.clear()
-            return
-        for alert_type in AlertType:
-            self._last.pop((symbol, alert_type), None)
+        for tracks in self._tracks:
+            chosen = tracks.values() if symbol is None else [tracks.get(symbol)]
+            for track in chosen:
+                if track is not None:
+                    track.last = None
