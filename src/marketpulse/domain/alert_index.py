@@ -2,27 +2,32 @@
 
 Every alert is reduced to a *key* ``k`` in the space of its observed value and a side: it holds
 when ``value >= k`` (an *above* side) or when ``value <= k`` (a *below* side); see ``_SIGNS``
-(``% change below T`` is ``value <= -T``). Each symbol has one track per alert type holding the
-last observed value and up to two sides, each with its keys sorted. Between the previous
-observed value ``v0`` and the new one ``v1`` the truth changes exactly for the keys between
-them:
+(``% change below T`` is ``value <= -T``). Each symbol and alert type has one *track*: the last
+observed value and the keys of all its alerts, both sides, in one sorted array. Between the
+previous observed value ``v0`` and the new one ``v1`` the truth changes exactly for the keys
+between them:
 
 - above: ``v1 > v0`` makes the keys in ``(v0, v1]`` true, ``v1 < v0`` those in ``(v1, v0]``
   false;
 - below: ``v1 > v0`` makes the keys in ``[v0, v1)`` false, ``v1 < v0`` those in ``[v1, v0)``
   true.
 
-Two bisects find that slice, so only the alerts whose truth changed are touched. Each indexed
-alert carries its two ``Change`` values, made once, so reporting a slice is a list copy. The
-previous truth of an alert this index has not evaluated yet is *unknown*: alerts added since
+So, but for keys equal to ``v0`` or ``v1`` (then each key's side is looked at), one slice of the
+track holds exactly the alerts whose truth changed. It is found by a bisect that starts where
+the last value sat (a small move reads a cache line or two of keys, a large one is a full
+bisect), and each alert's two ``Change`` values are made once, when it is indexed, so reporting
+the slice is a list copy.
+
+The previous truth of an alert this index has not evaluated yet is *unknown*: alerts added since
 the last observation of their symbol and type (*pending*) and every alert at the first
 observation of a symbol and type (or after ``forget``) report their truth, true or false, so the
 store's state is brought in line with it (a restart or a new poller re-arms what went false
-meanwhile). A None value changes nothing and keeps the previous one.
+meanwhile). A None (or NaN) value changes nothing and keeps the previous one.
 
 The hot path does no dict lookup keyed by ``AlertType`` (its hash is Python code): a type is
-mapped to its slot by the member's identity. Pure and synchronous; not thread-safe (one owner,
-the alert engine).
+mapped to its slot by the member's identity. Memory: about 190 bytes per alert (two ``Change``
+tuples, a key, the definition's entry). Pure and synchronous; not thread-safe (one owner, the
+alert engine).
 """
 
 from __future__ import annotations
@@ -82,8 +87,8 @@ class _Track:
         self.last: float | None = None
         self.at = -1
         self.keys = array("d")
-        self.rise: tuple[Change, ...] = ()  # tuples: the items are in the object itself
-        self.fall: tuple[Change, ...] = ()
+        self.rise: list[Change] = []
+        self.fall: list[Change] = []
         self.pending: dict[str, tuple[bool, float]] | None = None  # id -> (above, key)
 
     def __len__(self) -> int:
@@ -156,7 +161,7 @@ class _Track:
         for i in range(bisect_left(keys, key), bisect_right(keys, key)):
             if rise[i].alert_id == alert_id:
                 del keys[i]
-                self.rise, self.fall = rise[:i] + rise[i + 1 :], fall[:i] + fall[i + 1 :]
+                del rise[i], fall[i]
                 self.at = -1
                 return
 
@@ -166,7 +171,7 @@ class _Track:
         assert pending is not None
         self.pending = None
         if len(pending) * 8 < len(keys):  # a few: insert in place
-            rise, fall = list(self.rise), list(self.fall)
+            rise, fall = self.rise, self.fall
             for alert_id, (above, key) in pending.items():
                 t, f = Change(alert_id, True), Change(alert_id, False)
                 out.append(t if (v1 >= key if above else v1 <= key) else f)
@@ -174,7 +179,6 @@ class _Track:
                 keys.insert(pos, key)
                 rise.insert(pos, t if above else f)
                 fall.insert(pos, f if above else t)
-            self.rise, self.fall = tuple(rise), tuple(fall)
             return
         rows = [(k, r.alert_id, r.became_true) for k, r in zip(keys, self.rise, strict=True)]
         for alert_id, (above, key) in pending.items():
@@ -183,8 +187,8 @@ class _Track:
         rows.sort(key=_KEY)
         # made in key order, so the changes of neighbouring keys are neighbours in memory
         self.keys = array("d", [row[0] for row in rows])
-        self.rise = tuple([Change(alert_id, above) for _, alert_id, above in rows])
-        self.fall = tuple([Change(alert_id, not above) for _, alert_id, above in rows])
+        self.rise = [Change(alert_id, above) for _, alert_id, above in rows]
+        self.fall = [Change(alert_id, not above) for _, alert_id, above in rows]
 
 
 class AlertIndex:
@@ -239,7 +243,8 @@ class AlertIndex:
     def observe(self, symbol: str, values: dict[AlertType, float | None]) -> list[Change]:
         """Record new observed values of ``symbol``; return the alerts whose truth changed.
 
-        A None value (no baseline yet) changes nothing and keeps the previous value.
+        A None value (no baseline yet) changes nothing and keeps the previous value; so does
+        NaN (a value that compares with nothing).
         """
         out: list[Change] = []
         tracks = self._tracks
