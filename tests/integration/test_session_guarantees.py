@@ -19,11 +19,12 @@ HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
 NOW = "2026-01-02T00:00:00.000Z"
 
 
+PRICES = {"AAPL": 1.0, "GOOGL": 2.0, "MSFT": 3.0}
+
+
 async def _session(store: SessionStore, sid: str = "s") -> str:
     th = hash_token("tok")
-    await store.create(
-        sid, th, HOLDINGS, value(HOLDINGS, {"AAPL": 1.0, "GOOGL": 2.0, "MSFT": 3.0}, 0), NOW
-    )
+    await store.create(sid, th, HOLDINGS, value(HOLDINGS, PRICES, 0), NOW)
     return th
 
 
@@ -100,6 +101,33 @@ async def test_revaluation_never_refreshes_ttl_nor_recreates_a_session(
     assert 0 < await redis_client.pttl(keys.session("a")) <= 5000
     assert not await redis_client.exists(keys.session("b"))
     assert await redis_client.zrange(keys.SESSION_INDEX, 0, -1) == [b"a"]
+
+
+async def test_a_sweep_between_indexing_and_writing_a_session_keeps_it_indexed(
+    redis_client: Redis, redis_mux: RedisMux
+) -> None:
+    """create() indexes first, then writes the hash: a sweep in between sees it missing. It must
+    stay indexed (and be revalued once written); a ghost past the grace is pruned."""
+    from datetime import UTC, datetime
+
+    from marketpulse.adapters.market import SimulatedSource
+    from marketpulse.domain.timefmt import iso_z
+    from marketpulse.services.market import Market
+
+    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
+    now = iso_z(datetime.now(UTC))
+    born = int(datetime.fromisoformat(now).timestamp() * 1000)
+    await redis_client.zadd(keys.SESSION_INDEX, {"young": born, "ghost": 0})  # step one only
+    loop = ValuationLoop(redis_client, Market(SimulatedSource(seed=1)), interval_s=1)
+    report = await loop.run_once()
+    assert report.gone == 1  # the ghost
+    assert await redis_client.zrange(keys.SESSION_INDEX, 0, -1) == [b"young"]
+    th = hash_token("tok")
+    await store.create("young", th, HOLDINGS, value(HOLDINGS, PRICES, 0), now)  # step two
+    report = await loop.run_once()
+    assert report.updated == 1
+    state = await store.read("young", th, now)
+    assert state["prices"] != PRICES  # revalued at the new tick
 
 
 async def test_append_is_idempotent_on_the_result_id(

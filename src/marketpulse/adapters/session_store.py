@@ -14,6 +14,7 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -123,9 +124,13 @@ class SessionStore:
         val: Valuation,
         now: str,
     ) -> None:
-        """Atomic; raises SessionExists. Indexes the session for the valuation sweep first, so a
-        crash between the two steps leaves at most a ghost index entry (swept as 'gone')."""
-        await self._call(lambda: self.redis.zadd(keys.SESSION_INDEX, {session_id: 0}, nx=True))
+        """Atomic; raises SessionExists. Indexes the session for the valuation sweep first (its
+        creation time as the score), so a crash between the two steps leaves at most a ghost
+        index entry, which the sweep prunes once it is older than its grace (index_prune.lua)."""
+        born_ms = int(datetime.fromisoformat(now).timestamp() * 1000)
+        await self._call(
+            lambda: self.redis.zadd(keys.SESSION_INDEX, {session_id: born_ms}, nx=True)
+        )
         args: list[Arg] = [session_id, token_hash, canonical_holdings(holdings), val.total_text]
         args += [val.prices_text, now, val.tick, self.ttl_s]
         res = await self._script(_SESSION_CREATE, session_id, args)

@@ -37,6 +37,7 @@ from marketpulse.services.market import Market
 log = logging.getLogger(__name__)
 
 CHUNK = 2000
+INDEX_GRACE_S = 60.0  # a missing session indexed more recently may be mid-creation: kept
 PARALLEL_CHUNKS = 3
 
 
@@ -74,6 +75,7 @@ class ValuationLoop:
         self.telemetry = telemetry
         self.lease = lease or Lease(redis, keys.VALUATION_LEASE, ttl_s=max(3 * interval_s, 2.0))
         self._revalue = register(redis, "session_revalue")
+        self._prune = register(redis, "index_prune")
         self._holdings: dict[str, tuple[bytes, dict[str, float]]] = {}
         self.last_report: SweepReport | None = None
         self.ticked = asyncio.Event()  # set after every sweep (tests await it)
@@ -174,10 +176,11 @@ class ValuationLoop:
                     self._holdings[sid] = (reply[0], json.loads(reply[1]))
                     again.append(sid)
             if gone:
-                counts["gone"] += len(gone)
                 for sid in gone:
                     self._holdings.pop(sid, None)
-                await self.redis.zrem(keys.SESSION_INDEX, *gone)
+                cutoff_ms = int((self.now().timestamp() - INDEX_GRACE_S) * 1000)
+                removed = await self._prune(keys=[keys.SESSION_INDEX], args=[cutoff_ms, *gone])
+                counts["gone"] += int(removed)
             todo = again
             if not todo:
                 return
