@@ -27,21 +27,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import ssl
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
 
 import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ResponseError
 
+from marketpulse.adapters.redis_endpoint import Arg, Endpoint, pack
 from marketpulse.errors import RedisUnavailable
-
-Arg = str | bytes | int | float
-
-_pack: Any = hiredis.pack_command  # its stub types the argument as a 1-tuple
 
 
 class _Wire(asyncio.Protocol):
@@ -130,22 +125,8 @@ class _Wire(asyncio.Protocol):
 class RedisMux:
     """A multiplexed connection for hot-path commands; ``aclose()`` it when done."""
 
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 6379,
-        path: str | None = None,
-        db: int = 0,
-        username: str | None = None,
-        password: str | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        timeout_s: float = 10.0,
-        retries: int = 3,
-    ) -> None:
-        self._host, self._port, self._path = host, port, path
-        self._db, self._username, self._password = db, username, password
-        self._ssl = ssl_context
+    def __init__(self, endpoint: Endpoint, *, timeout_s: float = 10.0, retries: int = 3) -> None:
+        self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.retries = retries
         self._wire: _Wire | None = None
@@ -155,27 +136,7 @@ class RedisMux:
     @classmethod
     def for_client(cls, redis: Redis, **kw: Any) -> RedisMux:
         """A mux to the same server, database and credentials as a redis-py client."""
-        pool = redis.connection_pool
-        c = pool.connection_kwargs
-        ctx: ssl.SSLContext | None = None
-        if issubclass(pool.connection_class, SSLConnection):
-            ctx = ssl.create_default_context()
-            if c.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-        path = (
-            c.get("path") if issubclass(pool.connection_class, UnixDomainSocketConnection) else None
-        )
-        return cls(
-            host=c.get("host", "127.0.0.1"),
-            port=int(c.get("port", 6379)),
-            path=path,
-            db=int(c.get("db", 0) or 0),
-            username=c.get("username"),
-            password=c.get("password"),
-            ssl_context=ctx,
-            **kw,
-        )
+        return cls(Endpoint.of(redis), **kw)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -201,23 +162,9 @@ class RedisMux:
     async def _connect(self) -> _Wire:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.timeout_s):
-            if self._path is not None:
-                _, wire = await loop.create_unix_connection(
-                    lambda: _Wire(loop, self.timeout_s), self._path
-                )
-            else:
-                _, wire = await loop.create_connection(
-                    lambda: _Wire(loop, self.timeout_s), self._host, self._port, ssl=self._ssl
-                )
-            setup: list[tuple[Arg, ...]] = []
-            if self._password is not None:
-                auth: tuple[Arg, ...] = ("AUTH", self._password)
-                if self._username:
-                    auth = ("AUTH", self._username, self._password)
-                setup.append(auth)
-            if self._db:
-                setup.append(("SELECT", self._db))
-            for reply in await asyncio.gather(*(wire.send(_pack(cmd)) for cmd in setup)):
+            wire = await self.endpoint.open(lambda: _Wire(loop, self.timeout_s))
+            login = self.endpoint.login()
+            for reply in await asyncio.gather(*(wire.send(pack(cmd)) for cmd in login)):
                 if isinstance(reply, hiredis.ReplyError):
                     wire.abort(ConnectionError(str(reply)))
                     raise RedisUnavailable(f"redis refused the connection setup: {reply}")
@@ -227,16 +174,16 @@ class RedisMux:
     async def execute(self, *args: Arg) -> Any:
         """Send one command; its reply (bytes, int, list, None). Raises ResponseError on an
         error reply, RedisUnavailable when the connection fails after the retries."""
-        reply = await self._send(_pack(args))
+        reply = await self._send(pack(args))
         if isinstance(reply, hiredis.ReplyError):
             raise ResponseError(str(reply))
         return reply
 
     async def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """Run a Lua script by its SHA1, loading it with EVAL when the server lacks it."""
-        reply = await self._send(_pack(("EVALSHA", sha, len(keys), *keys, *args)))
+        reply = await self._send(pack(("EVALSHA", sha, len(keys), *keys, *args)))
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
-            reply = await self._send(_pack(("EVAL", source, len(keys), *keys, *args)))
+            reply = await self._send(pack(("EVAL", source, len(keys), *keys, *args)))
         if isinstance(reply, hiredis.ReplyError):
             raise ResponseError(str(reply))
         return reply

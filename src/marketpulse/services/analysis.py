@@ -157,7 +157,9 @@ class AnalysisEngine:
     async def _attempt(self, session_id: str, ticker: str, run: RunSnapshot) -> str:
         """'complete' | 'stale' | 'over'."""
         try:
-            inputs = inputs_from(run.holdings, run.prices, await self.stats(tuple(run.holdings), run.tick))
+            inputs = inputs_from(
+                run.holdings, run.prices, await self.stats(tuple(run.holdings), run.tick)
+            )
         except MarketPulseError as exc:
             log.warning("analysis of %s in %s cannot run: %s", ticker, session_id, exc.message)
             await self.store.fail_analysis(session_id, run.run_id, exc.code)
