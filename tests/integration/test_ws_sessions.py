@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import websockets
+from redis.asyncio import Redis
 from session_harness import Server, serve, settings_for
 
 from marketpulse.domain.metrics import METRIC_NAMES
@@ -218,3 +219,21 @@ async def test_a_run_whose_client_left_completes_and_leaks_no_task(redis_url: st
         ).json()
         assert state["current_analysis"]["status"] == "complete"
         assert len(state["analysis_results"]) == 5
+
+
+async def test_a_lost_event_connection_closes_sockets_1012_and_a_reconnect_resyncs(
+    server: Server, redis_client: Redis
+) -> None:
+    """Events published while the instance's pub/sub connection is down are lost to it, so its
+    sockets close with 1012 (service restart) instead of going silently stale; a client that
+    reconnects gets a fresh snapshot and the events after it."""
+    sid, token, _ = await server.create_session(HOLDINGS)
+    c = await server.connect(sid, token)
+    killed = await redis_client.client_kill_filter(_type="pubsub")
+    assert killed >= 1
+    assert await asyncio.wait_for(c.closed, 10) == 1012
+    async with asyncio.timeout(10):
+        again = await server.connect(sid, token)  # waits for the hub to be back
+        await server.app.state.valuation.run_once()
+        await again.next("portfolio_update")
+    await again.close()
