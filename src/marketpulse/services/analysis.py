@@ -165,11 +165,17 @@ class AnalysisEngine:
             await self.store.fail_analysis(session_id, run.run_id, exc.code)
             self._event("failed")
             return "over"
+        # The five results are pure functions of the pinned basis: computed (and serialised) here,
+        # once, so the moment a metric is due costs only its timestamp and the checked append.
+        heads = [
+            (f"{run.run_id}:{name}", _result_head(ticker, run, inputs, name))
+            for name in METRIC_NAMES
+        ]
         outcome = "complete"
         try:
             async with asyncio.TaskGroup() as tg:
-                for name in METRIC_NAMES:
-                    tg.create_task(self._metric(session_id, ticker, run, inputs, name))
+                for result_id, head in heads:
+                    tg.create_task(self._metric(session_id, run, result_id, head))
         except* _Stale:
             outcome = "stale"
         except* _Over:
@@ -214,36 +220,40 @@ class AnalysisEngine:
         fut.set_result(stats)
         return stats
 
-    async def _metric(
-        self, session_id: str, ticker: str, run: RunSnapshot, inputs: Any, name: str
-    ) -> None:
+    async def _metric(self, session_id: str, run: RunSnapshot, result_id: str, head: str) -> None:
         lo, hi = self.delay.lo, self.delay.hi
         if hi > 0:
             await asyncio.sleep(self.rng.uniform(lo, hi))  # the modelled cost of the analytics
-        result = compute_metric(name, inputs, ticker)
-        body: dict[str, Any] = {
-            "ticker": ticker,
-            "metric": name,
-            "value": result.value,
-            "timestamp": iso_z(self.now()),
-            "run_id": run.run_id,
-            "basis_version": run.basis_version,
-            "id": f"{run.run_id}:{name}",
-        }
-        details = dict(result.details)
-        if result.reason is not None:
-            details["reason"] = result.reason
-        if details:
-            body["details"] = details
+        body = f'{head},"timestamp":"{iso_z(self.now())}"}}'
         status = await self.store.append_result(
             session_id,
             run.run_id,
             run.basis_version,
-            body["id"],
-            json.dumps(body, separators=(",", ":"), allow_nan=False),
+            result_id,
+            body,
             len(METRIC_NAMES),
         )
         if status == "stale":
             raise _Stale()
         if status in ("superseded", "gone"):
             raise _Over()
+
+
+def _result_head(ticker: str, run: RunSnapshot, inputs: Any, name: str) -> str:
+    """The result message of DESIGN.md as JSON, less its ``timestamp`` and closing brace (added
+    when the metric is done). Raises ValueError for a non-finite value (never sent as NaN)."""
+    result = compute_metric(name, inputs, ticker)
+    body: dict[str, Any] = {
+        "ticker": ticker,
+        "metric": name,
+        "value": result.value,
+        "run_id": run.run_id,
+        "basis_version": run.basis_version,
+        "id": f"{run.run_id}:{name}",
+    }
+    details = dict(result.details)
+    if result.reason is not None:
+        details["reason"] = result.reason
+    if details:
+        body["details"] = details
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)[:-1]
