@@ -18,10 +18,10 @@ from pathlib import Path
 
 from marketpulse.adapters import keys
 from marketpulse.adapters.embedded_redis import EmbeddedRedis
+from marketpulse.adapters.lua_scripts import register
 from marketpulse.adapters.market import SimulatedSource
 from marketpulse.adapters.raw_pipeline import execute_packed
 from marketpulse.adapters.redis_client import make_client
-from marketpulse.adapters.redis_mux import RedisMux
 from marketpulse.adapters.session_store import SessionStore, hash_token
 from marketpulse.domain.portfolio import canonical_holdings, value
 from marketpulse.services.market import Market
@@ -34,12 +34,11 @@ NOW = "2026-01-02T00:00:00.000Z"
 async def main(n: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as d, EmbeddedRedis(Path(d), durable=False).running() as rs:
         redis = make_client(rs.url)
-        store = SessionStore(redis, RedisMux.for_client(redis), ttl_s=86400)
         market = Market(SimulatedSource(seed=42))
         prices0 = await market.prices(UNIVERSE, 0)
         th = hash_token("t")
         used0 = (await redis.info("memory"))["used_memory"]
-        create = store._create  # bulk load through the real script, pipelined
+        create = register(redis, "session_create")  # bulk load through the real script
         for start in range(0, n, CHUNK):
             async with redis.pipeline(transaction=False) as pipe:
                 for i in range(start, min(n, start + CHUNK)):
@@ -49,7 +48,7 @@ async def main(n: int) -> dict[str, object]:
                     pipe.zadd(keys.SESSION_INDEX, {sid: 0})
                     args = [sid, th, canonical_holdings(h), val.total_text, val.prices_text]
                     args += [NOW, 0, 86400]
-                    await create(keys=store.keys_for(sid), client=pipe, args=args)
+                    await create(keys=SessionStore.keys_for(sid), client=pipe, args=args)
                 await pipe.execute()
         used1 = (await redis.info("memory"))["used_memory"]
         loop = ValuationLoop(redis, market, interval_s=30)
