@@ -76,10 +76,12 @@ async def test_a_cancelled_first_run_does_not_cancel_the_ones_waiting_on_it(
 ) -> None:
     eng, feed = engine
     async with asyncio.timeout(DEADLINE):
+        # Both start in this order; ``entered`` is set only by the first one's history fetch,
+        # which runs after ``waiting`` took its first step: it is then awaiting the shared result.
         first = asyncio.ensure_future(eng.stats(TICKERS, 300))
-        await feed.entered.wait()
         waiting = asyncio.ensure_future(eng.stats(TICKERS, 300))
-        await asyncio.sleep(0)  # a bare yield: let ``waiting`` reach the shared future
+        await feed.entered.wait()
+        assert feed.calls == Counter(dict.fromkeys(TICKERS, 1))  # one computation under way
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first

@@ -130,6 +130,21 @@ async def test_a_sweep_between_indexing_and_writing_a_session_keeps_it_indexed(
     assert state["prices"] != PRICES  # revalued at the new tick
 
 
+async def test_a_retried_create_is_ok_and_another_create_of_the_id_is_refused(
+    redis_client: Redis, redis_mux: RedisMux
+) -> None:
+    """The mux retries a write after a lost reply: the same create again must not answer
+    'exists' (the client would get a 409 for a session that was made)."""
+    from marketpulse.errors import SessionExists
+
+    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
+    th = await _session(store, "s")
+    await store.create("s", th, HOLDINGS, value(HOLDINGS, PRICES, 0), NOW)  # the retry
+    with pytest.raises(SessionExists):
+        await store.create("s", hash_token("other"), HOLDINGS, value(HOLDINGS, PRICES, 0), NOW)
+    assert int(await redis_client.hget(keys.session("s"), "version") or 0) == 1
+
+
 async def test_append_is_idempotent_on_the_result_id(
     redis_client: Redis, redis_mux: RedisMux
 ) -> None:

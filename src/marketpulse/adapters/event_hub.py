@@ -225,9 +225,6 @@ class EventHub:
             if self._wire is not None and not self._closed:
                 self._wire.write("UNSUBSCRIBE", key)
 
-    async def unsubscribe(self, sub: Subscription) -> None:
-        self.unsubscribe_now(sub)
-
     @contextlib.asynccontextmanager
     async def subscription(self, channel: str) -> AsyncIterator[Subscription]:
         sub = await self.subscribe(channel)

@@ -25,7 +25,6 @@ Not thread-safe; one mux per event loop. Standalone Redis only (as the rest of t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections import deque
 from collections.abc import Sequence
@@ -200,8 +199,3 @@ class RedisMux:
                     raise RedisUnavailable(f"redis: {exc}") from exc
                 # full jitter, 10 ms base doubling to a 0.5 s cap (the redis-py client's policy)
                 await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
-
-    async def ping(self) -> bool:
-        with contextlib.suppress(RedisUnavailable, ResponseError):
-            return bool(await self.execute("PING") == b"PONG")
-        return False
