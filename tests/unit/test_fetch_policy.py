@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 
-from marketpulse.domain.quotes import StockData
+from marketpulse.domain.quotes import Bar, StockData
 from marketpulse.errors import CircuitOpen, InvalidQuote, PermanentSourceError, TransientSourceError
 from marketpulse.services.circuit import CircuitBreaker
 from marketpulse.services.clock import ManualClock, WallTickClock
+from marketpulse.services.provider_guard import FetchPolicy, GuardedProvider
 from marketpulse.services.quote_validation import validate_quote
 from marketpulse.services.rate_limit import TokenBucket
 from marketpulse.services.retry import RetryPolicy
@@ -100,3 +102,44 @@ def test_validation() -> None:
         validate_quote(q(float("nan"), 11, 9), None)
     with pytest.raises(InvalidQuote):
         validate_quote(q(1000, 1000, 1000), q(10, 10, 10))  # x100 jump
+
+
+class Failing:
+    """A provider we own whose quotes always fail transiently."""
+
+    name = "failing"
+    live = True
+
+    async def quote(self, symbol: str, tick: int) -> StockData:
+        raise TransientSourceError("down")
+
+    async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
+        raise PermanentSourceError("none")
+
+
+async def test_cancelled_half_open_trial_frees_the_breaker() -> None:
+    fake = Fake()
+    waiting = asyncio.Event()
+
+    async def blocked_sleep(s: float) -> None:
+        waiting.set()
+        await asyncio.Event().wait()  # the rate limiter waits for a token that never comes
+
+    pol = FetchPolicy(
+        retry=RetryPolicy(max_attempts=1), rate_per_s=0.001, burst=1, breaker_failures=1,
+        breaker_cooldown_s=10.0, now=fake.now, sleep=blocked_sleep,
+    )  # fmt: skip
+    provider = Failing()
+    guard = GuardedProvider(provider, pol)
+    with pytest.raises(TransientSourceError):
+        await guard.call("quote", "A", partial(provider.quote, "A", 0))
+    assert guard.breaker.state == "open"
+    fake.t = 11.0
+    trial = asyncio.create_task(guard.call("quote", "A", partial(provider.quote, "A", 0)))
+    async with asyncio.timeout(5):
+        await waiting.wait()  # admitted as the half-open trial, now waiting on the bucket
+    trial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trial
+    assert guard.breaker.state == "half_open"
+    guard.breaker.before_call()  # a new trial is admitted, not refused forever

@@ -85,7 +85,11 @@ class GuardedProvider:
         while True:
             attempt += 1
             self.breaker.before_call()
-            await self.bucket.acquire()
+            try:
+                await self.bucket.acquire()
+            except asyncio.CancelledError:
+                self.breaker.on_neutral()  # an admitted half-open trial must not stay claimed
+                raise
             error = await self._attempt(op, symbol, attempt, fn)
             if isinstance(error, _Ok):
                 return error.value
