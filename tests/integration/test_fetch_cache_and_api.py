@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import UTC, datetime
 
@@ -10,15 +11,18 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from marketpulse.adapters import keys
 from marketpulse.adapters.market.simulated import SimulatedSource
 from marketpulse.adapters.market.tick_provider import TickQuoteProvider
 from marketpulse.adapters.quote_cache import CacheManager
+from marketpulse.adapters.redis_client import make_client
 from marketpulse.api.errors import install_error_handlers
 from marketpulse.api.routes_quotes import router
+from marketpulse.config import Settings
 from marketpulse.domain.quotes import Bar, StockData
 from marketpulse.errors import PermanentSourceError
 from marketpulse.services.clock import ManualClock, RedisTickClock
-from marketpulse.services.fetcher import DataFetcher
+from marketpulse.services.fetcher import DataFetcher, build_fetcher
 
 
 def quote(symbol: str, price: float, source: str = "test") -> StockData:
@@ -144,3 +148,44 @@ async def test_quotes_route(redis_client: Redis) -> None:
         gone = await client.get("/api/quotes/MSFT")
         assert gone.status_code == 503
         assert gone.json()["error"]["code"] == "quote_unavailable"
+
+
+async def test_build_fetcher_chain_and_a_separate_cache_redis(
+    redis_url: str, redis_client: Redis
+) -> None:
+    chain = Settings(redis_url=redis_url, data_source="yahoo,nse,simulated")
+    built = build_fetcher(chain, redis_client, None)
+    assert [g.name for g in built.guards] == ["yahoo", "nse", "simulated"]
+    await built.close()
+    cache_url = redis_url.rsplit("/", 1)[0] + "/1"  # another database: the cache's own Redis
+    cache_redis = make_client(cache_url)
+    try:
+        settings = Settings(redis_url=redis_url, cache_url=cache_url, data_source="simulated")
+        f = build_fetcher(settings, redis_client, cache_redis)
+        await redis_client.set(keys.MARKET_TICK, 4)
+        await f.fetch_stock_data("AAPL")
+        assert await redis_client.keys("*") == [keys.MARKET_TICK.encode()]  # state untouched
+        assert sorted(await cache_redis.keys("*")) == sorted(
+            [keys.tick_quote_cache("AAPL", 4).encode(), keys.last_good_quote("AAPL").encode()]
+        )
+        await f.close()
+    finally:
+        await cache_redis.aclose()
+
+
+async def test_every_provider_attempt_is_logged_with_outcome_and_latency(
+    redis_client: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = DataFetcher(
+        [Scripted([None]), Scripted([190.0])], cache=CacheManager(redis=redis_client),
+        clock=ManualClock(),
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="marketpulse.services.provider_guard"):
+        await f.fetch_stock_data("AAPL")
+    calls = [r for r in caplog.records if r.getMessage() == "provider call"]
+    assert [(r.provider, r.op, r.symbol, r.outcome) for r in calls] == [  # type: ignore[attr-defined]
+        ("scripted", "quote", "AAPL", "permanent"),
+        ("scripted", "quote", "AAPL", "ok"),
+    ]
+    assert all(r.latency_ms >= 0 for r in calls)  # type: ignore[attr-defined]
+    assert f.counters.calls == {("scripted", "permanent"): 1, ("scripted", "ok"): 1}
