@@ -12,6 +12,7 @@ import re
 import shutil
 from typing import Any
 
+import httpx
 import pytest
 from e2e_server import ROOT, SCREENSHOTS, Console, ServerProcess
 from playwright.sync_api import Page, expect
@@ -102,6 +103,35 @@ def test_live_price_changes_on_screen(page: Page, server: ServerProcess, console
     assert console.errors == []
 
 
+def test_a_symbol_added_in_the_form_can_be_removed(
+    page: Page, server: ServerProcess, console: Console
+) -> None:
+    open_dashboard(page, server)
+    add_symbol(page, "IBM")
+    expect(page.get_by_test_id("price-IBM")).to_have_text(re.compile(r"^\d"))
+    page.get_by_test_id("remove-IBM").click()
+    expect(page.get_by_test_id("symbol-IBM")).to_have_count(0)
+    expect(page.get_by_test_id("symbol-msg")).to_have_text("IBM removed.")
+    listed = httpx.get(server.base_url + "/api/symbols", timeout=10)
+    assert listed.status_code == 200 and "IBM" not in listed.text  # the service forgot it too
+    assert console.errors == []
+
+
+def test_the_session_token_kept_in_the_page_survives_a_reload(
+    page: Page, server: ServerProcess, console: Console
+) -> None:
+    open_dashboard(page, server)
+    open_session(page, "AAPL:10")
+    session_id = page.get_by_test_id("session-id").inner_text()
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page.get_by_test_id("session-view")).to_be_visible()
+    expect(page.get_by_test_id("session-id")).to_have_text(session_id)
+    expect(page.get_by_test_id("conn-session")).to_have_attribute("data-state", "live")
+    expect(page.get_by_test_id("total-value")).not_to_have_text("–")
+    assert console.errors == []
+
+
 def test_alert_from_the_form_appears_fires_and_shows_in_the_feed(
     page: Page, server: ServerProcess, console: Console
 ) -> None:
@@ -145,6 +175,10 @@ def test_portfolio_analysis_shows_the_five_metrics_arriving(
     assert sorted(set(seen["metrics"])) == sorted(METRICS), seen
     shot(page, "04-analysis-complete")
     shutil.copyfile(SCREENSHOTS / "04-analysis-complete.png", ROOT / "artifacts" / "readme.png")
+    page.set_viewport_size(PHONE)  # the full page (cards, charts, session) still fits a phone
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page scrolls sideways at phone width by {overflow}px"
+    shot(page, "04-analysis-phone")
     assert console.errors == []
 
 
