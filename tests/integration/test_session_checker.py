@@ -9,6 +9,7 @@ import asyncio
 import json
 import random
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from session_harness import Client, Server, serve, settings_for
@@ -54,6 +55,14 @@ class NaiveStore(SessionStore):
             )
             return "complete"
         return "ok"
+
+    async def append_results(
+        self, session_id: str, run_id: str, basis: int, results: Sequence[tuple[str, str]], n: int
+    ) -> list[str]:
+        return [
+            await self.append_result(session_id, run_id, basis, rid, body, n)
+            for rid, body in results
+        ]
 
 
 def check_log(log: list[dict[str, Any]], bad: Counter[str]) -> set[str]:

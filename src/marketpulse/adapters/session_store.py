@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -205,6 +205,28 @@ class SessionStore:
         args: list[Arg] = [run_id, basis, result_id, result_json, self.results_cap, n]
         res = await self._script(_ANALYSIS_APPEND, session_id, args)
         return _s(res)
+
+    async def append_results(
+        self, session_id: str, run_id: str, basis: int, results: Sequence[tuple[str, str]], n: int
+    ) -> list[str]:
+        """Several results of one run that are due together, each its own checked append (one
+        atomic step each, in order) but queued at once: one round trip for all. Their statuses,
+        as ``append_result``'s, in order."""
+        keys_ = self.keys_for(session_id)
+        lua = _ANALYSIS_APPEND
+        queued = [
+            self.mux.evalsha_queued(
+                lua.sha, lua.source, keys_, [run_id, basis, rid, body, self.results_cap, n]
+            )
+            for rid, body in results
+        ]
+        try:
+            return [_s(await reply) for reply in queued]
+        except RedisError as exc:
+            raise RedisUnavailable(f"redis: {exc}") from exc
+        finally:
+            for reply in queued:
+                reply.close()  # those never awaited after a failure (a no-op for the others)
 
     async def restart_analysis(
         self, session_id: str, old_run_id: str, new_run_id: str, max_restarts: int, now: str

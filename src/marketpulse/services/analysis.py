@@ -34,20 +34,13 @@ from marketpulse.services.market import Market
 log = logging.getLogger(__name__)
 
 STATS_MEMO = 1024
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once, not per dumps()
 
 
 class AnalysisTelemetry(Protocol):
     def analysis_event(self, kind: str) -> None: ...
 
     def analysis_completed(self, seconds: float) -> None: ...
-
-
-class _Stale(Exception):
-    """The basis moved under the run."""
-
-
-class _Over(Exception):
-    """The run is no longer current (superseded, cancelled, failed, session gone)."""
 
 
 def new_run_id() -> str:
@@ -167,20 +160,36 @@ class AnalysisEngine:
             return "over"
         # The five results are pure functions of the pinned basis: computed (and serialised) here,
         # once, so the moment a metric is due costs only its timestamp and the checked append.
-        heads = [
-            (f"{run.run_id}:{name}", _result_head(ticker, run, inputs, name))
-            for name in METRIC_NAMES
-        ]
-        outcome = "complete"
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for result_id, head in heads:
-                    tg.create_task(self._metric(session_id, run, result_id, head))
-        except* _Stale:
-            outcome = "stale"
-        except* _Over:
-            outcome = "over"  # wins over stale: a run that is no longer current never restarts
-        return outcome
+        # One task per run: the metrics' modelled delays overlap (the run takes the slowest of
+        # them, not their sum), and metrics due at the same moment are appended together.
+        lo, hi = self.delay.lo, self.delay.hi
+        due = sorted(
+            (self.rng.uniform(lo, hi) if hi > 0 else 0.0, f"{run.run_id}:{name}", idx)
+            for idx, name in enumerate(METRIC_NAMES)
+        )
+        heads = {name: _result_head(ticker, run, inputs, name) for name in METRIC_NAMES}
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        while due:
+            wait = t0 + due[0][0] - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)  # the modelled cost of the analytics
+            elapsed = loop.time() - t0
+            ready = [d for d in due if d[0] <= elapsed]
+            due = due[len(ready) :]
+            stamp = f',"timestamp":"{iso_z(self.now())}"}}'
+            statuses = await self.store.append_results(
+                session_id,
+                run.run_id,
+                run.basis_version,
+                [(rid, heads[METRIC_NAMES[idx]] + stamp) for _, rid, idx in ready],
+                len(METRIC_NAMES),
+            )
+            if "superseded" in statuses or "gone" in statuses:
+                return "over"  # wins over stale: a run that is no longer current never restarts
+            if "stale" in statuses:
+                return "stale"
+        return "complete"
 
     async def stats(self, tickers: tuple[str, ...], tick: int) -> MarketStats:
         """Σ and momentum of the run's tickers at its tick, shared by every run that holds the
@@ -220,24 +229,6 @@ class AnalysisEngine:
         fut.set_result(stats)
         return stats
 
-    async def _metric(self, session_id: str, run: RunSnapshot, result_id: str, head: str) -> None:
-        lo, hi = self.delay.lo, self.delay.hi
-        if hi > 0:
-            await asyncio.sleep(self.rng.uniform(lo, hi))  # the modelled cost of the analytics
-        body = f'{head},"timestamp":"{iso_z(self.now())}"}}'
-        status = await self.store.append_result(
-            session_id,
-            run.run_id,
-            run.basis_version,
-            result_id,
-            body,
-            len(METRIC_NAMES),
-        )
-        if status == "stale":
-            raise _Stale()
-        if status in ("superseded", "gone"):
-            raise _Over()
-
 
 def _result_head(ticker: str, run: RunSnapshot, inputs: Any, name: str) -> str:
     """The result message of DESIGN.md as JSON, less its ``timestamp`` and closing brace (added
@@ -256,4 +247,4 @@ def _result_head(ticker: str, run: RunSnapshot, inputs: Any, name: str) -> str:
         details["reason"] = result.reason
     if details:
         body["details"] = details
-    return json.dumps(body, separators=(",", ":"), allow_nan=False)[:-1]
+    return _JSON.encode(body)[:-1]
