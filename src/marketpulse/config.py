@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -62,11 +62,13 @@ class Settings(BaseSettings):
     monitor_interval: float = Field(default=5.0, gt=0)
     redis_max_connections: int = Field(default=64, ge=4)
     webhook_url: str | None = None
-    perf_provider_latency_ms: float = Field(default=2000.0, gt=0)
-    perf_loop_lag_ms: float = Field(default=250.0, gt=0)
-    perf_memory_mb: float = Field(default=1024.0, gt=0)
+    # performance-alert limits; 0 disables a limit
+    perf_provider_latency_ms: float = Field(default=2000.0, ge=0)
+    perf_loop_lag_ms: float = Field(default=250.0, ge=0)
+    perf_memory_mb: float = Field(default=1024.0, ge=0)
     perf_alerts_cap: int = Field(default=50, gt=0)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("data_source", mode="before")
     @classmethod
