@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
+from marketpulse.config import Settings
 from marketpulse.services.loop_lag import LoopLagMonitor, resident_memory_bytes
 from marketpulse.services.performance import PerformanceLimits
 from marketpulse.services.telemetry import Telemetry
@@ -99,6 +101,28 @@ def test_zero_limit_disables_the_check() -> None:
     t = Telemetry(PerformanceLimits(memory_mb=0))
     t.memory_observed(10**12)
     assert t.performance.recent() == []
+
+
+@pytest.mark.parametrize(
+    "field", ["perf_provider_latency_ms", "perf_loop_lag_ms", "perf_memory_mb"]
+)
+def test_a_limit_of_zero_in_the_settings_disables_it(field: str) -> None:
+    t = Telemetry.from_settings(Settings(**{field: 0}))
+    t.provider_call("slow", "ok", 10**6)
+    t.loop_lag_observed(10**6)
+    t.memory_observed(10**15)
+    kinds = {a.kind for a in t.performance.recent()}
+    disabled = field.removeprefix("perf_").rsplit("_", 1)[0]
+    assert disabled not in kinds
+    assert len(kinds) == 2  # the other two limits still fire
+
+
+@pytest.mark.parametrize(
+    "field", ["perf_provider_latency_ms", "perf_loop_lag_ms", "perf_memory_mb", "perf_alerts_cap"]
+)
+def test_a_negative_limit_is_refused(field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings(**{field: -1})
 
 
 def test_limits_come_from_settings_with_defaults() -> None:
