@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from marketpulse.adapters.log_format import configure_logging
 from marketpulse.config import Settings
 
 log = logging.getLogger("marketpulse")
@@ -28,12 +29,6 @@ def _settings() -> Settings:
             name = "MARKETPULSE_" + "_".join(str(p) for p in err["loc"]).upper()
             print(f"configuration error: {name}: {err['msg']}", file=sys.stderr)
         raise SystemExit(2) from exc
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 def serve(settings: Settings) -> int:
@@ -65,6 +60,7 @@ def serve(settings: Settings) -> int:
             ws_max_size=4096,
             ws_per_message_deflate=False,
             log_level=settings.log_level.lower(),
+            log_config=None,  # uvicorn's records go to our root handler, in our format
             timeout_graceful_shutdown=10,
         )
     finally:
@@ -85,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     mon.add_argument("--alert", action="append", default=[], help='e.g. "TCS.NS price above 4000"')
     args = parser.parse_args(argv)
     settings = _settings()
-    _logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         return serve(settings)
     if args.command == "demo":
