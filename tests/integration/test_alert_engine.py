@@ -145,6 +145,41 @@ async def test_two_instances_racing_on_one_redis_fire_each_crossing_once(
     assert len(await mgrs[0].history(None, 1000)) == len(expected)
 
 
+class Counts:
+    """The engine's telemetry port, counting (we own this fake)."""
+
+    def __init__(self) -> None:
+        self.evaluated = 0
+        self.fired = 0
+
+    def alert_evaluated(self, n: int = 1) -> None:
+        self.evaluated += n
+
+    def alert_fired(self, n: int = 1) -> None:
+        self.fired += n
+
+
+async def test_telemetry_counts_evaluations_and_each_fire_once_across_instances(
+    redis_client: Redis,
+) -> None:
+    counts = [Counts(), Counts()]
+    mgrs = [AlertManager(RedisAlertStore(redis_client), [Recorder()], telemetry=c) for c in counts]
+    for t in (100, 150, 200):
+        await mgrs[0].add_alert(above(float(t)))
+    await mgrs[0].add_alert(above(1, AlertType.PERCENTAGE_CHANGE))
+    await mgrs[0].add_alert(above(3, AlertType.VOLUME_SPIKE))  # no baseline: not evaluated
+    await mgrs[1].sync()
+    prices = [90, 160, 120, 210, 95]
+    for i, p in enumerate(prices):
+        q = quote(i, p, symbol="AAPL")
+        await asyncio.gather(*(m.check_alerts(q, obs=i) for m in mgrs))
+        await asyncio.gather(*(m.check_alerts(quote(i, p, symbol="MSFT"), obs=i) for m in mgrs))
+    assert [c.evaluated for c in counts] == [len(prices) * 4] * 2  # 3 price + 1 % change
+    # crossings: >=100 at 160; >=150 at 160 and 210; >=200 at 210; % change >=1 at 160
+    assert sum(c.fired for c in counts) == 5
+    assert len(await mgrs[0].history(None, 100)) == 5
+
+
 async def test_sync_picks_up_alerts_from_another_instance(redis_client: Redis) -> None:
     one, two = (
         AlertManager(RedisAlertStore(redis_client), []),

@@ -2,7 +2,8 @@
 
 The workload goes through the public contracts only, on a real uvicorn server
 (``session_harness``): create a session over HTTP, follow it over its WebSocket, analyze a
-holding until ``analysis_complete``, wait for a revaluation (``portfolio_update``), fetch quotes.
+holding until ``analysis_complete``, wait for a revaluation (``portfolio_update``), watch a held
+symbol with an alert that fires at once (its ``alert`` reaches the session socket), fetch quotes.
 Then a scrape of ``/metrics`` must show each metric family the issue names, with values that fit
 the workload.
 """
@@ -40,6 +41,14 @@ FAMILIES = (
 )
 
 
+ALWAYS_TRUE = {
+    "symbol": "AAPL",
+    "alert_type": "price_threshold",
+    "comparison": "above",
+    "threshold": 1,
+}
+
+
 async def scrape(http: httpx.AsyncClient) -> Samples:
     response = await http.get("/metrics")
     assert response.status_code == 200
@@ -68,6 +77,11 @@ async def workload(redis_url: str) -> tuple[Samples, Samples]:
         client = await server.connect(sid, token)
         try:
             await client.next("portfolio_update")
+            r = await server.http.post("/api/symbols", json={"symbol": "AAPL"})
+            assert r.status_code == 201, r.text
+            r = await server.http.post("/api/alerts", json=ALWAYS_TRUE)
+            assert r.status_code == 201, r.text
+            await client.next("alert", symbol="AAPL")
             await client.send({"action": "analyze", "ticker": "AAPL"})
             await client.next("analysis_complete")
             await client.send({"action": "ping"})
@@ -98,6 +112,10 @@ async def test_metrics_after_a_workload_on_the_real_app(redis_url: str) -> None:
     assert 0 < value(families, "marketpulse_analysis_duration_seconds_sum") < 60
     assert value(families, "marketpulse_revaluation_sweep_duration_seconds_count") >= 1
     assert value(families, "marketpulse_sessions_revalued_total") >= 1
+    # the monitor evaluated AAPL's quotes against the alert; it fired once (it stays true)
+    assert value(live, "marketpulse_alerts_evaluated_total") >= 1
+    assert value(families, "marketpulse_alerts_fired_total") == 1
+    assert value(families, "marketpulse_alerts_evaluated_total") >= 1
     assert value(live, "marketpulse_connected_clients", kind="session") == 1
     assert value(families, "marketpulse_connected_clients", kind="session") == 0
     assert value(families, "marketpulse_event_loop_lag_sample_seconds_count") >= 1

@@ -102,7 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
         valuation = ValuationLoop(
             redis, market, interval_s=settings.market_interval, telemetry=telemetry
         )
-        extra = _alerts_wiring(app, settings, redis, fetcher)
+        extra = _alerts_wiring(app, settings, redis, fetcher, telemetry)
         app.state.settings = settings
         app.state.redis = redis
         app.state.fetcher = fetcher
@@ -172,13 +172,13 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _alerts_wiring(
-    app: FastAPI, settings: Settings, redis: Redis, fetcher: DataFetcher
+    app: FastAPI, settings: Settings, redis: Redis, fetcher: DataFetcher, telemetry: Telemetry
 ) -> list[tuple[str, Any]]:
     """The alert engine and the monitor; returns the loops the lifespan must own."""
     notifiers: list[Notifier] = [ConsoleNotifier(), RedisPublishNotifier(redis)]
     if settings.webhook_url:
         notifiers.append(WebhookNotifier(settings.webhook_url))
-    alerts = AlertManager(RedisAlertStore(redis), notifiers, redis=redis)
+    alerts = AlertManager(RedisAlertStore(redis), notifiers, redis=redis, telemetry=telemetry)
     tick_mode = settings.data_source[0] in TICK_SOURCES
     monitor = MonitorService(
         fetcher,

@@ -240,6 +240,11 @@ class AlertIndex:
         """Whether any alert of this type watches ``symbol`` (skip computing unused values)."""
         return symbol in self._tracks[_SLOT[id(alert_type)]]
 
+    def watching(self, symbol: str, alert_type: AlertType) -> int:
+        """How many alerts of this type watch ``symbol``."""
+        track = self._tracks[_SLOT[id(alert_type)]].get(symbol)
+        return 0 if track is None else len(track)
+
     def observe(self, symbol: str, values: dict[AlertType, float | None]) -> list[Change]:
         """Record new observed values of ``symbol``; return the alerts whose truth changed.
 

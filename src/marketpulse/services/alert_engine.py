@@ -8,6 +8,8 @@ Guarantees:
 - A stale or insane quote is ignored entirely (fires nothing, changes no state).
 - Notifications run concurrently, each under ``notify_timeout_s``; a failing channel is logged
   and left out of ``channels`` in the history entry, and never blocks the others.
+- Each quote counts the alert conditions it was evaluated against and each fire decision won
+  (``FIRED``) is counted once, through the injected ``AlertTelemetry`` (the app's metrics).
 - ``AlertManager()`` keeps everything in memory; ``AlertManager(RedisAlertStore(redis), ...)``
   keeps definitions, armed/fired state, volume windows and history in Redis, and ``sync()``
   picks up alerts added or removed by other instances.
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -38,6 +41,14 @@ log = logging.getLogger(__name__)
 APPLY_CONCURRENCY = 16
 
 
+class AlertTelemetry(Protocol):
+    """Where the engine reports its work (``services.telemetry.Telemetry`` in the app)."""
+
+    def alert_evaluated(self, n: int = 1) -> None: ...
+
+    def alert_fired(self, n: int = 1) -> None: ...
+
+
 def observation_of(quote: StockData) -> int:
     """Observation key of a quote without a market tick: its timestamp in microseconds."""
     return int(quote.timestamp.timestamp() * 1_000_000)
@@ -51,6 +62,7 @@ class AlertManager:
         *,
         redis: Redis | None = None,
         notify_timeout_s: float = 10.0,
+        telemetry: AlertTelemetry | None = None,
     ) -> None:
         self.store: AlertStore = store if store is not None else MemoryAlertStore()
         self.notifiers: list[Notifier] = (
@@ -60,6 +72,7 @@ class AlertManager:
             redis = self.store.redis
         self._redis = redis
         self._notify_timeout_s = notify_timeout_s
+        self._telemetry = telemetry
         self._index = AlertIndex()
         self._version = -1
         self._locks: dict[str, asyncio.Lock] = {}
@@ -120,6 +133,8 @@ class AlertManager:
         lock = self._locks.setdefault(quote.symbol, asyncio.Lock())
         async with lock:
             values = await self._values(quote, obs)
+            if self._telemetry is not None:
+                self._count_evaluated(self._telemetry, quote.symbol, values)
             changes = self._index.observe(quote.symbol, values)
             if not changes:
                 return []
@@ -137,6 +152,14 @@ class AlertManager:
         if index.wants(sym, AlertType.VOLUME_SPIKE):
             values[AlertType.VOLUME_SPIKE] = observed_value(AlertType.VOLUME_SPIKE, quote, prior)
         return values
+
+    def _count_evaluated(
+        self, telemetry: AlertTelemetry, symbol: str, values: dict[AlertType, float | None]
+    ) -> None:
+        """Conditions of ``symbol`` whose observed value this quote had (None: no baseline)."""
+        n = sum(self._index.watching(symbol, t) for t, v in values.items() if v is not None)
+        if n:
+            telemetry.alert_evaluated(n)
 
     async def _apply(
         self,
@@ -156,6 +179,8 @@ class AlertManager:
             async with gate:
                 outcome = await self.store.apply(alert, obs=obs, truth=change.became_true, at=at)
             if outcome is Outcome.FIRED:
+                if self._telemetry is not None:
+                    self._telemetry.alert_fired()
                 value = values[alert.alert_type]
                 assert value is not None  # a change implies a value
                 fired.append(await self._deliver(FiredAlert.of(alert, value, quote, obs)))
