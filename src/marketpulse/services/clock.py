@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from marketpulse.adapters import keys
+from marketpulse.errors import RedisUnavailable
 
 
 class MarketClock(Protocol):
@@ -29,7 +31,11 @@ class RedisTickClock:
         self._redis = redis
 
     async def tick(self) -> int:
-        raw = await self._redis.get(keys.MARKET_TICK)
+        """The current tick; raises ``RedisUnavailable`` when Redis fails."""
+        try:
+            raw = await self._redis.get(keys.MARKET_TICK)
+        except RedisError as exc:
+            raise RedisUnavailable(f"market tick read failed: {exc}") from exc
         if raw is None:
             return 0
         return int(raw)

@@ -10,6 +10,11 @@ Guarantees:
   symbol is absent from the result and the error logged.
 - Live quotes are cached for the TTL; tick-source quotes only for the tick they were made at.
   A batch does one cache read and at most two pipelined writes.
+- The cache is an optimisation: when its Redis fails or does not answer, the fetch goes to the
+  providers uncached (no stale quote can then come from Redis, so when the providers fail too
+  the error is theirs), the failure is counted and logged rate-limited, and the cache is
+  bypassed for ``FetchPolicy.cache_retry_s`` (``services/cache_guard.py``). A market tick that
+  cannot be read is the last tick read (0 before any).
 - Nothing blocks the loop: blocking providers run in their own bounded thread pools.
 """
 
@@ -27,6 +32,7 @@ from marketpulse.adapters.market.provider import QuoteProvider
 from marketpulse.adapters.quote_cache import CachedQuote, CacheLookup, CacheManager, aged
 from marketpulse.domain.quotes import Bar, StockData
 from marketpulse.errors import MarketDataError, QuoteUnavailable, ValidationFailed
+from marketpulse.services.cache_guard import CacheGuard
 from marketpulse.services.clock import MarketClock, RedisTickClock, WallTickClock
 from marketpulse.services.provider_guard import CallObserver, FetchPolicy, GuardedProvider
 from marketpulse.services.quote_validation import check_symbol, validate_quote
@@ -93,6 +99,9 @@ class DataFetcher:
         self.guards = [GuardedProvider(p, self.policy, self.counters) for p in chain]
         self.cache = cache
         self.clock: MarketClock = clock or WallTickClock(5.0)
+        self.cache_guard = self._guard("quote cache")
+        self.tick_guard = self._guard("market tick")
+        self._last_tick = 0
         self._telemetry = telemetry
         self._wall = wall
         self._memory_last_good: dict[str, CachedQuote] = {}  # used only without a cache
@@ -150,6 +159,9 @@ class DataFetcher:
             "cache_misses": self.cache.misses if self.cache else 0,
             "stale_served": self.counters.stale_served,
             "rejected": self.counters.rejected,
+            "cache_errors": self.cache_guard.failures,
+            "cache_bypassed": self.cache_guard.bypassed,
+            "tick_errors": self.tick_guard.failures,
         }
 
     async def close(self) -> None:
@@ -159,13 +171,25 @@ class DataFetcher:
             if closer is not None:
                 await closer()
 
+    def _guard(self, what: str) -> CacheGuard:
+        p = self.policy
+        return CacheGuard(what, timeout_s=p.cache_timeout_s, retry_s=p.cache_retry_s,
+                          log_every_s=p.outage_log_every_s, now=p.now)  # fmt: skip
+
     async def _tick(self, tick: int | None) -> int:
-        return tick if tick is not None else await self.clock.tick()
+        if tick is not None:
+            return tick
+        read = await self.tick_guard.run("read", self.clock.tick)
+        if read is not None:
+            self._last_tick = read
+        return self._last_tick
 
     async def _lookup(self, symbols: list[str], tick: int) -> dict[str, CacheLookup]:
         if self.cache is None:
             return {s: CacheLookup(None, self._memory_last_good.get(s)) for s in symbols}
-        found = await self.cache.lookup(symbols, tick=tick)
+        found = await self.cache_guard.run("read", partial(self.cache.lookup, symbols, tick=tick))
+        if found is None:  # the cache is down: every symbol a miss, no last good quote
+            return {s: CacheLookup(None, None) for s in symbols}
         if self._telemetry is not None:
             for hit in found.values():
                 self._telemetry.cache(hit.fresh is not None)
@@ -234,10 +258,16 @@ class DataFetcher:
             for s, q in (live | ticked).items():
                 self._memory_last_good[s] = CachedQuote(q, now)
             return
+        cache = self.cache
+
+        async def store(quotes: dict[str, StockData], at: int | None) -> bool:
+            await cache.store(quotes, ttl=None, tick=at, last_good=True)
+            return True
+
         if live:
-            await self.cache.store(live, ttl=None, tick=None, last_good=True)
+            await self.cache_guard.run("write", partial(store, live, None))
         if ticked:
-            await self.cache.store(ticked, ttl=None, tick=tick, last_good=True)
+            await self.cache_guard.run("write", partial(store, ticked, tick))
 
 
 def build_fetcher(

@@ -40,6 +40,9 @@ class FetchPolicy:
     breaker_cooldown_s: float = 30.0
     max_jump: float = 100.0
     max_concurrency: int = 32
+    cache_timeout_s: float = 2.0  # a cache (or tick) read/write slower than this is skipped
+    cache_retry_s: float = 5.0  # after a cache failure, bypass the cache this long
+    outage_log_every_s: float = 60.0  # at most one cache-outage warning per this interval
     now: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     uniform: Callable[[float, float], float] = random.uniform
