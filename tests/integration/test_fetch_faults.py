@@ -1,4 +1,8 @@
-"""Fault tests: the fetch policy against a misbehaving local server, on a fake clock."""
+"""Fault tests: the fetch policy against a misbehaving local server, on a fake clock.
+
+Through both providers: ``nse`` (aiohttp) and ``yahoo`` (yfinance in its thread pool, its
+requests sent to the same local server).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from market_http import FakeTime, Fault, MarketServer
+from market_http import FakeTime, Fault, MarketServer, redirecting_session
 from marketpulse.adapters import keys
 from marketpulse.adapters.embedded_redis import free_port
 from marketpulse.adapters.market.nse import NseProvider
 from marketpulse.adapters.market.provider import QuoteProvider
 from marketpulse.adapters.market.simulated import SimulatedSource
 from marketpulse.adapters.market.tick_provider import TickQuoteProvider
+from marketpulse.adapters.market.yahoo import YahooProvider
 from marketpulse.adapters.quote_cache import CacheManager
 from marketpulse.errors import QuoteUnavailable
 from marketpulse.services.clock import ManualClock
@@ -193,4 +198,93 @@ async def test_batch_never_raises_for_one_bad_symbol(server: MarketServer, fake:
     assert set(got) == {"HDFCBANK", "INFY"}
     with pytest.raises(QuoteUnavailable):
         await f.fetch_stock_data("NOSUCH")
+    await f.close()
+
+
+# -- yahoo (yfinance) -------------------------------------------------------------------------
+
+
+def chart_calls(server: MarketServer) -> int:
+    """Chart requests yfinance made (its cookie and consent requests are not counted)."""
+    return sum(1 for path, _ in server.requests if path.startswith("/v8/finance/chart/"))
+
+
+def yahoo_for(server: MarketServer) -> YahooProvider:
+    # yfinance's own HTTP timeout is longer than the policy's: a hang is the policy's to end
+    return YahooProvider(session=redirecting_session(server.url), timeout_s=5.0)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(500, "<html>oops</html>"), Fault(503, "busy"), Fault(200, '{"chart": {"result": [ x')],
+    ids=["500", "503", "garbage-json"],
+)
+async def test_yahoo_faults_retry_bounded_open_the_breaker_and_fall_back(
+    server: MarketServer, fake: FakeTime, fault: Fault
+) -> None:
+    server.faults.extend([fault] * 20)
+    sim = TickQuoteProvider(SimulatedSource(seed=1))
+    f = fetcher([yahoo_for(server), sim], policy(fake, breaker_failures=3))
+    q = await f.fetch_stock_data("MSFT")
+    assert q.source == sim.name
+    # a non-JSON body is transient from yahoo (Yahoo's 429/5xx bodies are text): retried
+    assert f.counters.calls[("yahoo", "transient")] == 3  # max_attempts, no more
+    assert fake.sleeps == [BASE, 2 * BASE]
+    # yfinance itself repeats a failed chart request at most once (after renewing its cookie)
+    assert 3 <= chart_calls(server) <= 6
+    assert f.provider_status()[0]["circuit"] == "open"
+    seen = chart_calls(server)
+    batch = await f.fetch_batch_data(["MSFT", "TCS.NS"])
+    assert {s: b.source for s, b in batch.items()} == {"MSFT": sim.name, "TCS.NS": sim.name}
+    assert chart_calls(server) == seen  # the open breaker refuses without touching Yahoo
+    server.faults.clear()
+    fake.t += 31.0
+    q = await f.fetch_stock_data("MSFT")  # the half-open trial; Yahoo is healthy again
+    assert (q.source, q.price) == ("yahoo", 541.55)
+    assert f.provider_status()[0]["circuit"] == "closed"
+    await f.close()
+
+
+async def test_yahoo_hang_past_the_timeout_is_retried_then_falls_back(
+    server: MarketServer, fake: FakeTime
+) -> None:
+    server.faults.extend([Fault(hang=True)] * 2)
+    sim = TickQuoteProvider(SimulatedSource(seed=1))
+    pol = policy(
+        fake, timeout_s=0.2, retry=RetryPolicy(max_attempts=2, base_s=BASE), breaker_failures=2
+    )
+    f = fetcher([yahoo_for(server), sim], pol)
+    q = await f.fetch_stock_data("MSFT")
+    assert q.source == sim.name
+    assert f.counters.calls[("yahoo", "timeout")] == 2
+    assert fake.sleeps == [BASE]
+    assert chart_calls(server) == 2
+    assert f.provider_status()[0]["circuit"] == "open"
+    fake.t += 31.0  # two worker threads still hang; the pool has more for the trial
+    q = await f.fetch_stock_data("MSFT")
+    assert (q.source, q.price) == ("yahoo", 541.55)
+    assert f.provider_status()[0]["circuit"] == "closed"
+    await f.close()
+
+
+async def test_yahoo_down_serves_the_stale_last_good_quote(
+    server: MarketServer, fake: FakeTime, redis_client: Redis
+) -> None:
+    wall = [5000.0]
+    cache = CacheManager(redis=redis_client, ttl=300, now=lambda: wall[0])
+    f = DataFetcher(
+        [yahoo_for(server)], cache=cache, clock=ManualClock(), policy=policy(fake),
+        wall=lambda: wall[0],
+    )  # fmt: skip
+    fresh = await f.fetch_stock_data("MSFT")
+    assert (fresh.source, fresh.stale) == ("yahoo", False)
+    await redis_client.delete(keys.quote_cache("MSFT"))  # as if the TTL had passed
+    server.faults.extend([Fault(503, "busy")] * 10)
+    wall[0] += 42.0
+    stale = await f.fetch_stock_data("MSFT")
+    assert stale.stale
+    assert stale.age_s == pytest.approx(42.0)
+    assert (stale.price, stale.source) == (541.55, "yahoo")
+    assert f.counters.calls[("yahoo", "transient")] == 3
+    assert f.counters.stale_served == 1
     await f.close()
