@@ -36,6 +36,7 @@ def serve(settings: Settings) -> int:
 
     from marketpulse.adapters.embedded_redis import EmbeddedRedis
     from marketpulse.api.app import create_app
+    from marketpulse.api.ws_protocol import ws_options
 
     embedded: EmbeddedRedis | None = None
     if not settings.redis_url:
@@ -57,8 +58,7 @@ def serve(settings: Settings) -> int:
             app,
             host=settings.host,
             port=settings.port,
-            ws_max_size=4096,
-            ws_per_message_deflate=False,
+            **ws_options(),
             log_level=settings.log_level.lower(),
             log_config=None,  # uvicorn's records go to our root handler, in our format
             timeout_graceful_shutdown=10,

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from marketpulse.adapters.embedded_redis import free_port
 from marketpulse.api.app import create_app
+from marketpulse.api.ws_protocol import ws_options
 from marketpulse.config import Settings
 
 
@@ -69,8 +70,7 @@ async def serve(settings: Settings) -> AsyncIterator[Server]:
         app,
         host="127.0.0.1",
         port=settings.port,
-        ws_max_size=4096,
-        ws_per_message_deflate=False,
+        **ws_options(),
         log_level="warning",
         lifespan="on",
     )

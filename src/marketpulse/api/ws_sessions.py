@@ -23,6 +23,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from marketpulse.adapters import keys
 from marketpulse.adapters.event_hub import EventHub, Subscription
 from marketpulse.adapters.session_store import SessionStore, hash_token
+from marketpulse.api.ws_protocol import MAX_MESSAGE as WS_MAX_MESSAGE
+from marketpulse.api.ws_protocol import send_text_now
 from marketpulse.domain.portfolio import SESSION_ID_RE, normalise_ticker
 from marketpulse.domain.timefmt import iso_z, utc_now
 from marketpulse.errors import MarketPulseError, NotInPortfolio, SessionNotFound
@@ -31,7 +33,7 @@ from marketpulse.services.analysis import AnalysisEngine
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-MAX_MESSAGE = 4096
+MAX_MESSAGE = WS_MAX_MESSAGE
 RATE = 20.0  # messages per second a client may send on average
 BURST = 40.0
 CLOSE_GONE = 4404
@@ -143,10 +145,13 @@ class _Connection:
                 await self.ws.close(code=code)
 
     async def _write(self) -> None:
+        send_now = send_text_now(self.ws.scope)
         while True:
             item = await self.out.get()
             started = time.perf_counter()
-            await self.ws.send_text(item if isinstance(item, str) else json.dumps(item))
+            text = item if isinstance(item, str) else json.dumps(item)
+            if send_now is None or not send_now(text):
+                await self.ws.send_text(text)
             if self.telemetry is not None:
                 self.telemetry.ws_message("out", _type_of(item), time.perf_counter() - started)
 
