@@ -18,10 +18,11 @@ import logging
 import random
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from marketpulse.adapters.session_store import RunSnapshot, SessionStore
 from marketpulse.config import MetricDelay
@@ -34,6 +35,7 @@ from marketpulse.services.market import Market
 log = logging.getLogger(__name__)
 
 STATS_MEMO = 1024
+T = TypeVar("T")
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once, not per dumps()
 
 
@@ -73,6 +75,8 @@ class AnalysisEngine:
             OrderedDict()
         )
         self._closing = False
+        self._work: deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = deque()
+        self._worker: asyncio.Task[None] | None = None
 
     def _event(self, kind: str) -> None:
         if self.telemetry is not None:
@@ -88,11 +92,12 @@ class AnalysisEngine:
             return snap
         if snap.superseded_run_id is not None:
             self._event("cancelled")
+        begun = asyncio.get_running_loop().time()  # the run's metrics are timed from its start
         await self._drop(session_id)
         if not self._closing:
             self._event("started")
             task = asyncio.get_running_loop().create_task(
-                self._run(session_id, ticker, snap), name=f"analysis:{session_id}:{ticker}"
+                self._run(session_id, ticker, snap, begun), name=f"analysis:{session_id}:{ticker}"
             )
             self.runs[session_id] = task
             task.add_done_callback(lambda t: self._forget(session_id, t))
@@ -123,6 +128,8 @@ class AnalysisEngine:
         """Cancel and await every run of this instance."""
         self._closing = True
         tasks = list(self.runs.values())
+        if self._worker is not None:
+            tasks.append(self._worker)
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -130,11 +137,11 @@ class AnalysisEngine:
                 await t
         self.runs.clear()
 
-    async def _run(self, session_id: str, ticker: str, snap: RunSnapshot) -> None:
+    async def _run(self, session_id: str, ticker: str, snap: RunSnapshot, begun: float) -> None:
         started = time.perf_counter()
         run: RunSnapshot | str = snap
         while isinstance(run, RunSnapshot):
-            outcome = await self._attempt(session_id, ticker, run)
+            outcome = await self._attempt(session_id, ticker, run, begun)
             if outcome == "complete":
                 self._event("completed")
                 if self.telemetry is not None:
@@ -145,21 +152,23 @@ class AnalysisEngine:
             run = await self.store.restart_analysis(
                 session_id, run.run_id, new_run_id(), self.max_restarts, iso_z(self.now())
             )
+            begun = asyncio.get_running_loop().time()
             self._event("restarted" if isinstance(run, RunSnapshot) else "failed")
 
-    async def _attempt(self, session_id: str, ticker: str, run: RunSnapshot) -> str:
-        """'complete' | 'stale' | 'over'."""
+    async def _attempt(self, session_id: str, ticker: str, run: RunSnapshot, begun: float) -> str:
+        """'complete' | 'stale' | 'over'. Each metric is due its modelled delay after ``begun``
+        (the moment the run started): the real computation happens inside that delay, as the
+        expensive analytics it models would."""
         try:
-            inputs = inputs_from(
-                run.holdings, run.prices, await self.stats(tuple(run.holdings), run.tick)
-            )
+            stats = await self.stats(tuple(run.holdings), run.tick)
+            heads = await self._computed(partial(_result_heads, ticker, run, stats))
         except MarketPulseError as exc:
             log.warning("analysis of %s in %s cannot run: %s", ticker, session_id, exc.message)
             await self.store.fail_analysis(session_id, run.run_id, exc.code)
             self._event("failed")
             return "over"
-        # The five results are pure functions of the pinned basis: computed (and serialised) here,
-        # once, so the moment a metric is due costs only its timestamp and the checked append.
+        # The five results are pure functions of the pinned basis: computed (and serialised) once,
+        # up front, so the moment a metric is due costs only its timestamp and the checked append.
         # One task per run: the metrics' modelled delays overlap (the run takes the slowest of
         # them, not their sum), and metrics due at the same moment are appended together.
         lo, hi = self.delay.lo, self.delay.hi
@@ -167,9 +176,8 @@ class AnalysisEngine:
             (self.rng.uniform(lo, hi) if hi > 0 else 0.0, f"{run.run_id}:{name}", idx)
             for idx, name in enumerate(METRIC_NAMES)
         )
-        heads = {name: _result_head(ticker, run, inputs, name) for name in METRIC_NAMES}
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        t0 = begun
         while due:
             wait = t0 + due[0][0] - loop.time()
             if wait > 0:
@@ -190,6 +198,33 @@ class AnalysisEngine:
             if "stale" in statuses:
                 return "stale"
         return "complete"
+
+    async def _computed(self, fn: Callable[[], T]) -> T:
+        """``fn()`` (CPU work, no I/O), run by the engine's worker one item per event-loop
+        iteration: a burst of runs starting together computes while their starts, messages and
+        Redis replies keep flowing, instead of each start waiting for every computation queued
+        before it. A cancelled caller's item is skipped."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._work.append((fn, fut))
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(
+                self._drain(), name="analysis:compute"
+            )
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self._work:
+                fn, fut = self._work.popleft()
+                if fut.done():
+                    continue
+                try:
+                    fut.set_result(fn())
+                except Exception as exc:  # the caller's to handle, raised where it awaits
+                    fut.set_exception(exc)
+                await asyncio.sleep(0)  # let ready I/O run before the next item
+        finally:
+            self._worker = None
 
     async def stats(self, tickers: tuple[str, ...], tick: int) -> MarketStats:
         """Σ and momentum of the run's tickers at its tick, shared by every run that holds the
@@ -228,6 +263,13 @@ class AnalysisEngine:
             raise
         fut.set_result(stats)
         return stats
+
+
+def _result_heads(ticker: str, run: RunSnapshot, stats: MarketStats) -> dict[str, str]:
+    """Every metric's result head for the run (raises MarketPulseError when the inputs cannot
+    be built)."""
+    inputs = inputs_from(run.holdings, run.prices, stats)
+    return {name: _result_head(ticker, run, inputs, name) for name in METRIC_NAMES}
 
 
 def _result_head(ticker: str, run: RunSnapshot, inputs: Any, name: str) -> str:
