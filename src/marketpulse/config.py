@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     cache_ttl: int = Field(default=300, gt=0)
     monitor_interval: float = Field(default=5.0, gt=0)
+    system_interval: float = Field(default=2.0, gt=0)  # seconds between /ws/dashboard reports
     redis_max_connections: int = Field(default=64, ge=4)
     webhook_url: str | None = None
     # performance-alert limits; 0 disables a limit

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from redis.asyncio import Redis
 
+from marketpulse.adapters import keys
 from marketpulse.adapters.alert_store import RedisAlertStore
 from marketpulse.adapters.market import SimulatedSource
 from marketpulse.adapters.market.tick_provider import TickQuoteProvider
+from marketpulse.adapters.quote_events import RedisQuotePublisher
 from marketpulse.domain.alert_event import FiredAlert
 from marketpulse.domain.alerts import AlertCondition, AlertType
 from marketpulse.domain.quotes import StockData
+from marketpulse.errors import RedisUnavailable
 from marketpulse.services.alert_engine import AlertManager
 from marketpulse.services.clock import ManualClock
 from marketpulse.services.fetcher import DataFetcher
@@ -200,3 +204,56 @@ async def test_two_monitors_racing_without_the_lease_never_double_fire(redis_cli
 
 async def _always_true() -> bool:
     return True
+
+
+class Published:
+    """The monitor's quote publisher port, recording; ``broken`` makes every publish fail."""
+
+    def __init__(self, broken: bool = False) -> None:
+        self.quotes: list[StockData] = []
+        self.broken = broken
+
+    async def publish(self, quote: StockData) -> None:
+        if self.broken:
+            raise RedisUnavailable("publish refused")
+        self.quotes.append(quote)
+
+
+async def test_every_observed_quote_is_published_once(redis_client: Redis) -> None:
+    clock, pub = ManualClock(5), Published()
+    mon = service(redis_client, clock, [], publisher=pub)
+    for s in ("AAPL", "MSFT"):
+        await mon.add_symbol(s)
+    assert await mon.run_once() == 2
+    clock.advance(2)  # two ticks behind: both are observed, in order
+    assert await mon.run_once() == 4
+    got = sorted((q.symbol, q.timestamp) for q in pub.quotes)
+    assert len(got) == len(set(got)) == 6
+    aapl = [q.timestamp for q in pub.quotes if q.symbol == "AAPL"]
+    assert aapl == sorted(aapl)
+
+
+async def test_a_failing_publisher_does_not_stop_the_alerts(redis_client: Redis) -> None:
+    note = Queued()
+    mon = service(redis_client, ManualClock(5), [note], publisher=Published(broken=True))
+    await mon.alerts.add_alert(always("AAPL"))
+    await mon.add_symbol("AAPL")
+    assert await mon.run_once() == 1
+    assert (await note.q.get()).symbol == "AAPL"
+
+
+async def test_the_redis_publisher_sends_dashboard_quote_frames(redis_client: Redis) -> None:
+    clock = ManualClock(5)
+    mon = service(redis_client, clock, [], publisher=RedisQuotePublisher(redis_client))
+    await mon.add_symbol("AAPL")
+    async with redis_client.pubsub() as pubsub:
+        await pubsub.subscribe(keys.QUOTE_EVENTS_ALL)
+        async with asyncio.timeout(5):
+            assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
+            await mon.run_once()
+            msg = await pubsub.get_message(timeout=5)
+    frame = json.loads(msg["data"])
+    assert frame["type"] == "quote" and frame["symbol"] == "AAPL" and frame["price"] > 0
+    assert (
+        StockData.model_validate({k: v for k, v in frame.items() if k != "type"}).symbol == "AAPL"
+    )

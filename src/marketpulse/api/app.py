@@ -1,8 +1,9 @@
 """``create_app(settings)``: every component is built here, not at import time.
 
 The lifespan owns the long-lived tasks (event hub reader, valuation loop, alert monitor, loop-lag
-monitor) in one TaskGroup with a stop event; on shutdown it stops them, cancels and awaits every
-analysis run, and closes Redis. Handlers reach the services through ``app.state``.
+monitor, the dashboards' system report) in one TaskGroup with a stop event; on shutdown it stops
+them, cancels and awaits every analysis run, and closes Redis. Handlers reach the services
+through ``app.state``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from marketpulse.adapters import keys
 from marketpulse.adapters.alert_store import RedisAlertStore
 from marketpulse.adapters.event_hub import EventHub
 from marketpulse.adapters.market import make_tick_source
+from marketpulse.adapters.quote_events import RedisQuotePublisher
 from marketpulse.adapters.redis_client import make_client
 from marketpulse.adapters.redis_mux import RedisMux
 from marketpulse.adapters.session_store import SessionStore
@@ -30,6 +32,7 @@ from marketpulse.api import (
     routes_dashboard,
     routes_quotes,
     routes_sessions,
+    ws_dashboard,
     ws_sessions,
 )
 from marketpulse.api.errors import error_body, install_error_handlers
@@ -49,6 +52,7 @@ from marketpulse.services.notifiers import (
     WebhookNotifier,
 )
 from marketpulse.services.sessions import SessionService
+from marketpulse.services.system_feed import SystemFeed
 from marketpulse.services.telemetry import Telemetry
 from marketpulse.services.valuation import ValuationLoop
 
@@ -113,12 +117,15 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.valuation = valuation
         app.state.sessions = SessionService(store, market, redis)
         app.state.allowed_origins = settings.origins()
+        system_feed = SystemFeed(telemetry, redis, fetcher, interval_s=settings.system_interval)
+        app.state.system_feed = system_feed
         stop = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(hub.run(stop), name="event-hub")
                 tg.create_task(valuation.run(stop), name="valuation")
                 tg.create_task(LoopLagMonitor(telemetry).run(stop), name="loop-lag")
+                tg.create_task(system_feed.run(stop), name="system-feed")
                 for name, runner in extra:
                     tg.create_task(runner(stop), name=name)
                 try:
@@ -144,6 +151,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(HttpMetricsMiddleware, telemetry=telemetry)
     app.include_router(routes_sessions.router)
     app.include_router(ws_sessions.router)
+    app.include_router(ws_dashboard.router)
     app.include_router(routes_quotes.router)
     app.include_router(routes_alerts.router)
     app.include_router(routes_dashboard.router)
@@ -186,6 +194,7 @@ def _alerts_wiring(
         redis=redis,
         clock=RedisTickClock(redis) if tick_mode else None,
         cache=None,  # the fetcher caches every quote it fetches
+        publisher=RedisQuotePublisher(redis),  # live prices of /ws/dashboard
         interval_s=(
             min(settings.monitor_interval, settings.market_interval)
             if tick_mode

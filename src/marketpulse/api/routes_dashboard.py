@@ -1,26 +1,25 @@
 """The dashboard page, ``/metrics`` and ``/api/system``.
 
-Handlers read their collaborators from ``request.app.state``: ``telemetry`` (required),
-``redis`` and ``fetcher`` (optional: the System part reports them missing instead of failing).
+Handlers read their collaborators from ``request.app.state``: ``telemetry`` (required) and
+``system_feed`` (the report of ``services/system_feed.py``; without it one is built over
+``redis`` and ``fetcher``, both optional: the System part reports them missing instead of
+failing). The live side of the dashboard is ``/ws/dashboard`` (``api/ws_dashboard.py``).
 The page itself is a server-rendered template plus plain JavaScript; it talks to the service only
 through the public HTTP and WebSocket contracts of DESIGN.md.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from redis.exceptions import RedisError
 
+from marketpulse.services.system_feed import SystemFeed
 from marketpulse.services.telemetry import CONTENT_TYPE, Telemetry
 
 log = logging.getLogger(__name__)
@@ -65,53 +64,15 @@ async def metrics(request: Request) -> Response:
     return Response(_telemetry(request).render(), media_type=CONTENT_TYPE)
 
 
-async def _redis_health(request: Request) -> dict[str, Any]:
-    redis = getattr(request.app.state, "redis", None)
-    if redis is None:
-        return {"ok": False, "latency_ms": None, "error": "not configured"}
-    started = time.perf_counter()
-    try:
-        await redis.ping()
-    except (RedisError, OSError) as exc:
-        return {"ok": False, "latency_ms": None, "error": type(exc).__name__}
-    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000.0, 3)}
-
-
-async def _providers(request: Request) -> list[dict[str, Any]]:
-    fetcher = getattr(request.app.state, "fetcher", None)
-    status = getattr(fetcher, "provider_status", None)
-    if status is None:
-        return []
-    result = status()
-    if inspect.isawaitable(result):
-        result = await result
-    rows: list[dict[str, Any]] = []
-    for item in result or ():
-        if isinstance(item, dict):
-            raw = dict(item)
-        elif hasattr(item, "model_dump"):
-            raw = item.model_dump(mode="json")
-        else:
-            raw = {k: v for k, v in vars(item).items() if not k.startswith("_")}
-        rows.append(_provider_row(raw))
-    return rows
-
-
-def _provider_row(raw: dict[str, Any]) -> dict[str, Any]:
-    """One provider in the dashboard's shape, whichever of the known spellings the fetcher used."""
-
-    def first(*names: str) -> Any:
-        return next((raw[n] for n in names if raw.get(n) is not None), None)
-
-    return {
-        **raw,
-        "name": first("name", "provider"),
-        "state": first("state", "circuit"),
-        "last_error": first("last_error"),
-        "last_latency_ms": first("last_latency_ms"),
-        "ok": first("ok", "calls_ok"),
-        "failed": first("failed", "calls_failed"),
-    }
+def _system_feed(request: Request) -> SystemFeed:
+    """The app's feed; an app built without the lifespan (tests) gets one over its state."""
+    feed = getattr(request.app.state, "system_feed", None)
+    if isinstance(feed, SystemFeed):
+        return feed
+    state = request.app.state
+    return SystemFeed(
+        _telemetry(request), getattr(state, "redis", None), getattr(state, "fetcher", None)
+    )
 
 
 @router.get("/api/system")
@@ -122,7 +83,5 @@ async def system(request: Request) -> JSONResponse:
     "connected_clients": {kind: n}, "active_sessions", "loop_lag_ms", "rss_bytes",
     "performance_alerts": [newest first], "limits": {...}}``
     """
-    body: dict[str, Any] = {"redis": await _redis_health(request)}
-    body["providers"] = await _providers(request)
-    body.update(_telemetry(request).snapshot())
+    body = await _system_feed(request).report()
     return JSONResponse(body, headers={"Cache-Control": "no-store"})

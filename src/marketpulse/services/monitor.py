@@ -11,6 +11,9 @@ Guarantees:
   is deterministic. Without a clock (live sources) it polls every ``interval_s`` seconds.
 - Symbols are fetched concurrently, at most ``concurrency`` at a time; a symbol whose quote
   cannot be had is logged and skipped, never blocks the others.
+- Each observed quote is handed to the ``publisher`` (if any) before its alerts are evaluated:
+  the app publishes it for the dashboards (``adapters/quote_events.py``). A failed publish is
+  logged and never stops the evaluation.
 - The watched symbols are the alert store's (Redis: they survive restarts); add and remove take
   effect from the next cycle.
 - Graceful stop: once ``stop`` is set no new cycle starts; the running one (its notifications
@@ -47,6 +50,12 @@ class QuoteSink(Protocol):
     async def set_stock_data(self, symbol: str, data: StockData) -> None: ...
 
 
+class QuotePublisher(Protocol):
+    """Where observed quotes go live (raises ``MarketPulseError`` when it could not)."""
+
+    async def publish(self, quote: StockData) -> None: ...
+
+
 def check_symbol(symbol: str) -> str:
     try:
         return normalize_symbol(symbol)
@@ -69,6 +78,7 @@ class MonitorService:
         shutdown_s: float = 5.0,
         max_backlog: int = 10_000,
         on_quote: Callable[[StockData], None] | None = None,
+        publisher: QuotePublisher | None = None,
     ) -> None:
         self.feed = feed
         self.alerts = alerts
@@ -83,6 +93,7 @@ class MonitorService:
         self._gate = asyncio.Semaphore(concurrency)
         self._max_backlog = max_backlog
         self._on_quote = on_quote
+        self._publisher = publisher
         self._cursor: int | None = None  # used without Redis
         self._processed: int | None = None  # last tick this instance evaluated
         self._polling = False
@@ -181,6 +192,11 @@ class MonitorService:
                     return
             if self._on_quote is not None:
                 self._on_quote(quote)
+            if self._publisher is not None:
+                try:
+                    await self._publisher.publish(quote)
+                except MarketPulseError as exc:
+                    log.warning("could not publish the quote of %s: %s", symbol, exc.message)
             if self.cache is not None:
                 try:
                     await self.cache.set_stock_data(symbol, quote)
