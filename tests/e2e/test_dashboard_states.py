@@ -3,7 +3,8 @@
 Here metrics are slow (1-2 s each) and prices move every 0.5 s, so a run's basis moves under it:
 the page must show it restarting because prices moved, then failing once restarts run out, and
 a switch to another holding mid-run must show the old run cancelled. Performance alerts are
-checked with the System answer stubbed, since their limits are the server's own settings.
+checked with the System report stubbed (its HTTP answer and the dashboard socket's ``system``
+frames), since their limits are the server's own settings.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 from e2e_server import SCREENSHOTS, ServerProcess
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, Route, WebSocketRoute, expect
 from test_dashboard import RECORDER, open_dashboard, open_session
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +86,19 @@ def test_performance_alerts_show_in_system_and_in_the_feed(
         body["performance_alerts"] = [alert]
         route.fulfill(response=response, body=json.dumps(body))
 
+    def socket_with_alert(ws: WebSocketRoute) -> None:
+        server_side = ws.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "system":
+                frame["performance_alerts"] = [alert]
+            ws.send(json.dumps(frame))
+
+        server_side.on_message(to_page)  # the page's own messages still go through untouched
+
     page.route("**/api/system", with_alert)
+    page.route_web_socket("**/ws/dashboard", socket_with_alert)
     open_dashboard(page, server)
     expect(page.get_by_test_id("perf-alert")).to_contain_text("loop lag of event_loop")
     expect(page.get_by_test_id("feed-perf")).to_have_count(1)

@@ -23,8 +23,7 @@ function stamp(item) {
 }
 
 export class AlertsPanel {
-  constructor(onQuote) {
-    this.onQuote = onQuote;
+  constructor() {
     this.seen = new Set();
     this.socket = new ReconnectingSocket(() => wsUrl("/ws/alerts"), {
       onMessage: (msg) => this.onMessage(msg),
@@ -46,7 +45,6 @@ export class AlertsPanel {
 
   onMessage(msg) {
     if (msg.type === "alert") this.feed(msg);
-    else if (msg.type === "quote" && this.onQuote) this.onQuote(msg.quote || msg.data || msg);
   }
 
   readForm() {

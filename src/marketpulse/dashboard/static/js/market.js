@@ -1,12 +1,12 @@
 // Market: monitored symbols with a live quote and a small chart each; add and remove symbols.
-// Live prices come from polling GET /api/quotes/{symbol}, and from any {"type": "quote"} message
-// the alerts socket carries.
+// Live prices are the {"type": "quote"} frames of the dashboard socket (/ws/dashboard, wired in
+// main.js); a card's first quote is loaded over HTTP (GET /api/quotes/{symbol}) when it is made.
 
 import { api, listOf } from "./http.js";
 import { $, el, showMessage, num, age, normalSymbol, SYMBOL_RE } from "./dom.js";
 
-const POLL_MS = 1000;
 const MAX_POINTS = 120;
+const REFRESH_GAP_MS = 2000; // at most one symbol-list reload per gap for unknown symbols
 
 function symbolName(item) {
   return typeof item === "string" ? item : item && (item.symbol || item.name);
@@ -14,9 +14,9 @@ function symbolName(item) {
 
 export class MarketPanel {
   constructor() {
-    this.cards = new Map(); // symbol -> {node, chart, xs, ys, last}
-    this.timer = null;
-    this.polling = false;
+    this.cards = new Map(); // symbol -> {node, chart, xs, ys, last, at}
+    this.refreshing = null;
+    this.refreshedAt = 0;
   }
 
   init() {
@@ -25,18 +25,29 @@ export class MarketPanel {
       this.add();
     });
     this.refresh();
-    this.timer = setInterval(() => this.poll(), POLL_MS);
     window.addEventListener("resize", () => this.resizeCharts());
   }
 
-  async refresh() {
+  // Reconcile the cards with the monitored set; a new card loads its first quote over HTTP.
+  refresh() {
+    if (!this.refreshing) {
+      this.refreshedAt = Date.now();
+      this.refreshing = this.reload().finally(() => {
+        this.refreshing = null;
+      });
+    }
+    return this.refreshing;
+  }
+
+  async reload() {
     try {
       const data = await api("GET", "/api/symbols");
       const wanted = listOf(data, "symbols", "items").map(symbolName).filter(Boolean);
       for (const sym of [...this.cards.keys()]) if (!wanted.includes(sym)) this.drop(sym);
-      for (const sym of wanted) if (!this.cards.has(sym)) this.card(sym);
+      const added = wanted.filter((sym) => !this.cards.has(sym));
+      for (const sym of added) this.card(sym);
       this.updateEmpty();
-      await this.poll();
+      await Promise.all(added.map((sym) => this.fetchQuote(sym)));
     } catch (err) {
       showMessage($("symbol-msg"), `could not load symbols: ${err.message}`);
     }
@@ -95,7 +106,7 @@ export class MarketPanel {
       plot,
     );
     $("symbols").append(node);
-    const entry = { node, plot, chart: null, xs: [], ys: [], last: null };
+    const entry = { node, plot, chart: null, xs: [], ys: [], last: null, at: -Infinity };
     this.cards.set(symbol, entry);
     return entry;
   }
@@ -106,16 +117,6 @@ export class MarketPanel {
     if (entry.chart) entry.chart.destroy();
     entry.node.remove();
     this.cards.delete(symbol);
-  }
-
-  async poll() {
-    if (this.polling) return;
-    this.polling = true;
-    try {
-      await Promise.all([...this.cards.keys()].map((sym) => this.fetchQuote(sym)));
-    } finally {
-      this.polling = false;
-    }
   }
 
   async fetchQuote(symbol) {
@@ -131,11 +132,19 @@ export class MarketPanel {
     }
   }
 
-  // One quote (StockData JSON) onto its card.
+  // One quote (StockData JSON) onto its card; an older quote than the one shown is ignored. A
+  // quote of a symbol without a card (added elsewhere) reloads the symbol list.
   show(quote) {
     const symbol = quote && quote.symbol;
-    const entry = symbol && this.cards.get(symbol);
-    if (!entry) return;
+    if (!symbol) return;
+    const entry = this.cards.get(symbol);
+    if (!entry) {
+      if (Date.now() - this.refreshedAt > REFRESH_GAP_MS) this.refresh();
+      return;
+    }
+    const at = Date.parse(quote.timestamp);
+    if (at < entry.at) return;
+    entry.at = at;
     const price = Number(quote.price);
     const prev = Number(quote.previous_close ?? quote.close);
     const q = (name) => entry.node.querySelector(`.${name}`);

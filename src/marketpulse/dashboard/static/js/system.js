@@ -1,31 +1,30 @@
-// System: polls /api/system for Redis, providers, clients, sessions, loop lag, memory and recent
-// performance alerts (which also go to the alert feed).
+// System: Redis, providers, clients, sessions, loop lag, memory and recent performance alerts
+// (which also go to the alert feed). The report is loaded over HTTP (GET /api/system) once, then
+// follows the {"type": "system"} frames of the dashboard socket (wired in main.js).
 
 import { api } from "./http.js";
 import { $, el, num, bytes } from "./dom.js";
 import { showConnection } from "./socket.js";
-
-const POLL_MS = 3000;
 
 export class SystemPanel {
   constructor(onPerformanceAlert) {
     this.onPerformanceAlert = onPerformanceAlert;
   }
 
-  init() {
-    this.poll();
-    setInterval(() => this.poll(), POLL_MS);
+  async init() {
+    try {
+      this.render(await api("GET", "/api/system"));
+    } catch (err) {
+      $("sys-redis").textContent = `unknown: ${err.message}`; // the socket's snapshot follows
+    }
   }
 
-  async poll() {
-    let data;
-    try {
-      data = await api("GET", "/api/system");
-    } catch (err) {
-      showConnection($("system-state"), "status", "reconnecting", err.message);
-      return;
-    }
-    showConnection($("system-state"), "status", "live", "");
+  // The dashboard socket's state, shown beside the title.
+  connection(state, detail) {
+    showConnection($("system-state"), "status", state, detail);
+  }
+
+  render(data) {
     const redis = data.redis || {};
     $("sys-redis").textContent = redis.ok ? `ok, ${num(redis.latency_ms, 2)} ms` : `down (${redis.error || "?"})`;
     $("sys-redis").dataset.state = redis.ok ? "ok" : "bad";
