@@ -4,8 +4,9 @@ additions for the hot path of analysis events.
 1. **Writes coalesced per event-loop iteration.** A session's analysis ends in a burst: its
    results and ``analysis_complete`` arrive together, and each frame written alone costs a
    loopback ``send()`` (with the TCP transmit and the client's wake-up it triggers). Writes are
-   gathered and flushed by a callback at the end of the iteration, in order; ``close()`` flushes
-   first, so a close frame still follows the frames before it.
+   gathered and flushed by a callback at the end of the iteration, in order (or at once past
+   64 KiB, so the transport's flow control sees them); ``close()`` flushes first, so a close
+   frame still follows the frames before it.
 2. **A synchronous text send, offered as the ASGI extension ``marketpulse.send_text``.** The
    ASGI path (Starlette's checks, its exception-handling wrapper, uvicorn's ``send`` and the
    ``websockets`` frame builder) costs more than the frame itself. The extension writes one
@@ -29,6 +30,7 @@ from websockets.protocol import State
 
 MAX_MESSAGE = 4096  # bytes; a bigger client message closes the connection with 1009
 SEND_TEXT_EXTENSION = "marketpulse.send_text"
+FLUSH_AT = 64 * 1024  # bytes gathered before a write goes out at once (the transport's pause)
 
 SendTextNow = Callable[[str], bool]
 
@@ -53,20 +55,24 @@ def send_text_now(scope: Any) -> SendTextNow | None:
 class _CoalescingTransport:
     """A transport whose ``write`` is gathered per loop iteration; the rest is the real one's."""
 
-    __slots__ = ("_buf", "_loop", "_real")
+    __slots__ = ("_buf", "_loop", "_real", "_size")
 
     def __init__(self, real: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._real = real
         self._loop = loop
         self._buf: list[bytes] = []
+        self._size = 0
 
     def write(self, data: bytes) -> None:
         if not self._buf:
             self._loop.call_soon(self._flush)
         self._buf.append(data)
+        self._size += len(data)
+        if self._size >= FLUSH_AT:  # past this, flow control must see the bytes now
+            self._flush()
 
     def _flush(self) -> None:
-        buf, self._buf = self._buf, []
+        buf, self._buf, self._size = self._buf, [], 0
         if buf and not self._real.is_closing():
             self._real.write(b"".join(buf))
 
