@@ -128,14 +128,17 @@ class AnalysisEngine:
         """Cancel and await every run of this instance."""
         self._closing = True
         tasks = list(self.runs.values())
-        if self._worker is not None:
-            tasks.append(self._worker)
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            tasks.append(worker)
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self.runs.clear()
+        while self._work:
+            self._work.popleft()[1].cancel()  # queued for a worker that is gone
 
     async def _run(self, session_id: str, ticker: str, snap: RunSnapshot, begun: float) -> None:
         started = time.perf_counter()
@@ -161,7 +164,7 @@ class AnalysisEngine:
         expensive analytics it models would."""
         try:
             stats = await self.stats(tuple(run.holdings), run.tick)
-            heads = await self._computed(partial(_result_heads, ticker, run, stats))
+            heads = await self.compute(partial(_result_heads, ticker, run, stats))
         except MarketPulseError as exc:
             log.warning("analysis of %s in %s cannot run: %s", ticker, session_id, exc.message)
             await self.store.fail_analysis(session_id, run.run_id, exc.code)
@@ -199,7 +202,7 @@ class AnalysisEngine:
                 return "stale"
         return "complete"
 
-    async def _computed(self, fn: Callable[[], T]) -> T:
+    async def compute(self, fn: Callable[[], T]) -> T:
         """``fn()`` (CPU work, no I/O), run by the engine's worker one item per event-loop
         iteration: a burst of runs starting together computes while their starts, messages and
         Redis replies keep flowing, instead of each start waiting for every computation queued
@@ -224,7 +227,8 @@ class AnalysisEngine:
                     fut.set_exception(exc)
                 await asyncio.sleep(0)  # let ready I/O run before the next item
         finally:
-            self._worker = None
+            if self._worker is asyncio.current_task():
+                self._worker = None
 
     async def stats(self, tickers: tuple[str, ...], tick: int) -> MarketStats:
         """Σ and momentum of the run's tickers at its tick, shared by every run that holds the

@@ -1,0 +1,81 @@
+"""The analysis engine's computation worker: the CPU work of starting runs (every result of a
+run, computed up front) is done one item per event-loop iteration, so I/O that becomes ready
+meanwhile is not queued behind a whole burst of computations; a cancelled caller's item is
+skipped; a failure reaches its caller; shutdown stops the worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from marketpulse.adapters.market import SimulatedSource
+from marketpulse.adapters.redis_mux import RedisMux
+from marketpulse.adapters.session_store import SessionStore
+from marketpulse.config import MetricDelay
+from marketpulse.services.analysis import AnalysisEngine
+from marketpulse.services.market import Market
+
+DEADLINE = 10.0
+
+
+@pytest.fixture
+async def engine(redis_client: Redis, redis_mux: RedisMux) -> AsyncIterator[AnalysisEngine]:
+    store = SessionStore(redis_client, redis_mux, ttl_s=60)
+    eng = AnalysisEngine(store, Market(source=SimulatedSource(seed=1)), delay=MetricDelay(0.0, 0.0))
+    yield eng
+    await eng.shutdown()
+
+
+async def test_ready_callbacks_run_between_computations(engine: AnalysisEngine) -> None:
+    order: list[str] = []
+
+    def work(name: str) -> str:
+        order.append(name)
+        return name
+
+    async with asyncio.timeout(DEADLINE):
+        pending = [asyncio.ensure_future(engine.compute(lambda n=n: work(n))) for n in "abcd"]
+        await asyncio.sleep(0)  # wait-ok: lets the four callers queue their work
+        asyncio.get_running_loop().call_soon(order.append, "io")  # I/O that became ready
+        assert await asyncio.gather(*pending) == list("abcd")
+    assert order.index("io") <= 1  # not after the whole burst: the worker yields per item
+
+
+async def test_a_cancelled_callers_item_is_skipped_and_the_rest_run(
+    engine: AnalysisEngine,
+) -> None:
+    ran: list[str] = []
+    async with asyncio.timeout(DEADLINE):
+        first = asyncio.ensure_future(engine.compute(lambda: ran.append("first")))
+        second = asyncio.ensure_future(engine.compute(lambda: ran.append("second") or 2))
+        await asyncio.sleep(0)  # wait-ok: both queued, the worker not yet past its first yield
+        first.cancel()
+        assert await second == 2
+    assert ran == ["second"]
+    assert first.cancelled()
+
+
+async def test_a_failing_computation_raises_in_its_caller_and_the_worker_goes_on(
+    engine: AnalysisEngine,
+) -> None:
+    def boom() -> int:
+        raise ValueError("non-finite metric")
+
+    async with asyncio.timeout(DEADLINE):
+        with pytest.raises(ValueError, match="non-finite"):
+            await engine.compute(boom)
+        assert await engine.compute(lambda: 7) == 7
+
+
+async def test_shutdown_stops_the_worker(engine: AnalysisEngine) -> None:
+    gate = asyncio.Event()
+    async with asyncio.timeout(DEADLINE):
+        waiting = asyncio.ensure_future(engine.compute(gate.is_set))
+        await asyncio.sleep(0)  # wait-ok: the worker has started
+        await engine.shutdown()
+        assert engine._worker is None
+        with pytest.raises(asyncio.CancelledError):  # not left waiting on a worker that is gone
+            await waiting
