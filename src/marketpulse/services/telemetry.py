@@ -86,6 +86,7 @@ class Telemetry:
             buckets=_FAST,
             registry=r,
         )
+        self._ws_children: dict[tuple[str, str], Any] = {}
         self._ws = Histogram(
             p + "ws_message_duration_seconds",
             "WebSocket message handling (in) or send (out) latency",
@@ -151,7 +152,12 @@ class Telemetry:
 
     def ws_message(self, direction: str, message_type: str, seconds: float) -> None:
         """``direction`` is ``in`` (received and handled) or ``out`` (sent)."""
-        self._ws.labels(direction, message_type).observe(seconds)
+        child = self._ws_children.get((direction, message_type))
+        if child is None:  # labels() validates and locks on every call: once per pair here
+            child = self._ws_children[(direction, message_type)] = self._ws.labels(
+                direction, message_type
+            )
+        child.observe(seconds)
 
     def provider_call(self, provider: str, outcome: str, seconds: float) -> None:
         """``outcome``: ``ok``, ``error``, ``timeout``, ``circuit_open``, ``rate_limited`` ..."""
