@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import hiredis
@@ -34,16 +34,27 @@ log = logging.getLogger(__name__)
 QUEUE_LIMIT = 10_000  # a subscriber this far behind is dropped rather than growing memory
 
 
-class Subscription:
-    """A local queue of one channel's messages (raw bytes payloads)."""
+Sink = Callable[[bytes | None], None]
 
-    def __init__(self, hub: EventHub, channel: str) -> None:
+
+class Subscription:
+    """One channel's messages (raw bytes payloads) for one local subscriber: queued for
+    ``get()``, or, with a ``sink``, handed to it synchronously as they arrive (None = ended)."""
+
+    def __init__(self, hub: EventHub, channel: str, sink: Sink | None = None) -> None:
         self.hub = hub
         self.channel = channel
+        self.sink = sink
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_LIMIT)
         self.overflowed = False
 
     def deliver(self, data: bytes | None) -> None:
+        if self.sink is not None:
+            try:
+                self.sink(data)
+            except Exception:  # a subscriber's bug must not stop the hub's connection
+                log.exception("subscriber of %s failed on a message", self.channel)
+            return
         try:
             self.queue.put_nowait(data)
         except asyncio.QueueFull:
@@ -190,8 +201,11 @@ class EventHub:
             if not fut.done():
                 fut.set_result(None)
 
-    async def subscribe(self, channel: str, timeout_s: float = 5.0) -> Subscription:
-        """A subscription whose messages start no later than this call's return."""
+    async def subscribe(
+        self, channel: str, timeout_s: float = 5.0, sink: Sink | None = None
+    ) -> Subscription:
+        """A subscription whose messages start no later than this call's return (handed to
+        ``sink``, if given, from the hub's connection callback: it must not block)."""
         if self._closed:
             raise RedisUnavailable("the event hub has stopped")
         async with asyncio.timeout(timeout_s):
@@ -199,7 +213,7 @@ class EventHub:
             wire = self._wire
             assert wire is not None
             key = channel.encode()
-            sub = Subscription(self, channel)
+            sub = Subscription(self, channel, sink)
             first = not self._subs[key]
             self._subs[key].add(sub)
             if first:
@@ -226,8 +240,10 @@ class EventHub:
                 self._wire.write("UNSUBSCRIBE", key)
 
     @contextlib.asynccontextmanager
-    async def subscription(self, channel: str) -> AsyncIterator[Subscription]:
-        sub = await self.subscribe(channel)
+    async def subscription(
+        self, channel: str, sink: Sink | None = None
+    ) -> AsyncIterator[Subscription]:
+        sub = await self.subscribe(channel, sink=sink)
         try:
             yield sub
         finally:

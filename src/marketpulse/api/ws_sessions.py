@@ -21,7 +21,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from marketpulse.adapters import keys
-from marketpulse.adapters.event_hub import EventHub, Subscription
+from marketpulse.adapters.event_hub import QUEUE_LIMIT, EventHub, Subscription
 from marketpulse.adapters.session_store import SessionStore, hash_token
 from marketpulse.api.ws_protocol import MAX_MESSAGE as WS_MAX_MESSAGE
 from marketpulse.api.ws_protocol import send_text_now
@@ -92,7 +92,7 @@ async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> Non
     conn = _Connection(ws, session_id, th)
     telemetry = getattr(ws.app.state, "telemetry", None)
     async with (
-        hub.subscription(keys.session_events(session_id)) as events,
+        hub.subscription(keys.session_events(session_id), sink=conn.on_event),
         hub.subscription(keys.ALERT_EVENTS) as alerts,
     ):
         try:
@@ -104,7 +104,7 @@ async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> Non
         if telemetry is not None:
             telemetry.client_connected("session")
         try:
-            await conn.serve(state, events, alerts)
+            await conn.serve(state, alerts)
         finally:
             if telemetry is not None:
                 telemetry.client_disconnected("session")
@@ -117,21 +117,25 @@ class _Connection:
         self.th = token_hash
         self.store: SessionStore = ws.app.state.store
         self.engine: AnalysisEngine = ws.app.state.engine
-        self.out: asyncio.Queue[dict[str, Any] | str] = asyncio.Queue()
+        self.out: asyncio.Queue[dict[str, Any] | str | _Close] = asyncio.Queue()
+        self.early: list[bytes | None] | None = []  # events before the snapshot is queued
+        self.seen_version = 0
+        self.ended = False  # the event stream ended (a close is queued)
         self.held: set[str] = set()
         self.bucket = _Bucket()
         self.telemetry = getattr(ws.app.state, "telemetry", None)
 
-    async def serve(
-        self, state: dict[str, Any], events: Subscription, alerts: Subscription
-    ) -> None:
+    async def serve(self, state: dict[str, Any], alerts: Subscription) -> None:
         self.held = set(state["holdings"])
         self.out.put_nowait({"type": "session", "state": state})
+        self.seen_version = int(state["version"])
+        early, self.early = self.early, None
+        for raw in early or ():
+            self.on_event(raw)
         code = 1000
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._receive())
-                tg.create_task(self._events(events, int(state["version"])))
                 tg.create_task(self._alerts(alerts))
                 tg.create_task(self._write())
                 tg.create_task(self._watch_expiry())
@@ -148,6 +152,8 @@ class _Connection:
         send_now = send_text_now(self.ws.scope)
         while True:
             item = await self.out.get()
+            if isinstance(item, _Close):
+                raise item
             started = time.perf_counter()
             text = item if isinstance(item, str) else json.dumps(item)
             if send_now is None or not send_now(text):
@@ -155,20 +161,37 @@ class _Connection:
             if self.telemetry is not None:
                 self.telemetry.ws_message("out", _type_of(item), time.perf_counter() - started)
 
-    async def _events(self, sub: Subscription, seen_version: int) -> None:
-        while True:
-            raw = await sub.get()
-            if raw is None:
-                raise _Close(1012 if not sub.overflowed else 1008)  # service restart / too slow
-            head, _, body = raw.partition(b"\n")
-            if body.startswith(b'{"type":"__gone"'):
-                raise _Close(CLOSE_GONE, "session gone")
-            if int(head) <= seen_version:
-                continue  # already in the snapshot we sent
-            text = body.decode()
-            if body.startswith(b'{"type":"portfolio_update"'):
-                self.held = set(json.loads(text)["prices"])
-            self.out.put_nowait(text)
+    def on_event(self, raw: bytes | None) -> None:
+        """The session channel's sink, called by the hub as each event arrives (commit order):
+        events the snapshot already holds are skipped, the rest queued for the writer; the end
+        of the stream queues a close (1012: the hub lost Redis; 1008: this client fell too far
+        behind; 4404: the session is gone)."""
+        if self.early is not None:
+            self.early.append(raw)
+            return
+        if self.ended:
+            return
+        if raw is None:
+            self._end(_Close(1012))
+            return
+        head, _, body = raw.partition(b"\n")
+        if body.startswith(b'{"type":"__gone"'):
+            self._end(_Close(CLOSE_GONE, "session gone"))
+            return
+        if int(head) <= self.seen_version:
+            return  # already in the snapshot we sent
+        if self.out.qsize() >= QUEUE_LIMIT:
+            log.warning("session %s client too far behind; closing it", self.sid)
+            self._end(_Close(1008, "too slow"))
+            return
+        text = body.decode()
+        if body.startswith(b'{"type":"portfolio_update"'):
+            self.held = set(json.loads(text)["prices"])
+        self.out.put_nowait(text)
+
+    def _end(self, close: _Close) -> None:
+        self.ended = True
+        self.out.put_nowait(close)
 
     async def _alerts(self, sub: Subscription) -> None:
         while True:
