@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from marketpulse.api.origins import origin_allowed
 from marketpulse.domain.alerts import AlertCondition, normalize_symbol
 from marketpulse.errors import AlertNotFound, SymbolNotMonitored
 from marketpulse.services.alert_engine import AlertManager
@@ -103,16 +104,10 @@ async def remove_symbol(request: Request, symbol: str) -> Response:
     return Response(status_code=204)
 
 
-def _origin_ok(ws: WebSocket) -> bool:
-    origin = ws.headers.get("origin")
-    allowed = getattr(ws.app.state, "allowed_origins", None)
-    return origin is None or allowed is None or origin in allowed
-
-
 @router.websocket("/ws/alerts")
 async def alerts_socket(ws: WebSocket) -> None:
     """Stream fired alerts; the subscription is live before the handshake is accepted."""
-    if not _origin_ok(ws):
+    if not origin_allowed(ws):
         await ws.close(code=1008)
         return
     alerts: AlertManager = ws.app.state.alerts

@@ -37,6 +37,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from marketpulse.adapters import keys
 from marketpulse.adapters.event_hub import EventHub, Subscription
 from marketpulse.adapters.quote_events import quote_frame
+from marketpulse.api.origins import origin_allowed
 from marketpulse.domain.quotes import StockData
 from marketpulse.errors import MarketPulseError
 from marketpulse.services.fetcher import DataFetcher
@@ -58,20 +59,13 @@ class _Close(Exception):
         self.code = code
 
 
-def _origin_ok(ws: WebSocket) -> bool:
-    """The same rule as every socket of the service: no ``Origin`` (not a browser) or an
-    allowed one (``MARKETPULSE_ALLOWED_ORIGINS``, by default the service's own origin)."""
-    origin = ws.headers.get("origin")
-    return origin is None or origin in ws.app.state.allowed_origins
-
-
 def _error(code: str, message: str) -> str:
     return json.dumps({"type": "error", "code": code, "message": message})
 
 
 @router.websocket("/ws/dashboard")
 async def dashboard_socket(ws: WebSocket) -> None:
-    if not _origin_ok(ws):
+    if not origin_allowed(ws):
         await ws.close(code=1008)
         return
     hub: EventHub = ws.app.state.hub

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from marketpulse.adapters import keys
 from marketpulse.adapters.event_hub import QUEUE_LIMIT, EventHub, Subscription
 from marketpulse.adapters.session_store import SessionStore, hash_token
+from marketpulse.api.origins import origin_allowed
 from marketpulse.api.ws_protocol import MAX_MESSAGE as WS_MAX_MESSAGE
 from marketpulse.api.ws_protocol import send_text_now
 from marketpulse.domain.portfolio import SESSION_ID_RE, normalise_ticker
@@ -61,11 +62,6 @@ class _Bucket:
         return True
 
 
-def _origin_ok(ws: WebSocket) -> bool:
-    origin = ws.headers.get("origin")
-    return origin is None or origin in ws.app.state.allowed_origins
-
-
 def _type_of(item: dict[str, Any] | str) -> str:
     """The message type, without parsing the JSON the scripts built (it starts with it)."""
     if isinstance(item, dict):
@@ -83,7 +79,7 @@ async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> Non
     store: SessionStore = ws.app.state.store
     hub: EventHub = ws.app.state.hub
     th = hash_token(token)
-    if not _origin_ok(ws) or not SESSION_ID_RE.match(session_id) or not token:
+    if not origin_allowed(ws) or not SESSION_ID_RE.match(session_id) or not token:
         await ws.close(code=1008)
         return
     if not await store.verify(session_id, th):
