@@ -2,9 +2,10 @@
 
 Per connection: refuse a foreign Origin or a bad token at the handshake; subscribe to the
 session's channel (confirmed by Redis) *before* reading the snapshot, send the snapshot, then
-forward only events committed after it (each carries its version). One task group holds the
-receive loop, the forwarders, the single writer and the expiry watchdog, so a disconnect tears
-all of them down. A bad message gets an ``error`` and the connection stays open; a message over
+forward only events committed after it (each carries its version): the hub hands them to
+``on_event`` as they arrive, which queues them for the single writer. One task group holds the
+receive loop, the alert forwarder, the writer and the expiry watchdog, so a disconnect tears all
+of them down. A bad message gets an ``error`` and the connection stays open; a message over
 4 KiB closes with 1009; an expired or deleted session closes with 4404.
 """
 
