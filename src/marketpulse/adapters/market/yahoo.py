@@ -9,7 +9,9 @@ browser-impersonating curl_cffi session. Note that yfinance keeps that session i
 singleton: the last session given wins for every Ticker.
 
 Error translation at this edge: yfinance hides most failures as empty frames unless told not to,
-so calls pass ``raise_errors=True`` and an empty frame still counts as "no data".
+so the provider turns its process-wide ``config.debug.hide_exceptions`` off (what the deprecated
+``raise_errors=True`` of each call did; this service is the process's only yfinance user) and an
+empty frame still counts as "no data".
 ``YFRateLimitError`` (and Yahoo's plain-text ``Edge: Too Many Requests`` surfacing as a JSON
 decode error), timeouts and connection errors become ``TransientSourceError``; an unknown or
 delisted symbol (``YFPricesMissingError``, ``YFTzMissingError``, an empty frame) becomes
@@ -131,6 +133,7 @@ class YahooProvider:
         session: object | None = None,
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="yfinance")
+        yf.config.debug.hide_exceptions = False  # raise failures instead of logging them away
         self._timeout_s = timeout_s
         self._session = session
 
@@ -155,7 +158,6 @@ class YahooProvider:
             interval="1d",
             auto_adjust=False,
             actions=False,
-            raise_errors=True,
             timeout=self._timeout_s,
         )
         meta = ticker.get_history_metadata() or {}
