@@ -26,6 +26,9 @@ FAMILIES = (
     "marketpulse_provider_calls",
     "marketpulse_cache_hits",
     "marketpulse_cache_misses",
+    "marketpulse_cache_errors",
+    "marketpulse_cache_bypassed",
+    "marketpulse_tick_errors",
     "marketpulse_analysis_runs",
     "marketpulse_analysis_duration_seconds",
     "marketpulse_alerts_evaluated",
@@ -131,6 +134,7 @@ async def test_metrics_fed_by_the_fetcher_and_websocket(redis_url: str) -> None:
     assert value(families, "marketpulse_provider_call_duration_seconds_count") >= 1
     hits = value(families, "marketpulse_cache_hits_total")
     assert hits + value(families, "marketpulse_cache_misses_total") >= 2
+    assert value(families, "marketpulse_cache_errors_total") == 0  # a healthy cache Redis
     assert value(families, "marketpulse_ws_message_duration_seconds_count", direction="in") >= 1
     assert value(families, "marketpulse_ws_message_duration_seconds_count", direction="out") >= 3
     assert value(live, "marketpulse_active_sessions") >= 1

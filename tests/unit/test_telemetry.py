@@ -164,3 +164,15 @@ async def test_loop_lag_monitor_stops_on_event() -> None:
 def test_resident_memory_is_plausible() -> None:
     rss = resident_memory_bytes()
     assert 1024 * 1024 < rss < 64 * 1024**3
+
+
+def test_cache_outage_counts_are_read_at_scrape_time() -> None:
+    t = Telemetry()
+    counts = [0, 0, 0]
+    t.watch_cache_outages(lambda: (counts[0], counts[1], counts[2]))
+    assert samples(t)[("marketpulse_cache_errors_total", ())] == 0
+    counts[:] = [3, 5, 1]  # the fetch layer's own counters moved
+    got = samples(t)
+    assert got[("marketpulse_cache_errors_total", ())] == 3
+    assert got[("marketpulse_cache_bypassed_total", ())] == 5
+    assert got[("marketpulse_tick_errors_total", ())] == 1

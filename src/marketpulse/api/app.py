@@ -90,6 +90,13 @@ def create_app(settings: Settings) -> FastAPI:
             else None
         )
         fetcher = build_fetcher(settings, redis, cache_redis, telemetry)
+        telemetry.watch_cache_outages(
+            lambda: (
+                fetcher.cache_guard.failures,
+                fetcher.cache_guard.bypassed,
+                fetcher.tick_guard.failures,
+            )
+        )
         market = _market(settings, fetcher)
         mux = RedisMux.for_client(redis)
         store = SessionStore(

@@ -29,7 +29,7 @@ Metric names (all ``marketpulse_*``):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -40,6 +40,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from marketpulse.services.performance import PerformanceAlert, PerformanceLimits, PerformanceWatch
 
@@ -49,6 +51,30 @@ CLIENT_KINDS = ("session", "alerts", "dashboard")
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SLOW = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 _LAG = (0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+CacheOutageCounts = Callable[[], tuple[int, int, int]]
+
+
+class _CacheOutageCollector(Collector):
+    """Counters the fetch layer keeps itself (its CacheGuard), read at scrape time."""
+
+    def __init__(self, read: CacheOutageCounts) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        errors, bypassed, tick_errors = self._read()
+        yield CounterMetricFamily(
+            "marketpulse_cache_errors", "quote cache operations that failed", value=errors
+        )
+        yield CounterMetricFamily(
+            "marketpulse_cache_bypassed",
+            "quote cache operations skipped while its Redis was failing",
+            value=bypassed,
+        )
+        yield CounterMetricFamily(
+            "marketpulse_tick_errors", "market tick reads that failed", value=tick_errors
+        )
 
 
 class Telemetry:
@@ -164,6 +190,10 @@ class Telemetry:
         self._provider_calls.labels(provider, outcome).inc()
         self._provider_latency.labels(provider).observe(seconds)
         self.performance.check_provider_latency(provider, seconds)
+
+    def watch_cache_outages(self, read: CacheOutageCounts) -> None:
+        """Expose the fetch layer's cache and tick failure counts (read at scrape time)."""
+        self.registry.register(_CacheOutageCollector(read))
 
     def cache(self, hit: bool) -> None:
         (self._cache_hits if hit else self._cache_misses).inc()
