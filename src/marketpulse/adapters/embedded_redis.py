@@ -12,14 +12,15 @@ import os
 import shutil
 import socket
 import subprocess
-import time
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from marketpulse.errors import RedisUnavailable
+
+# logged by redis-server (and valkey-server) once it has loaded its data and listens
+READY_LINE = b"Ready to accept connections"
 
 
 def find_redis_server() -> str:
@@ -61,6 +62,9 @@ class EmbeddedRedis:
     durable: bool = True
     binary: str = field(default_factory=find_redis_server)
     _proc: subprocess.Popen[bytes] | None = None
+    _log_copier: threading.Thread | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _listening: bool = False
 
     @property
     def url(self) -> str:
@@ -72,6 +76,8 @@ class EmbeddedRedis:
         return self._proc.pid if self._proc is not None else 0
 
     def start(self, timeout_s: float = 10.0) -> None:
+        """Start the child and return once it logged that it accepts connections (after loading
+        its data). Raises RedisUnavailable if it exits first or stays silent past the timeout."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port()
@@ -84,47 +90,65 @@ class EmbeddedRedis:
             "--save", "",
             "--daemonize", "no",
             "--protected-mode", "yes",
-            "--loglevel", "warning",
+            "--loglevel", "notice",  # the readiness line is a notice
         ]  # fmt: skip
         if self.durable:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
         else:
             args += ["--appendonly", "no"]
-        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - owned by the child
-        self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self._wait_ready(timeout_s)
+        # its own session: a Ctrl-C in the terminal reaches the service, which shuts down with
+        # Redis still up (releasing its lease, flushing) and then stops it
+        proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._proc = proc
+        self._ready.clear()
+        self._listening = False
+        self._log_copier = threading.Thread(
+            target=self._copy_log, args=(proc,), name="redis-server log", daemon=True
+        )
+        self._log_copier.start()
+        if not self._ready.wait(timeout_s):
+            self.stop()
+            raise RedisUnavailable(f"redis-server was not ready within {timeout_s}s")
+        if not self._listening:  # the output ended first: the child exited
+            self.stop()
+            raise RedisUnavailable(f"redis-server exited with {proc.wait()}; see {self.log_path}")
 
-    def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    def _copy_log(self, proc: subprocess.Popen[bytes]) -> None:
+        """The child's output, line by line, into ``redis.log`` (the pipe must keep draining);
+        sets ``_ready`` at the readiness line (``_listening``), or at the end of output (the
+        child exited)."""
+        assert proc.stdout is not None
         try:
-            while True:
-                if self._proc is not None and self._proc.poll() is not None:
-                    raise RedisUnavailable(
-                        f"redis-server exited with {self._proc.returncode}; "
-                        f"see {self.data_dir / 'redis.log'}"
-                    )
-                with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
-                    if client.ping():
-                        return
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RedisUnavailable(f"redis-server did not answer within {timeout_s}s")
-                time.sleep(0.02)  # polling a child process for readiness; no event to await
+            with proc.stdout, open(self.log_path, "ab") as log:
+                for line in proc.stdout:
+                    log.write(line)
+                    log.flush()
+                    if READY_LINE in line:
+                        self._listening = True
+                        self._ready.set()
         finally:
-            client.close()
+            self._ready.set()  # wakes a start() still waiting: the child is gone
 
     def stop(self, timeout_s: float = 10.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()  # SIGTERM: redis flushes the AOF and exits
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # SIGTERM: redis flushes the AOF and exits
+            try:
+                proc.wait(timeout_s)
+            except (subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
+                proc.kill()  # stuck, or a second Ctrl-C: never leave the child behind
+                proc.wait()
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+        copier, self._log_copier = self._log_copier, None
+        if copier is not None:
+            copier.join(timeout_s)  # ends at the child's end of output
 
     @contextlib.contextmanager
     def running(self) -> Iterator[EmbeddedRedis]:
