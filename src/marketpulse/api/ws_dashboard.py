@@ -32,12 +32,14 @@ import time
 
 from fastapi import APIRouter, WebSocket
 from redis.exceptions import RedisError
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from marketpulse.adapters import keys
 from marketpulse.adapters.event_hub import EventHub, Subscription
 from marketpulse.adapters.quote_events import quote_frame
 from marketpulse.api.origins import origin_allowed
+from marketpulse.api.ws_connection import WsClose, run_connection
+from marketpulse.api.ws_protocol import MAX_MESSAGE
 from marketpulse.domain.quotes import StockData
 from marketpulse.errors import MarketPulseError
 from marketpulse.services.fetcher import DataFetcher
@@ -48,15 +50,8 @@ from marketpulse.services.telemetry import Telemetry
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-MAX_MESSAGE = 4096
 OUT_QUEUE = 256  # frames waiting for the writer; a full queue holds the forwarders back
 KIND = "dashboard"
-
-
-class _Close(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 def _error(code: str, message: str) -> str:
@@ -99,21 +94,13 @@ class _Connection:
     async def serve(self, quotes: Subscription, system: asyncio.Queue[str]) -> None:
         snapshot = [("system", await self.feed.frame())]
         snapshot += [("quote", quote_frame(q)) for q in await self._quotes()]
-        code = 1000
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._write(snapshot))
-                tg.create_task(self._receive())
-                tg.create_task(self._forward_quotes(quotes))
-                tg.create_task(self._forward_system(system))
-        except* _Close as eg:
-            first = eg.exceptions[0]
-            code = first.code if isinstance(first, _Close) else 1000
-        except* WebSocketDisconnect:
-            code = 0  # the client left: nothing to close
-        if code and self.ws.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await self.ws.close(code=code)
+        await run_connection(
+            self.ws,
+            self._write(snapshot),
+            self._receive(),
+            self._forward_quotes(quotes),
+            self._forward_system(system),
+        )
 
     async def _quotes(self) -> list[StockData]:
         """The latest quote of each monitored symbol (those that have one), by symbol."""
@@ -141,7 +128,7 @@ class _Connection:
         while True:
             raw = await sub.get()
             if raw is None:
-                raise _Close(1008 if sub.overflowed else 1012)  # too slow / service restart
+                raise WsClose(1008 if sub.overflowed else 1012)  # too slow / service restart
             await self.out.put(("quote", raw.decode()))
 
     async def _forward_system(self, system: asyncio.Queue[str]) -> None:
@@ -159,7 +146,7 @@ class _Connection:
                 action = "invalid"
                 answer = _error("bad_message", "binary frames are not supported; send JSON text")
             elif len(text.encode()) > MAX_MESSAGE:
-                raise _Close(1009)
+                raise WsClose(1009)
             else:
                 action, answer = _answer(text)
             await self.out.put(("pong" if action == "ping" else "error", answer))

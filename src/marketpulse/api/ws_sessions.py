@@ -12,21 +12,20 @@ of them down. A bad message gets an ``error`` and the connection stays open; a m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from marketpulse.adapters import keys
 from marketpulse.adapters.event_hub import QUEUE_LIMIT, EventHub, Subscription
 from marketpulse.adapters.session_store import SessionStore, hash_token
 from marketpulse.api.origins import origin_allowed
-from marketpulse.api.ws_protocol import MAX_MESSAGE as WS_MAX_MESSAGE
-from marketpulse.api.ws_protocol import send_text_now
+from marketpulse.api.ws_connection import WsClose, run_connection
+from marketpulse.api.ws_protocol import MAX_MESSAGE, send_text_now
 from marketpulse.domain.portfolio import SESSION_ID_RE, normalise_ticker
 from marketpulse.domain.timefmt import iso_z, utc_now
 from marketpulse.errors import MarketPulseError, NotInPortfolio, SessionNotFound
@@ -35,17 +34,9 @@ from marketpulse.services.analysis import AnalysisEngine
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-MAX_MESSAGE = WS_MAX_MESSAGE
 RATE = 20.0  # messages per second a client may send on average
 BURST = 40.0
 CLOSE_GONE = 4404
-
-
-class _Close(Exception):
-    def __init__(self, code: int, reason: str = "") -> None:
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
 
 
 class _Bucket:
@@ -114,7 +105,7 @@ class _Connection:
         self.th = token_hash
         self.store: SessionStore = ws.app.state.store
         self.engine: AnalysisEngine = ws.app.state.engine
-        self.out: asyncio.Queue[dict[str, Any] | str | _Close] = asyncio.Queue()
+        self.out: asyncio.Queue[dict[str, Any] | str | WsClose] = asyncio.Queue()
         self.early: list[bytes | None] | None = []  # events before the snapshot is queued
         self.seen_version = 0
         self.ended = False  # the event stream ended (a close is queued)
@@ -129,27 +120,15 @@ class _Connection:
         early, self.early = self.early, None
         for raw in early or ():
             self.on_event(raw)
-        code = 1000
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._receive())
-                tg.create_task(self._alerts(alerts))
-                tg.create_task(self._write())
-                tg.create_task(self._watch_expiry())
-        except* _Close as eg:
-            first = eg.exceptions[0]
-            code = first.code if isinstance(first, _Close) else 1000
-        except* WebSocketDisconnect:
-            code = 0  # the client left: nothing to close
-        if code and self.ws.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await self.ws.close(code=code)
+        await run_connection(
+            self.ws, self._receive(), self._alerts(alerts), self._write(), self._watch_expiry()
+        )
 
     async def _write(self) -> None:
         send_now = send_text_now(self.ws.scope)
         while True:
             item = await self.out.get()
-            if isinstance(item, _Close):
+            if isinstance(item, WsClose):
                 raise item
             started = time.perf_counter()
             text = item if isinstance(item, str) else json.dumps(item)
@@ -169,24 +148,24 @@ class _Connection:
         if self.ended:
             return
         if raw is None:
-            self._end(_Close(1012))
+            self._end(WsClose(1012))
             return
         head, _, body = raw.partition(b"\n")
         if body.startswith(b'{"type":"__gone"'):
-            self._end(_Close(CLOSE_GONE, "session gone"))
+            self._end(WsClose(CLOSE_GONE, "session gone"))
             return
         if int(head) <= self.seen_version:
             return  # already in the snapshot we sent
         if self.out.qsize() >= QUEUE_LIMIT:
             log.warning("session %s client too far behind; closing it", self.sid)
-            self._end(_Close(1008, "too slow"))
+            self._end(WsClose(1008, "too slow"))
             return
         text = body.decode()
         if body.startswith(b'{"type":"portfolio_update"'):
             self.held = set(json.loads(text)["prices"])
         self.out.put_nowait(text)
 
-    def _end(self, close: _Close) -> None:
+    def _end(self, close: WsClose) -> None:
         self.ended = True
         self.out.put_nowait(close)
 
@@ -206,7 +185,7 @@ class _Connection:
         while True:
             pttl = await self.store.pttl_ms(self.sid)
             if pttl == -2:
-                raise _Close(CLOSE_GONE, "session expired")
+                raise WsClose(CLOSE_GONE, "session expired")
             wait = 60.0 if pttl < 0 else min(60.0, pttl / 1000 + 0.05)
             await asyncio.sleep(wait)  # until the session could first have expired
 
@@ -222,7 +201,7 @@ class _Connection:
                 )
                 continue
             if len(text.encode()) > MAX_MESSAGE:
-                raise _Close(1009, "message too big")
+                raise WsClose(1009, "message too big")
             if not self.bucket.take():
                 self.out.put_nowait(
                     error_msg("rate_limited", f"at most {RATE:.0f} messages per second")
@@ -263,7 +242,7 @@ class _Connection:
         except NotInPortfolio as exc:
             self.out.put_nowait(error_msg(exc.code, exc.message))
         except SessionNotFound as exc:
-            raise _Close(CLOSE_GONE, "session gone") from exc
+            raise WsClose(CLOSE_GONE, "session gone") from exc
         except MarketPulseError as exc:
             log.warning("ws action failed: %s", exc.message)
             self.out.put_nowait(error_msg(exc.code, exc.message))
