@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,30 +65,35 @@ def settings_for(redis_url: str, **overrides: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[Server]:
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=settings.port,
-        **ws_options(),
-        log_level="warning",
-        lifespan="on",
-    )
+async def serve_asgi(app: Any, port: int = 0, *, lifespan: str = "on") -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn and this app's WebSocket options on a socket that listens
+    before uvicorn starts: a client may connect at once (the kernel queues it until uvicorn,
+    past its lifespan startup, accepts). Yields ``http://127.0.0.1:<port>``."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen()
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, **ws_options())
     server = uvicorn.Server(config)
-    task = asyncio.ensure_future(server.serve())
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
-        async with asyncio.timeout(20):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)  # wait-ok: uvicorn exposes readiness only as a flag
-        base = f"http://127.0.0.1:{settings.port}"
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            yield Server(app=app, base=base, http=http)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Server]:
+    app = create_app(settings)
+    async with (
+        serve_asgi(app, settings.port) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as http,
+    ):
+        # readiness probe: answered only once the lifespan startup is done
+        await asyncio.wait_for(http.get("/readyz"), 20)
+        yield Server(app=app, base=base, http=http)
 
 
 @dataclass

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from session_harness import serve_asgi
 
 from marketpulse.adapters.alert_store import RedisAlertStore
 from marketpulse.adapters.market import SimulatedSource
@@ -146,19 +145,8 @@ def quote(symbol: str, price: float, day: int) -> StockData:
 
 @asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a socket that is listening before we connect."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with serve_asgi(app, lifespan="off") as base:
+        yield base.replace("http://", "ws://")
 
 
 async def test_ws_streams_fired_alerts_and_answers_ping(redis_client: Redis) -> None:

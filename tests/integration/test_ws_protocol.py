@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 import websockets
+from session_harness import serve_asgi
 
-from marketpulse.adapters.embedded_redis import free_port
-from marketpulse.api.ws_protocol import send_text_now, text_frame, ws_options
+from marketpulse.api.ws_protocol import send_text_now, text_frame
 
 # one below, at and above each boundary of the three length encodings
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, 70000]
@@ -59,23 +58,8 @@ class App:
 
 @contextlib.asynccontextmanager
 async def served(app: App) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", **ws_options()
-        )
-    )
-    task = asyncio.ensure_future(server.serve())
-    try:
-        async with asyncio.timeout(20):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)  # wait-ok: uvicorn exposes readiness only as a flag
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_asgi(app, lifespan="off") as base:
+        yield base.replace("http://", "ws://")
 
 
 @pytest.mark.parametrize(
