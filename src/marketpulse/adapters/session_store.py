@@ -202,9 +202,10 @@ class SessionStore:
         self, session_id: str, run_id: str, basis: int, result_id: str, result_json: str, n: int
     ) -> str:
         """'ok' | 'complete' | 'dup' | 'superseded' | 'stale' | 'gone' (see the script)."""
-        args: list[Arg] = [run_id, basis, result_id, result_json, self.results_cap, n]
-        res = await self._script(_ANALYSIS_APPEND, session_id, args)
-        return _s(res)
+        (status,) = await self.append_results(
+            session_id, run_id, basis, [(result_id, result_json)], n
+        )
+        return status
 
     async def append_results(
         self, session_id: str, run_id: str, basis: int, results: Sequence[tuple[str, str]], n: int
