@@ -279,15 +279,17 @@ def build_fetcher(
     """The service's fetcher: ``settings.data_source`` as the fallback chain, the cache in
     ``cache_redis`` (or ``redis``), the market tick from ``redis``."""
     from marketpulse.adapters.market import make_tick_source
-    from marketpulse.adapters.market.nse import NseProvider
     from marketpulse.adapters.market.tick_provider import TickQuoteProvider
-    from marketpulse.adapters.market.yahoo import YahooProvider
 
     chain: list[QuoteProvider] = []
     for name in settings.data_source:
-        if name == "yahoo":
+        if name == "yahoo":  # imported only when used: yfinance (pandas) takes ~1.7 s to load
+            from marketpulse.adapters.market.yahoo import YahooProvider
+
             chain.append(YahooProvider())
         elif name == "nse":
+            from marketpulse.adapters.market.nse import NseProvider
+
             chain.append(NseProvider())
         else:
             source = make_tick_source(
