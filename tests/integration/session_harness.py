@@ -85,8 +85,8 @@ async def serve_asgi(app: Any, port: int = 0, *, lifespan: str = "on") -> AsyncI
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[Server]:
-    app = create_app(settings)
+async def serve(settings: Settings, *, freeze_heap: bool = False) -> AsyncIterator[Server]:
+    app = create_app(settings, freeze_heap=freeze_heap)
     async with (
         serve_asgi(app, settings.port) as base,
         httpx.AsyncClient(base_url=base, timeout=10) as http,

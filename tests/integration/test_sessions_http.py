@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 
 import pytest
@@ -102,3 +103,13 @@ async def test_not_json_is_422(server: Server) -> None:
         "/api/sessions", content=b"{nope", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422 and "error" in r.json()
+
+
+async def test_serve_freezes_the_heap_once_start_up_is_done(redis_url: str) -> None:
+    before = gc.get_freeze_count()
+    try:
+        async with serve(settings_for(redis_url), freeze_heap=True) as srv:
+            assert gc.get_freeze_count() > before  # what start-up built is out of the scans
+            assert (await srv.http.get("/readyz")).status_code == 200
+    finally:
+        gc.unfreeze()  # give the test process its normal collector back
