@@ -1,8 +1,9 @@
 """The analysis engine: runs the five metrics of a session's analysis, pinned to a basis.
 
 A run reads its basis atomically when it starts (the start script returns holdings, prices and
-tick with the basis_version), computes the five metrics in parallel, and appends each with the
-checked append of guarantee 2: a result computed from a basis that has since moved is dropped
+tick with the basis_version), computes the five results once (on the engine's worker), waits
+each metric's modelled delay, timed from the start and overlapping (the run takes the slowest,
+not the sum), and appends each when it is due with the checked append of guarantee 2: a result computed from a basis that has since moved is dropped
 and the run restarts from a fresh atomic read (bounded; past the bound, ``unstable_basis``).
 Every run is a task held by this engine, keyed by session: a switch cancels *and awaits* the
 superseded task; ``shutdown`` cancels and awaits them all. A run whose client disconnected
@@ -175,17 +176,13 @@ class AnalysisEngine:
         # One task per run: the metrics' modelled delays overlap (the run takes the slowest of
         # them, not their sum), and metrics due at the same moment are appended together.
         lo, hi = self.delay.lo, self.delay.hi
-        due = sorted(
-            (self.rng.uniform(lo, hi) if hi > 0 else 0.0, f"{run.run_id}:{name}", idx)
-            for idx, name in enumerate(METRIC_NAMES)
-        )
+        due = sorted((self.rng.uniform(lo, hi) if hi > 0 else 0.0, name) for name in METRIC_NAMES)
         loop = asyncio.get_running_loop()
-        t0 = begun
         while due:
-            wait = t0 + due[0][0] - loop.time()
+            wait = begun + due[0][0] - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)  # the modelled cost of the analytics
-            elapsed = loop.time() - t0
+            elapsed = loop.time() - begun
             ready = [d for d in due if d[0] <= elapsed]
             due = due[len(ready) :]
             stamp = f',"timestamp":"{iso_z(self.now())}"}}'
@@ -193,7 +190,7 @@ class AnalysisEngine:
                 session_id,
                 run.run_id,
                 run.basis_version,
-                [(rid, heads[METRIC_NAMES[idx]] + stamp) for _, rid, idx in ready],
+                [(f"{run.run_id}:{name}", heads[name] + stamp) for _, name in ready],
                 len(METRIC_NAMES),
             )
             if "superseded" in statuses or "gone" in statuses:
