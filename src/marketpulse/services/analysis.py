@@ -3,11 +3,12 @@
 A run reads its basis atomically when it starts (the start script returns holdings, prices and
 tick with the basis_version), computes the five results once (on the engine's worker), waits
 each metric's modelled delay, timed from the start and overlapping (the run takes the slowest,
-not the sum), and appends each when it is due with the checked append of guarantee 2: a result computed from a basis that has since moved is dropped
-and the run restarts from a fresh atomic read (bounded; past the bound, ``unstable_basis``).
-Every run is a task held by this engine, keyed by session: a switch cancels *and awaits* the
-superseded task; ``shutdown`` cancels and awaits them all. A run whose client disconnected
-keeps going to completion (its results land in the session state for the next connect).
+not the sum), and appends each when it is due with the checked append of guarantee 2: a result
+computed from a basis that has since moved is dropped and the run restarts from a fresh atomic
+read (bounded; past the bound, ``unstable_basis``). Every run is a task held by this engine,
+keyed by session: a switch cancels *and awaits* the superseded task; ``shutdown`` cancels and
+awaits them all. A run whose client disconnected keeps going to completion (its results land in
+the session state for the next connect).
 """
 
 from __future__ import annotations
