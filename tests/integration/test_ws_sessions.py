@@ -10,6 +10,8 @@ import websockets
 from redis.asyncio import Redis
 from session_harness import Server, serve, settings_for
 
+from marketpulse.adapters import keys
+from marketpulse.adapters.event_hub import QUEUE_LIMIT
 from marketpulse.domain.metrics import METRIC_NAMES
 
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
@@ -237,3 +239,33 @@ async def test_a_lost_event_connection_closes_sockets_1012_and_a_reconnect_resyn
         await server.app.state.valuation.run_once()
         await again.next("portfolio_update")
     await again.close()
+
+
+async def test_a_client_too_far_behind_is_closed_1008_not_buffered_without_bound(
+    server: Server, redis_client: Redis
+) -> None:
+    """A client that stops reading while its session's events keep coming: once the events
+    waiting for it pass the limit, its socket closes with 1008 (memory stays bounded) and the
+    other clients are unaffected."""
+    sid, token, _ = await server.create_session(HOLDINGS)
+    raw = await websockets.connect(f"{server.ws_base}/ws/sessions/{sid}?token={token}")
+    await raw.recv()  # the snapshot; from here on this client reads nothing
+    channel = keys.session_events(sid)
+    payload = '{"type":"analysis_result","filler":"' + "x" * 1000 + '"}'
+    # the socket buffers between us take some MB first, then the server's queue fills
+    first = 10**6  # versions past the snapshot's
+    async with asyncio.timeout(60):
+        for start in range(first, first + QUEUE_LIMIT + 15_000, 1000):
+            async with redis_client.pipeline(transaction=False) as pipe:
+                for v in range(start, start + 1000):
+                    pipe.publish(channel, f"{v}\n{payload}")
+                await pipe.execute()
+        got = 0
+        try:
+            while True:
+                await raw.recv()  # what was sent before the close
+                got += 1
+        except websockets.ConnectionClosed:
+            pass
+    assert raw.close_code == 1008
+    assert got < QUEUE_LIMIT + 15_000  # closed, not everything buffered for it
