@@ -37,11 +37,14 @@ class TokenBucket:
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate_per_s)
         self._stamp = now
 
-    async def acquire(self) -> None:
-        """Wait for one token and take it."""
+    async def acquire(self) -> float:
+        """Wait for one token and take it. Returns the bucket's time of the taking (the moment the
+        guarantee is about: a caller's own clock reading after this returns can lag it by a GIL
+        switch or more when threads are busy)."""
         async with self._lock:
             self._refill()
             while self._tokens < 1.0 - _EPS:  # float dust must not spin on 1e-17 s sleeps
                 await self._sleep((1.0 - self._tokens) / self.rate_per_s)
                 self._refill()
             self._tokens = max(0.0, self._tokens - 1.0)
+            return self._stamp
