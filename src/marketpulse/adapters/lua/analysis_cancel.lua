@@ -1,10 +1,12 @@
 -- analysis_cancel: KEYS[1]=session KEYS[2]=events  ARGV[1]=token_hash ARGV[2]=now ARGV[3]=ttl
 -- returns the cancelled run_id | 'idle' | 'gone'
-if not authorised(ARGV[1]) then return 'gone' end
-local v = touch(ARGV[2], ARGV[3])
-local f = redis.call('HMGET', key, 'run_status', 'run_ticker', 'run_id')
-if f[1] ~= 'running' then return 'idle' end
-set_status('cancelled')
-publish(v, '{"type":"analysis_cancelled","ticker":"' .. esc(f[2]) .. '","run_id":"' .. f[3] ..
+local f = open(ARGV[1], 'run_status', 'run_ticker', 'run_id', 'run_started', 'run_basis')
+if not f then return 'gone' end
+if f[3] ~= 'running' then
+  commit(f, ARGV[2], ARGV[3])
+  return 'idle'
+end
+local v = commit(f, ARGV[2], ARGV[3], status_fields('cancelled', f[4], f[6], f[5], f[7]))
+publish(v, '{"type":"analysis_cancelled","ticker":"' .. esc(f[4]) .. '","run_id":"' .. f[5] ..
   '","reason":"cancelled"}')
-return f[3]
+return f[5]
