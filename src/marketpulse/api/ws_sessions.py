@@ -3,7 +3,8 @@
 Per connection: refuse a foreign Origin or a bad token at the handshake; subscribe to the
 session's channel (confirmed by Redis) *before* reading the snapshot, send the snapshot, then
 forward only events committed after it (each carries its version): the hub hands them to
-``on_event`` as they arrive, which queues them for the single writer. One task group holds the
+``on_event`` as they arrive, which sends each at once when the socket takes it and nothing is
+queued ahead of it, else queues it for the single writer. One task group holds the
 receive loop, the alert forwarder, the writer and the expiry watchdog, so a disconnect tears all
 of them down. A bad message gets an ``error`` and the connection stays open; a message over
 4 KiB closes with 1009; an expired or deleted session closes with 4404.
@@ -37,6 +38,7 @@ router = APIRouter()
 RATE = 20.0  # messages per second a client may send on average
 BURST = 40.0
 CLOSE_GONE = 4404
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # as compact as the events from Redis
 
 
 class _Bucket:
@@ -112,10 +114,12 @@ class _Connection:
         self.held: set[str] = set()
         self.bucket = _Bucket()
         self.telemetry = getattr(ws.app.state, "telemetry", None)
+        self.send_now = send_text_now(ws.scope)
+        self.writing = False  # the writer is awaiting a send that did not go at once
 
     async def serve(self, state: dict[str, Any], alerts: Subscription) -> None:
         self.held = set(state["holdings"])
-        self.out.put_nowait({"type": "session", "state": state})
+        self._emit({"type": "session", "state": state})
         self.seen_version = int(state["version"])
         early, self.early = self.early, None
         for raw in early or ():
@@ -125,17 +129,34 @@ class _Connection:
         )
 
     async def _write(self) -> None:
-        send_now = send_text_now(self.ws.scope)
         while True:
             item = await self.out.get()
             if isinstance(item, WsClose):
                 raise item
             started = time.perf_counter()
-            text = item if isinstance(item, str) else json.dumps(item)
-            if send_now is None or not send_now(text):
-                await self.ws.send_text(text)
-            if self.telemetry is not None:
-                self.telemetry.ws_message("out", _type_of(item), time.perf_counter() - started)
+            text = item if isinstance(item, str) else _compact(item)
+            if self.send_now is None or not self.send_now(text):
+                self.writing = True  # queue behind this one meanwhile (see _emit)
+                try:
+                    await self.ws.send_text(text)
+                finally:
+                    self.writing = False
+            self._sent(item, started)
+
+    def _emit(self, item: dict[str, Any] | str) -> None:
+        """Send ``item`` at once when nothing waits ahead of it and the socket takes it
+        synchronously (the usual case: no hop through the writer task per message); otherwise
+        queue it for the writer, which keeps the order."""
+        if self.send_now is not None and not self.writing and self.out.empty():
+            started = time.perf_counter()
+            if self.send_now(item if isinstance(item, str) else _compact(item)):
+                self._sent(item, started)
+                return
+        self.out.put_nowait(item)
+
+    def _sent(self, item: dict[str, Any] | str, started: float) -> None:
+        if self.telemetry is not None:
+            self.telemetry.ws_message("out", _type_of(item), time.perf_counter() - started)
 
     def on_event(self, raw: bytes | None) -> None:
         """The session channel's sink, called by the hub as each event arrives (commit order):
@@ -163,7 +184,7 @@ class _Connection:
         text = body.decode()
         if body.startswith(b'{"type":"portfolio_update"'):
             self.held = set(json.loads(text)["prices"])
-        self.out.put_nowait(text)
+        self._emit(text)
 
     def _end(self, close: WsClose) -> None:
         self.ended = True
@@ -179,7 +200,7 @@ class _Connection:
             except ValueError:
                 continue
             if isinstance(alert, dict) and alert.get("symbol") in self.held:
-                self.out.put_nowait({**alert, "type": "alert"})
+                self._emit({**alert, "type": "alert"})
 
     async def _watch_expiry(self) -> None:
         while True:
@@ -196,16 +217,14 @@ class _Connection:
                 raise WebSocketDisconnect(msg.get("code", 1000))
             text = msg.get("text")
             if text is None:
-                self.out.put_nowait(
+                self._emit(
                     error_msg("bad_message", "binary frames are not supported; send JSON text")
                 )
                 continue
             if len(text.encode()) > MAX_MESSAGE:
                 raise WsClose(1009, "message too big")
             if not self.bucket.take():
-                self.out.put_nowait(
-                    error_msg("rate_limited", f"at most {RATE:.0f} messages per second")
-                )
+                self._emit(error_msg("rate_limited", f"at most {RATE:.0f} messages per second"))
                 continue
             started = time.perf_counter()
             action = await self._handle(text)
@@ -217,17 +236,17 @@ class _Connection:
         try:
             data = json.loads(text)
         except ValueError:
-            self.out.put_nowait(error_msg("bad_json", "message is not valid JSON"))
+            self._emit(error_msg("bad_json", "message is not valid JSON"))
             return "invalid"
         action = data.get("action") if isinstance(data, dict) else None
         try:
             if action == "ping":
                 await self.store.touch(self.sid, self.th, iso_z(utc_now()))
-                self.out.put_nowait({"type": "pong"})
+                self._emit({"type": "pong"})
             elif action == "analyze":
                 ticker = normalise_ticker(data.get("ticker"))
                 if ticker is None:
-                    self.out.put_nowait(
+                    self._emit(
                         error_msg("invalid_ticker", "ticker must be a symbol like AAPL or TCS.NS")
                     )
                     return "analyze"
@@ -235,15 +254,15 @@ class _Connection:
             elif action == "cancel":
                 await self.engine.cancel(self.sid, self.th)
             else:
-                self.out.put_nowait(
+                self._emit(
                     error_msg("unknown_action", "action must be one of analyze, cancel, ping")
                 )
                 return "invalid"
         except NotInPortfolio as exc:
-            self.out.put_nowait(error_msg(exc.code, exc.message))
+            self._emit(error_msg(exc.code, exc.message))
         except SessionNotFound as exc:
             raise WsClose(CLOSE_GONE, "session gone") from exc
         except MarketPulseError as exc:
             log.warning("ws action failed: %s", exc.message)
-            self.out.put_nowait(error_msg(exc.code, exc.message))
+            self._emit(error_msg(exc.code, exc.message))
         return str(action)
