@@ -1,7 +1,8 @@
 """The analysis engine's computation worker: the CPU work of starting runs (every result of a
 run, computed up front) is done one item per event-loop iteration, so I/O that becomes ready
-meanwhile is not queued behind a whole burst of computations; a cancelled caller's item is
-skipped; a failure reaches its caller; shutdown stops the worker."""
+meanwhile is not queued behind a whole burst of computations; an item with time to spare waits
+while new items keep arriving, but not past its deadline; a cancelled caller's item is skipped;
+a failure reaches its caller; shutdown stops the worker."""
 
 from __future__ import annotations
 
@@ -79,3 +80,52 @@ async def test_shutdown_stops_the_worker(engine: AnalysisEngine) -> None:
         assert engine._worker is None
         with pytest.raises(asyncio.CancelledError):  # not left waiting on a worker that is gone
             await waiting
+
+
+async def test_an_item_with_time_to_spare_waits_while_a_burst_is_still_arriving(
+    redis_client: Redis, redis_mux: RedisMux
+) -> None:
+    store = SessionStore(redis_client, redis_mux, ttl_s=60)
+    eng = AnalysisEngine(
+        store,
+        Market(source=SimulatedSource(seed=1)),
+        delay=MetricDelay(0.0, 0.0),
+        compute_quiet_s=0.5,  # far longer than the gap between the burst's items below
+        compute_lead_s=0.0,
+    )
+    loop = asyncio.get_running_loop()
+    ran: list[int] = []
+    try:
+        async with asyncio.timeout(DEADLINE):
+            far = loop.time() + 60.0
+            pending = [asyncio.ensure_future(eng.compute(lambda: ran.append(0) or 0, by=far))]
+            for n in range(1, 50):  # a burst: one more item every loop iteration
+                await asyncio.sleep(0)  # wait-ok: one loop iteration between arrivals
+                pending.append(asyncio.ensure_future(eng.compute(lambda n=n: n, by=far)))
+                assert ran == []  # nothing computed while items keep arriving
+            last_arrival = loop.time()
+            assert await asyncio.gather(*pending) == list(range(50))
+            assert loop.time() >= last_arrival + 0.5 - 1e-6  # computed in the quiet after it
+    finally:
+        await eng.shutdown()
+
+
+async def test_an_item_waits_no_later_than_its_deadline_less_the_lead(
+    redis_client: Redis, redis_mux: RedisMux
+) -> None:
+    store = SessionStore(redis_client, redis_mux, ttl_s=60)
+    eng = AnalysisEngine(
+        store,
+        Market(source=SimulatedSource(seed=1)),
+        delay=MetricDelay(0.0, 0.0),
+        compute_quiet_s=60.0,  # never quiet long enough: only the deadline releases it
+        compute_lead_s=0.1,
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(DEADLINE):
+            by = loop.time() + 0.3
+            at = await eng.compute(loop.time, by=by)
+        assert at >= by - 0.1 - 1e-6  # held until its latest start (timers never fire early)
+    finally:
+        await eng.shutdown()

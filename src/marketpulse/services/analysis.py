@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import time
 import uuid
@@ -37,6 +38,10 @@ from marketpulse.services.market import Market
 log = logging.getLogger(__name__)
 
 STATS_MEMO = 1024
+# The compute worker (``AnalysisEngine.compute``): an item with time to spare waits until no new
+# item has arrived for COMPUTE_QUIET_S, and starts at the latest COMPUTE_LEAD_S before it is due.
+COMPUTE_QUIET_S = 0.002
+COMPUTE_LEAD_S = 0.05
 T = TypeVar("T")
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once, not per dumps()
 
@@ -64,6 +69,8 @@ class AnalysisEngine:
         now: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
         telemetry: AnalysisTelemetry | None = None,
+        compute_quiet_s: float = COMPUTE_QUIET_S,
+        compute_lead_s: float = COMPUTE_LEAD_S,
     ) -> None:
         self.store = store
         self.market = market
@@ -77,7 +84,10 @@ class AnalysisEngine:
             OrderedDict()
         )
         self._closing = False
-        self._work: deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = deque()
+        self.compute_quiet_s = compute_quiet_s
+        self.compute_lead_s = compute_lead_s
+        self._work: deque[tuple[Callable[[], Any], asyncio.Future[Any], float]] = deque()
+        self._queued_at = -math.inf
         self._worker: asyncio.Task[None] | None = None
 
     def _event(self, kind: str) -> None:
@@ -164,20 +174,23 @@ class AnalysisEngine:
         """'complete' | 'stale' | 'over'. Each metric is due its modelled delay after ``begun``
         (the moment the run started): the real computation happens inside that delay, as the
         expensive analytics it models would."""
+        # One task per run: the metrics' modelled delays overlap (the run takes the slowest of
+        # them, not their sum), and metrics due at the same moment are appended together.
+        lo, hi = self.delay.lo, self.delay.hi
+        due = sorted((self.rng.uniform(lo, hi) if hi > 0 else 0.0, name) for name in METRIC_NAMES)
+        # The five results are pure functions of the pinned basis: computed (and serialised) once,
+        # before the first is due, so the moment a metric is due costs only its timestamp and the
+        # checked append.
         try:
             stats = await self.stats(tuple(run.holdings), run.tick)
-            heads = await self.compute(partial(_result_heads, ticker, run, stats))
+            heads = await self.compute(
+                partial(_result_heads, ticker, run, stats), by=begun + due[0][0]
+            )
         except MarketPulseError as exc:
             log.warning("analysis of %s in %s cannot run: %s", ticker, session_id, exc.message)
             await self.store.fail_analysis(session_id, run.run_id, exc.code)
             self._event("failed")
             return "over"
-        # The five results are pure functions of the pinned basis: computed (and serialised) once,
-        # up front, so the moment a metric is due costs only its timestamp and the checked append.
-        # One task per run: the metrics' modelled delays overlap (the run takes the slowest of
-        # them, not their sum), and metrics due at the same moment are appended together.
-        lo, hi = self.delay.lo, self.delay.hi
-        due = sorted((self.rng.uniform(lo, hi) if hi > 0 else 0.0, name) for name in METRIC_NAMES)
         loop = asyncio.get_running_loop()
         while due:
             wait = begun + due[0][0] - loop.time()
@@ -200,25 +213,35 @@ class AnalysisEngine:
                 return "stale"
         return "complete"
 
-    async def compute(self, fn: Callable[[], T]) -> T:
+    async def compute(self, fn: Callable[[], T], *, by: float | None = None) -> T:
         """``fn()`` (CPU work, no I/O), run by the engine's worker one item per event-loop
-        iteration: a burst of runs starting together computes while their starts, messages and
-        Redis replies keep flowing, instead of each start waiting for every computation queued
-        before it. A cancelled caller's item is skipped."""
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._work.append((fn, fut))
+        iteration, in order, so the I/O that becomes ready meanwhile is not queued behind a
+        whole burst of computations. ``by`` (loop time) is when the result is needed: an item
+        with time to spare waits while new items keep arriving (a burst of runs starting
+        together), so their starts and messages go first and the computing fills the quiet
+        after; it waits no later than ``by - compute_lead_s``. A cancelled caller's item is
+        skipped."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queued_at = loop.time()
+        self._work.append((fn, fut, -math.inf if by is None else by - self.compute_lead_s))
         if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(
-                self._drain(), name="analysis:compute"
-            )
+            self._worker = loop.create_task(self._drain(), name="analysis:compute")
         return await fut
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._work:
-                fn, fut = self._work.popleft()
+                fn, fut, latest = self._work[0]
                 if fut.done():
+                    self._work.popleft()
                     continue
+                hold = min(self._queued_at + self.compute_quiet_s, latest) - loop.time()
+                if hold > 0:
+                    await asyncio.sleep(hold)  # a burst is still arriving; this one can wait
+                    continue
+                self._work.popleft()
                 try:
                     fut.set_result(fn())
                 except Exception as exc:  # the caller's to handle, raised where it awaits
