@@ -4,7 +4,11 @@ a private redis-server on this machine. Baseline in the same run: a ping/pong ro
 the same N connections at once. Also the server's resident memory per open WebSocket and Redis
 bytes per session.
 
-    uv run --frozen python bench/bench_analysis_latency.py [N ...]
+    uv run --frozen python bench/bench_analysis_latency.py [--client lean|websockets] [N ...]
+
+The client shares the two cores with the server and Redis, so by default it is ``lean_ws``, a
+minimal RFC 6455 client whose CPU per message is a few microseconds; ``--client websockets``
+runs the ``websockets`` library's client instead (it costs the round 5-15 ms more CPU).
 """
 
 from __future__ import annotations
@@ -18,16 +22,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import uvloop
 import websockets
 
+from lean_ws import LeanWebSocket
 from marketpulse.adapters.embedded_redis import EmbeddedRedis, free_port
 
 DELAY = 0.5  # every metric takes exactly this long, so the overhead is wall - DELAY
 COMPLETE = '{"type":"analysis_complete"'
+PONG = '{"type":"pong"'
+SNAPSHOT = '{"type":"session"'
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75, "IBM": 20}
 
 
@@ -49,35 +56,72 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p * len(xs)))]
 
 
-async def one_round(base: str, n: int, server_pid: int, redis_pid: int) -> dict[str, Any]:
+class Conn(Protocol):
+    async def call(self, text: str, until: str) -> None:
+        """Send ``text``, then wait for the next message that starts with ``until``."""
+
+    async def close(self) -> None: ...
+
+
+class LeanConn:
+    def __init__(self, ws: LeanWebSocket) -> None:
+        self.ws = ws
+
+    async def call(self, text: str, until: str) -> None:
+        answered = self.ws.expect(until)
+        self.ws.send(text)
+        await answered
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class LibraryConn:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def call(self, text: str, until: str) -> None:
+        await self.ws.send(text)
+        while not (await self.ws.recv()).startswith(until):
+            pass
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def connect(client: str, base: str, path: str) -> Conn:
+    if client == "lean":
+        host, port = base.removeprefix("http://").split(":")
+        return LeanConn(await LeanWebSocket.connect(host, int(port), path, SNAPSHOT))
+    ws = await websockets.connect(base.replace("http", "ws", 1) + path, max_queue=None)
+    await ws.recv()  # the snapshot
+    return LibraryConn(ws)
+
+
+async def one_round(
+    base: str, n: int, server_pid: int, redis_pid: int, client: str
+) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         sessions = []
         for _ in range(n):
             r = await http.post("/api/sessions", json={"holdings": HOLDINGS})
             sessions.append((r.json()["session_id"], r.json()["token"]))
     rss0 = rss_bytes(server_pid)
-    ws_base = base.replace("http", "ws", 1)
-    conns = []
-    for sid, tok in sessions:
-        ws = await websockets.connect(f"{ws_base}/ws/sessions/{sid}?token={tok}", max_queue=None)
-        await ws.recv()  # the snapshot
-        conns.append(ws)
+    conns = [
+        await connect(client, base, f"/ws/sessions/{sid}?token={tok}") for sid, tok in sessions
+    ]
     rss1 = rss_bytes(server_pid)
 
-    async def ping(ws: Any) -> float:
+    async def ping(ws: Conn) -> float:
         t = time.perf_counter()
-        await ws.send('{"action":"ping"}')
-        while json.loads(await ws.recv())["type"] != "pong":
-            pass
+        await ws.call('{"action":"ping"}', PONG)
         return time.perf_counter() - t
 
-    async def analyze(ws: Any) -> float:
+    async def analyze(ws: Conn) -> float:
         t = time.perf_counter()
-        await ws.send('{"action":"analyze","ticker":"AAPL"}')
-        # the server's messages start with their type; matching the prefix, not parsing every
-        # message, keeps this client's CPU (it shares the two cores) out of the measurement
-        while not (await ws.recv()).startswith(COMPLETE):
-            pass
+        # the server's messages start with their type: the client matches the prefix and does
+        # not parse, to keep its own CPU (it shares the two cores) out of the measurement
+        await ws.call('{"action":"analyze","ticker":"AAPL"}', COMPLETE)
         return time.perf_counter() - t - DELAY
 
     await asyncio.gather(*(ping(ws) for ws in conns))  # warm-up round, not measured
@@ -105,8 +149,10 @@ async def one_round(base: str, n: int, server_pid: int, redis_pid: int) -> dict[
     }
 
 
-async def main(sizes: list[int]) -> dict[str, Any]:
-    out: dict[str, Any] = {"bench": "analysis_latency", "metric_delay_s": DELAY, "rounds": []}
+async def main(sizes: list[int], client: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "bench": "analysis_latency", "metric_delay_s": DELAY, "client": client, "rounds": []
+    }  # fmt: skip
     with tempfile.TemporaryDirectory() as d, EmbeddedRedis(Path(d), durable=False).running() as rs:
         port = free_port()
         env = {**os.environ, "MARKETPULSE_REDIS_URL": rs.url, "MARKETPULSE_PORT": str(port),
@@ -126,7 +172,7 @@ async def main(sizes: list[int]) -> dict[str, Any]:
                         pass
                     await asyncio.sleep(0.1)  # polling the child's readiness probe
             for n in sizes:
-                out["rounds"].append(await one_round(base, n, proc.pid, rs.pid))
+                out["rounds"].append(await one_round(base, n, proc.pid, rs.pid, client))
             import redis
 
             client = redis.Redis.from_url(rs.url)
@@ -142,7 +188,13 @@ async def main(sizes: list[int]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    ns = [int(a) for a in sys.argv[1:]] or [100, 1000]
+    args = sys.argv[1:]
+    client = "lean"
+    if args[:1] == ["--client"]:
+        client, args = args[1], args[2:]
+    if client not in ("lean", "websockets"):
+        raise SystemExit("--client is lean or websockets")
+    ns = [int(a) for a in args] or [100, 1000]
     # the client on uvloop too: it shares the two cores with the server and Redis
-    json.dump(uvloop.run(main(ns)), sys.stdout)
+    json.dump(uvloop.run(main(ns, client)), sys.stdout)
     print()
