@@ -98,7 +98,7 @@ def redis_py_ops(redis: Redis, th: str) -> dict[str, Op]:
         ks = SessionStore.keys_for(sid)
         if i % 6 == 0:
             return await start(keys=ks, args=[th, ["AAPL", "MSFT"][i // 6 % 2], run, NOW, 3600])
-        return await append(keys=ks, args=[run, 1, f"{run}:{i % 6}", BODY, 500, 5])
+        return await append(keys=ks, args=[run, 1, 500, 5, f"{run}:{i % 6}", BODY])
 
     async def spread(w: int, i: int) -> object:
         return await cycle(f"s{w}", w, i)

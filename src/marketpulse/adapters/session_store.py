@@ -210,24 +210,14 @@ class SessionStore:
     async def append_results(
         self, session_id: str, run_id: str, basis: int, results: Sequence[tuple[str, str]], n: int
     ) -> list[str]:
-        """Several results of one run that are due together, each its own checked append (one
-        atomic step each, in order) but queued at once: one round trip for all. Their statuses,
-        as ``append_result``'s, in order."""
-        keys_ = self.keys_for(session_id)
-        lua = _ANALYSIS_APPEND
-        queued = [
-            self.mux.evalsha_queued(
-                lua.sha, lua.source, keys_, [run_id, basis, rid, body, self.results_cap, n]
-            )
-            for rid, body in results
-        ]
-        try:
-            return [_s(await reply) for reply in queued]
-        except RedisError as exc:
-            raise RedisUnavailable(f"redis: {exc}") from exc
-        finally:
-            for reply in queued:
-                reply.close()  # those never awaited after a failure (a no-op for the others)
+        """Several results of one run that are due together, in one script run: each is checked
+        and appended (with its own version and event) exactly as ``append_result`` would, one
+        after the other, with nothing in between. Their statuses, as ``append_result``'s."""
+        args: list[Arg] = [run_id, basis, self.results_cap, n]
+        for rid, body in results:
+            args += (rid, body)
+        res = await self._script(_ANALYSIS_APPEND, session_id, args)
+        return [_s(x) for x in res]
 
     async def restart_analysis(
         self, session_id: str, old_run_id: str, new_run_id: str, max_restarts: int, now: str

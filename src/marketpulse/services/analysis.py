@@ -175,7 +175,8 @@ class AnalysisEngine:
         (the moment the run started): the real computation happens inside that delay, as the
         expensive analytics it models would."""
         # One task per run: the metrics' modelled delays overlap (the run takes the slowest of
-        # them, not their sum), and metrics due at the same moment are appended together.
+        # them, not their sum), and metrics due at the same moment are appended by one script
+        # run (each checked, versioned and published as if appended alone, one after another).
         lo, hi = self.delay.lo, self.delay.hi
         due = sorted((self.rng.uniform(lo, hi) if hi > 0 else 0.0, name) for name in METRIC_NAMES)
         # The five results are pure functions of the pinned basis: computed (and serialised) once,
