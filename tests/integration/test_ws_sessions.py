@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -269,3 +270,38 @@ async def test_a_client_too_far_behind_is_closed_1008_not_buffered_without_bound
             pass
     assert raw.close_code == 1008
     assert got < QUEUE_LIMIT + 15_000  # closed, not everything buffered for it
+
+
+async def test_events_queued_while_a_client_lags_reach_it_complete_and_in_order(
+    server: Server, redis_client: Redis
+) -> None:
+    """A client that stops reading while ~20 MB of its session's events come (more than the
+    socket buffers hold, so the server pauses writing and queues), then reads while more keep
+    coming: every event arrives, once and in commit order."""
+    sid, token, _ = await server.create_session(HOLDINGS)
+    raw = await websockets.connect(f"{server.ws_base}/ws/sessions/{sid}?token={token}")
+    await raw.recv()  # the snapshot; the client reads nothing more until the first part is out
+    channel = keys.session_events(sid)
+    filler = "x" * 4000
+    first, lagging, more = 10**6, 5000, 3000  # the first part, ~20 MB, is more than the socket
+    # buffers take (and fewer events than QUEUE_LIMIT); the rest comes while the client reads
+
+    async def publish(start: int, n: int) -> None:
+        for at in range(start, start + n, 500):
+            async with redis_client.pipeline(transaction=False) as pipe:
+                for v in range(at, at + 500):
+                    pipe.publish(
+                        channel, f'{v}\n{{"type":"analysis_result","seq":{v},"f":"{filler}"}}'
+                    )
+                await pipe.execute()
+
+    async def read() -> list[int]:
+        return [json.loads(await raw.recv())["seq"] for _ in range(lagging + more)]
+
+    async with asyncio.timeout(60):
+        await publish(first, lagging)
+        reader = asyncio.ensure_future(read())
+        await publish(first + lagging, more)
+        seqs = await reader
+    assert seqs == list(range(first, first + lagging + more))
+    await raw.close()
