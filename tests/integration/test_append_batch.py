@@ -10,6 +10,7 @@ import json
 import random
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from marketpulse.adapters import keys
 from marketpulse.adapters.redis_mux import RedisMux
@@ -40,10 +41,10 @@ async def _scenario(store: SessionStore, rng: random.Random) -> tuple[list[str],
         if roll < 0.25 or not runs:
             run = f"run{step}"
             ticker = rng.choice(["AAPL", "MSFT"])
-            basis = [(await store.start_analysis(s, th, ticker, run, NOW)).basis_version
-                     for s in ("a", "b")]  # fmt: skip
-            assert basis[0] == basis[1]
-            runs.append((run, basis[0]))
+            pinned = [(await store.start_analysis(s, th, ticker, run, NOW)).basis_version
+                      for s in ("a", "b")]  # fmt: skip
+            assert pinned[0] == pinned[1]
+            runs.append((run, pinned[0]))
             continue
         if roll < 0.35:  # the basis moves: later appends of the run are stale
             for sid in ("a", "b"):
@@ -63,13 +64,13 @@ async def _scenario(store: SessionStore, rng: random.Random) -> tuple[list[str],
     return got["a"], got["b"]
 
 
-async def _events(redis_client: Redis, sid: str, pubsub: object) -> list[str]:
+async def _events(redis_client: Redis, sid: str, pubsub: PubSub) -> list[str]:
     """Every event published on the session's channel so far, in order (up to a sentinel)."""
     channel = keys.session_events(sid)
     await redis_client.publish(channel, "end")
     out: list[str] = []
     while True:
-        msg = await pubsub.get_message(timeout=DEADLINE)  # type: ignore[attr-defined]
+        msg = await pubsub.get_message(timeout=DEADLINE)
         if msg is None:
             raise AssertionError("no sentinel")
         if msg["type"] != "message" or msg["channel"].decode() != channel:
