@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
 
 import pytest
 from redis.asyncio import Redis
@@ -16,18 +18,38 @@ from marketpulse.adapters.market import SimulatedSource
 from marketpulse.adapters.redis_mux import RedisMux
 from marketpulse.adapters.session_store import SessionStore
 from marketpulse.config import MetricDelay
-from marketpulse.services.analysis import AnalysisEngine
+from marketpulse.services.analysis import COMPUTE_LEAD_S, COMPUTE_QUIET_S, AnalysisEngine
 from marketpulse.services.market import Market
 
 DEADLINE = 10.0
 
 
+@asynccontextmanager
+async def _engine(
+    redis_client: Redis,
+    redis_mux: RedisMux,
+    compute_quiet_s: float = COMPUTE_QUIET_S,
+    compute_lead_s: float = COMPUTE_LEAD_S,
+) -> AsyncIterator[AnalysisEngine]:
+    store = SessionStore(redis_client, redis_mux, ttl_s=60)
+    market = Market(source=SimulatedSource(seed=1))
+    eng = AnalysisEngine(
+        store,
+        market,
+        delay=MetricDelay(0.0, 0.0),
+        compute_quiet_s=compute_quiet_s,
+        compute_lead_s=compute_lead_s,
+    )
+    try:
+        yield eng
+    finally:
+        await eng.shutdown()
+
+
 @pytest.fixture
 async def engine(redis_client: Redis, redis_mux: RedisMux) -> AsyncIterator[AnalysisEngine]:
-    store = SessionStore(redis_client, redis_mux, ttl_s=60)
-    eng = AnalysisEngine(store, Market(source=SimulatedSource(seed=1)), delay=MetricDelay(0.0, 0.0))
-    yield eng
-    await eng.shutdown()
+    async with _engine(redis_client, redis_mux) as eng:
+        yield eng
 
 
 async def test_ready_callbacks_run_between_computations(engine: AnalysisEngine) -> None:
@@ -85,47 +107,34 @@ async def test_shutdown_stops_the_worker(engine: AnalysisEngine) -> None:
 async def test_an_item_with_time_to_spare_waits_while_a_burst_is_still_arriving(
     redis_client: Redis, redis_mux: RedisMux
 ) -> None:
-    store = SessionStore(redis_client, redis_mux, ttl_s=60)
-    eng = AnalysisEngine(
-        store,
-        Market(source=SimulatedSource(seed=1)),
-        delay=MetricDelay(0.0, 0.0),
-        compute_quiet_s=0.5,  # far longer than the gap between the burst's items below
-        compute_lead_s=0.0,
-    )
     loop = asyncio.get_running_loop()
     ran: list[int] = []
-    try:
+
+    def first() -> int:
+        ran.append(0)
+        return 0
+
+    # the quiet it waits for is far longer than the gap between the burst's items below
+    async with _engine(redis_client, redis_mux, compute_quiet_s=0.5, compute_lead_s=0.0) as eng:
         async with asyncio.timeout(DEADLINE):
             far = loop.time() + 60.0
-            pending = [asyncio.ensure_future(eng.compute(lambda: ran.append(0) or 0, by=far))]
+            pending = [asyncio.ensure_future(eng.compute(first, by=far))]
             for n in range(1, 50):  # a burst: one more item every loop iteration
                 await asyncio.sleep(0)  # wait-ok: one loop iteration between arrivals
-                pending.append(asyncio.ensure_future(eng.compute(lambda n=n: n, by=far)))
+                pending.append(asyncio.ensure_future(eng.compute(partial(int, n), by=far)))
                 assert ran == []  # nothing computed while items keep arriving
             last_arrival = loop.time()
             assert await asyncio.gather(*pending) == list(range(50))
             assert loop.time() >= last_arrival + 0.5 - 1e-6  # computed in the quiet after it
-    finally:
-        await eng.shutdown()
 
 
 async def test_an_item_waits_no_later_than_its_deadline_less_the_lead(
     redis_client: Redis, redis_mux: RedisMux
 ) -> None:
-    store = SessionStore(redis_client, redis_mux, ttl_s=60)
-    eng = AnalysisEngine(
-        store,
-        Market(source=SimulatedSource(seed=1)),
-        delay=MetricDelay(0.0, 0.0),
-        compute_quiet_s=60.0,  # never quiet long enough: only the deadline releases it
-        compute_lead_s=0.1,
-    )
     loop = asyncio.get_running_loop()
-    try:
+    # never quiet long enough: only the deadline releases it
+    async with _engine(redis_client, redis_mux, compute_quiet_s=60.0, compute_lead_s=0.1) as eng:
         async with asyncio.timeout(DEADLINE):
             by = loop.time() + 0.3
             at = await eng.compute(loop.time, by=by)
-        assert at >= by - 0.1 - 1e-6  # held until its latest start (timers never fire early)
-    finally:
-        await eng.shutdown()
+    assert at >= by - 0.1 - 1e-6  # held until its latest start (timers never fire early)
