@@ -176,3 +176,21 @@ async def test_ws_refuses_a_foreign_origin(redis_client: Redis) -> None:
         with pytest.raises(websockets.InvalidStatus):
             async with websockets.connect(f"{base}/ws/alerts", origin="http://evil.example"):  # type: ignore[arg-type]
                 pass
+
+
+async def test_ws_closes_on_a_binary_frame_or_a_message_over_4_kib(redis_client: Redis) -> None:
+    app = build_app(redis_client)
+    async with asyncio.timeout(10), served(app) as base:
+        async with websockets.connect(f"{base}/ws/alerts") as ws:
+            await ws.send(b"\x00\x01")
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+        assert ws.close_code == 1003
+        async with websockets.connect(f"{base}/ws/alerts") as ws:
+            await ws.send(json.dumps({"action": "ping", "pad": "x" * 5000}))
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+        assert ws.close_code == 1009
+        async with websockets.connect(f"{base}/ws/alerts") as ws:  # the service is unharmed
+            await ws.send(json.dumps({"action": "ping"}))
+            assert json.loads(await ws.recv()) == {"type": "pong"}

@@ -14,15 +14,15 @@ Services come from ``app.state.alerts`` (``AlertManager``) and ``app.state.monit
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, Response, WebSocket
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from marketpulse.api.origins import origin_allowed
+from marketpulse.api.ws_connection import WsClose, receive_text, run_connection
 from marketpulse.domain.alerts import AlertCondition, normalize_symbol
 from marketpulse.errors import AlertNotFound, SymbolNotMonitored
 from marketpulse.services.alert_engine import AlertManager
@@ -30,7 +30,6 @@ from marketpulse.services.monitor import MonitorService, check_symbol
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-MAX_WS_MESSAGE = 4096
 
 
 class SymbolIn(BaseModel):
@@ -117,20 +116,10 @@ async def alerts_socket(ws: WebSocket) -> None:
         if telemetry is not None:
             telemetry.client_connected("alerts")
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(_forward(ws, events))
-                tg.create_task(_receive(ws))
-        except* WebSocketDisconnect:
-            pass  # the client left: both halves are torn down together
-        except* _Closed:
-            pass
+            await run_connection(ws, _forward(ws, events), _receive(ws))
         finally:
             if telemetry is not None:
                 telemetry.client_disconnected("alerts")
-
-
-class _Closed(Exception):
-    """The receive loop ended the connection."""
 
 
 async def _forward(ws: WebSocket, events: Any) -> None:
@@ -140,16 +129,9 @@ async def _forward(ws: WebSocket, events: Any) -> None:
 
 async def _receive(ws: WebSocket) -> None:
     while True:
-        msg = await ws.receive()
-        if msg["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(msg.get("code", 1000))
-        text = msg.get("text")
+        text = await receive_text(ws)
         if text is None:
-            await ws.close(code=1003)  # binary frames are not part of the protocol
-            raise _Closed
-        if len(text) > MAX_WS_MESSAGE:
-            await ws.close(code=1009)
-            raise _Closed
+            raise WsClose(1003, "binary frames are not supported")
         await ws.send_text(json.dumps(_answer(text)))
 
 

@@ -32,14 +32,12 @@ import time
 
 from fastapi import APIRouter, WebSocket
 from redis.exceptions import RedisError
-from starlette.websockets import WebSocketDisconnect
 
 from marketpulse.adapters import keys
 from marketpulse.adapters.event_hub import EventHub, Subscription
 from marketpulse.adapters.quote_events import quote_frame
 from marketpulse.api.origins import origin_allowed
-from marketpulse.api.ws_connection import WsClose, run_connection
-from marketpulse.api.ws_protocol import MAX_MESSAGE
+from marketpulse.api.ws_connection import WsClose, receive_text, run_connection
 from marketpulse.domain.quotes import StockData
 from marketpulse.errors import MarketPulseError
 from marketpulse.services.fetcher import DataFetcher
@@ -137,16 +135,11 @@ class _Connection:
 
     async def _receive(self) -> None:
         while True:
-            msg = await self.ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(msg.get("code", 1000))
-            text = msg.get("text")
+            text = await receive_text(self.ws)
             started = time.perf_counter()
             if text is None:
                 action = "invalid"
                 answer = _error("bad_message", "binary frames are not supported; send JSON text")
-            elif len(text.encode()) > MAX_MESSAGE:
-                raise WsClose(1009)
             else:
                 action, answer = _answer(text)
             await self.out.put(("pong" if action == "ping" else "error", answer))

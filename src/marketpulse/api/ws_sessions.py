@@ -19,14 +19,13 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect
 
 from marketpulse.adapters import keys
 from marketpulse.adapters.event_hub import QUEUE_LIMIT, EventHub, Subscription
 from marketpulse.adapters.session_store import SessionStore, hash_token
 from marketpulse.api.origins import origin_allowed
-from marketpulse.api.ws_connection import WsClose, run_connection
-from marketpulse.api.ws_protocol import MAX_MESSAGE, send_text_now
+from marketpulse.api.ws_connection import WsClose, receive_text, run_connection
+from marketpulse.api.ws_protocol import send_text_now
 from marketpulse.domain.portfolio import SESSION_ID_RE, normalise_ticker
 from marketpulse.domain.timefmt import iso_z, utc_now
 from marketpulse.errors import MarketPulseError, NotInPortfolio, SessionNotFound
@@ -212,17 +211,12 @@ class _Connection:
 
     async def _receive(self) -> None:
         while True:
-            msg = await self.ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(msg.get("code", 1000))
-            text = msg.get("text")
+            text = await receive_text(self.ws)
             if text is None:
                 self._emit(
                     error_msg("bad_message", "binary frames are not supported; send JSON text")
                 )
                 continue
-            if len(text.encode()) > MAX_MESSAGE:
-                raise WsClose(1009, "message too big")
             if not self.bucket.take():
                 self._emit(error_msg("rate_limited", f"at most {RATE:.0f} messages per second"))
                 continue
