@@ -66,7 +66,9 @@ class LeanWebSocket(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for fut in (self.upgraded, self.closed, self.waiter):
+        if not self.closed.done():
+            self.closed.set_result(None)  # closed either way; only a waiter needs to know
+        for fut in (self.upgraded, self.waiter):
             if fut is not None and not fut.done():
                 fut.set_exception(ConnectionError("connection closed"))
 
