@@ -111,18 +111,3 @@ async def test_a_closed_mux_refuses_calls(redis_client: Redis) -> None:
     await mux.aclose()
     with pytest.raises(RedisUnavailable):
         await mux.execute("PING")
-
-
-async def test_queued_evalsha_goes_out_when_called_not_when_awaited(
-    redis_mux: RedisMux, redis_client: Redis
-) -> None:
-    incr = "return redis.call('INCR', KEYS[1])"
-    sha = await redis_client.script_load(incr)
-    async with asyncio.timeout(DEADLINE):
-        await redis_mux.execute("PING")  # connected: the queued calls below are sent at once
-        queued = [redis_mux.evalsha_queued(sha, incr, ["q"], []) for _ in range(5)]
-        dropped = redis_mux.evalsha_queued(sha, incr, ["q"], [])
-        dropped.close()  # never awaited: the command was still sent, and nothing breaks
-        got = [await c for c in reversed(queued)]
-        assert got == [5, 4, 3, 2, 1]  # applied in call order, whatever the await order
-        assert await redis_mux.execute("GET", "q") == b"6"

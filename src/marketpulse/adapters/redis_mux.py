@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 import hiredis
@@ -181,42 +181,18 @@ class RedisMux:
 
     async def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """Run a Lua script by its SHA1, loading it with EVAL when the server lacks it."""
-        return await self.evalsha_queued(sha, source, keys, args)
-
-    def evalsha_queued(
-        self, sha: str, source: str, keys: Sequence[str], args: Sequence[Arg]
-    ) -> Coroutine[Any, Any, Any]:
-        """``evalsha``, with the command queued now (when connected) rather than when the result
-        is first awaited: several calls made together go out in one write and cost one round
-        trip, without a task each. Await (or ``close()``) the returned coroutine."""
-        packed = pack(("EVALSHA", sha, len(keys), *keys, *args))
-        wire = self._wire
-        early = wire.send(packed) if wire is not None and not wire.closed else None
-        return self._eval_reply(early, packed, source, keys, args)
-
-    async def _eval_reply(
-        self,
-        early: asyncio.Future[Any] | None,
-        packed: bytes,
-        source: str,
-        keys: Sequence[str],
-        args: Sequence[Arg],
-    ) -> Any:
-        reply = await self._send(packed, early)
+        reply = await self._send(pack(("EVALSHA", sha, len(keys), *keys, *args)))
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             reply = await self._send(pack(("EVAL", source, len(keys), *keys, *args)))
         if isinstance(reply, hiredis.ReplyError):
             raise ResponseError(str(reply))
         return reply
 
-    async def _send(self, packed: bytes, early: asyncio.Future[Any] | None = None) -> Any:
-        """The reply to ``packed``; ``early`` is its reply future if it was already sent."""
+    async def _send(self, packed: bytes) -> Any:
+        """The reply to ``packed``, retried on a fresh connection when one fails."""
         attempt = 0
         while True:
             try:
-                if early is not None:
-                    fut, early = early, None
-                    return await fut
                 wire = await self._connected()
                 return await wire.send(packed)  # the wire's watchdog bounds the wait
             except (ConnectionError, OSError, TimeoutError) as exc:
