@@ -78,6 +78,14 @@ async def _ends(
     return snap, got, event, state
 
 
+async def _new_holdings(
+    store: SessionStore, events: Events, holdings: dict[str, float] = HOLDINGS
+) -> None:
+    """New holdings: the basis moves (its portfolio_update is read off the channel)."""
+    await store.set_holdings("s", TH, holdings, value(holdings, PRICES, 0), T0)
+    assert (await events.next())[1]["type"] == "portfolio_update"
+
+
 def _current(run_id: str, started_at: str, basis: int, status: str) -> dict[str, Any]:
     return {"ticker": "AAPL", "started_at": started_at, "run_id": run_id,
             "basis_version": basis, "status": status}  # fmt: skip
@@ -99,9 +107,7 @@ async def test_a_run_whose_inputs_cannot_be_built_fails_with_the_reason(
     store: SessionStore, events: Events
 ) -> None:
     async def move_then_fail(snap: RunSnapshot) -> object:
-        # the basis moves first: the stored run keeps the basis it was pinned to
-        await store.set_holdings("s", TH, HOLDINGS, value(HOLDINGS, PRICES, 0), T0)
-        await events.next()  # portfolio_update
+        await _new_holdings(store, events)  # the stored run keeps the basis it was pinned to
         return await store.fail_analysis("s", snap.run_id, "insufficient_history")
 
     snap, got, (v, event), state = await _ends(store, events, move_then_fail)
@@ -117,11 +123,8 @@ async def test_a_run_whose_inputs_cannot_be_built_fails_with_the_reason(
 async def test_a_restart_after_the_ticker_was_sold_fails_it(
     store: SessionStore, events: Events
 ) -> None:
-    held = {"GOOGL": 50.0, "MSFT": 75.0}
-
     async def sell_then_restart(snap: RunSnapshot) -> object:
-        await store.set_holdings("s", TH, held, value(held, PRICES, 0), T0)
-        await events.next()  # portfolio_update
+        await _new_holdings(store, events, {"GOOGL": 50.0, "MSFT": 75.0})
         return await store.restart_analysis("s", snap.run_id, "r2", 3, T1)
 
     snap, got, (v, event), state = await _ends(store, events, sell_then_restart)
@@ -136,8 +139,7 @@ async def test_a_restart_on_a_moved_basis_pins_the_new_one(
     store: SessionStore, events: Events
 ) -> None:
     async def move_then_restart(snap: RunSnapshot) -> object:
-        await store.set_holdings("s", TH, HOLDINGS, value(HOLDINGS, PRICES, 0), T0)
-        await events.next()  # portfolio_update
+        await _new_holdings(store, events)
         return await store.restart_analysis("s", snap.run_id, "r2", 3, T1)
 
     snap, got, (v, event), state = await _ends(store, events, move_then_restart)
@@ -148,8 +150,7 @@ async def test_a_restart_on_a_moved_basis_pins_the_new_one(
     assert state["current_analysis"] == _current("r2", T1, got.basis_version, "running")
     assert state["version"] == v + 1
     # past the bound the run fails with unstable_basis, stored as failed
-    await store.set_holdings("s", TH, HOLDINGS, value(HOLDINGS, PRICES, 0), T0)
-    await events.next()
+    await _new_holdings(store, events)
     assert await store.restart_analysis("s", "r2", "r3", 1, T1) == "failed"
     _, failed = await events.next()
     assert failed["reason"] == "unstable_basis"
