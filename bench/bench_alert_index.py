@@ -18,8 +18,8 @@ import random
 import time
 import tracemalloc
 
-from marketpulse.domain.alert_index import AlertIndex
-from marketpulse.domain.alerts import AlertCondition, AlertType, holds
+from marketpulse.alerts.index import AlertIndex
+from marketpulse.alerts.rules import AlertCondition, AlertType, holds
 
 TARGET_US = 2.0
 

@@ -30,7 +30,7 @@ import uvloop
 import websockets
 
 from lean_ws import LeanWebSocket
-from marketpulse.adapters.embedded_redis import EmbeddedRedis, free_port
+from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
 
 DELAY = 0.5  # every metric takes exactly this long, so the overhead is wall - DELAY
 COMPLETE = '{"type":"analysis_complete"'

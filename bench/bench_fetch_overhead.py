@@ -14,14 +14,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from marketpulse.adapters.embedded_redis import EmbeddedRedis
-from marketpulse.adapters.quote_cache import CacheManager
-from marketpulse.adapters.redis_client import make_client
-from marketpulse.domain.quotes import Bar, StockData
 from marketpulse.errors import PermanentSourceError
-from marketpulse.services.clock import ManualClock
-from marketpulse.services.fetcher import DataFetcher
-from marketpulse.services.provider_guard import FetchPolicy
+from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.embedded import EmbeddedRedis
+from marketpulse.market.cache import CacheManager
+from marketpulse.market.clock import ManualClock
+from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.provider_guard import FetchPolicy
+from marketpulse.market.quotes import Bar, StockData
 
 N_SYMBOLS, ROUNDS = 200, 20
 STAMP = datetime(2026, 1, 2, tzinfo=UTC)

@@ -13,10 +13,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from marketpulse.adapters.embedded_redis import EmbeddedRedis
-from marketpulse.adapters.quote_cache import CacheManager
-from marketpulse.adapters.redis_client import make_client
-from marketpulse.domain.quotes import StockData
+from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.embedded import EmbeddedRedis
+from marketpulse.market.cache import CacheManager
+from marketpulse.market.quotes import StockData
 
 N_SYMBOLS, ROUNDS = 200, 30
 

@@ -16,16 +16,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from marketpulse.adapters import keys
-from marketpulse.adapters.embedded_redis import EmbeddedRedis
-from marketpulse.adapters.lua_scripts import register
-from marketpulse.adapters.market import SimulatedSource
-from marketpulse.adapters.raw_pipeline import execute_packed
-from marketpulse.adapters.redis_client import make_client
-from marketpulse.adapters.session_store import SessionStore, hash_token
-from marketpulse.domain.portfolio import canonical_holdings, value
-from marketpulse.services.market import Market
-from marketpulse.services.valuation import CHUNK, ValuationLoop
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.embedded import EmbeddedRedis
+from marketpulse.infra.redis.pipeline import execute_packed
+from marketpulse.market.providers import SimulatedSource
+from marketpulse.market.view import Market
+from marketpulse.sessions.portfolio import canonical_holdings, value
+from marketpulse.sessions.store import SCRIPTS, SessionStore, hash_token
+from marketpulse.sessions.valuation import CHUNK, ValuationLoop
 
 UNIVERSE = ["AAPL", "MSFT", "GOOGL", "IBM", "AMZN", "NVDA", "TSLA", "META", "JPM", "XOM"]
 NOW = "2026-01-02T00:00:00.000Z"
@@ -38,7 +37,7 @@ async def main(n: int) -> dict[str, object]:
         prices0 = await market.prices(UNIVERSE, 0)
         th = hash_token("t")
         used0 = (await redis.info("memory"))["used_memory"]
-        create = register(redis, "session_create")  # bulk load through the real script
+        create = SCRIPTS.register(redis, "session_create")  # bulk load through the real script
         for start in range(0, n, CHUNK):
             async with redis.pipeline(transaction=False) as pipe:
                 for i in range(start, min(n, start + CHUNK)):

@@ -20,12 +20,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from marketpulse.adapters.embedded_redis import EmbeddedRedis
-from marketpulse.adapters.lua_scripts import source
-from marketpulse.adapters.redis_client import make_client
-from marketpulse.adapters.redis_mux import RedisMux
-from marketpulse.adapters.session_store import SessionStore, hash_token
-from marketpulse.domain.portfolio import value
+from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.embedded import EmbeddedRedis
+from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.sessions.portfolio import value
+from marketpulse.sessions.store import SCRIPTS, SessionStore, hash_token
 
 CONCURRENCY = 32
 SECONDS = 2.0
@@ -90,8 +89,8 @@ def store_ops(store: SessionStore, th: str) -> dict[str, Op]:
 
 def redis_py_ops(redis: Redis, th: str) -> dict[str, Op]:
     """The same scripts and mix through redis-py's pooled client."""
-    start = redis.register_script(source("analysis_start"))
-    append = redis.register_script(source("analysis_append"))
+    start = redis.register_script(SCRIPTS.source("analysis_start"))
+    append = redis.register_script(SCRIPTS.source("analysis_append"))
 
     async def cycle(sid: str, w: int, i: int) -> object:
         run = f"py{w}-{i // 6}"

@@ -6,11 +6,11 @@ one tick every 5 s; alerts print one line each on the console. Stop with Ctrl-C.
 
 import asyncio
 
-from marketpulse.adapters.quote_cache import CacheManager
-from marketpulse.domain.alerts import AlertCondition, AlertType
-from marketpulse.services.alert_engine import AlertManager
-from marketpulse.services.fetcher import DataFetcher
-from marketpulse.services.monitor import StockMonitor
+from marketpulse.market.cache import CacheManager
+from marketpulse.alerts.rules import AlertCondition, AlertType
+from marketpulse.alerts.engine import AlertManager
+from marketpulse.market.fetcher import DataFetcher
+from marketpulse.alerts.monitor import StockMonitor
 
 
 async def main():

@@ -9,9 +9,9 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from marketpulse.adapters.embedded_redis import EmbeddedRedis
-from marketpulse.adapters.redis_client import make_client
-from marketpulse.adapters.redis_mux import RedisMux
+from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.embedded import EmbeddedRedis
+from marketpulse.infra.redis.mux import RedisMux
 
 
 @pytest.fixture(scope="session")

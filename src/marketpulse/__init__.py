@@ -15,14 +15,14 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from marketpulse.adapters.quote_cache import CacheManager
-    from marketpulse.api.app import create_app
+    from marketpulse.alerts.engine import AlertManager
+    from marketpulse.alerts.monitor import StockMonitor
+    from marketpulse.alerts.rules import AlertCondition, AlertType
+    from marketpulse.app import create_app
     from marketpulse.config import Settings
-    from marketpulse.domain.alerts import AlertCondition, AlertType
-    from marketpulse.domain.quotes import StockData
-    from marketpulse.services.alert_engine import AlertManager
-    from marketpulse.services.fetcher import DataFetcher
-    from marketpulse.services.monitor import StockMonitor
+    from marketpulse.market.cache import CacheManager
+    from marketpulse.market.fetcher import DataFetcher
+    from marketpulse.market.quotes import StockData
 
 __all__ = [
     "AlertCondition",
@@ -37,15 +37,15 @@ __all__ = [
 ]
 
 _WHERE = {
-    "StockData": "marketpulse.domain.quotes",
-    "DataFetcher": "marketpulse.services.fetcher",
-    "CacheManager": "marketpulse.adapters.quote_cache",
-    "AlertType": "marketpulse.domain.alerts",
-    "AlertCondition": "marketpulse.domain.alerts",
-    "AlertManager": "marketpulse.services.alert_engine",
-    "StockMonitor": "marketpulse.services.monitor",
+    "StockData": "marketpulse.market.quotes",
+    "DataFetcher": "marketpulse.market.fetcher",
+    "CacheManager": "marketpulse.market.cache",
+    "AlertType": "marketpulse.alerts.rules",
+    "AlertCondition": "marketpulse.alerts.rules",
+    "AlertManager": "marketpulse.alerts.engine",
+    "StockMonitor": "marketpulse.alerts.monitor",
     "Settings": "marketpulse.config",
-    "create_app": "marketpulse.api.app",
+    "create_app": "marketpulse.app",
 }
 
 

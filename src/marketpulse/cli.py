@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from marketpulse.adapters.log_format import configure_logging
 from marketpulse.config import Settings
+from marketpulse.observability.log_format import configure_logging
 
 log = logging.getLogger("marketpulse")
 
@@ -34,9 +34,9 @@ def _settings() -> Settings:
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    from marketpulse.adapters.embedded_redis import EmbeddedRedis
-    from marketpulse.api.app import create_app
-    from marketpulse.api.ws_protocol import ws_options
+    from marketpulse.app import create_app
+    from marketpulse.infra.redis.embedded import EmbeddedRedis
+    from marketpulse.infra.ws.protocol import ws_options
 
     embedded: EmbeddedRedis | None = None
     if not settings.redis_url:
@@ -85,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return serve(settings)
     if args.command == "demo":
-        from marketpulse.demo import run_demo
+        from marketpulse.sessions.demo import run_demo
 
         url = args.url or f"http://{settings.host}:{settings.port}"
         return asyncio.run(run_demo(url))
-    from marketpulse.monitor_cli import run_monitor
+    from marketpulse.alerts.console import run_monitor
 
     return asyncio.run(run_monitor(settings, args.symbols, args.alert))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from e2e_server import SCREENSHOTS, Console, ServerProcess
 
-from marketpulse.adapters.embedded_redis import EmbeddedRedis, free_port
+from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

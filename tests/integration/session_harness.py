@@ -16,10 +16,10 @@ import uvicorn
 import websockets
 from fastapi import FastAPI
 
-from marketpulse.adapters.embedded_redis import free_port
-from marketpulse.api.app import create_app
-from marketpulse.api.ws_protocol import ws_options
+from marketpulse.app import create_app
 from marketpulse.config import Settings
+from marketpulse.infra.redis.embedded import free_port
+from marketpulse.infra.ws.protocol import ws_options
 
 
 @dataclass

@@ -16,17 +16,17 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from session_harness import serve_asgi
 
-from marketpulse.adapters.alert_store import RedisAlertStore
-from marketpulse.adapters.market import SimulatedSource
-from marketpulse.adapters.market.tick_provider import TickQuoteProvider
-from marketpulse.api.errors import install_error_handlers
-from marketpulse.api.routes_alerts import router
-from marketpulse.domain.quotes import StockData
-from marketpulse.services.alert_engine import AlertManager
-from marketpulse.services.clock import ManualClock
-from marketpulse.services.fetcher import DataFetcher
-from marketpulse.services.monitor import MonitorService
-from marketpulse.services.notifiers import RedisPublishNotifier
+from marketpulse.alerts.engine import AlertManager
+from marketpulse.alerts.http import router
+from marketpulse.alerts.monitor import MonitorService
+from marketpulse.alerts.notifiers import RedisPublishNotifier
+from marketpulse.alerts.store import RedisAlertStore
+from marketpulse.infra.http_errors import install_error_handlers
+from marketpulse.market.clock import ManualClock
+from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.providers import SimulatedSource
+from marketpulse.market.providers.tick_provider import TickQuoteProvider
+from marketpulse.market.quotes import StockData
 
 
 def build_app(redis: Redis) -> FastAPI:
@@ -131,7 +131,7 @@ async def test_history_is_newest_first_and_filtered(
 
 
 def GOOD_FOR(symbol: str):  # type: ignore[no-untyped-def]
-    from marketpulse.domain.alerts import AlertCondition
+    from marketpulse.alerts.rules import AlertCondition
 
     return AlertCondition.model_validate(GOOD | {"symbol": symbol})
 

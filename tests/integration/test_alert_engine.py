@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
-from marketpulse.adapters.alert_store import AlertStore, RedisAlertStore
-from marketpulse.adapters.memory_alert_store import MemoryAlertStore
-from marketpulse.domain.alert_event import FiredAlert
-from marketpulse.domain.alerts import AlertCondition, AlertType
-from marketpulse.domain.quotes import StockData
-from marketpulse.services.alert_engine import AlertManager
-from marketpulse.services.notifiers import ConsoleNotifier, RedisPublishNotifier
+from marketpulse.alerts.engine import AlertManager
+from marketpulse.alerts.event import FiredAlert
+from marketpulse.alerts.memory_store import MemoryAlertStore
+from marketpulse.alerts.notifiers import ConsoleNotifier, RedisPublishNotifier
+from marketpulse.alerts.rules import AlertCondition, AlertType
+from marketpulse.alerts.store import AlertStore, RedisAlertStore
+from marketpulse.market.quotes import StockData
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 

@@ -14,12 +14,12 @@ from functools import partial
 import pytest
 from redis.asyncio import Redis
 
-from marketpulse.adapters.market import SimulatedSource
-from marketpulse.adapters.redis_mux import RedisMux
-from marketpulse.adapters.session_store import SessionStore
 from marketpulse.config import MetricDelay
-from marketpulse.services.analysis import COMPUTE_LEAD_S, COMPUTE_QUIET_S, AnalysisEngine
-from marketpulse.services.market import Market
+from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.market.providers import SimulatedSource
+from marketpulse.market.view import Market
+from marketpulse.sessions.analysis import COMPUTE_LEAD_S, COMPUTE_QUIET_S, AnalysisEngine
+from marketpulse.sessions.store import SessionStore
 
 DEADLINE = 10.0
 

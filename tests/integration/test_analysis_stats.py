@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from redis.asyncio import Redis
 
-from marketpulse.adapters.market import SimulatedSource
-from marketpulse.adapters.redis_mux import RedisMux
-from marketpulse.adapters.session_store import SessionStore
 from marketpulse.config import MetricDelay
-from marketpulse.domain.quotes import Bar, StockData
 from marketpulse.errors import TransientSourceError
-from marketpulse.services.analysis import AnalysisEngine
-from marketpulse.services.market import Market
+from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.market.providers import SimulatedSource
+from marketpulse.market.quotes import Bar, StockData
+from marketpulse.market.view import Market
+from marketpulse.sessions.analysis import AnalysisEngine
+from marketpulse.sessions.store import SessionStore
 
 TICKERS = ("AAPL", "MSFT")
 DEADLINE = 10.0

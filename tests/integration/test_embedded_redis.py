@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from marketpulse.adapters.embedded_redis import READY_LINE, EmbeddedRedis, find_redis_server
 from marketpulse.errors import RedisUnavailable
+from marketpulse.infra.redis.embedded import READY_LINE, EmbeddedRedis, find_redis_server
 
 
 def binaries() -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from marketpulse.adapters.event_hub import EventHub
+from marketpulse.infra.redis.pubsub import EventHub
 
 DEADLINE = 10.0
 

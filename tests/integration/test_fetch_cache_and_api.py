@@ -11,18 +11,18 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from marketpulse.adapters import keys
-from marketpulse.adapters.market.simulated import SimulatedSource
-from marketpulse.adapters.market.tick_provider import TickQuoteProvider
-from marketpulse.adapters.quote_cache import CacheManager
-from marketpulse.adapters.redis_client import make_client
-from marketpulse.api.errors import install_error_handlers
-from marketpulse.api.routes_quotes import router
 from marketpulse.config import Settings
-from marketpulse.domain.quotes import Bar, StockData
 from marketpulse.errors import PermanentSourceError
-from marketpulse.services.clock import ManualClock, RedisTickClock
-from marketpulse.services.fetcher import DataFetcher, build_fetcher
+from marketpulse.infra.http_errors import install_error_handlers
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import make_client
+from marketpulse.market.cache import CacheManager
+from marketpulse.market.clock import ManualClock, RedisTickClock
+from marketpulse.market.fetcher import DataFetcher, build_fetcher
+from marketpulse.market.http import router
+from marketpulse.market.providers.simulated import SimulatedSource
+from marketpulse.market.providers.tick_provider import TickQuoteProvider
+from marketpulse.market.quotes import Bar, StockData
 
 
 def quote(symbol: str, price: float, source: str = "test") -> StockData:
@@ -180,7 +180,7 @@ async def test_every_provider_attempt_is_logged_with_outcome_and_latency(
         [Scripted([None]), Scripted([190.0])], cache=CacheManager(redis=redis_client),
         clock=ManualClock(),
     )  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="marketpulse.services.provider_guard"):
+    with caplog.at_level(logging.INFO, logger="marketpulse.market.provider_guard"):
         await f.fetch_stock_data("AAPL")
     calls = [r for r in caplog.records if r.getMessage() == "provider call"]
     assert [(r.provider, r.op, r.symbol, r.outcome) for r in calls] == [  # type: ignore[attr-defined]

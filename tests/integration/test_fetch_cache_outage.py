@@ -17,19 +17,19 @@ import pytest
 from redis.asyncio import Redis
 
 from market_http import FakeTime
-from marketpulse.adapters import keys
-from marketpulse.adapters.embedded_redis import EmbeddedRedis, free_port
-from marketpulse.adapters.quote_cache import CacheManager
-from marketpulse.adapters.redis_client import make_client
 from marketpulse.config import Settings
-from marketpulse.domain.quotes import Bar, StockData
 from marketpulse.errors import QuoteUnavailable, TransientSourceError
-from marketpulse.services.clock import ManualClock
-from marketpulse.services.fetcher import DataFetcher, build_fetcher
-from marketpulse.services.provider_guard import FetchPolicy
-from marketpulse.services.retry import RetryPolicy
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
+from marketpulse.infra.retry import RetryPolicy
+from marketpulse.market.cache import CacheManager
+from marketpulse.market.clock import ManualClock
+from marketpulse.market.fetcher import DataFetcher, build_fetcher
+from marketpulse.market.provider_guard import FetchPolicy
+from marketpulse.market.quotes import Bar, StockData
 
-GUARD_LOG = "marketpulse.services.cache_guard"
+GUARD_LOG = "marketpulse.market.cache_guard"
 
 
 class Switchable:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from market_http import MarketServer, redirecting_session
-from marketpulse.adapters.market.yahoo import YahooProvider
-from marketpulse.services.clock import ManualClock
-from marketpulse.services.fetcher import DataFetcher
-from marketpulse.services.provider_guard import FetchPolicy
+from marketpulse.market.clock import ManualClock
+from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.provider_guard import FetchPolicy
+from marketpulse.market.providers.yahoo import YahooProvider
 
 RATE, BURST = 150.0, 10
 

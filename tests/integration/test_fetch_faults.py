@@ -12,19 +12,19 @@ import pytest
 from redis.asyncio import Redis
 
 from market_http import FakeTime, Fault, MarketServer, redirecting_session
-from marketpulse.adapters import keys
-from marketpulse.adapters.embedded_redis import free_port
-from marketpulse.adapters.market.nse import NseProvider
-from marketpulse.adapters.market.provider import QuoteProvider
-from marketpulse.adapters.market.simulated import SimulatedSource
-from marketpulse.adapters.market.tick_provider import TickQuoteProvider
-from marketpulse.adapters.market.yahoo import YahooProvider
-from marketpulse.adapters.quote_cache import CacheManager
 from marketpulse.errors import QuoteUnavailable
-from marketpulse.services.clock import ManualClock
-from marketpulse.services.fetcher import DataFetcher
-from marketpulse.services.provider_guard import FetchPolicy
-from marketpulse.services.retry import RetryPolicy
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.embedded import free_port
+from marketpulse.infra.retry import RetryPolicy
+from marketpulse.market.cache import CacheManager
+from marketpulse.market.clock import ManualClock
+from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.provider_guard import FetchPolicy
+from marketpulse.market.providers.nse import NseProvider
+from marketpulse.market.providers.port import QuoteProvider
+from marketpulse.market.providers.simulated import SimulatedSource
+from marketpulse.market.providers.tick_provider import TickQuoteProvider
+from marketpulse.market.providers.yahoo import YahooProvider
 
 BASE = 0.5
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from market_http import Fault, MarketServer, redirecting_session
-from marketpulse.adapters.market.nse import NseProvider
-from marketpulse.adapters.market.yahoo import YahooProvider
 from marketpulse.errors import PermanentSourceError, TransientSourceError
+from marketpulse.market.providers.nse import NseProvider
+from marketpulse.market.providers.yahoo import YahooProvider
 
 
 @pytest.fixture

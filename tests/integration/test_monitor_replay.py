@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from marketpulse.adapters.alert_store import RedisAlertStore
-from marketpulse.adapters.market import ReplaySource
-from marketpulse.adapters.market.tick_provider import TickQuoteProvider
-from marketpulse.domain.alert_event import FiredAlert
-from marketpulse.domain.alerts import AlertCondition, AlertType
-from marketpulse.services.alert_engine import AlertManager
-from marketpulse.services.clock import ManualClock
-from marketpulse.services.fetcher import DataFetcher
-from marketpulse.services.monitor import MonitorService
-from marketpulse.services.provider_guard import FetchPolicy
+from marketpulse.alerts.engine import AlertManager
+from marketpulse.alerts.event import FiredAlert
+from marketpulse.alerts.monitor import MonitorService
+from marketpulse.alerts.rules import AlertCondition, AlertType
+from marketpulse.alerts.store import RedisAlertStore
+from marketpulse.market.clock import ManualClock
+from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.provider_guard import FetchPolicy
+from marketpulse.market.providers import ReplaySource
+from marketpulse.market.providers.tick_provider import TickQuoteProvider
 
 FAST = FetchPolicy(rate_per_s=1e9, burst=1_000_000)  # no provider rate limit in tests
 

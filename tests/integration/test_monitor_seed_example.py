@@ -19,10 +19,10 @@ from types import ModuleType
 
 import pytest
 
-from marketpulse.adapters.embedded_redis import EmbeddedRedis
-from marketpulse.services.clock import WallTickClock
-from marketpulse.services.fetcher import DataFetcher
-from marketpulse.services.provider_guard import FetchPolicy
+from marketpulse.infra.redis.embedded import EmbeddedRedis
+from marketpulse.market.clock import WallTickClock
+from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.provider_guard import FetchPolicy
 
 FAST = FetchPolicy(rate_per_s=1e9, burst=1_000_000)  # the example's fetches are not rate limited
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed_example.py"

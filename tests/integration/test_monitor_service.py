@@ -7,20 +7,20 @@ import json
 
 from redis.asyncio import Redis
 
-from marketpulse.adapters import keys
-from marketpulse.adapters.alert_store import RedisAlertStore
-from marketpulse.adapters.market import SimulatedSource
-from marketpulse.adapters.market.tick_provider import TickQuoteProvider
-from marketpulse.adapters.quote_events import RedisQuotePublisher
-from marketpulse.domain.alert_event import FiredAlert
-from marketpulse.domain.alerts import AlertCondition, AlertType
-from marketpulse.domain.quotes import StockData
+from marketpulse.alerts.engine import AlertManager
+from marketpulse.alerts.event import FiredAlert
+from marketpulse.alerts.monitor import MonitorService
+from marketpulse.alerts.rules import AlertCondition, AlertType
+from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.errors import RedisUnavailable
-from marketpulse.services.alert_engine import AlertManager
-from marketpulse.services.clock import ManualClock
-from marketpulse.services.fetcher import DataFetcher
-from marketpulse.services.monitor import MonitorService
-from marketpulse.services.provider_guard import FetchPolicy
+from marketpulse.infra.redis import keys
+from marketpulse.market.clock import ManualClock
+from marketpulse.market.events import RedisQuotePublisher
+from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.provider_guard import FetchPolicy
+from marketpulse.market.providers import SimulatedSource
+from marketpulse.market.providers.tick_provider import TickQuoteProvider
+from marketpulse.market.quotes import StockData
 
 FAST = FetchPolicy(rate_per_s=1e9, burst=1_000_000)  # no provider rate limit in tests
 

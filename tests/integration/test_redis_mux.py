@@ -8,10 +8,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from marketpulse.adapters.lua_scripts import load
-from marketpulse.adapters.redis_client import make_client
-from marketpulse.adapters.redis_mux import RedisMux
 from marketpulse.errors import RedisUnavailable
+from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.sessions.store import SCRIPTS
 
 DEADLINE = 10.0
 
@@ -35,7 +35,7 @@ async def test_concurrent_calls_are_applied_and_answered_in_call_order(
 async def test_evalsha_loads_a_script_the_server_does_not_know(
     redis_mux: RedisMux, redis_client: Redis
 ) -> None:
-    lua = load("session_touch")
+    lua = SCRIPTS.load("session_touch")
     await redis_client.script_flush()
     assert await redis_client.script_exists(lua.sha) == [False]
     async with asyncio.timeout(DEADLINE):

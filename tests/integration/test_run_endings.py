@@ -14,10 +14,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from marketpulse.adapters import keys
-from marketpulse.adapters.redis_mux import RedisMux
-from marketpulse.adapters.session_store import RunSnapshot, SessionStore, hash_token
-from marketpulse.domain.portfolio import value
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.sessions.portfolio import value
+from marketpulse.sessions.store import RunSnapshot, SessionStore, hash_token
 
 HOLDINGS = {"AAPL": 100.0, "GOOGL": 50.0, "MSFT": 75.0}
 PRICES = {"AAPL": 1.0, "GOOGL": 2.0, "MSFT": 3.0}

@@ -14,8 +14,8 @@ from typing import Any
 
 from session_harness import Client, Server, serve, settings_for
 
-from marketpulse.adapters import keys
-from marketpulse.adapters.session_store import SessionStore
+from marketpulse.infra.redis import keys
+from marketpulse.sessions.store import SessionStore
 
 TICKERS = ["AAPL", "GOOGL", "MSFT", "IBM"]
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75, "IBM": 20}
@@ -153,7 +153,7 @@ async def workload(
         for c in clients[sid]:
             await c.next("portfolio_update", within=20, basis_version=basis)
         raw = await server.app.state.redis.hgetall(keys.session(sid))
-        from marketpulse.adapters.session_store import render_state
+        from marketpulse.sessions.store import render_state
 
         stored = render_state(raw)
         for c in clients[sid]:

@@ -9,11 +9,11 @@ import pytest
 from redis.asyncio import Redis
 from session_harness import serve, settings_for
 
-from marketpulse.adapters import keys
-from marketpulse.adapters.redis_mux import RedisMux
-from marketpulse.adapters.session_store import SessionStore, hash_token
-from marketpulse.domain.portfolio import value
-from marketpulse.services.valuation import ValuationLoop
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.sessions.portfolio import value
+from marketpulse.sessions.store import SessionStore, hash_token
+from marketpulse.sessions.valuation import ValuationLoop
 
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
 NOW = "2026-01-02T00:00:00.000Z"
@@ -87,8 +87,8 @@ async def test_a_revaluation_that_changes_nothing_bumps_nothing(redis_url: str) 
 async def test_revaluation_never_refreshes_ttl_nor_recreates_a_session(
     redis_client: Redis, redis_mux: RedisMux
 ) -> None:
-    from marketpulse.adapters.market import SimulatedSource
-    from marketpulse.services.market import Market
+    from marketpulse.market.providers import SimulatedSource
+    from marketpulse.market.view import Market
 
     store = SessionStore(redis_client, redis_mux, ttl_s=3600)
     await _session(store, "a")
@@ -110,9 +110,9 @@ async def test_a_sweep_between_indexing_and_writing_a_session_keeps_it_indexed(
     stay indexed (and be revalued once written); a ghost past the grace is pruned."""
     from datetime import UTC, datetime
 
-    from marketpulse.adapters.market import SimulatedSource
-    from marketpulse.domain.timefmt import iso_z
-    from marketpulse.services.market import Market
+    from marketpulse.market.providers import SimulatedSource
+    from marketpulse.market.view import Market
+    from marketpulse.timefmt import iso_z
 
     store = SessionStore(redis_client, redis_mux, ttl_s=3600)
     now = iso_z(datetime.now(UTC))
@@ -193,8 +193,8 @@ async def test_results_are_capped_newest_kept(redis_client: Redis, redis_mux: Re
 async def test_one_valuation_leader_and_a_deposed_leader_is_fenced(
     redis_client: Redis, redis_mux: RedisMux
 ) -> None:
-    from marketpulse.adapters.market import SimulatedSource
-    from marketpulse.services.market import Market
+    from marketpulse.market.providers import SimulatedSource
+    from marketpulse.market.view import Market
 
     market = Market(SimulatedSource(seed=1))
     a = ValuationLoop(redis_client, market, interval_s=1)

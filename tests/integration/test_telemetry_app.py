@@ -159,7 +159,7 @@ async def test_a_crossed_limit_is_logged_shown_in_system_and_counted(redis_url: 
     logged, ``/api/system`` lists it, and ``performance_alerts_total{kind="memory"}`` counts it
     once (a limit fires once per crossing)."""
     seen = _Seen()
-    logger = logging.getLogger("marketpulse.services.performance")
+    logger = logging.getLogger("marketpulse.observability.health")
     logger.addHandler(seen)
     try:
         async with serve(settings_for(redis_url, perf_memory_mb=1.0)) as server:

@@ -15,12 +15,12 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from marketpulse.api.errors import install_error_handlers
-from marketpulse.api.http_metrics import HttpMetricsMiddleware
-from marketpulse.api.routes_dashboard import mount_dashboard, router
-from marketpulse.services.loop_lag import LoopLagMonitor
-from marketpulse.services.performance import PerformanceLimits
-from marketpulse.services.telemetry import Telemetry
+from marketpulse.infra.http_errors import install_error_handlers
+from marketpulse.observability.health import PerformanceLimits
+from marketpulse.observability.http import mount_dashboard, router
+from marketpulse.observability.http_metrics import HttpMetricsMiddleware
+from marketpulse.observability.loop_lag import LoopLagMonitor
+from marketpulse.observability.telemetry import Telemetry
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

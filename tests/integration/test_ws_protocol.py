@@ -1,4 +1,4 @@
-"""The server's WebSocket protocol (api/ws_protocol.py) against a real ``websockets`` client over
+"""The server's WebSocket protocol (infra/ws/protocol.py) against a real ``websockets`` client over
 a real socket: frames from the synchronous send parse at every length encoding, interleave in
 order with ordinary sends, precede the close frame, and the synchronous send steps aside (answers
 False, sends nothing) when flow control pauses writing or the connection is closing."""
@@ -14,7 +14,7 @@ import pytest
 import websockets
 from session_harness import serve_asgi
 
-from marketpulse.api.ws_protocol import send_text_now, text_frame
+from marketpulse.infra.ws.protocol import send_text_now, text_frame
 
 # one below, at and above each boundary of the three length encodings
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, 70000]

@@ -11,9 +11,9 @@ import websockets
 from redis.asyncio import Redis
 from session_harness import Server, serve, settings_for
 
-from marketpulse.adapters import keys
-from marketpulse.adapters.event_hub import QUEUE_LIMIT
-from marketpulse.domain.metrics import METRIC_NAMES
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.pubsub import QUEUE_LIMIT
+from marketpulse.sessions.metrics import METRIC_NAMES
 
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
 RESULT_FIELDS = {"type", "ticker", "metric", "value", "timestamp", "run_id", "basis_version", "id"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketpulse.domain.alert_index import AlertIndex
-from marketpulse.domain.alerts import AlertCondition, AlertType, holds
+from marketpulse.alerts.index import AlertIndex
+from marketpulse.alerts.rules import AlertCondition, AlertType, holds
 
 SYMBOLS = ["AAPL", "MSFT"]
 levels = st.sampled_from([-10.0, -5.0, 0.0, 1.0, 2.5, 5.0, 10.0, 100.0])

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from marketpulse.domain.alerts import (
+from marketpulse.alerts.rules import (
     AlertCondition,
     AlertState,
     AlertType,
@@ -19,7 +19,7 @@ from marketpulse.domain.alerts import (
     transition,
     usable,
 )
-from marketpulse.domain.quotes import StockData
+from marketpulse.market.quotes import StockData
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from marketpulse.domain.alerts import AlertType
+from marketpulse.alerts.console import parse_alert
+from marketpulse.alerts.rules import AlertType
 from marketpulse.errors import ValidationFailed
-from marketpulse.monitor_cli import parse_alert
 
 
 def test_parses_each_kind() -> None:

@@ -8,14 +8,14 @@ from functools import partial
 
 import pytest
 
-from marketpulse.domain.quotes import Bar, StockData
 from marketpulse.errors import CircuitOpen, InvalidQuote, PermanentSourceError, TransientSourceError
-from marketpulse.services.circuit import CircuitBreaker
-from marketpulse.services.clock import ManualClock, WallTickClock
-from marketpulse.services.provider_guard import FetchPolicy, GuardedProvider
-from marketpulse.services.quote_validation import validate_quote
-from marketpulse.services.rate_limit import TokenBucket
-from marketpulse.services.retry import RetryPolicy
+from marketpulse.infra.rate_limit import TokenBucket
+from marketpulse.infra.retry import RetryPolicy
+from marketpulse.market.circuit import CircuitBreaker
+from marketpulse.market.clock import ManualClock, WallTickClock
+from marketpulse.market.provider_guard import FetchPolicy, GuardedProvider
+from marketpulse.market.quotes import Bar, StockData
+from marketpulse.market.validation import validate_quote
 
 
 class Fake:

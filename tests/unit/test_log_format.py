@@ -14,11 +14,11 @@ from functools import partial
 
 import pytest
 
-from marketpulse.adapters.log_format import JsonLineFormatter, KeyValueFormatter, LogFormat
-from marketpulse.adapters.log_format import configure_logging as install
-from marketpulse.domain.quotes import Bar, StockData
 from marketpulse.errors import MarketDataError, PermanentSourceError
-from marketpulse.services.provider_guard import FetchPolicy, GuardedProvider
+from marketpulse.market.provider_guard import FetchPolicy, GuardedProvider
+from marketpulse.market.quotes import Bar, StockData
+from marketpulse.observability.log_format import JsonLineFormatter, KeyValueFormatter, LogFormat
+from marketpulse.observability.log_format import configure_logging as install
 
 
 class Answering:
@@ -74,7 +74,7 @@ async def test_a_provider_calls_line_carries_provider_outcome_and_latency(
     style, stream = output
     ok, failed = await provider_calls(stream)
     if style == "text":
-        assert re.search(r" INFO marketpulse\.services\.provider_guard: provider call ", ok)
+        assert re.search(r" INFO marketpulse\.market\.provider_guard: provider call ", ok)
         assert "provider=answering op=quote symbol=AAPL attempt=1 outcome=ok" in ok
         assert re.search(r" latency_ms=\d+(\.\d+)?(e-\d+)?( |$)", ok)
         assert "error=" not in ok  # None fields are left out
@@ -83,7 +83,7 @@ async def test_a_provider_calls_line_carries_provider_outcome_and_latency(
         assert 'error="answering: unknown symbol NOSUCH"' in failed  # spaces: quoted
     else:
         one, two = json.loads(ok), json.loads(failed)
-        assert one["logger"] == "marketpulse.services.provider_guard"
+        assert one["logger"] == "marketpulse.market.provider_guard"
         assert (one["level"], one["message"]) == ("INFO", "provider call")
         assert (one["provider"], one["op"], one["symbol"], one["outcome"]) == (
             "answering", "quote", "AAPL", "ok",

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketpulse.domain.metrics import (
+from marketpulse.errors import InsufficientHistory, NotInPortfolio, ValidationFailed
+from marketpulse.sessions.metrics import (
     METRIC_NAMES,
     MetricResult,
     PortfolioInputs,
@@ -23,7 +24,6 @@ from marketpulse.domain.metrics import (
     momentum,
     portfolio_risk,
 )
-from marketpulse.errors import InsufficientHistory, NotInPortfolio, ValidationFailed
 
 History = list[tuple[str, float]]
 HAND_COV = np.array([[0.04, 0.01], [0.01, 0.01]])

@@ -7,12 +7,12 @@ import logging
 import pytest
 from bokeh_sampledata import stocks
 
-from marketpulse.adapters.market import ReplaySource, make_tick_source
-from marketpulse.domain.market import TickSource
-from marketpulse.domain.quotes import Bar
 from marketpulse.errors import PermanentSourceError
+from marketpulse.market.providers import ReplaySource, make_tick_source
+from marketpulse.market.quotes import Bar
+from marketpulse.market.ticks import TickSource
 
-LOGGER = "marketpulse.adapters.market.replay"
+LOGGER = "marketpulse.market.providers.replay"
 
 
 def real_bar(symbol: str, day: str) -> Bar:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from marketpulse.domain.risk_parity import (
+from marketpulse.sessions.risk_parity import (
     RiskParityError,
     portfolio_variance,
     rest_correlation,

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from marketpulse.adapters.market import SimulatedSource, make_tick_source
-from marketpulse.adapters.market.simulated import BLOCK, SymbolProfile
-from marketpulse.domain.market import TickSource
 from marketpulse.errors import PermanentSourceError
+from marketpulse.market.providers import SimulatedSource, make_tick_source
+from marketpulse.market.providers.simulated import BLOCK, SymbolProfile
+from marketpulse.market.ticks import TickSource
 
 tickers = st.from_regex(r"[A-Z0-9.\-^=]{1,20}", fullmatch=True)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from marketpulse.services.system_feed import SystemFeed
-from marketpulse.services.telemetry import Telemetry
+from marketpulse.observability.system_feed import SystemFeed
+from marketpulse.observability.telemetry import Telemetry
 
 
 class CountingFetcher:

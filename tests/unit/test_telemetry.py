@@ -9,9 +9,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from marketpulse.config import Settings
-from marketpulse.services.loop_lag import LoopLagMonitor, resident_memory_bytes
-from marketpulse.services.performance import PerformanceLimits
-from marketpulse.services.telemetry import Telemetry
+from marketpulse.observability.health import PerformanceLimits
+from marketpulse.observability.loop_lag import LoopLagMonitor, resident_memory_bytes
+from marketpulse.observability.telemetry import Telemetry
 
 
 def samples(telemetry: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -1,1 +1,0 @@
-"""Adapters: Redis stores and Lua, market data sources, notifiers, the embedded redis-server."""

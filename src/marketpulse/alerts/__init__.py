@@ -1,0 +1,1 @@
+"""Price monitoring and alerts: rules, store, engine, monitor, notifiers, edge."""

@@ -1,0 +1,261 @@
+"""The alert engine: the seed's ``AlertManager`` (``add_alert``, ``check_alerts``, ``notify``).
+
+Guarantees:
+
+- Each quote is evaluated through the per-symbol index (``domain.alert_index``): O(log n + changed).
+- The fire decision is atomic and idempotent per observation in the store (a Lua script on
+  Redis), so any number of instances evaluating the same observation fire an alert once.
+- A stale or insane quote is ignored entirely (fires nothing, changes no state).
+- Notifications run concurrently, each under ``notify_timeout_s``; a failing channel is logged
+  and left out of ``channels`` in the history entry, and never blocks the others.
+- Each quote counts the alert conditions it was evaluated against and each fire decision won
+  (``FIRED``) is counted once, through the injected ``AlertTelemetry`` (the app's metrics).
+- ``AlertManager()`` keeps everything in memory; ``AlertManager(RedisAlertStore(redis), ...)``
+  keeps definitions, armed/fired state, volume windows and history in Redis, and ``sync()``
+  picks up alerts added or removed by other instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from marketpulse.alerts.event import FiredAlert
+from marketpulse.alerts.index import AlertIndex, Change
+from marketpulse.alerts.memory_store import MemoryAlertStore
+from marketpulse.alerts.notifiers import ConsoleNotifier, Notifier
+from marketpulse.alerts.rules import AlertCondition, AlertType, Outcome, observed_value, usable
+from marketpulse.alerts.store import AlertStore, RedisAlertStore
+from marketpulse.errors import MarketPulseError
+from marketpulse.infra.redis import keys
+from marketpulse.market.quotes import StockData
+
+log = logging.getLogger(__name__)
+
+APPLY_CONCURRENCY = 16
+
+
+class AlertTelemetry(Protocol):
+    """Where the engine reports its work (``services.telemetry.Telemetry`` in the app)."""
+
+    def alert_evaluated(self, n: int = 1) -> None: ...
+
+    def alert_fired(self, n: int = 1) -> None: ...
+
+
+def observation_of(quote: StockData) -> int:
+    """Observation key of a quote without a market tick: its timestamp in microseconds."""
+    return int(quote.timestamp.timestamp() * 1_000_000)
+
+
+class AlertManager:
+    def __init__(
+        self,
+        store: AlertStore | None = None,
+        notifiers: Sequence[Notifier] | None = None,
+        *,
+        redis: Redis | None = None,
+        notify_timeout_s: float = 10.0,
+        telemetry: AlertTelemetry | None = None,
+    ) -> None:
+        self.store: AlertStore = store if store is not None else MemoryAlertStore()
+        self.notifiers: list[Notifier] = (
+            list(notifiers) if notifiers is not None else [ConsoleNotifier()]
+        )
+        if redis is None and isinstance(self.store, RedisAlertStore):
+            redis = self.store.redis
+        self._redis = redis
+        self._notify_timeout_s = notify_timeout_s
+        self._telemetry = telemetry
+        self._index = AlertIndex()
+        self._version = -1
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._local: set[asyncio.Queue[str]] = set()
+
+    # -- definitions -------------------------------------------------------------------------
+
+    async def add_alert(self, condition: AlertCondition) -> AlertCondition:
+        """Store and index ``condition``; it is evaluated from the next quote of its symbol."""
+        await self.store.add(condition)
+        self._index.add(condition)
+        return condition
+
+    async def remove_alert(self, alert_id: str) -> bool:
+        self._index.remove(alert_id)
+        return await self.store.remove(alert_id)
+
+    async def list_alerts(self) -> list[AlertCondition]:
+        await self.sync()
+        return sorted(self._index.alerts(), key=lambda a: (a.symbol, a.id))
+
+    async def sync(self) -> None:
+        """Bring the index in line with the store if its version moved (cheap when it did not)."""
+        version = await self.store.version()
+        if version == self._version:
+            return
+        stored = {a.id: a for a in await self.store.all()}
+        for alert in self._index.alerts():
+            if alert.id not in stored:
+                self._index.remove(alert.id)
+        for alert_id, alert in stored.items():
+            if self._index.get(alert_id) != alert:
+                self._index.add(alert)
+        self._version = version
+
+    def forget(self) -> None:
+        """Re-derive every alert's truth at its next observation (after a gap in what this
+        instance observed: a new poller, a restart); the store's state is then corrected."""
+        self._index.forget()
+
+    async def history(self, symbol: str | None = None, limit: int = 50) -> list[FiredAlert]:
+        return await self.store.history(symbol, limit)
+
+    # -- evaluation --------------------------------------------------------------------------
+
+    async def check_alerts(
+        self, stock_data: StockData, *, obs: int | None = None
+    ) -> list[FiredAlert]:
+        """Evaluate one quote; return the alerts it fired (already notified and recorded).
+
+        ``obs`` orders observations (the market tick); by default the quote's time in µs.
+        Observations of one symbol must arrive in increasing order.
+        """
+        quote = stock_data
+        if not usable(quote):
+            return []
+        obs = observation_of(quote) if obs is None else obs
+        lock = self._locks.setdefault(quote.symbol, asyncio.Lock())
+        async with lock:
+            values = await self._values(quote, obs)
+            if self._telemetry is not None:
+                self._count_evaluated(self._telemetry, quote.symbol, values)
+            changes = self._index.observe(quote.symbol, values)
+            if not changes:
+                return []
+            return await self._apply(quote, obs, values, changes)
+
+    async def _values(self, quote: StockData, obs: int) -> dict[AlertType, float | None]:
+        sym, index = quote.symbol, self._index
+        values: dict[AlertType, float | None] = {}
+        if index.wants(sym, AlertType.PRICE_THRESHOLD):
+            values[AlertType.PRICE_THRESHOLD] = quote.price
+        if index.wants(sym, AlertType.PERCENTAGE_CHANGE):
+            values[AlertType.PERCENTAGE_CHANGE] = observed_value(AlertType.PERCENTAGE_CHANGE, quote)
+        # the window is kept for every observed symbol, so a volume alert added later has one
+        prior = await self.store.volumes(sym, obs=obs, volume=quote.volume)
+        if index.wants(sym, AlertType.VOLUME_SPIKE):
+            values[AlertType.VOLUME_SPIKE] = observed_value(AlertType.VOLUME_SPIKE, quote, prior)
+        return values
+
+    def _count_evaluated(
+        self, telemetry: AlertTelemetry, symbol: str, values: dict[AlertType, float | None]
+    ) -> None:
+        """Conditions of ``symbol`` whose observed value this quote had (None: no baseline)."""
+        n = sum(self._index.watching(symbol, t) for t, v in values.items() if v is not None)
+        if n:
+            telemetry.alert_evaluated(n)
+
+    async def _apply(
+        self,
+        quote: StockData,
+        obs: int,
+        values: dict[AlertType, float | None],
+        changes: list[Change],
+    ) -> list[FiredAlert]:
+        at = quote.timestamp.timestamp()
+        fired: list[FiredAlert] = []
+        gate = asyncio.Semaphore(APPLY_CONCURRENCY)
+
+        async def one(change: Change) -> None:
+            alert = self._index.get(change.alert_id)
+            if alert is None:
+                return
+            async with gate:
+                outcome = await self.store.apply(alert, obs=obs, truth=change.became_true, at=at)
+            if outcome is Outcome.FIRED:
+                if self._telemetry is not None:
+                    self._telemetry.alert_fired()
+                value = values[alert.alert_type]
+                assert value is not None  # a change implies a value
+                fired.append(await self._deliver(FiredAlert.of(alert, value, quote, obs)))
+            elif outcome in (Outcome.EXPIRED, Outcome.GONE):
+                await self.remove_alert(alert.id)
+
+        async with asyncio.TaskGroup() as tg:
+            for change in changes:
+                tg.create_task(one(change))
+        return fired
+
+    async def _deliver(self, alert: FiredAlert) -> FiredAlert:
+        channels = await self.notify(alert)
+        done = alert.model_copy(update={"channels": channels})
+        try:
+            await self.store.record(done)
+        except MarketPulseError as exc:
+            log.error("alert %s fired but its history entry was lost: %s", alert.id, exc.message)
+        return done
+
+    async def notify(self, alert: FiredAlert) -> list[str]:
+        """Send ``alert`` on every channel concurrently; return the names that delivered."""
+        delivered: set[str] = set()
+
+        async def one(notifier: Notifier) -> None:
+            try:
+                async with asyncio.timeout(self._notify_timeout_s):
+                    await notifier.send(alert)
+            except Exception as exc:  # one channel's failure must not reach the others
+                log.error("notifier %s failed for alert %s: %r", notifier.name, alert.id, exc)
+                return
+            delivered.add(notifier.name)
+
+        async with asyncio.TaskGroup() as tg:
+            for notifier in self.notifiers:
+                tg.create_task(one(notifier))
+        for q in self._local:
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(alert.model_dump_json())
+        return [n.name for n in self.notifiers if n.name in delivered]
+
+    # -- subscription ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[str]]:
+        """Fired alerts as JSON, from every instance (Redis pub/sub) or this one (memory).
+
+        The subscription is confirmed before the context is entered.
+        """
+        if self._redis is None:
+            queue: asyncio.Queue[str] = asyncio.Queue(1000)
+            self._local.add(queue)
+            try:
+                yield _drain(queue)
+            finally:
+                self._local.discard(queue)
+            return
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(keys.ALERT_EVENTS)
+            async with asyncio.timeout(5.0):
+                while (await pubsub.get_message(timeout=1.0)) is None:
+                    pass  # until Redis confirms the subscription
+            yield _listen(pubsub)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
+
+async def _drain(queue: asyncio.Queue[str]) -> AsyncIterator[str]:
+    while True:
+        yield await queue.get()
+
+
+async def _listen(pubsub: PubSub) -> AsyncIterator[str]:
+    async for msg in pubsub.listen():
+        if msg.get("type") == "message":
+            data = msg["data"]
+            yield data.decode() if isinstance(data, bytes) else str(data)

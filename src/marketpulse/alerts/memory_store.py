@@ -1,0 +1,79 @@
+"""The alert store in process memory: the seed's standalone ``AlertManager()`` uses it.
+
+Same contract as ``RedisAlertStore`` (the contract tests run against both), but nothing survives
+the process and nothing is shared between processes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from marketpulse.alerts.event import FiredAlert
+from marketpulse.alerts.rules import VOLUME_WINDOW, AlertCondition, AlertState, Outcome, transition
+from marketpulse.alerts.store import HISTORY_CAP
+
+
+class MemoryAlertStore:
+    def __init__(self, *, history_cap: int = HISTORY_CAP) -> None:
+        self._alerts: dict[str, AlertCondition] = {}
+        self._states: dict[str, AlertState] = {}
+        self._version = 0
+        self._volumes: dict[str, dict[int, int]] = {}
+        self._history: deque[FiredAlert] = deque(maxlen=history_cap)
+        self._symbols: set[str] = set()
+
+    async def add(self, alert: AlertCondition) -> None:
+        self._alerts[alert.id] = alert
+        self._states.setdefault(alert.id, AlertState())
+        self._version += 1
+
+    async def remove(self, alert_id: str) -> bool:
+        self._states.pop(alert_id, None)
+        self._version += 1
+        return self._alerts.pop(alert_id, None) is not None
+
+    async def all(self) -> list[AlertCondition]:
+        return list(self._alerts.values())
+
+    async def version(self) -> int:
+        return self._version
+
+    async def apply(self, alert: AlertCondition, *, obs: int, truth: bool, at: float) -> Outcome:
+        state = self._states.get(alert.id)
+        if state is None:
+            return Outcome.GONE
+        expires = None if alert.expires_at is None else alert.expires_at.timestamp()
+        new, outcome = transition(
+            state, obs=obs, truth=truth, at=at, cooldown_s=alert.cooldown_s, expires_at=expires
+        )
+        self._states[alert.id] = new
+        return outcome
+
+    async def volumes(self, symbol: str, *, obs: int, volume: int) -> list[int]:
+        window = self._volumes.setdefault(symbol, {})
+        window.setdefault(obs, volume)
+        for old in sorted(window)[: -(VOLUME_WINDOW + 1)]:
+            del window[old]
+        return [window[k] for k in sorted(window) if k < obs][-VOLUME_WINDOW:]
+
+    async def record(self, fired: FiredAlert) -> str:
+        self._history.append(fired)
+        return fired.id
+
+    async def history(self, symbol: str | None, limit: int) -> list[FiredAlert]:
+        rows = [f for f in reversed(self._history) if symbol is None or f.symbol == symbol]
+        return rows[:limit]
+
+    async def add_symbol(self, symbol: str) -> bool:
+        new = symbol not in self._symbols
+        self._symbols.add(symbol)
+        return new
+
+    async def remove_symbol(self, symbol: str) -> bool:
+        if symbol in self._symbols:
+            self._symbols.discard(symbol)
+            return True
+        return False
+
+    async def symbols(self) -> list[str]:
+        return sorted(self._symbols)

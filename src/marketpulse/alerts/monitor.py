@@ -1,0 +1,298 @@
+"""The monitor: fetch the watched symbols, cache their quotes, and feed the alert engine.
+
+``MonitorService`` is what the app runs; ``StockMonitor`` is the seed's API on top of it.
+
+Guarantees:
+
+- One polling instance at a time: a Redis lease (``SET NX PX``, renewed by a script that checks
+  the owner). Without Redis (standalone) the process is always the poller.
+- With a market clock (``simulated`` / ``replay``) every tick from the last one evaluated up to
+  the current tick is evaluated exactly once, in order (the cursor lives in Redis), so a replay
+  is deterministic. Without a clock (live sources) it polls every ``interval_s`` seconds.
+- Symbols are fetched concurrently, at most ``concurrency`` at a time; a symbol whose quote
+  cannot be had is logged and skipped, never blocks the others.
+- Each observed quote is handed to the ``publisher`` (if any) before its alerts are evaluated:
+  the app publishes it for the dashboards (``market/events.py``). A failed publish is
+  logged and never stops the evaluation.
+- The watched symbols are the alert store's (Redis: they survive restarts); add and remove take
+  effect from the next cycle.
+- Graceful stop: once ``stop`` is set no new cycle starts; the running one (its notifications
+  included) gets ``shutdown_s`` to finish, then is cancelled. No task outlives ``run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from marketpulse.alerts.engine import AlertManager
+from marketpulse.alerts.rules import normalize_symbol
+from marketpulse.alerts.store import SCRIPTS
+from marketpulse.errors import MarketPulseError, ValidationFailed
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.lease import Lease
+from marketpulse.market.clock import MarketClock
+from marketpulse.market.quotes import StockData
+
+log = logging.getLogger(__name__)
+
+
+class QuoteFeed(Protocol):
+    async def fetch_stock_data(self, symbol: str, *, tick: int | None = None) -> StockData: ...
+
+
+class QuoteSink(Protocol):
+    async def set_stock_data(self, symbol: str, data: StockData) -> None: ...
+
+
+class QuotePublisher(Protocol):
+    """Where observed quotes go live (raises ``MarketPulseError`` when it could not)."""
+
+    async def publish(self, quote: StockData) -> None: ...
+
+
+def check_symbol(symbol: str) -> str:
+    try:
+        return normalize_symbol(symbol)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), code="invalid_symbol") from exc
+
+
+class MonitorService:
+    def __init__(
+        self,
+        feed: QuoteFeed,
+        alerts: AlertManager,
+        *,
+        redis: Redis | None = None,
+        clock: MarketClock | None = None,
+        cache: QuoteSink | None = None,
+        interval_s: float = 5.0,
+        concurrency: int = 8,
+        lease_ms: int = 15_000,
+        shutdown_s: float = 5.0,
+        max_backlog: int = 10_000,
+        on_quote: Callable[[StockData], None] | None = None,
+        publisher: QuotePublisher | None = None,
+    ) -> None:
+        self.feed = feed
+        self.alerts = alerts
+        self.clock = clock
+        self.cache = cache
+        self.interval_s = interval_s
+        self.shutdown_s = shutdown_s
+        self._redis = redis
+        self._lease = (
+            Lease(redis, keys.MONITOR_LEASE, ttl_s=lease_ms / 1000) if redis is not None else None
+        )
+        self._gate = asyncio.Semaphore(concurrency)
+        self._max_backlog = max_backlog
+        self._on_quote = on_quote
+        self._publisher = publisher
+        self._cursor: int | None = None  # used without Redis
+        self._processed: int | None = None  # last tick this instance evaluated
+        self._polling = False
+        if redis is not None:
+            self._advance = SCRIPTS.register(redis, "monitor_cursor")
+
+    # -- symbols -----------------------------------------------------------------------------
+
+    async def add_symbol(self, symbol: str) -> bool:
+        """Watch ``symbol`` (validated, upper-cased); False if it was already watched."""
+        return await self.alerts.store.add_symbol(check_symbol(symbol))
+
+    async def remove_symbol(self, symbol: str) -> bool:
+        return await self.alerts.store.remove_symbol(check_symbol(symbol))
+
+    async def symbols(self) -> list[str]:
+        return await self.alerts.store.symbols()
+
+    # -- lease and cursor --------------------------------------------------------------------
+
+    async def holds_lease(self) -> bool:
+        """Take or renew the polling lease; True if this instance is the poller."""
+        if self._lease is None:
+            return True
+        try:
+            return await self._lease.acquire()
+        except RedisError as exc:
+            log.warning("monitor lease unavailable: %r", exc)
+            return False
+
+    async def release_lease(self) -> None:
+        if self._lease is None:
+            return
+        try:
+            await self._lease.release()
+        except RedisError as exc:
+            log.warning("could not release the monitor lease: %r", exc)
+
+    async def _last_tick(self) -> int | None:
+        if self._redis is None:
+            return self._cursor
+        raw = await self._redis.get(keys.MONITOR_CURSOR)
+        return None if raw is None else int(raw)
+
+    async def _done_tick(self, tick: int) -> None:
+        if self._redis is None:
+            self._cursor = tick
+        else:
+            await self._advance(keys=[keys.MONITOR_CURSOR], args=[tick])
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """One cycle: every pending tick (or one poll); returns the quotes evaluated."""
+        if not await self.holds_lease():
+            self._polling = False
+            return 0
+        if not self._polling:  # (again) the poller: what happened meanwhile was not observed here
+            self.alerts.forget()
+            self._polling = True
+        await self.alerts.sync()
+        if self.clock is None:
+            return await self._observe(await self.symbols(), None)
+        # the clock before the symbols: a symbol removed before the clock moved is not evaluated
+        # at the new tick
+        current = await self.clock.tick()
+        symbols = await self.symbols()
+        last = await self._last_tick()
+        if last is None:
+            last = current - 1
+        if current - last > self._max_backlog:
+            log.warning("monitor is %d ticks behind; skipping to the last %d", current - last,
+                        self._max_backlog)  # fmt: skip
+            last = current - self._max_backlog
+        if last != self._processed:
+            self.alerts.forget()  # ticks evaluated elsewhere since ours: re-derive every truth
+        evaluated = 0
+        for tick in range(last + 1, current + 1):
+            evaluated += await self._observe(symbols, tick)
+            await self._done_tick(tick)
+            self._processed = tick
+            if tick < current and not await self.holds_lease():
+                break  # lost the lease mid catch-up: the new poller continues from the cursor
+        return evaluated
+
+    async def _observe(self, symbols: Sequence[str], tick: int | None) -> int:
+        done = 0
+
+        async def one(symbol: str) -> None:
+            nonlocal done
+            async with self._gate:
+                try:
+                    quote = await self.feed.fetch_stock_data(symbol, tick=tick)
+                except MarketPulseError as exc:
+                    log.warning("no quote for %s at tick %s: %s", symbol, tick, exc.message)
+                    return
+            if self._on_quote is not None:
+                self._on_quote(quote)
+            if self._publisher is not None:
+                try:
+                    await self._publisher.publish(quote)
+                except MarketPulseError as exc:
+                    log.warning("could not publish the quote of %s: %s", symbol, exc.message)
+            if self.cache is not None:
+                try:
+                    await self.cache.set_stock_data(symbol, quote)
+                except (MarketPulseError, RedisError) as exc:
+                    log.warning("could not cache %s: %r", symbol, exc)
+            await self.alerts.check_alerts(quote, obs=tick)
+            done += 1
+
+        async with asyncio.TaskGroup() as tg:
+            for symbol in symbols:
+                tg.create_task(one(symbol))
+        return done
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Cycle until ``stop`` is set; see the module docstring for the shutdown bound."""
+        try:
+            while not stop.is_set():
+                await self._cycle(stop)
+                if stop.is_set():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.interval_s)
+        finally:
+            await self.release_lease()
+
+    async def _cycle(self, stop: asyncio.Event) -> None:
+        cycle = asyncio.create_task(self.run_once())
+        waiter = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({cycle, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not cycle.done():  # stopping: let in-flight notifications finish, within bound
+                await asyncio.wait({cycle}, timeout=self.shutdown_s)
+        finally:
+            for task in (cycle, waiter):
+                task.cancel()
+            await asyncio.gather(cycle, waiter, return_exceptions=True)
+        if not cycle.cancelled() and (exc := cycle.exception()) is not None:
+            if not isinstance(exc, (MarketPulseError, RedisError)):
+                raise exc
+            log.error("monitor cycle failed: %r", exc)
+
+
+class StockMonitor:
+    """The seed's monitor: ``start_monitoring(symbols)`` runs until ``stop_monitoring()``.
+
+    Follows the fetcher's market clock when it has one (every tick evaluated once), else polls.
+    """
+
+    def __init__(
+        self,
+        data_fetcher: QuoteFeed,
+        cache_manager: QuoteSink | None,
+        alert_manager: AlertManager,
+        *,
+        interval_s: float | None = None,
+        on_quote: Callable[[StockData], None] | None = None,
+    ) -> None:
+        clock: MarketClock | None = getattr(data_fetcher, "clock", None)
+        self.cache_manager = cache_manager
+        self.service = MonitorService(
+            data_fetcher,
+            alert_manager,
+            clock=clock,
+            cache=cache_manager,
+            interval_s=interval_s or (0.5 if clock is not None else 5.0),
+            on_quote=on_quote,
+        )
+        self._stop = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._stopped.set()
+
+    async def add_symbol(self, symbol: str) -> bool:
+        return await self.service.add_symbol(symbol)
+
+    async def remove_symbol(self, symbol: str) -> bool:
+        return await self.service.remove_symbol(symbol)
+
+    async def start_monitoring(self, symbols: list[str]) -> None:
+        for symbol in symbols:
+            await self.add_symbol(symbol)
+        connect = getattr(self.cache_manager, "connect", None)
+        if connect is not None:
+            await connect()
+        self._stop = asyncio.Event()
+        self._stopped.clear()
+        try:
+            await self.service.run(self._stop)
+        finally:
+            self._stopped.set()
+            close = getattr(self.cache_manager, "close", None)
+            if close is not None:
+                await close()
+
+    async def stop_monitoring(self) -> None:
+        """Ask the loop to stop and wait (bounded) until it has."""
+        self._stop.set()
+        async with asyncio.timeout(self.service.shutdown_s + 5.0):
+            await self._stopped.wait()

@@ -1,0 +1,123 @@
+"""Notification channels for fired alerts.
+
+Each notifier raises on failure; the alert engine runs them concurrently, each under its own
+timeout, so a failing or slow channel never blocks the others, and records which delivered.
+
+- ``ConsoleNotifier``: one readable line per alert on a text stream (stdout by default).
+- ``RedisPublishNotifier``: PUBLISH the alert JSON on ``keys.ALERT_EVENTS``; the WebSocket
+  layers forward it (``/ws/alerts`` subscribers, portfolio sessions holding the symbol).
+- ``WebhookNotifier``: aiohttp POST of the alert JSON, retried with exponential backoff on
+  connection errors, timeouts and 5xx/429; any other status fails at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Protocol, TextIO
+
+import aiohttp
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from marketpulse.alerts.event import FiredAlert
+from marketpulse.errors import RedisUnavailable, TransientSourceError
+from marketpulse.infra.redis import keys
+
+log = logging.getLogger(__name__)
+
+
+class Notifier(Protocol):
+    """A channel; ``send`` returns once delivered and raises if it could not be."""
+
+    name: str
+
+    async def send(self, alert: FiredAlert) -> None: ...
+
+
+class NotificationFailed(Exception):
+    """A channel gave up on an alert (after its retries)."""
+
+
+class ConsoleNotifier:
+    name = "console"
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream  # None: whatever sys.stdout is at send time
+
+    async def send(self, alert: FiredAlert) -> None:
+        stream = self._stream if self._stream is not None else sys.stdout
+        print(alert.describe(), file=stream, flush=True)
+
+
+class RedisPublishNotifier:
+    name = "websocket"
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def send(self, alert: FiredAlert) -> None:
+        try:
+            await self._redis.publish(keys.ALERT_EVENTS, alert.model_dump_json())
+        except RedisError as exc:
+            raise RedisUnavailable("could not publish the alert") from exc
+
+
+class WebhookNotifier:
+    name = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        retries: int = 3,
+        timeout_s: float = 5.0,
+        backoff_s: float = 0.2,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.url = url
+        self._retries = retries
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._backoff_s = backoff_s
+        self._session = session
+        self._owned: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is not None:
+            return self._session
+        if self._owned is None or self._owned.closed:
+            self._owned = aiohttp.ClientSession(timeout=self._timeout)
+        return self._owned
+
+    async def close(self) -> None:
+        if self._owned is not None:
+            await self._owned.close()
+            self._owned = None
+
+    async def _post_once(self, body: str) -> None:
+        headers = {"Content-Type": "application/json"}
+        try:
+            async with self._client().post(
+                self.url, data=body, headers=headers, timeout=self._timeout
+            ) as resp:
+                if resp.status == 429 or resp.status >= 500:
+                    raise TransientSourceError(f"webhook answered {resp.status}")
+                if resp.status >= 400:
+                    raise NotificationFailed(f"webhook refused the alert: HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientSourceError(f"webhook unreachable: {exc!r}") from exc
+
+    async def send(self, alert: FiredAlert) -> None:
+        body = alert.model_dump_json()
+        for attempt in range(self._retries + 1):
+            try:
+                await self._post_once(body)
+                return
+            except TransientSourceError as exc:
+                if attempt == self._retries:
+                    raise NotificationFailed(
+                        f"webhook failed after {attempt + 1} attempts: {exc.message}"
+                    ) from exc
+                log.warning("webhook attempt %d failed: %s", attempt + 1, exc.message)
+                await asyncio.sleep(self._backoff_s * 2**attempt)

@@ -1,0 +1,1 @@
+"""Shared infrastructure: the Redis boundary, WebSocket plumbing, retry and limits."""

@@ -1,0 +1,1 @@
+"""The one Redis boundary: client, scripts, keys, pub/sub, lease, embedded server."""

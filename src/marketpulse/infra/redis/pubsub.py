@@ -1,0 +1,250 @@
+"""One Redis pub/sub connection per instance, fanned out to in-process subscribers.
+
+Events arrive in the order Redis committed them (they are PUBLISHed inside the committing
+script, and one subscriber connection receives a channel's messages in publish order), so every
+local subscriber of a channel sees them in commit order. ``subscribe()`` returns only after Redis
+confirmed the subscription: a caller that reads a snapshot afterwards misses nothing.
+
+The connection speaks RESP itself (an asyncio protocol with hiredis parsing every push as it
+arrives and handing it to the subscribers' queues synchronously): redis-py's ``PubSub`` costs a
+read timeout and a parser round per message, the bulk of a burst of analysis events.
+
+If the connection drops, messages published meanwhile are lost to this instance, so every
+subscriber is ended (its ``get()`` answers None; a WebSocket closes with 1012 and its client
+reconnects to a fresh snapshot) and the hub reconnects with backoff for new subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
+
+import hiredis
+from redis.asyncio import Redis
+
+from marketpulse.errors import RedisUnavailable
+from marketpulse.infra.redis.endpoint import Arg, Endpoint, pack
+
+log = logging.getLogger(__name__)
+
+QUEUE_LIMIT = 10_000  # a subscriber this far behind is dropped rather than growing memory
+
+
+Sink = Callable[[bytes | None], None]
+
+
+class Subscription:
+    """One channel's messages (raw bytes payloads) for one local subscriber: queued for
+    ``get()``, or, with a ``sink``, handed to it synchronously as they arrive (None = ended)."""
+
+    def __init__(self, hub: EventHub, channel: str, sink: Sink | None = None) -> None:
+        self.hub = hub
+        self.channel = channel
+        self.sink = sink
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_LIMIT)
+        self.overflowed = False
+
+    def deliver(self, data: bytes | None) -> None:
+        if self.sink is not None:
+            try:
+                self.sink(data)
+            except Exception:  # a subscriber's bug must not stop the hub's connection
+                log.exception("subscriber of %s failed on a message", self.channel)
+            return
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            log.warning("subscriber of %s overflowed; closing it", self.channel)
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+    async def get(self) -> bytes | None:
+        """Next payload; None when the hub stopped, lost its connection, or this subscriber
+        overflowed."""
+        return await self.queue.get()
+
+
+class _SubscriberWire(asyncio.Protocol):
+    """The pub/sub connection: pushes go to the hub, login replies to their futures."""
+
+    def __init__(self, hub: EventHub) -> None:
+        self.hub = hub
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.reader = hiredis.Reader()
+        self.login: deque[asyncio.Future[Any]] = deque()
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def write(self, *command: Arg) -> None:
+        if self.transport is not None and not self.lost.done():
+            self.transport.write(pack(command))
+
+    def command(self, *command: Arg) -> asyncio.Future[Any]:
+        fut = self.loop.create_future()
+        self.login.append(fut)
+        self.write(*command)
+        return fut
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        hub = self.hub
+        while (reply := self.reader.gets()) is not False:
+            if isinstance(reply, list) and len(reply) == 3:
+                kind = reply[0]
+                if kind == b"message":
+                    hub.on_message(reply[1], reply[2])
+                elif kind == b"subscribe":
+                    hub.on_subscribed(reply[1])
+                continue  # unsubscribe confirmations need nothing
+            if self.login:
+                fut = self.login.popleft()
+                if not fut.done():
+                    fut.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+        while self.login:
+            fut = self.login.popleft()
+            if not fut.done():
+                fut.set_exception(ConnectionError("redis pub/sub connection lost"))
+
+
+class EventHub:
+    """Owns the pub/sub connection (run it in the lifespan task group)."""
+
+    def __init__(self, redis: Redis, *, connect_timeout_s: float = 5.0) -> None:
+        self.endpoint = Endpoint.of(redis)
+        self.connect_timeout_s = connect_timeout_s
+        self._subs: defaultdict[bytes, set[Subscription]] = defaultdict(set)
+        self._confirm: dict[bytes, list[asyncio.Future[None]]] = defaultdict(list)
+        self._wire: _SubscriberWire | None = None
+        self._up = asyncio.Event()
+        self._closed = False
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep the connection up until ``stop``; on a loss end every subscriber, reconnect."""
+        backoff = 0.05
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                try:
+                    wire = await self._connect()
+                except (OSError, TimeoutError, RedisUnavailable) as exc:
+                    log.warning("pub/sub connection failed (%s); retrying", exc)
+                    await asyncio.wait({waiter}, timeout=backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                backoff = 0.05
+                self._wire = wire
+                self._up.set()
+                lost: asyncio.Future[Any] = wire.lost
+                await asyncio.wait({waiter, lost}, return_when=asyncio.FIRST_COMPLETED)
+                self._up.clear()
+                self._wire = None
+                if wire.transport is not None:
+                    wire.transport.close()
+                if not stop.is_set():
+                    log.warning(
+                        "pub/sub connection lost; ending %d subscribers", self.subscriber_count
+                    )
+                self._end_all()
+        finally:
+            self._closed = True
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+            self._end_all()
+
+    async def _connect(self) -> _SubscriberWire:
+        async with asyncio.timeout(self.connect_timeout_s):
+            wire = await self.endpoint.open(lambda: _SubscriberWire(self))
+            for cmd in self.endpoint.login(select_db=False):  # channels span databases
+                reply = await wire.command(*cmd)
+                if isinstance(reply, hiredis.ReplyError):
+                    if wire.transport is not None:
+                        wire.transport.close()
+                    raise RedisUnavailable(f"redis refused the pub/sub login: {reply}")
+        return wire
+
+    def _end_all(self) -> None:
+        subs, self._subs = self._subs, defaultdict(set)
+        confirm, self._confirm = self._confirm, defaultdict(list)
+        for group in subs.values():
+            for s in group:
+                s.deliver(None)
+        for futs in confirm.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_exception(RedisUnavailable("the pub/sub connection was lost"))
+                    fut.exception()  # retrieved here: the subscriber waiting raises it
+
+    def on_message(self, channel: bytes, data: bytes) -> None:
+        for s in self._subs.get(channel, ()):
+            s.deliver(data)
+
+    def on_subscribed(self, channel: bytes) -> None:
+        for fut in self._confirm.pop(channel, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def subscribe(
+        self, channel: str, timeout_s: float = 5.0, sink: Sink | None = None
+    ) -> Subscription:
+        """A subscription whose messages start no later than this call's return (handed to
+        ``sink``, if given, from the hub's connection callback: it must not block)."""
+        if self._closed:
+            raise RedisUnavailable("the event hub has stopped")
+        async with asyncio.timeout(timeout_s):
+            await self._up.wait()
+            wire = self._wire
+            assert wire is not None
+            key = channel.encode()
+            sub = Subscription(self, channel, sink)
+            first = not self._subs[key]
+            self._subs[key].add(sub)
+            if first:
+                self._confirm[key].append(asyncio.get_running_loop().create_future())
+                wire.write("SUBSCRIBE", key)
+            pending = list(self._confirm.get(key, ()))
+            try:
+                if pending:
+                    await asyncio.gather(*(asyncio.shield(f) for f in pending))
+            except BaseException:
+                self.unsubscribe_now(sub)
+                raise
+        return sub
+
+    def unsubscribe_now(self, sub: Subscription) -> None:
+        key = sub.channel.encode()
+        subs = self._subs.get(key)
+        if subs is None or sub not in subs:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self._subs[key]
+            if self._wire is not None and not self._closed:
+                self._wire.write("UNSUBSCRIBE", key)
+
+    @contextlib.asynccontextmanager
+    async def subscription(
+        self, channel: str, sink: Sink | None = None
+    ) -> AsyncIterator[Subscription]:
+        sub = await self.subscribe(channel, sink=sink)
+        try:
+            yield sub
+        finally:
+            self.unsubscribe_now(sub)

@@ -1,0 +1,1 @@
+"""WebSocket plumbing shared by every socket: protocol, connection, origins."""

@@ -1,0 +1,57 @@
+"""How every WebSocket of the service runs one connection: its loops (receive, forwarders,
+writer, watchdogs) in one task group, so that the first to end ends them all and a disconnect
+leaks no task; a loop ends the connection with a close code by raising ``WsClose``. And how
+each reads its client's messages (``receive_text``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from marketpulse.infra.ws.protocol import MAX_MESSAGE
+
+
+class WsClose(Exception):
+    """Raised by a connection's loop: close the socket with ``code`` (and ``reason``)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+async def receive_text(ws: WebSocket) -> str | None:
+    """The client's next text message, or None for a binary frame (no protocol of ours has
+    them; the caller answers it). Raises WebSocketDisconnect when the client has left and
+    ``WsClose(1009)`` for a message over MAX_MESSAGE (with ``ws_options()`` uvicorn refuses such
+    a frame itself; this holds under any server)."""
+    msg = await ws.receive()
+    if msg["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(msg.get("code", 1000))
+    text: str | None = msg.get("text")
+    if text is not None and len(text.encode()) > MAX_MESSAGE:
+        raise WsClose(1009, "message too big")
+    return text
+
+
+async def run_connection(ws: WebSocket, *loops: Coroutine[Any, Any, None]) -> None:
+    """Run the loops until one raises ``WsClose`` (the socket is closed with its code) or the
+    client disconnects (nothing to close); any other error propagates."""
+    code, reason = 1000, ""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for loop in loops:
+                tg.create_task(loop)
+    except* WsClose as eg:
+        first = eg.exceptions[0]
+        if isinstance(first, WsClose):
+            code, reason = first.code, first.reason
+    except* WebSocketDisconnect:
+        code = 0  # the client left
+    if code and ws.client_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await ws.close(code=code, reason=reason)

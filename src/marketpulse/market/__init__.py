@@ -1,0 +1,1 @@
+"""Market data: quotes, ticks, providers, fetch policy, cache."""

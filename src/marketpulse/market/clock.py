@@ -1,0 +1,71 @@
+"""The market clock: which tick of the market is current.
+
+The service's tick lives in Redis (``keys.MARKET_TICK``), advanced by the valuation loop; every
+instance reads the same value. ``WallTickClock`` derives a tick from elapsed wall time for
+standalone use (the seed's example), and ``ManualClock`` is the fake that tests drive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from marketpulse.errors import RedisUnavailable
+from marketpulse.infra.redis import keys
+
+
+class MarketClock(Protocol):
+    """Source of the current market tick (a non-negative integer, never decreasing)."""
+
+    async def tick(self) -> int: ...
+
+
+class RedisTickClock:
+    """The shared tick stored at ``keys.MARKET_TICK``; a missing key means tick 0."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def tick(self) -> int:
+        """The current tick; raises ``RedisUnavailable`` when Redis fails."""
+        try:
+            raw = await self._redis.get(keys.MARKET_TICK)
+        except RedisError as exc:
+            raise RedisUnavailable(f"market tick read failed: {exc}") from exc
+        if raw is None:
+            return 0
+        return int(raw)
+
+
+class WallTickClock:
+    """Tick = whole intervals elapsed since construction (``now`` is injectable)."""
+
+    def __init__(self, interval_s: float, now: Callable[[], float] = time.monotonic) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self._interval_s = interval_s
+        self._now = now
+        self._start = now()
+
+    async def tick(self) -> int:
+        return int((self._now() - self._start) // self._interval_s)
+
+
+class ManualClock:
+    """A clock tests set by hand."""
+
+    def __init__(self, tick: int = 0) -> None:
+        self._tick = tick
+
+    def set(self, tick: int) -> None:
+        self._tick = tick
+
+    def advance(self, n: int = 1) -> None:
+        self._tick += n
+
+    async def tick(self) -> int:
+        return self._tick

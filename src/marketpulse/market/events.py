@@ -1,0 +1,35 @@
+"""Fresh quotes on Redis pub/sub, for every instance's dashboard sockets.
+
+The monitor (one poller across instances, see ``alerts/monitor.py``) publishes each quote it
+observes on ``keys.QUOTE_EVENTS_ALL``; each instance's ``EventHub`` fans the channel out to its
+``/ws/dashboard`` connections, which forward the payload as is. The payload is already the
+wire frame, ``{"type": "quote", ...StockData JSON}``, so forwarding parses nothing.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from marketpulse.errors import RedisUnavailable
+from marketpulse.infra.redis import keys
+from marketpulse.market.quotes import StockData
+
+
+def quote_frame(quote: StockData) -> str:
+    """``{"type": "quote", "symbol", "price", ..., "source", "stale", "age_s"}`` as JSON text."""
+    return '{"type":"quote",' + quote.model_dump_json()[1:]
+
+
+class RedisQuotePublisher:
+    """PUBLISH each observed quote as a dashboard frame (fire and forget: pub/sub keeps none)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def publish(self, quote: StockData) -> None:
+        """Raises ``RedisUnavailable`` if Redis did not take it."""
+        try:
+            await self._redis.publish(keys.QUOTE_EVENTS_ALL, quote_frame(quote))
+        except RedisError as exc:
+            raise RedisUnavailable(f"could not publish the quote of {quote.symbol}") from exc

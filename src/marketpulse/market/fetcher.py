@@ -1,0 +1,303 @@
+"""The seed's ``DataFetcher``: quotes and history through the fallback chain, cache and policy.
+
+Guarantees:
+- Providers are tried in order (``MARKETPULSE_DATA_SOURCE``, e.g. ``yahoo,nse,simulated``), each
+  behind its ``GuardedProvider`` (rate limit, timeout, retries, breaker). A quote is validated
+  against the symbol's last good quote before it is used, cached or returned; a rejected quote
+  is logged and the next provider is tried.
+- When every provider fails, the last good quote is returned flagged ``stale`` with ``age_s``;
+  without one, ``QuoteUnavailable`` is raised. A batch never raises for one bad symbol: the
+  symbol is absent from the result and the error logged.
+- Live quotes are cached for the TTL; tick-source quotes only for the tick they were made at.
+  A batch does one cache read and at most two pipelined writes.
+- The cache is an optimisation: when its Redis fails or does not answer, the fetch goes to the
+  providers uncached (no stale quote can then come from Redis, so when the providers fail too
+  the error is theirs), the failure is counted and logged rate-limited, and the cache is
+  bypassed for ``FetchPolicy.cache_retry_s`` (``market/cache_guard.py``). A market tick that
+  cannot be read is the last tick read (0 before any).
+- Nothing blocks the loop: blocking providers run in their own bounded thread pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
+
+from marketpulse.errors import MarketDataError, QuoteUnavailable, ValidationFailed
+from marketpulse.market.cache import CachedQuote, CacheLookup, CacheManager, aged
+from marketpulse.market.cache_guard import CacheGuard
+from marketpulse.market.clock import MarketClock, RedisTickClock, WallTickClock
+from marketpulse.market.provider_guard import CallObserver, FetchPolicy, GuardedProvider
+from marketpulse.market.providers.port import QuoteProvider
+from marketpulse.market.quotes import Bar, StockData
+from marketpulse.market.validation import check_symbol, validate_quote
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from marketpulse.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class FetchTelemetry(Protocol):
+    """The part of ``services.telemetry.Telemetry`` the fetcher reports to."""
+
+    def provider_call(self, provider: str, outcome: str, seconds: float) -> None: ...
+
+    def cache(self, hit: bool) -> None: ...
+
+
+class FetchCounters(CallObserver):
+    """Simple counters for the metrics endpoint; forwards to telemetry when given one."""
+
+    def __init__(self, telemetry: FetchTelemetry | None) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.latency_sum_s: defaultdict[str, float] = defaultdict(float)
+        self.stale_served = 0
+        self.rejected = 0
+        self._telemetry = telemetry
+
+    def observe(self, provider: str, outcome: str, seconds: float) -> None:
+        self.calls[(provider, outcome)] += 1
+        self.latency_sum_s[provider] += seconds
+        if self._telemetry is not None:
+            self._telemetry.provider_call(provider, outcome, seconds)
+
+
+def default_providers() -> list[QuoteProvider]:
+    """The standalone chain: the simulated market, seed 42."""
+    from marketpulse.market.providers import SimulatedSource
+    from marketpulse.market.providers.tick_provider import TickQuoteProvider
+
+    return [TickQuoteProvider(SimulatedSource(seed=42))]
+
+
+class DataFetcher:
+    """Quotes and daily history for any symbol; see the module docstring for guarantees."""
+
+    def __init__(
+        self,
+        providers: Sequence[QuoteProvider] | None = None,
+        *,
+        cache: CacheManager | None = None,
+        clock: MarketClock | None = None,
+        policy: FetchPolicy | None = None,
+        telemetry: FetchTelemetry | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.policy = policy or FetchPolicy()
+        self.counters = FetchCounters(telemetry)
+        chain = list(providers) if providers is not None else default_providers()
+        if not chain:
+            raise ValueError("DataFetcher needs at least one provider")
+        self.guards = [GuardedProvider(p, self.policy, self.counters) for p in chain]
+        self.cache = cache
+        self.clock: MarketClock = clock or WallTickClock(5.0)
+        self.cache_guard = self._guard("quote cache")
+        self.tick_guard = self._guard("market tick")
+        self._last_tick = 0
+        self._telemetry = telemetry
+        self._wall = wall
+        self._memory_last_good: dict[str, CachedQuote] = {}  # used only without a cache
+        self._gate = asyncio.Semaphore(self.policy.max_concurrency)
+
+    async def fetch_stock_data(self, symbol: str, *, tick: int | None = None) -> StockData:
+        """The symbol's quote; raises ``ValidationFailed`` (invalid_symbol) or
+        ``QuoteUnavailable``."""
+        norm = check_symbol(symbol)
+        found, errors = await self._fetch([norm], await self._tick(tick))
+        if norm in found:
+            return found[norm]
+        raise errors[norm]
+
+    async def fetch_batch_data(
+        self, symbols: Sequence[str], *, tick: int | None = None
+    ) -> dict[str, StockData]:
+        """Quotes of the symbols that could be had (keyed as given, upper-cased)."""
+        valid: list[str] = []
+        for s in dict.fromkeys(symbols):
+            try:
+                valid.append(check_symbol(s))
+            except ValidationFailed as exc:
+                log.warning("batch symbol refused", extra={"symbol": s, "error": str(exc)})
+        found, errors = await self._fetch(list(dict.fromkeys(valid)), await self._tick(tick))
+        for s, error in errors.items():
+            log.warning("quote unavailable", extra={"symbol": s, "error": str(error)})
+        return found
+
+    async def history(self, symbol: str, n: int = 253, *, tick: int | None = None) -> list[Bar]:
+        """Up to ``n`` daily bars, oldest first, from the first provider that has them."""
+        norm = check_symbol(symbol)
+        at = await self._tick(tick)
+        errors: list[str] = []
+        for guard in self.guards:
+            try:
+                return await guard.call(
+                    "history", norm, partial(guard.provider.history, norm, at, n)
+                )
+            except MarketDataError as exc:
+                errors.append(f"{guard.name}: {exc}")
+        raise QuoteUnavailable(f"no history for {norm}: " + "; ".join(errors))
+
+    def provider_status(self) -> list[dict[str, object]]:
+        """Per provider: name, circuit (closed/open/half_open), last_error, last_latency_ms,
+        calls_ok, calls_failed."""
+        return [g.status() for g in self.guards]
+
+    def metrics(self) -> dict[str, object]:
+        """Counters for the metrics endpoint."""
+        return {
+            "calls": {f"{p}:{o}": n for (p, o), n in sorted(self.counters.calls.items())},
+            "latency_sum_s": dict(self.counters.latency_sum_s),
+            "cache_hits": self.cache.hits if self.cache else 0,
+            "cache_misses": self.cache.misses if self.cache else 0,
+            "stale_served": self.counters.stale_served,
+            "rejected": self.counters.rejected,
+            "cache_errors": self.cache_guard.failures,
+            "cache_bypassed": self.cache_guard.bypassed,
+            "tick_errors": self.tick_guard.failures,
+        }
+
+    async def close(self) -> None:
+        """Release the providers' sessions and thread pools."""
+        for guard in self.guards:
+            closer = getattr(guard.provider, "close", None)
+            if closer is not None:
+                await closer()
+
+    def _guard(self, what: str) -> CacheGuard:
+        p = self.policy
+        return CacheGuard(what, timeout_s=p.cache_timeout_s, retry_s=p.cache_retry_s,
+                          log_every_s=p.outage_log_every_s, now=p.now)  # fmt: skip
+
+    async def _tick(self, tick: int | None) -> int:
+        if tick is not None:
+            return tick
+        read = await self.tick_guard.run("read", self.clock.tick)
+        if read is not None:
+            self._last_tick = read
+        return self._last_tick
+
+    async def _lookup(self, symbols: list[str], tick: int) -> dict[str, CacheLookup]:
+        if self.cache is None:
+            return {s: CacheLookup(None, self._memory_last_good.get(s)) for s in symbols}
+        found = await self.cache_guard.run("read", partial(self.cache.lookup, symbols, tick=tick))
+        if found is None:  # the cache is down: every symbol a miss, no last good quote
+            return {s: CacheLookup(None, None) for s in symbols}
+        if self._telemetry is not None:
+            for hit in found.values():
+                self._telemetry.cache(hit.fresh is not None)
+        return found
+
+    async def _fetch(
+        self, symbols: list[str], tick: int
+    ) -> tuple[dict[str, StockData], dict[str, MarketDataError]]:
+        lookups = await self._lookup(symbols, tick)
+        now = self._wall()
+        found: dict[str, StockData] = {}
+        todo: list[str] = []
+        for s in symbols:
+            hit = lookups[s].fresh
+            if hit is not None:
+                found[s] = aged(hit, now, stale=False)
+            else:
+                todo.append(s)
+        results = await asyncio.gather(
+            *(self._from_chain(s, tick, lookups[s].last_good) for s in todo)
+        )
+        live: dict[str, StockData] = {}
+        ticked: dict[str, StockData] = {}
+        errors: dict[str, MarketDataError] = {}
+        for s, (quote, is_live, error) in zip(todo, results, strict=True):
+            if quote is None:
+                errors[s] = error or QuoteUnavailable(f"no quote for {s}")
+                continue
+            found[s] = quote
+            if not quote.stale:
+                (live if is_live else ticked)[s] = quote
+        await self._remember(live, ticked, tick)
+        return found, errors
+
+    async def _from_chain(
+        self, symbol: str, tick: int, last_good: CachedQuote | None
+    ) -> tuple[StockData | None, bool, MarketDataError | None]:
+        """(quote, from a live provider, error) for one symbol; never raises ours."""
+        reasons: list[str] = []
+        async with self._gate:
+            for guard in self.guards:
+                try:
+                    quote = await guard.call(
+                        "quote", symbol, partial(guard.provider.quote, symbol, tick)
+                    )
+                    validate_quote(quote, last_good.quote if last_good else None,
+                                   self.policy.max_jump)  # fmt: skip
+                except MarketDataError as exc:
+                    if exc.code == "invalid_quote":
+                        self.counters.rejected += 1
+                        log.warning("quote rejected", extra={"symbol": symbol, "error": str(exc)})
+                    reasons.append(f"{guard.name}: {exc}")
+                    continue
+                return quote.model_copy(update={"symbol": symbol}), guard.provider.live, None
+        if last_good is not None:
+            self.counters.stale_served += 1
+            log.warning("serving stale quote", extra={"symbol": symbol, "reasons": reasons})
+            return aged(last_good, self._wall(), stale=True), True, None
+        return None, True, QuoteUnavailable(f"no quote for {symbol}: " + "; ".join(reasons))
+
+    async def _remember(
+        self, live: dict[str, StockData], ticked: dict[str, StockData], tick: int
+    ) -> None:
+        if self.cache is None:
+            now = self._wall()
+            for s, q in (live | ticked).items():
+                self._memory_last_good[s] = CachedQuote(q, now)
+            return
+        cache = self.cache
+
+        async def store(quotes: dict[str, StockData], at: int | None) -> bool:
+            await cache.store(quotes, ttl=None, tick=at, last_good=True)
+            return True
+
+        if live:
+            await self.cache_guard.run("write", partial(store, live, None))
+        if ticked:
+            await self.cache_guard.run("write", partial(store, ticked, tick))
+
+
+def build_fetcher(
+    settings: Settings,
+    redis: Redis,
+    cache_redis: Redis | None,
+    telemetry: FetchTelemetry | None = None,
+) -> DataFetcher:
+    """The service's fetcher: ``settings.data_source`` as the fallback chain, the cache in
+    ``cache_redis`` (or ``redis``), the market tick from ``redis``."""
+    from marketpulse.market.providers import make_tick_source
+    from marketpulse.market.providers.tick_provider import TickQuoteProvider
+
+    chain: list[QuoteProvider] = []
+    for name in settings.data_source:
+        if name == "yahoo":  # imported only when used: yfinance (pandas) takes ~1.7 s to load
+            from marketpulse.market.providers.yahoo import YahooProvider
+
+            chain.append(YahooProvider())
+        elif name == "nse":
+            from marketpulse.market.providers.nse import NseProvider
+
+            chain.append(NseProvider())
+        else:
+            source = make_tick_source(
+                name,
+                seed=settings.seed,
+                replay_start=settings.replay_start,
+                replay_step=settings.replay_step,
+            )
+            chain.append(TickQuoteProvider(source))
+    cache = CacheManager(redis=cache_redis or redis, ttl=settings.cache_ttl)
+    return DataFetcher(chain, cache=cache, clock=RedisTickClock(redis), telemetry=telemetry)

@@ -1,0 +1,251 @@
+"""The ``simulated`` market: a deterministic, correlated random walk for any ticker.
+
+Guarantees:
+
+- Pure: the same ``(seed, symbol, tick)`` gives the same bar on every instance and in every
+  process, whatever the order of calls. Random draws are seeded per block of ticks from the seed
+  and a CRC32 of the symbol (never Python's salted ``hash``), and closes are accumulated from
+  tick 0 outwards in whole blocks, so no call can change how another value is computed.
+- Ticks run from ``-history_days`` upwards without bound, so history exists at tick 0; a tick
+  below that raises ``PermanentSourceError``. Values at a tick do not depend on ``history_days``.
+- Returns of every symbol load on one market factor (shared through the seed), so symbols are
+  correlated; each symbol has its own beta, daily volatility (1–3 %), start price (20–500) and
+  base volume, derived from the symbol alone.
+- Bars satisfy ``high >= max(open, close) >= min(open, close) >= low > 0``, prices in cents,
+  ``adj_close == close``; volume is log-normal around the base with 3–8× spikes on ~2 % of days.
+- Tick ``t`` is the ``t``-th business day (Mon–Fri) from 2026-01-02, so dates are monotonic.
+
+Bars are generated lazily in blocks and cached per symbol as numpy arrays: ``bar`` is O(1)
+amortised. Thread-safe (one lock per instance guards the caches).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from marketpulse.errors import PermanentSourceError
+from marketpulse.market.quotes import Bar
+from marketpulse.market.ticks import FloatArray
+
+IntArray = npt.NDArray[np.int64]
+
+TICKER = re.compile(r"[A-Z0-9.\-^=]{1,20}")
+ANCHOR = np.datetime64("2026-01-02", "D")  # the date of tick 0, a Friday
+BLOCK = 1024  # ticks generated at a time
+MARKET_VOL = 0.011  # daily volatility of the market factor
+MARKET_DRIFT = 0.0003  # daily log drift of the market factor
+SPIKE_P = 0.02  # share of days with a volume spike
+VOLUME_SIGMA = 0.35  # log-normal volume dispersion
+_U64 = 2**64
+_BIAS = 2**40  # SeedSequence entropy must be non-negative; blocks below tick 0 are negative
+_MARKET_TAG, _SYMBOL_TAG, _PROFILE_TAG = 1, 2, 3
+
+
+def _crc(symbol: str) -> int:
+    return zlib.crc32(symbol.encode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolProfile:
+    """Constants of one symbol, derived from the symbol alone (the same under any seed)."""
+
+    beta: float  # loading on the market factor
+    idio_vol: float  # daily volatility of the symbol's own noise
+    start_price: float  # close at tick 0
+    base_volume: float  # median daily volume outside spikes
+
+    @classmethod
+    def of(cls, symbol: str) -> SymbolProfile:
+        rng = np.random.default_rng(np.random.SeedSequence([_PROFILE_TAG, _crc(symbol)]))
+        vol = float(rng.uniform(0.01, 0.03))  # total daily volatility
+        r2 = float(rng.uniform(0.3, 0.6))  # share of the variance the market explains
+        return cls(
+            beta=vol * math.sqrt(r2) / MARKET_VOL,
+            idio_vol=vol * math.sqrt(1.0 - r2),
+            start_price=math.exp(rng.uniform(math.log(20.0), math.log(500.0))),
+            base_volume=math.exp(rng.uniform(math.log(5e5), math.log(5e7))),
+        )
+
+    @property
+    def vol(self) -> float:
+        return math.hypot(self.beta * MARKET_VOL, self.idio_vol)
+
+
+def _span(block_rows: Callable[[int], FloatArray], lo: int, hi: int) -> FloatArray:
+    """Columns for ticks [lo, hi) cut from the per-block arrays that cover them."""
+    first, last = lo // BLOCK, (hi - 1) // BLOCK
+    joined = np.concatenate([block_rows(b) for b in range(first, last + 1)], axis=-1)
+    start = lo - first * BLOCK
+    return joined[..., start : start + hi - lo]
+
+
+class _SymbolPath:
+    """Bars of one symbol for ticks [first, end), grown upward by whole blocks."""
+
+    def __init__(
+        self, seed: int, symbol: str, history_days: int, market: Callable[[int], FloatArray]
+    ) -> None:
+        self._seed = seed
+        self._crc = _crc(symbol)
+        self._market = market
+        self.profile = SymbolProfile.of(symbol)
+        self.first = -history_days
+        lo, hi = self.first, BLOCK
+        draws = self._draws(lo, hi)
+        r = self._returns(draws, lo, hi)
+        zero = -lo  # column of tick 0
+        log0 = math.log(self.profile.start_price)
+        # Accumulate outwards from tick 0 so a tick's value never depends on history_days.
+        up = np.cumsum(np.concatenate(([log0], r[zero + 1 :])))  # ticks 0 .. hi-1
+        down = np.cumsum(np.concatenate(([log0], -r[zero::-1])))  # ticks 0, -1, .. lo-1
+        log_close = np.concatenate((down[:0:-1], up))  # ticks lo-1 .. hi-1
+        self._log_last = float(log_close[-1])
+        close = np.exp(log_close)
+        self._set(*self._bars(draws, close[:-1], close[1:]))
+        self.end = hi
+
+    def _block_draws(self, block: int) -> FloatArray:
+        seq = np.random.SeedSequence([self._seed, _SYMBOL_TAG, self._crc, block + _BIAS])
+        rng = np.random.default_rng(seq)
+        # rows: idiosyncratic, gap, high, low, volume (normal); spike?, spike size (uniform)
+        return np.concatenate((rng.standard_normal((5, BLOCK)), rng.random((2, BLOCK))))
+
+    def _draws(self, lo: int, hi: int) -> FloatArray:
+        return _span(self._block_draws, lo, hi)
+
+    def _returns(self, draws: FloatArray, lo: int, hi: int) -> FloatArray:
+        p = self.profile
+        z_market = _span(self._market, lo, hi)
+        drift = p.beta * MARKET_DRIFT - 0.5 * p.vol**2
+        result: FloatArray = drift + p.beta * MARKET_VOL * z_market + p.idio_vol * draws[0]
+        return result
+
+    def _bars(
+        self, draws: FloatArray, prev_close: FloatArray, close: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray]:
+        vol = self.profile.vol
+        open_ = prev_close * np.exp(0.3 * vol * draws[1])
+        high = np.maximum(open_, close) * np.exp(0.5 * vol * np.abs(draws[2]))
+        low = np.minimum(open_, close) * np.exp(-0.5 * vol * np.abs(draws[3]))
+        spike = np.where(draws[5] < SPIKE_P, 3.0 + 5.0 * draws[6], 1.0)
+        volume = self.profile.base_volume * np.exp(VOLUME_SIGMA * draws[4]) * spike
+        # Cents, floored at one cent: rounding is monotonic, so the OHLC order survives it.
+        cents = [np.maximum(np.round(a, 2), 0.01) for a in (open_, high, low, close)]
+        return (
+            cents[0],
+            cents[1],
+            cents[2],
+            cents[3],
+            np.maximum(np.rint(volume), 1).astype(np.int64),
+        )
+
+    def _set(
+        self, open_: FloatArray, high: FloatArray, low: FloatArray, close: FloatArray, vol: IntArray
+    ) -> None:
+        self.open, self.high, self.low, self.close, self.volume = open_, high, low, close, vol
+
+    def grow_to(self, tick: int) -> None:
+        """Generate whole blocks until ``tick`` is covered."""
+        while tick >= self.end:
+            lo, hi = self.end, self.end + BLOCK
+            draws = self._draws(lo, hi)
+            r = self._returns(draws, lo, hi)
+            log_close = np.cumsum(np.concatenate(([self._log_last], r)))
+            self._log_last = float(log_close[-1])
+            close = np.exp(log_close)
+            o, h, low, c, v = self._bars(draws, close[:-1], close[1:])
+            self._set(
+                np.concatenate((self.open, o)),
+                np.concatenate((self.high, h)),
+                np.concatenate((self.low, low)),
+                np.concatenate((self.close, c)),
+                np.concatenate((self.volume, v)),
+            )
+            self.end = hi
+
+
+def tick_dates(lo: int, hi: int) -> list[str]:
+    """ISO dates of ticks [lo, hi): business days counted from 2026-01-02 (tick 0)."""
+    days = np.busday_offset(ANCHOR, np.arange(lo, hi), roll="forward")
+    return [str(d) for d in days]
+
+
+class SimulatedSource:
+    """Deterministic correlated random walk for any ticker (see the module docstring)."""
+
+    name: str = "simulated"
+
+    def __init__(self, seed: int = 42, history_days: int = 300) -> None:
+        if history_days < 0:
+            raise ValueError(f"history_days must be >= 0, got {history_days}")
+        self.seed = seed
+        self.history_days = history_days
+        self._seed_u = seed % _U64
+        self._lock = threading.Lock()
+        self._market_blocks: dict[int, FloatArray] = {}
+        self._paths: dict[str, _SymbolPath] = {}
+
+    def knows(self, symbol: str) -> bool:
+        """Any ticker-shaped symbol: 1–20 of ``A-Z 0-9 . - ^ =`` (case-insensitive)."""
+        return TICKER.fullmatch(symbol.upper()) is not None
+
+    def bar(self, symbol: str, tick: int) -> Bar:
+        """The bar shown at ``tick``; raises ``PermanentSourceError`` for a bad symbol or tick."""
+        path, i = self._locate(symbol, tick)
+        return Bar(
+            date=tick_dates(tick, tick + 1)[0],
+            open=float(path.open[i]),
+            high=float(path.high[i]),
+            low=float(path.low[i]),
+            close=float(path.close[i]),
+            adj_close=float(path.close[i]),
+            volume=int(path.volume[i]),
+        )
+
+    def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
+        """Up to ``n`` daily bars ending at ``tick`` (inclusive), oldest first."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        path, i = self._locate(symbol, tick)
+        j = max(0, i - n + 1)
+        cols = (path.open, path.high, path.low, path.close, path.volume)
+        o, h, low, c, v = (a[j : i + 1].tolist() for a in cols)
+        dates = tick_dates(path.first + j, tick + 1)
+        return [
+            Bar(date=d, open=oo, high=hh, low=ll, close=cc, adj_close=cc, volume=vv)
+            for d, oo, hh, ll, cc, vv in zip(dates, o, h, low, c, v, strict=True)
+        ]
+
+    def _locate(self, symbol: str, tick: int) -> tuple[_SymbolPath, int]:
+        sym = symbol.upper()
+        if TICKER.fullmatch(sym) is None:
+            raise PermanentSourceError(f"not a ticker symbol: {symbol!r}")
+        if tick < -self.history_days:
+            raise PermanentSourceError(
+                f"no data for {sym} at tick {tick}: simulated history starts at tick "
+                f"{-self.history_days}"
+            )
+        with self._lock:
+            path = self._paths.get(sym)
+            if path is None:
+                path = _SymbolPath(self._seed_u, sym, self.history_days, self._market_block)
+                self._paths[sym] = path
+            path.grow_to(tick)
+        return path, tick - path.first
+
+    def _market_block(self, block: int) -> FloatArray:
+        """Standard normal market shocks of one block of ticks (caller holds the lock)."""
+        z = self._market_blocks.get(block)
+        if z is None:
+            seq = np.random.SeedSequence([self._seed_u, _MARKET_TAG, block + _BIAS])
+            z = np.random.default_rng(seq).standard_normal(BLOCK)
+            self._market_blocks[block] = z
+        return z

@@ -1,0 +1,51 @@
+"""Adapt a tick-addressed market (``simulated``, ``replay``) to the ``QuoteProvider`` port."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from marketpulse.errors import PermanentSourceError
+from marketpulse.market.quotes import Bar, StockData
+from marketpulse.market.ticks import TickSource
+
+
+def bar_time(bar: Bar) -> datetime:
+    """The bar's trading day as a UTC datetime at midnight."""
+    return datetime.strptime(bar.date, "%Y-%m-%d").replace(tzinfo=UTC)
+
+
+class TickQuoteProvider:
+    """Quotes are the bar at the tick: price = close, previous_close = the previous tick's close.
+
+    Pure and instantaneous (the sources compute in memory), so it runs on the loop.
+    """
+
+    live = False
+
+    def __init__(self, source: TickSource) -> None:
+        self._source = source
+        self.name = source.name
+
+    async def quote(self, symbol: str, tick: int) -> StockData:
+        bar = self._source.bar(symbol, tick)
+        previous: float | None = None
+        if tick > 0:
+            try:
+                previous = self._source.bar(symbol, tick - 1).close
+            except PermanentSourceError:
+                previous = None  # the symbol's first bar: nothing before it
+        return StockData(
+            symbol=symbol,
+            price=bar.close,
+            volume=bar.volume,
+            timestamp=bar_time(bar),
+            high=bar.high,
+            low=bar.low,
+            open=bar.open,
+            close=previous if previous is not None else bar.close,
+            source=self.name,
+            previous_close=previous,
+        )
+
+    async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
+        return self._source.history(symbol, tick, n)

@@ -1,0 +1,177 @@
+"""Yahoo Finance quotes and daily history through yfinance (provider name ``yahoo``).
+
+``yahoo`` uses yfinance itself, as the issue asks. yfinance is blocking, so every call runs in a
+bounded ``ThreadPoolExecutor`` under a timeout (both ours and the HTTP timeout yfinance passes
+on, so a hung request also frees its thread). Offline tests point yfinance at a local HTTP server
+by giving it a ``requests.Session`` whose transport rewrites every URL to that server (yfinance
+accepts a requests or curl_cffi session); production passes none and yfinance uses its own
+browser-impersonating curl_cffi session. Note that yfinance keeps that session in a process-wide
+singleton: the last session given wins for every Ticker.
+
+Error translation at this edge: yfinance hides most failures as empty frames unless told not to,
+so the provider turns its process-wide ``config.debug.hide_exceptions`` off (what the deprecated
+``raise_errors=True`` of each call did; this service is the process's only yfinance user) and an
+empty frame still counts as "no data".
+``YFRateLimitError`` (and Yahoo's plain-text ``Edge: Too Many Requests`` surfacing as a JSON
+decode error), timeouts and connection errors become ``TransientSourceError``; an unknown or
+delisted symbol (``YFPricesMissingError``, ``YFTzMissingError``, an empty frame) becomes
+``PermanentSourceError``. NSE symbols use ``.NS`` and BSE ``.BO`` as Yahoo spells them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import yfinance as yf
+from yfinance import exceptions as yfx
+
+from marketpulse.errors import MarketDataError, PermanentSourceError, TransientSourceError
+from marketpulse.market.quotes import Bar, StockData
+
+T = TypeVar("T")
+META_KEYS = (
+    "regularMarketPrice",
+    "regularMarketTime",
+    "regularMarketVolume",
+    "regularMarketDayHigh",
+    "regularMarketDayLow",
+)
+
+
+def translate(symbol: str, exc: Exception) -> MarketDataError:
+    """Our error for an exception raised inside yfinance."""
+    text = f"yahoo {symbol}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, yfx.YFRateLimitError) or "Too Many Requests" in str(exc):
+        return TransientSourceError(text)
+    if isinstance(exc, (yfx.YFPricesMissingError, yfx.YFTzMissingError)):
+        return PermanentSourceError(text)
+    if isinstance(exc, json.JSONDecodeError):
+        return TransientSourceError(text)  # Yahoo's 429/5xx bodies are text/HTML, not JSON
+    if isinstance(exc, yfx.YFDataException) and "CURRENTLY DOWN" in str(exc):
+        return TransientSourceError(text)
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
+        return PermanentSourceError(text)  # an HTTPError for a 404 and the like
+    if isinstance(exc, (OSError, TimeoutError)):
+        return TransientSourceError(text)  # requests and curl_cffi errors are OSErrors
+    return PermanentSourceError(text)
+
+
+def as_utc(when: Any) -> datetime:
+    """A UTC datetime from epoch seconds or a pandas Timestamp (yfinance formats meta times)."""
+    if hasattr(when, "to_pydatetime"):
+        return when.to_pydatetime().astimezone(UTC)  # type: ignore[no-any-return]
+    return datetime.fromtimestamp(int(when), UTC)
+
+
+def frame_bars(frame: Any) -> list[Bar]:
+    """Daily bars (oldest first) from a yfinance history frame; rows without a close dropped."""
+    bars: list[Bar] = []
+    for stamp, row in frame.iterrows():
+        close = float(row["Close"])
+        if not math.isfinite(close):
+            continue
+        adj = float(row.get("Adj Close", close))
+        bars.append(
+            Bar(
+                date=stamp.strftime("%Y-%m-%d"),
+                open=float(row["Open"]),
+                high=float(row["High"]),
+                low=float(row["Low"]),
+                close=close,
+                adj_close=adj if math.isfinite(adj) else close,
+                volume=int(row["Volume"]) if math.isfinite(float(row["Volume"])) else 0,
+            )
+        )
+    return bars
+
+
+def quote_from(symbol: str, frame: Any, meta: dict[str, Any]) -> StockData:
+    """The current quote: meta's regular-market fields, the last bar's open, and the close of
+    the bar before the last as the previous close."""
+    if frame is None or frame.empty:
+        raise PermanentSourceError(f"yahoo {symbol}: no data (symbol may be delisted)")
+    last = frame.iloc[-1]
+    earlier = frame.iloc[:-1]["Close"].dropna()
+    previous = float(earlier.iloc[-1]) if len(earlier) else None
+    try:
+        price = float(meta.get("regularMarketPrice") or last["Close"])
+        stamp = as_utc(meta.get("regularMarketTime") or frame.index[-1])
+        return StockData(
+            symbol=symbol,
+            price=price,
+            volume=int(meta.get("regularMarketVolume") or last["Volume"] or 0),
+            timestamp=stamp,
+            high=float(meta.get("regularMarketDayHigh") or last["High"]),
+            low=float(meta.get("regularMarketDayLow") or last["Low"]),
+            open=float(last["Open"]) if math.isfinite(float(last["Open"])) else price,
+            close=previous if previous is not None else price,
+            previous_close=previous,
+            source="yahoo",
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PermanentSourceError(f"yahoo {symbol}: unexpected chart data: {exc!r}") from exc
+
+
+class YahooProvider:
+    """yfinance behind a bounded thread pool; every call is bounded by ``timeout_s``."""
+
+    name = "yahoo"
+    live = True
+
+    def __init__(
+        self,
+        *,
+        max_workers: int = 4,
+        timeout_s: float = 10.0,
+        session: object | None = None,
+    ) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="yfinance")
+        yf.config.debug.hide_exceptions = False  # raise failures instead of logging them away
+        self._timeout_s = timeout_s
+        self._session = session
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def quote(self, symbol: str, tick: int) -> StockData:
+        frame, meta = await self._run(symbol, lambda: self._fetch(symbol, "5d"))
+        return quote_from(symbol, frame, meta)
+
+    async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
+        frame, _ = await self._run(symbol, lambda: self._fetch(symbol, "2y"))
+        bars = frame_bars(frame)
+        if not bars:
+            raise PermanentSourceError(f"yahoo {symbol}: no daily history")
+        return bars[-n:]
+
+    def _fetch(self, symbol: str, period: str) -> tuple[Any, dict[str, Any]]:
+        ticker = yf.Ticker(symbol, session=self._session)
+        frame = ticker.history(
+            period=period,
+            interval="1d",
+            auto_adjust=False,
+            actions=False,
+            timeout=self._timeout_s,
+        )
+        meta = ticker.get_history_metadata() or {}
+        # a lazy mapping: read only the plain keys (copying it whole loads trading periods)
+        return frame, {k: meta[k] for k in META_KEYS if k in meta}
+
+    async def _run(self, symbol: str, call: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await loop.run_in_executor(self._pool, call)
+        except TimeoutError as exc:
+            raise TransientSourceError(f"yahoo {symbol}: timed out") from exc
+        except MarketDataError:
+            raise
+        except Exception as exc:  # yfinance raises anything; translated here, at the edge
+            raise translate(symbol, exc) from exc

@@ -1,0 +1,1 @@
+"""Observability: Prometheus, health warnings, system report, logs, dashboard."""

@@ -1,1 +1,0 @@
-"""marketpulse.services."""

@@ -1,0 +1,1 @@
+"""Portfolio analysis sessions: model, store, runs, valuation, edge."""

@@ -1,0 +1,318 @@
+"""The analysis engine: runs the five metrics of a session's analysis, pinned to a basis.
+
+A run reads its basis atomically when it starts (the start script returns holdings, prices and
+tick with the basis_version), computes the five results once (on the engine's worker), waits
+each metric's modelled delay, timed from the start and overlapping (the run takes the slowest,
+not the sum), and appends each when it is due with the checked append of guarantee 2: a result
+computed from a basis that has since moved is dropped and the run restarts from a fresh atomic
+read (bounded; past the bound, ``unstable_basis``). Every run is a task held by this engine,
+keyed by session: a switch cancels *and awaits* the superseded task; ``shutdown`` cancels and
+awaits them all. A run whose client disconnected keeps going to completion (its results land in
+the session state for the next connect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from marketpulse.config import MetricDelay
+from marketpulse.errors import MarketPulseError
+from marketpulse.market.view import Market
+from marketpulse.sessions.metrics import METRIC_NAMES, compute_metric
+from marketpulse.sessions.portfolio_inputs import MarketStats, inputs_from, market_stats
+from marketpulse.sessions.store import RunSnapshot, SessionStore
+from marketpulse.timefmt import iso_z, utc_now
+
+log = logging.getLogger(__name__)
+
+STATS_MEMO = 1024
+# The compute worker (``AnalysisEngine.compute``): an item with time to spare waits until no new
+# item has arrived for COMPUTE_QUIET_S, and starts at the latest COMPUTE_LEAD_S before it is due.
+COMPUTE_QUIET_S = 0.002
+COMPUTE_LEAD_S = 0.05
+T = TypeVar("T")
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once, not per dumps()
+
+
+class AnalysisTelemetry(Protocol):
+    def analysis_event(self, kind: str) -> None: ...
+
+    def analysis_completed(self, seconds: float) -> None: ...
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+class AnalysisEngine:
+    """Owns every analysis run of this instance."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        market: Market,
+        *,
+        delay: MetricDelay,
+        max_restarts: int = 3,
+        now: Callable[[], datetime] = utc_now,
+        rng: random.Random | None = None,
+        telemetry: AnalysisTelemetry | None = None,
+        compute_quiet_s: float = COMPUTE_QUIET_S,
+        compute_lead_s: float = COMPUTE_LEAD_S,
+    ) -> None:
+        self.store = store
+        self.market = market
+        self.delay = delay
+        self.max_restarts = max_restarts
+        self.now = now
+        self.rng = rng or random.Random()
+        self.telemetry = telemetry
+        self.runs: dict[str, asyncio.Task[None]] = {}
+        self._stats_memo: OrderedDict[tuple[tuple[str, ...], int], asyncio.Future[MarketStats]] = (
+            OrderedDict()
+        )
+        self._closing = False
+        self.compute_quiet_s = compute_quiet_s
+        self.compute_lead_s = compute_lead_s
+        self._work: deque[tuple[Callable[[], Any], asyncio.Future[Any], float]] = deque()
+        self._queued_at = -math.inf
+        self._worker: asyncio.Task[None] | None = None
+
+    def _event(self, kind: str) -> None:
+        if self.telemetry is not None:
+            self.telemetry.analysis_event(kind)
+
+    async def analyze(self, session_id: str, token_hash: str, ticker: str) -> RunSnapshot:
+        """Start analysing ``ticker`` (a no-op answering the running run if it is already the one
+        running). Raises SessionNotFound, NotInPortfolio."""
+        snap = await self.store.start_analysis(
+            session_id, token_hash, ticker, new_run_id(), iso_z(self.now())
+        )
+        if snap.already_running:
+            return snap
+        if snap.superseded_run_id is not None:
+            self._event("cancelled")
+        begun = asyncio.get_running_loop().time()  # the run's metrics are timed from its start
+        await self._drop(session_id)
+        if not self._closing:
+            self._event("started")
+            task = asyncio.get_running_loop().create_task(
+                self._run(session_id, ticker, snap, begun), name=f"analysis:{session_id}:{ticker}"
+            )
+            self.runs[session_id] = task
+            task.add_done_callback(lambda t: self._forget(session_id, t))
+        return snap
+
+    async def cancel(self, session_id: str, token_hash: str) -> str | None:
+        """Cancel the running analysis; the cancelled run id, or None if nothing ran."""
+        run_id = await self.store.cancel_analysis(session_id, token_hash, iso_z(self.now()))
+        if run_id is not None:
+            self._event("cancelled")
+            await self._drop(session_id)
+        return run_id
+
+    def _forget(self, session_id: str, task: asyncio.Task[None]) -> None:
+        if self.runs.get(session_id) is task:
+            del self.runs[session_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("analysis run failed", exc_info=task.exception())
+
+    async def _drop(self, session_id: str) -> None:
+        task = self.runs.pop(session_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def shutdown(self) -> None:
+        """Cancel and await every run of this instance."""
+        self._closing = True
+        tasks = list(self.runs.values())
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            tasks.append(worker)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self.runs.clear()
+        while self._work:
+            self._work.popleft()[1].cancel()  # queued for a worker that is gone
+
+    async def _run(self, session_id: str, ticker: str, snap: RunSnapshot, begun: float) -> None:
+        started = time.perf_counter()
+        run: RunSnapshot | str = snap
+        while isinstance(run, RunSnapshot):
+            outcome = await self._attempt(session_id, ticker, run, begun)
+            if outcome == "complete":
+                self._event("completed")
+                if self.telemetry is not None:
+                    self.telemetry.analysis_completed(time.perf_counter() - started)
+                return
+            if outcome != "stale":
+                return
+            run = await self.store.restart_analysis(
+                session_id, run.run_id, new_run_id(), self.max_restarts, iso_z(self.now())
+            )
+            begun = asyncio.get_running_loop().time()
+            self._event("restarted" if isinstance(run, RunSnapshot) else "failed")
+
+    async def _attempt(self, session_id: str, ticker: str, run: RunSnapshot, begun: float) -> str:
+        """'complete' | 'stale' | 'over'. Each metric is due its modelled delay after ``begun``
+        (the moment the run started): the real computation happens inside that delay, as the
+        expensive analytics it models would."""
+        # One task per run: the metrics' modelled delays overlap (the run takes the slowest of
+        # them, not their sum), and metrics due at the same moment are appended by one script
+        # run (each checked, versioned and published as if appended alone, one after another).
+        lo, hi = self.delay.lo, self.delay.hi
+        due = sorted((self.rng.uniform(lo, hi) if hi > 0 else 0.0, name) for name in METRIC_NAMES)
+        # The five results are pure functions of the pinned basis: computed (and serialised) once,
+        # before the first is due, so the moment a metric is due costs only its timestamp and the
+        # checked append.
+        try:
+            stats = await self.stats(tuple(run.holdings), run.tick)
+            heads = await self.compute(
+                partial(_result_heads, ticker, run, stats), by=begun + due[0][0]
+            )
+        except MarketPulseError as exc:
+            log.warning("analysis of %s in %s cannot run: %s", ticker, session_id, exc.message)
+            await self.store.fail_analysis(session_id, run.run_id, exc.code)
+            self._event("failed")
+            return "over"
+        loop = asyncio.get_running_loop()
+        while due:
+            wait = begun + due[0][0] - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)  # the modelled cost of the analytics
+            elapsed = loop.time() - begun
+            ready = [d for d in due if d[0] <= elapsed]
+            due = due[len(ready) :]
+            stamp = f',"timestamp":"{iso_z(self.now())}"}}'
+            statuses = await self.store.append_results(
+                session_id,
+                run.run_id,
+                run.basis_version,
+                [(f"{run.run_id}:{name}", heads[name] + stamp) for _, name in ready],
+                len(METRIC_NAMES),
+            )
+            if "superseded" in statuses or "gone" in statuses:
+                return "over"  # wins over stale: a run that is no longer current never restarts
+            if "stale" in statuses:
+                return "stale"
+        return "complete"
+
+    async def compute(self, fn: Callable[[], T], *, by: float | None = None) -> T:
+        """``fn()`` (CPU work, no I/O), run by the engine's worker one item per event-loop
+        iteration, in order, so the I/O that becomes ready meanwhile is not queued behind a
+        whole burst of computations. ``by`` (loop time) is when the result is needed: an item
+        with time to spare waits while new items keep arriving (a burst of runs starting
+        together), so their starts and messages go first and the computing fills the quiet
+        after; it waits no later than ``by - compute_lead_s``. A cancelled caller's item is
+        skipped."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queued_at = loop.time()
+        self._work.append((fn, fut, -math.inf if by is None else by - self.compute_lead_s))
+        if self._worker is None:
+            self._worker = loop.create_task(self._drain(), name="analysis:compute")
+        return await fut
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._work:
+                fn, fut, latest = self._work[0]
+                if fut.done():
+                    self._work.popleft()
+                    continue
+                hold = min(self._queued_at + self.compute_quiet_s, latest) - loop.time()
+                if hold > 0:
+                    await asyncio.sleep(hold)  # a burst is still arriving; this one can wait
+                    continue
+                self._work.popleft()
+                try:
+                    fut.set_result(fn())
+                except Exception as exc:  # the caller's to handle, raised where it awaits
+                    fut.set_exception(exc)
+                await asyncio.sleep(0)  # let ready I/O run before the next item
+        finally:
+            if self._worker is asyncio.current_task():
+                self._worker = None
+
+    async def stats(self, tickers: tuple[str, ...], tick: int) -> MarketStats:
+        """Σ and momentum of the run's tickers at its tick, shared by every run that holds the
+        same tickers at the same tick (pure function of those two, so a memo is exact). Single
+        flight: runs that start together await one computation; a failed one is not kept."""
+        key = (tickers, tick)
+        memo = self._stats_memo
+        while True:
+            fut = memo.get(key)
+            if fut is None:
+                return await self._compute_stats(key)
+            try:
+                return await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if fut.cancelled() and task is not None and not task.cancelling():
+                    continue  # the run computing it was cancelled, not this one: compute it here
+                raise
+
+    async def _compute_stats(self, key: tuple[tuple[str, ...], int]) -> MarketStats:
+        memo = self._stats_memo
+        fut = memo[key] = asyncio.get_running_loop().create_future()
+        if len(memo) > STATS_MEMO:
+            memo.popitem(last=False)
+        try:
+            histories = await self.market.histories(key[0], key[1])
+            stats = market_stats(key[0], {s: list(h) for s, h in histories.items()})
+        except BaseException as exc:
+            if memo.get(key) is fut:
+                del memo[key]
+            if isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(exc)
+                fut.exception()  # marked retrieved: waiters, if any, re-raise it
+            raise
+        fut.set_result(stats)
+        return stats
+
+
+def _result_heads(ticker: str, run: RunSnapshot, stats: MarketStats) -> dict[str, str]:
+    """Every metric's result head for the run (raises MarketPulseError when the inputs cannot
+    be built)."""
+    inputs = inputs_from(run.holdings, run.prices, stats)
+    return {name: _result_head(ticker, run, inputs, name) for name in METRIC_NAMES}
+
+
+def _result_head(ticker: str, run: RunSnapshot, inputs: Any, name: str) -> str:
+    """The result message of DESIGN.md as JSON, less its ``timestamp`` and closing brace (added
+    when the metric is done). Raises ValueError for a non-finite value (never sent as NaN)."""
+    result = compute_metric(name, inputs, ticker)
+    body: dict[str, Any] = {
+        "ticker": ticker,
+        "metric": name,
+        "value": result.value,
+        "run_id": run.run_id,
+        "basis_version": run.basis_version,
+        "id": f"{run.run_id}:{name}",
+    }
+    details = dict(result.details)
+    if result.reason is not None:
+        details["reason"] = result.reason
+    if details:
+        body["details"] = details
+    return _JSON.encode(body)[:-1]

@@ -1,0 +1,264 @@
+"""The session state in Redis: one hash per session, every mutation one Lua script.
+
+Guarantees (DESIGN.md 1-8): each method is one atomic step on the server; the event of a change
+is published inside that step; client actions refresh the TTL, revaluations and appends never do
+and never recreate a missing key; a wrong token is indistinguishable from a missing session.
+Writes are idempotent so redis-py's retry after a lost reply is safe; a Redis error surfaces as
+RedisUnavailable (an unknown outcome, not a failure).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from marketpulse.errors import NotInPortfolio, RedisUnavailable, SessionExists, SessionNotFound
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.scripts import Lua, ScriptFolder
+from marketpulse.sessions.portfolio import Valuation, canonical_holdings
+
+T = TypeVar("T")
+Arg = str | int | float
+
+_INT_FIELDS = ("version", "basis_version")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RunSnapshot:
+    """What a run reads, atomically, when it starts or restarts: the basis it is pinned to."""
+
+    run_id: str
+    basis_version: int
+    holdings: dict[str, float]
+    prices: dict[str, float]
+    tick: int
+    superseded_run_id: str | None = None
+    already_running: bool = False
+
+
+SCRIPTS = ScriptFolder(
+    "marketpulse.sessions", prelude="_session_prelude", prelude_for=("session_", "analysis_")
+)
+_SESSION_CREATE = SCRIPTS.load("session_create")
+_SESSION_READ = SCRIPTS.load("session_read")
+_SESSION_TOUCH = SCRIPTS.load("session_touch")
+_SESSION_DELETE = SCRIPTS.load("session_delete")
+_SESSION_HOLDINGS = SCRIPTS.load("session_holdings")
+_ANALYSIS_START = SCRIPTS.load("analysis_start")
+_ANALYSIS_APPEND = SCRIPTS.load("analysis_append")
+_ANALYSIS_RESTART = SCRIPTS.load("analysis_restart")
+_ANALYSIS_CANCEL = SCRIPTS.load("analysis_cancel")
+_ANALYSIS_FAIL = SCRIPTS.load("analysis_fail")
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def render_state(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
+    """The public state object of DESIGN.md from the stored hash (the token never leaves)."""
+    f = {_s(k): _s(v) for k, v in raw.items()}
+    results = sorted(
+        ((int(k[2:]), v) for k, v in f.items() if k.startswith("r:")), key=lambda kv: kv[0]
+    )
+    cur = f.get("current_analysis")
+    return {
+        "session_id": f["session_id"],
+        "holdings": json.loads(f["holdings"]),
+        "total_value": float(f["total_value"]),
+        "current_analysis": json.loads(cur) if cur else None,
+        "analysis_results": [json.loads(v) for _, v in results],
+        "last_activity": f["last_activity"],
+        "version": int(f["version"]),
+        "basis_version": int(f["basis_version"]),
+        "prices": json.loads(f["prices"]),
+        "valued_at": f["valued_at"],
+    }
+
+
+class SessionStore:
+    """Sessions in Redis. Times are passed in (ISO-8601 UTC text), never read here.
+
+    The scripts go through ``mux`` (one pipelined connection, see redis_mux.py): they are the
+    hot path of every analysis. Plain commands use the pooled client ``redis``.
+    """
+
+    def __init__(self, redis: Redis, mux: RedisMux, *, ttl_s: int, results_cap: int = 500) -> None:
+        self.redis = redis
+        self.mux = mux
+        self.ttl_s = ttl_s
+        self.results_cap = results_cap
+        self.revalue_script = SCRIPTS.register(redis, "session_revalue")
+
+    async def _script(self, lua: Lua, session_id: str, args: list[Arg]) -> Any:
+        try:
+            return await self.mux.evalsha(lua.sha, lua.source, self.keys_for(session_id), args)
+        except RedisError as exc:  # an error reply: a bug, or a server out of memory
+            raise RedisUnavailable(f"redis: {exc}") from exc
+
+    @staticmethod
+    def keys_for(session_id: str) -> list[str]:
+        return [keys.session(session_id), keys.session_events(session_id)]
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await fn()
+        except RedisError as exc:
+            raise RedisUnavailable(f"redis: {exc}") from exc
+
+    async def create(
+        self,
+        session_id: str,
+        token_hash: str,
+        holdings: Mapping[str, float],
+        val: Valuation,
+        now: str,
+    ) -> None:
+        """Atomic; raises SessionExists. Indexes the session for the valuation sweep first (its
+        creation time as the score), so a crash between the two steps leaves at most a ghost
+        index entry, which the sweep prunes once it is older than its grace (index_prune.lua)."""
+        born_ms = int(datetime.fromisoformat(now).timestamp() * 1000)
+        await self._call(
+            lambda: self.redis.zadd(keys.SESSION_INDEX, {session_id: born_ms}, nx=True)
+        )
+        args: list[Arg] = [session_id, token_hash, canonical_holdings(holdings), val.total_text]
+        args += [val.prices_text, now, val.tick, self.ttl_s]
+        res = await self._script(_SESSION_CREATE, session_id, args)
+        if _s(res) == "exists":
+            raise SessionExists(f"session {session_id!r} already exists")
+
+    async def read(self, session_id: str, token_hash: str, now: str) -> dict[str, Any]:
+        """The state object; a client action (refreshes TTL). Raises SessionNotFound."""
+        args: list[Arg] = [token_hash, now, self.ttl_s]
+        res = await self._script(_SESSION_READ, session_id, args)
+        if not isinstance(res, list):
+            raise SessionNotFound()
+        it = iter(res)
+        return render_state(dict(zip(it, it, strict=True)))
+
+    async def touch(self, session_id: str, token_hash: str, now: str) -> int:
+        args: list[Arg] = [token_hash, now, self.ttl_s]
+        res = await self._script(_SESSION_TOUCH, session_id, args)
+        if not isinstance(res, int):
+            raise SessionNotFound()
+        return res
+
+    async def verify(self, session_id: str, token_hash: str) -> bool:
+        """True if the token opens this session (read-only; constant-time compare)."""
+        stored = await self._call(lambda: self.redis.hget(keys.session(session_id), "token"))
+        return stored is not None and hmac.compare_digest(_s(stored), token_hash)
+
+    async def delete(self, session_id: str, token_hash: str) -> None:
+        res = await self._script(_SESSION_DELETE, session_id, [token_hash])
+        if _s(res) != "ok":
+            raise SessionNotFound()
+        await self._call(lambda: self.redis.zrem(keys.SESSION_INDEX, session_id))
+
+    async def set_holdings(
+        self,
+        session_id: str,
+        token_hash: str,
+        holdings: Mapping[str, float],
+        val: Valuation,
+        now: str,
+    ) -> int:
+        """New holdings and their valuation; bumps basis_version. Raises SessionNotFound."""
+        args: list[Arg] = [
+            token_hash,
+            canonical_holdings(holdings),
+            val.total_text,
+            val.prices_text,
+            now,
+        ]
+        args += [val.tick, self.ttl_s]
+        res = await self._script(_SESSION_HOLDINGS, session_id, args)
+        if not isinstance(res, int):
+            raise SessionNotFound()
+        return res
+
+    async def start_analysis(
+        self, session_id: str, token_hash: str, ticker: str, run_id: str, now: str
+    ) -> RunSnapshot:
+        """Start (or re-announce) the run for ``ticker``. Raises SessionNotFound, NotInPortfolio."""
+        args: list[Arg] = [token_hash, ticker, run_id, now, self.ttl_s]
+        res = await self._script(_ANALYSIS_START, session_id, args)
+        if not isinstance(res, list):
+            if _s(res) == "not_held":
+                raise NotInPortfolio(f"{ticker} is not in the portfolio")
+            raise SessionNotFound()
+        return _snapshot(res)
+
+    async def append_result(
+        self, session_id: str, run_id: str, basis: int, result_id: str, result_json: str, n: int
+    ) -> str:
+        """'ok' | 'complete' | 'dup' | 'superseded' | 'stale' | 'gone' (see the script)."""
+        (status,) = await self.append_results(
+            session_id, run_id, basis, [(result_id, result_json)], n
+        )
+        return status
+
+    async def append_results(
+        self, session_id: str, run_id: str, basis: int, results: Sequence[tuple[str, str]], n: int
+    ) -> list[str]:
+        """Several results of one run that are due together, in one script run: each is checked
+        and appended (with its own version and event) exactly as ``append_result`` would, one
+        after the other, with nothing in between. Their statuses, as ``append_result``'s."""
+        args: list[Arg] = [run_id, basis, self.results_cap, n]
+        for rid, body in results:
+            args += (rid, body)
+        res = await self._script(_ANALYSIS_APPEND, session_id, args)
+        return [_s(x) for x in res]
+
+    async def restart_analysis(
+        self, session_id: str, old_run_id: str, new_run_id: str, max_restarts: int, now: str
+    ) -> RunSnapshot | str:
+        """A RunSnapshot for the restarted run, or 'failed' | 'superseded' | 'gone'."""
+        args: list[Arg] = [old_run_id, new_run_id, max_restarts, now, "basis_changed"]
+        res = await self._script(_ANALYSIS_RESTART, session_id, args)
+        return _snapshot(res) if isinstance(res, list) else _s(res)
+
+    async def fail_analysis(self, session_id: str, run_id: str, reason: str) -> str:
+        """'failed' | 'superseded' | 'gone'."""
+        args: list[Arg] = [run_id, reason]
+        return _s(await self._script(_ANALYSIS_FAIL, session_id, args))
+
+    async def cancel_analysis(self, session_id: str, token_hash: str, now: str) -> str | None:
+        """The cancelled run id, or None when nothing was running. Raises SessionNotFound."""
+        args: list[Arg] = [token_hash, now, self.ttl_s]
+        res = _s(await self._script(_ANALYSIS_CANCEL, session_id, args))
+        if res == "gone":
+            raise SessionNotFound()
+        return None if res == "idle" else res
+
+    async def exists(self, session_id: str) -> bool:
+        return bool(await self._call(lambda: self.redis.exists(keys.session(session_id))))
+
+    async def pttl_ms(self, session_id: str) -> int:
+        """Milliseconds to expiry; -2 when the session is gone."""
+        return int(await self._call(lambda: self.redis.pttl(keys.session(session_id))))
+
+
+def _snapshot(res: list[Any]) -> RunSnapshot:
+    kind, run_id, basis, superseded, holdings, prices, tick = (_s(x) for x in res)
+    return RunSnapshot(
+        run_id=run_id,
+        basis_version=int(basis),
+        holdings=json.loads(holdings),
+        prices=json.loads(prices),
+        tick=int(tick),
+        superseded_run_id=superseded or None,
+        already_running=kind == "running",
+    )

@@ -1,0 +1,262 @@
+"""WebSocket ``/ws/sessions/{id}?token=``: a session's events in commit order, and its actions.
+
+Per connection: refuse a foreign Origin or a bad token at the handshake; subscribe to the
+session's channel (confirmed by Redis) *before* reading the snapshot, send the snapshot, then
+forward only events committed after it (each carries its version): the hub hands them to
+``on_event`` as they arrive, which sends each at once when the socket takes it and nothing is
+queued ahead of it, else queues it for the single writer. One task group holds the
+receive loop, the alert forwarder, the writer and the expiry watchdog, so a disconnect tears all
+of them down. A bad message gets an ``error`` and the connection stays open; a message over
+4 KiB closes with 1009; an expired or deleted session closes with 4404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+
+from marketpulse.errors import MarketPulseError, NotInPortfolio, SessionNotFound
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, EventHub, Subscription
+from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
+from marketpulse.infra.ws.origins import origin_allowed
+from marketpulse.infra.ws.protocol import send_text_now
+from marketpulse.sessions.analysis import AnalysisEngine
+from marketpulse.sessions.portfolio import SESSION_ID_RE, normalise_ticker
+from marketpulse.sessions.store import SessionStore, hash_token
+from marketpulse.timefmt import iso_z, utc_now
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+RATE = 20.0  # messages per second a client may send on average
+BURST = 40.0
+CLOSE_GONE = 4404
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # as compact as the events from Redis
+
+
+class _Bucket:
+    def __init__(self) -> None:
+        self.tokens = BURST
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(BURST, self.tokens + (now - self.at) * RATE)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _type_of(item: dict[str, Any] | str) -> str:
+    """The message type, without parsing the JSON the scripts built (it starts with it)."""
+    if isinstance(item, dict):
+        return str(item.get("type"))
+    head = item[: item.find('"', 9)] if item.startswith('{"type":"') else ""
+    return head[9:] or "unknown"
+
+
+def error_msg(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
+
+
+@router.websocket("/ws/sessions/{session_id}")
+async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> None:
+    store: SessionStore = ws.app.state.store
+    hub: EventHub = ws.app.state.hub
+    th = hash_token(token)
+    if not origin_allowed(ws) or not SESSION_ID_RE.match(session_id) or not token:
+        await ws.close(code=1008)
+        return
+    if not await store.verify(session_id, th):
+        await ws.close(code=1008)
+        return
+    conn = _Connection(ws, session_id, th)
+    telemetry = getattr(ws.app.state, "telemetry", None)
+    async with (
+        hub.subscription(keys.session_events(session_id), sink=conn.on_event),
+        hub.subscription(keys.ALERT_EVENTS) as alerts,
+    ):
+        try:
+            state = await store.read(session_id, th, iso_z(utc_now()))
+        except SessionNotFound:
+            await ws.close(code=1008)
+            return
+        await ws.accept()
+        if telemetry is not None:
+            telemetry.client_connected("session")
+        try:
+            await conn.serve(state, alerts)
+        finally:
+            if telemetry is not None:
+                telemetry.client_disconnected("session")
+
+
+class _Connection:
+    def __init__(self, ws: WebSocket, session_id: str, token_hash: str) -> None:
+        self.ws = ws
+        self.sid = session_id
+        self.th = token_hash
+        self.store: SessionStore = ws.app.state.store
+        self.engine: AnalysisEngine = ws.app.state.engine
+        self.out: asyncio.Queue[dict[str, Any] | str | WsClose] = asyncio.Queue()
+        self.early: list[bytes | None] | None = []  # events before the snapshot is queued
+        self.seen_version = 0
+        self.ended = False  # the event stream ended (a close is queued)
+        self.held: set[str] = set()
+        self.bucket = _Bucket()
+        self.telemetry = getattr(ws.app.state, "telemetry", None)
+        self.send_now = send_text_now(ws.scope)
+        self.writing = False  # the writer is awaiting a send that did not go at once
+
+    async def serve(self, state: dict[str, Any], alerts: Subscription) -> None:
+        self.held = set(state["holdings"])
+        self._emit({"type": "session", "state": state})
+        self.seen_version = int(state["version"])
+        early, self.early = self.early, None
+        for raw in early or ():
+            self.on_event(raw)
+        await run_connection(
+            self.ws, self._receive(), self._alerts(alerts), self._write(), self._watch_expiry()
+        )
+
+    async def _write(self) -> None:
+        while True:
+            item = await self.out.get()
+            if isinstance(item, WsClose):
+                raise item
+            started = time.perf_counter()
+            text = item if isinstance(item, str) else _compact(item)
+            if self.send_now is None or not self.send_now(text):
+                self.writing = True  # queue behind this one meanwhile (see _emit)
+                try:
+                    await self.ws.send_text(text)
+                finally:
+                    self.writing = False
+            self._sent(item, started)
+
+    def _emit(self, item: dict[str, Any] | str) -> None:
+        """Send ``item`` at once when nothing waits ahead of it and the socket takes it
+        synchronously (the usual case: no hop through the writer task per message); otherwise
+        queue it for the writer, which keeps the order."""
+        if self.send_now is not None and not self.writing and self.out.empty():
+            started = time.perf_counter()
+            if self.send_now(item if isinstance(item, str) else _compact(item)):
+                self._sent(item, started)
+                return
+        self.out.put_nowait(item)
+
+    def _sent(self, item: dict[str, Any] | str, started: float) -> None:
+        if self.telemetry is not None:
+            self.telemetry.ws_message("out", _type_of(item), time.perf_counter() - started)
+
+    def on_event(self, raw: bytes | None) -> None:
+        """The session channel's sink, called by the hub as each event arrives (commit order):
+        events the snapshot already holds are skipped, the rest queued for the writer; the end
+        of the stream queues a close (1012: the hub lost Redis; 1008: this client fell too far
+        behind; 4404: the session is gone)."""
+        if self.early is not None:
+            self.early.append(raw)
+            return
+        if self.ended:
+            return
+        if raw is None:
+            self._end(WsClose(1012))
+            return
+        head, _, body = raw.partition(b"\n")
+        if body.startswith(b'{"type":"__gone"'):
+            self._end(WsClose(CLOSE_GONE, "session gone"))
+            return
+        if int(head) <= self.seen_version:
+            return  # already in the snapshot we sent
+        if self.out.qsize() >= QUEUE_LIMIT:
+            log.warning("session %s client too far behind; closing it", self.sid)
+            self._end(WsClose(1008, "too slow"))
+            return
+        text = body.decode()
+        if body.startswith(b'{"type":"portfolio_update"'):
+            self.held = set(json.loads(text)["prices"])
+        self._emit(text)
+
+    def _end(self, close: WsClose) -> None:
+        self.ended = True
+        self.out.put_nowait(close)
+
+    async def _alerts(self, sub: Subscription) -> None:
+        while True:
+            raw = await sub.get()
+            if raw is None:
+                return
+            try:
+                alert = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(alert, dict) and alert.get("symbol") in self.held:
+                self._emit({**alert, "type": "alert"})
+
+    async def _watch_expiry(self) -> None:
+        while True:
+            pttl = await self.store.pttl_ms(self.sid)
+            if pttl == -2:
+                raise WsClose(CLOSE_GONE, "session expired")
+            wait = 60.0 if pttl < 0 else min(60.0, pttl / 1000 + 0.05)
+            await asyncio.sleep(wait)  # until the session could first have expired
+
+    async def _receive(self) -> None:
+        while True:
+            text = await receive_text(self.ws)
+            if text is None:
+                self._emit(
+                    error_msg("bad_message", "binary frames are not supported; send JSON text")
+                )
+                continue
+            if not self.bucket.take():
+                self._emit(error_msg("rate_limited", f"at most {RATE:.0f} messages per second"))
+                continue
+            started = time.perf_counter()
+            action = await self._handle(text)
+            if self.telemetry is not None:
+                self.telemetry.ws_message("in", action, time.perf_counter() - started)
+
+    async def _handle(self, text: str) -> str:
+        """Handle one client message; returns its action for telemetry ('invalid' if none)."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            self._emit(error_msg("bad_json", "message is not valid JSON"))
+            return "invalid"
+        action = data.get("action") if isinstance(data, dict) else None
+        try:
+            if action == "ping":
+                await self.store.touch(self.sid, self.th, iso_z(utc_now()))
+                self._emit({"type": "pong"})
+            elif action == "analyze":
+                ticker = normalise_ticker(data.get("ticker"))
+                if ticker is None:
+                    self._emit(
+                        error_msg("invalid_ticker", "ticker must be a symbol like AAPL or TCS.NS")
+                    )
+                    return "analyze"
+                await self.engine.analyze(self.sid, self.th, ticker)
+            elif action == "cancel":
+                await self.engine.cancel(self.sid, self.th)
+            else:
+                self._emit(
+                    error_msg("unknown_action", "action must be one of analyze, cancel, ping")
+                )
+                return "invalid"
+        except NotInPortfolio as exc:
+            self._emit(error_msg(exc.code, exc.message))
+        except SessionNotFound as exc:
+            raise WsClose(CLOSE_GONE, "session gone") from exc
+        except MarketPulseError as exc:
+            log.warning("ws action failed: %s", exc.message)
+            self._emit(error_msg(exc.code, exc.message))
+        return str(action)
