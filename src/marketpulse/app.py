@@ -2,8 +2,10 @@
 
 The lifespan owns the long-lived tasks (event hub reader, valuation loop, alert monitor, loop-lag
 monitor, the dashboards' system report) in one TaskGroup with a stop event; on shutdown it stops
-them, cancels and awaits every analysis run, and closes Redis. Handlers reach the services
-through ``app.state``.
+them, cancels and awaits every analysis run, and closes Redis. The lifespan yields one typed
+state (``AppState``): each feature's edge declares the part it reads (``SessionsState``,
+``AlertsState``, ``MarketState``, ``ObservabilityState``, ``DashboardState``) and Starlette hands
+it to every request and socket as ``scope["state"]``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from redis.asyncio import Redis
 
 from marketpulse.alerts import http as routes_alerts
 from marketpulse.alerts.engine import AlertManager
+from marketpulse.alerts.http import AlertsState
 from marketpulse.alerts.monitor import MonitorService
 from marketpulse.alerts.notifiers import (
     ConsoleNotifier,
@@ -40,10 +43,12 @@ from marketpulse.market import http as routes_quotes
 from marketpulse.market.clock import RedisTickClock
 from marketpulse.market.events import RedisQuotePublisher
 from marketpulse.market.fetcher import DataFetcher, build_fetcher
+from marketpulse.market.http import MarketState
 from marketpulse.market.providers import make_tick_source
 from marketpulse.market.view import Market
 from marketpulse.observability import http as routes_dashboard
 from marketpulse.observability import ws as ws_dashboard
+from marketpulse.observability.http import ObservabilityState
 from marketpulse.observability.http_metrics import HttpMetricsMiddleware
 from marketpulse.observability.loop_lag import LoopLagMonitor
 from marketpulse.observability.system_feed import SystemFeed
@@ -51,6 +56,7 @@ from marketpulse.observability.telemetry import Telemetry
 from marketpulse.sessions import http as routes_sessions
 from marketpulse.sessions import ws as ws_sessions
 from marketpulse.sessions.analysis import AnalysisEngine
+from marketpulse.sessions.http import SessionsState
 from marketpulse.sessions.service import SessionService
 from marketpulse.sessions.store import SessionStore
 from marketpulse.sessions.valuation import ValuationLoop
@@ -58,6 +64,16 @@ from marketpulse.sessions.valuation import ValuationLoop
 log = logging.getLogger(__name__)
 
 TICK_SOURCES = ("simulated", "replay")
+
+
+class AppState(SessionsState, AlertsState, MarketState, ObservabilityState):
+    """Everything the lifespan builds, as the edges read it (``scope["state"]``)."""
+
+    settings: Settings
+    redis: Redis
+    market: Market
+    valuation: ValuationLoop
+    allowed_origins: frozenset[str]
 
 
 def _market(settings: Settings, fetcher: Any) -> Market:
@@ -80,7 +96,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     telemetry = Telemetry.from_settings(settings)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         assert settings.redis_url is not None
         redis = make_client(settings.redis_url, settings.redis_max_connections)
         cache_redis = (
@@ -112,19 +128,24 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
         valuation = ValuationLoop(
             redis, market, interval_s=settings.market_interval, telemetry=telemetry
         )
-        extra = _alerts_wiring(app, settings, redis, fetcher, telemetry)
-        app.state.settings = settings
-        app.state.redis = redis
-        app.state.fetcher = fetcher
-        app.state.market = market
-        app.state.store = store
-        app.state.hub = hub
-        app.state.engine = engine
-        app.state.valuation = valuation
-        app.state.sessions = SessionService(store, market, redis)
-        app.state.allowed_origins = settings.origins()
+        alerts, monitor = _alerts_wiring(settings, redis, fetcher, telemetry)
         system_feed = SystemFeed(telemetry, redis, fetcher, interval_s=settings.system_interval)
-        app.state.system_feed = system_feed
+        state = AppState(
+            settings=settings,
+            redis=redis,
+            fetcher=fetcher,
+            market=market,
+            store=store,
+            hub=hub,
+            engine=engine,
+            valuation=valuation,
+            sessions=SessionService(store, market, redis),
+            alerts=alerts,
+            monitor=monitor,
+            system_feed=system_feed,
+            telemetry=telemetry,
+            allowed_origins=settings.origins(),
+        )
         stop = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -132,15 +153,14 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
                 tg.create_task(valuation.run(stop), name="valuation")
                 tg.create_task(LoopLagMonitor(telemetry).run(stop), name="loop-lag")
                 tg.create_task(system_feed.run(stop), name="system-feed")
-                for name, runner in extra:
-                    tg.create_task(runner(stop), name=name)
+                tg.create_task(monitor.run(stop), name="monitor")
                 if freeze_heap:
                     # what start-up built lives as long as the process: keep it out of the
                     # collector's scans (a full collection in a burst paused ~70 ms, now ~5)
                     gc.collect()
                     gc.freeze()
                 try:
-                    yield
+                    yield state
                 finally:
                     stop.set()
                     await engine.shutdown()
@@ -157,7 +177,6 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
         description="Live portfolio analysis sessions and price alerts on Redis.",
         lifespan=lifespan,
     )
-    app.state.telemetry = telemetry
     install_error_handlers(app)
     app.add_middleware(HttpMetricsMiddleware, telemetry=telemetry)
     app.include_router(routes_sessions.router)
@@ -176,8 +195,9 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
         started = time.perf_counter()
         try:
-            await request.app.state.redis.ping()
-            tick = await request.app.state.redis.get(keys.MARKET_TICK)
+            redis: Redis = request.state.redis
+            await redis.ping()
+            tick = await redis.get(keys.MARKET_TICK)
         except Exception as exc:  # any failure to reach Redis means not ready
             log.warning("not ready: %s", exc)
             return JSONResponse(error_body("redis_unavailable", "Redis did not answer"), 503)
@@ -191,9 +211,9 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
 
 
 def _alerts_wiring(
-    app: FastAPI, settings: Settings, redis: Redis, fetcher: DataFetcher, telemetry: Telemetry
-) -> list[tuple[str, Any]]:
-    """The alert engine and the monitor; returns the loops the lifespan must own."""
+    settings: Settings, redis: Redis, fetcher: DataFetcher, telemetry: Telemetry
+) -> tuple[AlertManager, MonitorService]:
+    """The alert engine and the monitor (whose loop the lifespan owns)."""
     notifiers: list[Notifier] = [ConsoleNotifier(), RedisPublishNotifier(redis)]
     if settings.webhook_url:
         notifiers.append(WebhookNotifier(settings.webhook_url))
@@ -212,6 +232,4 @@ def _alerts_wiring(
             else settings.monitor_interval
         ),
     )
-    app.state.alerts = alerts
-    app.state.monitor = monitor
-    return [("monitor", monitor.run)]
+    return alerts, monitor

@@ -9,14 +9,14 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import uvicorn
 import websockets
 from fastapi import FastAPI
 
-from marketpulse.app import create_app
+from marketpulse.app import AppState, create_app
 from marketpulse.config import Settings
 from marketpulse.infra.redis.embedded import free_port
 from marketpulse.infra.ws.protocol import ws_options
@@ -27,6 +27,7 @@ class Server:
     app: FastAPI
     base: str
     http: httpx.AsyncClient
+    state: AppState  # what the app's lifespan yielded (its services, stores and loops)
 
     @property
     def ws_base(self) -> str:
@@ -64,6 +65,9 @@ def settings_for(redis_url: str, **overrides: Any) -> Settings:
     return Settings(**base)
 
 
+_servers: dict[Any, uvicorn.Server] = {}  # app -> the uvicorn server serving it
+
+
 @contextlib.asynccontextmanager
 async def serve_asgi(app: Any, port: int = 0, *, lifespan: str = "on") -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn and this app's WebSocket options on a socket that listens
@@ -76,9 +80,11 @@ async def serve_asgi(app: Any, port: int = 0, *, lifespan: str = "on") -> AsyncI
     config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, **ws_options())
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    _servers[app] = server
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
+        _servers.pop(app, None)
         server.should_exit = True
         await task
         sock.close()
@@ -93,7 +99,8 @@ async def serve(settings: Settings, *, freeze_heap: bool = False) -> AsyncIterat
     ):
         # readiness probe: answered only once the lifespan startup is done
         await asyncio.wait_for(http.get("/readyz"), 20)
-        yield Server(app=app, base=base, http=http)
+        state = cast(AppState, _servers[app].lifespan.state)
+        yield Server(app=app, base=base, http=http, state=state)
 
 
 @dataclass

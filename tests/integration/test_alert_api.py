@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ import websockets
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from session_harness import serve_asgi
+from starlette.types import ASGIApp
 
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.http import router
@@ -27,24 +29,29 @@ from marketpulse.market.fetcher import DataFetcher
 from marketpulse.market.providers import SimulatedSource
 from marketpulse.market.providers.tick_provider import TickQuoteProvider
 from marketpulse.market.quotes import StockData
+from marketpulse.observability.telemetry import Telemetry
+from support.asgi import with_state
 
 
-def build_app(redis: Redis) -> FastAPI:
+def build_app(redis: Redis) -> tuple[ASGIApp, dict[str, Any]]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
     alerts = AlertManager(RedisAlertStore(redis), [RedisPublishNotifier(redis)])
     clock = ManualClock(0)
     fetcher = DataFetcher([TickQuoteProvider(SimulatedSource(seed=42))], clock=clock)
-    app.state.alerts = alerts
-    app.state.monitor = MonitorService(fetcher, alerts, redis=redis, clock=clock)
-    app.state.allowed_origins = frozenset({"http://testserver"})
-    return app
+    state: dict[str, Any] = {
+        "alerts": alerts,
+        "monitor": MonitorService(fetcher, alerts, redis=redis, clock=clock),
+        "allowed_origins": frozenset({"http://testserver"}),
+        "telemetry": Telemetry(),
+    }
+    return with_state(app, state), state
 
 
 @pytest.fixture
 async def api(redis_client: Redis) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=build_app(redis_client))
+    transport = httpx.ASGITransport(app=build_app(redis_client)[0])
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
 
@@ -144,14 +151,14 @@ def quote(symbol: str, price: float, day: int) -> StockData:
 
 
 @asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
+async def served(app: ASGIApp) -> AsyncIterator[str]:
     async with serve_asgi(app, lifespan="off") as base:
         yield base.replace("http://", "ws://")
 
 
 async def test_ws_streams_fired_alerts_and_answers_ping(redis_client: Redis) -> None:
-    app = build_app(redis_client)
-    alerts: AlertManager = app.state.alerts
+    app, state = build_app(redis_client)
+    alerts: AlertManager = state["alerts"]
     await alerts.add_alert(GOOD_FOR("AAPL"))
     async with (
         asyncio.timeout(10),
@@ -171,7 +178,7 @@ async def test_ws_streams_fired_alerts_and_answers_ping(redis_client: Redis) -> 
 
 
 async def test_ws_refuses_a_foreign_origin(redis_client: Redis) -> None:
-    app = build_app(redis_client)
+    app, _ = build_app(redis_client)
     async with asyncio.timeout(10), served(app) as base:
         with pytest.raises(websockets.InvalidStatus):
             async with websockets.connect(f"{base}/ws/alerts", origin="http://evil.example"):  # type: ignore[arg-type]
@@ -179,7 +186,7 @@ async def test_ws_refuses_a_foreign_origin(redis_client: Redis) -> None:
 
 
 async def test_ws_closes_on_a_binary_frame_or_a_message_over_4_kib(redis_client: Redis) -> None:
-    app = build_app(redis_client)
+    app, _ = build_app(redis_client)
     async with asyncio.timeout(10), served(app) as base:
         async with websockets.connect(f"{base}/ws/alerts") as ws:
             await ws.send(b"\x00\x01")

@@ -23,6 +23,7 @@ from marketpulse.market.http import router
 from marketpulse.market.providers.simulated import SimulatedSource
 from marketpulse.market.providers.tick_provider import TickQuoteProvider
 from marketpulse.market.quotes import Bar, StockData
+from support.asgi import with_state
 
 
 def quote(symbol: str, price: float, source: str = "test") -> StockData:
@@ -130,10 +131,10 @@ async def test_quotes_route(redis_client: Redis) -> None:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
-    app.state.fetcher = DataFetcher(
+    fetcher = DataFetcher(
         [Scripted([190.0, None])], cache=CacheManager(redis=redis_client), clock=ManualClock()
     )
-    transport = httpx.ASGITransport(app)
+    transport = httpx.ASGITransport(with_state(app, {"fetcher": fetcher}))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         ok = await client.get("/api/quotes/AAPL")
         assert ok.status_code == 200

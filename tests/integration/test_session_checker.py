@@ -134,11 +134,11 @@ async def workload(
 
     await asyncio.gather(*(drive(sid, tok) for sid, tok, _ in sessions))
     # Quiesce: the valuation loop sweeps once more and then waits an hour; every run ends.
-    valuation = server.app.state.valuation
+    valuation = server.state["valuation"]
     valuation.interval_s = 3600.0
     async with asyncio.timeout(10):
         await valuation.ticked.wait()
-    runs = list(server.app.state.engine.runs.values())
+    runs = list(server.state["engine"].runs.values())
     async with asyncio.timeout(30):
         await asyncio.gather(*runs, return_exceptions=True)
     # Fence: one last committed change per session; when both clients have its event, they
@@ -152,7 +152,7 @@ async def workload(
         basis = r.json()["basis_version"]
         for c in clients[sid]:
             await c.next("portfolio_update", within=20, basis_version=basis)
-        raw = await server.app.state.redis.hgetall(keys.session(sid))
+        raw = await server.state["redis"].hgetall(keys.session(sid))
         from marketpulse.sessions.store import render_state
 
         stored = render_state(raw)
@@ -179,8 +179,8 @@ async def test_checker_finds_no_violation_under_concurrent_load(redis_url: str) 
 async def test_checker_catches_a_naive_get_set_store(redis_url: str) -> None:
     settings = settings_for(redis_url, market_interval=0.05, metric_delay="0.01-0.05")
     async with serve(settings) as server:
-        app = server.app
-        app.state.engine.store = NaiveStore(app.state.redis, app.state.store.mux, ttl_s=3600)
+        state = server.state
+        state["engine"].store = NaiveStore(state["redis"], state["store"].mux, ttl_s=3600)
         logs = await workload(server, n_sessions=8, seconds=4.0, seed=11)
     violations = check(logs)
     print("naive store violations:", dict(violations))

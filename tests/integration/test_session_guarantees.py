@@ -34,7 +34,7 @@ async def test_revaluation_during_a_run_restarts_it_on_the_new_basis(redis_url: 
         c = await server.connect(sid, token)
         await c.send({"action": "analyze", "ticker": "AAPL"})
         started = await c.next("analysis_started")
-        await server.app.state.valuation.run_once()
+        await server.state["valuation"].run_once()
         update = await c.next("portfolio_update")
         assert update["basis_version"] == started["basis_version"] + 1
         restarted = await c.next("analysis_restarted")
@@ -55,9 +55,9 @@ async def test_restarts_are_bounded_then_unstable_basis(redis_url: str) -> None:
         await c.send({"action": "analyze", "ticker": "MSFT"})
         await c.next("analysis_started")
         for _ in range(2):
-            await server.app.state.valuation.run_once()
+            await server.state["valuation"].run_once()
             await c.next("analysis_restarted")
-        await server.app.state.valuation.run_once()
+        await server.state["valuation"].run_once()
         failed = await c.next("analysis_failed")
         assert failed["reason"] == "unstable_basis" and failed["ticker"] == "MSFT"
         assert not c.of("analysis_result")
@@ -70,7 +70,7 @@ async def test_a_revaluation_that_changes_nothing_bumps_nothing(redis_url: str) 
     async with serve(settings) as server:
         sid, token, state = await server.create_session({"AAPL": 10, "IBM": 5})
         c = await server.connect(sid, token)
-        reports = [await server.app.state.valuation.run_once() for _ in range(3)]
+        reports = [await server.state["valuation"].run_once() for _ in range(3)]
         assert [r.updated for r in reports] == [0, 0, 0] and all(r.unchanged == 1 for r in reports)
         after = (
             await server.http.get(

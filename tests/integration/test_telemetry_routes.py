@@ -14,13 +14,16 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
+from starlette.types import ASGIApp
 
 from marketpulse.infra.http_errors import install_error_handlers
 from marketpulse.observability.health import PerformanceLimits
 from marketpulse.observability.http import mount_dashboard, router
 from marketpulse.observability.http_metrics import HttpMetricsMiddleware
 from marketpulse.observability.loop_lag import LoopLagMonitor
+from marketpulse.observability.system_feed import SystemFeed
 from marketpulse.observability.telemetry import Telemetry
+from support.asgi import with_state
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -41,11 +44,8 @@ class FixedFetcher:
         ]
 
 
-def build_app(telemetry: Telemetry, redis: Redis | None) -> FastAPI:
+def build_app(telemetry: Telemetry, redis: Redis | None) -> ASGIApp:
     app = FastAPI()
-    app.state.telemetry = telemetry
-    app.state.redis = redis
-    app.state.fetcher = FixedFetcher()
     install_error_handlers(app)
     app.add_middleware(HttpMetricsMiddleware, telemetry=telemetry)
     app.include_router(router)
@@ -59,7 +59,8 @@ def build_app(telemetry: Telemetry, redis: Redis | None) -> FastAPI:
         raise RuntimeError("boom")
 
     mount_dashboard(app)
-    return app
+    feed = SystemFeed(telemetry, redis, FixedFetcher())
+    return with_state(app, {"telemetry": telemetry, "system_feed": feed})
 
 
 def parse(text: str) -> Samples:

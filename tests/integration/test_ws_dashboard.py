@@ -125,4 +125,4 @@ async def test_connected_clients_counts_dashboards_while_open(redis_url: str) ->
                 pass  # the next reports, until the closed one is no longer counted
         await observer.close()
     # uvicorn's shutdown waits for every connection's handler, so their cleanup has run
-    assert gauge(server.app.state.telemetry.render().decode(), "dashboard") == 0
+    assert gauge(server.state["telemetry"].render().decode(), "dashboard") == 0

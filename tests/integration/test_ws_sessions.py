@@ -99,7 +99,7 @@ async def test_switch_cancels_the_old_run_and_none_of_its_results_follow(redis_u
             )
             == 5
         )
-        assert not server.app.state.engine.runs  # the superseded task was cancelled and awaited
+        assert not server.state["engine"].runs  # the superseded task was cancelled and awaited
         await c.close()
 
 
@@ -194,7 +194,7 @@ async def test_every_connection_of_a_session_sees_the_same_events_in_order(redis
         await c1.send({"action": "analyze", "ticker": "AAPL"})
         await c1.next("analysis_complete")
         await c2.next("analysis_complete")
-        await a.app.state.valuation.run_once()
+        await a.state["valuation"].run_once()
         await c1.next("portfolio_update")
         await c2.next("portfolio_update")
         strip = lambda log: [m for m in log if m["type"] != "session"]  # noqa: E731
@@ -210,7 +210,7 @@ async def test_a_run_whose_client_left_completes_and_leaks_no_task(redis_url: st
         await c.send({"action": "analyze", "ticker": "MSFT"})
         await c.next("analysis_started")
         await c.close()
-        engine = server.app.state.engine
+        engine = server.state["engine"]
         task = engine.runs.get(sid)
         assert task is not None
         await asyncio.wait_for(task, 10)
@@ -237,7 +237,7 @@ async def test_a_lost_event_connection_closes_sockets_1012_and_a_reconnect_resyn
     assert await asyncio.wait_for(c.closed, 10) == 1012
     async with asyncio.timeout(10):
         again = await server.connect(sid, token)  # waits for the hub to be back
-        await server.app.state.valuation.run_once()
+        await server.state["valuation"].run_once()
         await again.next("portfolio_update")
     await again.close()
 

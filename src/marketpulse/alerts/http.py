@@ -8,18 +8,19 @@
 - ``/ws/alerts``: every fired alert as ``{"type": "alert", ...}``; ``{"action": "ping"}`` gets a
   ``pong``, anything else an ``error`` (the connection stays open).
 
-Services come from ``app.state.alerts`` (``AlertManager``) and ``app.state.monitor``
-(``MonitorService``).
+Services come from the lifespan state (``AlertsState``): ``alerts`` (``AlertManager``) and
+``monitor`` (``MonitorService``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict, cast
 
 from fastapi import APIRouter, Query, Request, Response, WebSocket
 from pydantic import BaseModel, ConfigDict, field_validator
+from starlette.requests import HTTPConnection
 
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.monitor import MonitorService, check_symbol
@@ -27,6 +28,7 @@ from marketpulse.alerts.rules import AlertCondition, normalize_symbol
 from marketpulse.errors import AlertNotFound, SymbolNotMonitored
 from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
 from marketpulse.infra.ws.origins import origin_allowed
+from marketpulse.observability.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -43,14 +45,24 @@ class SymbolIn(BaseModel):
         return normalize_symbol(v)
 
 
+class AlertsState(TypedDict):
+    """What the alert edge (HTTP and ``/ws/alerts``) takes from the app's lifespan state."""
+
+    alerts: AlertManager
+    monitor: MonitorService
+    telemetry: Telemetry
+
+
+def alerts_state(conn: HTTPConnection) -> AlertsState:
+    return cast(AlertsState, conn.scope["state"])
+
+
 def _alerts(request: Request) -> AlertManager:
-    alerts: AlertManager = request.app.state.alerts
-    return alerts
+    return alerts_state(request)["alerts"]
 
 
 def _monitor(request: Request) -> MonitorService:
-    monitor: MonitorService = request.app.state.monitor
-    return monitor
+    return alerts_state(request)["monitor"]
 
 
 @router.get("/api/alerts", tags=["alerts"])
@@ -109,17 +121,15 @@ async def alerts_socket(ws: WebSocket) -> None:
     if not origin_allowed(ws):
         await ws.close(code=1008)
         return
-    alerts: AlertManager = ws.app.state.alerts
-    telemetry = getattr(ws.app.state, "telemetry", None)
+    state = alerts_state(ws)
+    alerts, telemetry = state["alerts"], state["telemetry"]
     async with alerts.subscribe() as events:
         await ws.accept()
-        if telemetry is not None:
-            telemetry.client_connected("alerts")
+        telemetry.client_connected("alerts")
         try:
             await run_connection(ws, _forward(ws, events), _receive(ws))
         finally:
-            if telemetry is not None:
-                telemetry.client_disconnected("alerts")
+            telemetry.client_disconnected("alerts")
 
 
 async def _forward(ws: WebSocket, events: Any) -> None:

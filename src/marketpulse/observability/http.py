@@ -1,23 +1,25 @@
 """The dashboard page, ``/metrics`` and ``/api/system``.
 
-Handlers read their collaborators from ``request.app.state``: ``telemetry`` (required) and
-``system_feed`` (the report of ``observability/system_feed.py``; without it one is built over
-``redis`` and ``fetcher``, both optional: the System part reports them missing instead of
-failing). The live side of the dashboard is ``/ws/dashboard`` (``observability/ws.py``).
-The page itself is a server-rendered template plus plain JavaScript; it talks to the service only
-through the public HTTP and WebSocket contracts of DESIGN.md.
+Handlers read their collaborators from the lifespan state (``ObservabilityState``):
+``telemetry`` and ``system_feed`` (the report of ``observability/system_feed.py``). The live
+side of the dashboard is ``/ws/dashboard`` (``observability/ws.py``). The page itself is a
+server-rendered template plus plain JavaScript; it talks to the service only through the public
+HTTP and WebSocket contracts (``docs/contracts.md``).
 """
 
 from __future__ import annotations
 
 import logging
+from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TypedDict, cast
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.requests import HTTPConnection
 
 from marketpulse.observability.system_feed import SystemFeed
 from marketpulse.observability.telemetry import CONTENT_TYPE, Telemetry
@@ -30,30 +32,35 @@ METRIC_NAMES = ("portfolio_risk", "concentration", "correlation", "momentum", "a
 router = APIRouter()
 
 
+class ObservabilityState(TypedDict):
+    """What the observability edge takes from the app's lifespan state."""
+
+    telemetry: Telemetry
+    system_feed: SystemFeed
+
+
+def observability_state(conn: HTTPConnection) -> ObservabilityState:
+    return cast(ObservabilityState, conn.scope["state"])
+
+
 def mount_dashboard(app: FastAPI) -> None:
-    """Serve ``dashboard/static`` at ``/static`` (the page's JS, CSS and vendored uPlot) and
-    load the page's templates into ``app.state.dashboard_templates``."""
+    """Serve ``dashboard/static`` at ``/static`` (the page's JS, CSS and vendored uPlot)."""
     app.mount("/static", StaticFiles(directory=str(DASHBOARD_DIR / "static")), name="static")
-    app.state.dashboard_templates = Jinja2Templates(directory=str(DASHBOARD_DIR / "templates"))
 
 
-def _templates(request: Request) -> Jinja2Templates:
-    templates = getattr(request.app.state, "dashboard_templates", None)
-    if not isinstance(templates, Jinja2Templates):
-        templates = Jinja2Templates(directory=str(DASHBOARD_DIR / "templates"))
-        request.app.state.dashboard_templates = templates
-    return templates
+@cache
+def _templates() -> Jinja2Templates:
+    return Jinja2Templates(directory=str(DASHBOARD_DIR / "templates"))
 
 
 def _telemetry(request: Request) -> Telemetry:
-    telemetry: Telemetry = request.app.state.telemetry
-    return telemetry
+    return observability_state(request)["telemetry"]
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def dashboard(request: Request) -> HTMLResponse:
     """The dashboard: Market, Alerts, Portfolio and System."""
-    return _templates(request).TemplateResponse(
+    return _templates().TemplateResponse(
         request, "index.html", {"metric_names": METRIC_NAMES}, headers={"Cache-Control": "no-store"}
     )
 
@@ -64,17 +71,6 @@ async def metrics(request: Request) -> Response:
     return Response(_telemetry(request).render(), media_type=CONTENT_TYPE)
 
 
-def _system_feed(request: Request) -> SystemFeed:
-    """The app's feed; an app built without the lifespan (tests) gets one over its state."""
-    feed = getattr(request.app.state, "system_feed", None)
-    if isinstance(feed, SystemFeed):
-        return feed
-    state = request.app.state
-    return SystemFeed(
-        _telemetry(request), getattr(state, "redis", None), getattr(state, "fetcher", None)
-    )
-
-
 @router.get("/api/system")
 async def system(request: Request) -> JSONResponse:
     """Health and load of this instance, for the dashboard's System part.
@@ -83,5 +79,5 @@ async def system(request: Request) -> JSONResponse:
     "connected_clients": {kind: n}, "active_sessions", "loop_lag_ms", "rss_bytes",
     "performance_alerts": [newest first], "limits": {...}}``
     """
-    body = await _system_feed(request).report()
+    body = await observability_state(request)["system_feed"].report()
     return JSONResponse(body, headers={"Cache-Control": "no-store"})

@@ -30,9 +30,11 @@ import contextlib
 import json
 import logging
 import time
+from typing import TypedDict, cast
 
 from fastapi import APIRouter, WebSocket
 from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
 
 from marketpulse.alerts.monitor import MonitorService
 from marketpulse.errors import MarketPulseError
@@ -53,6 +55,20 @@ OUT_QUEUE = 256  # frames waiting for the writer; a full queue holds the forward
 KIND = "dashboard"
 
 
+class DashboardState(TypedDict):
+    """What ``/ws/dashboard`` takes from the app's lifespan state."""
+
+    hub: EventHub
+    system_feed: SystemFeed
+    telemetry: Telemetry
+    monitor: MonitorService
+    fetcher: DataFetcher
+
+
+def dashboard_state(conn: HTTPConnection) -> DashboardState:
+    return cast(DashboardState, conn.scope["state"])
+
+
 def _error(code: str, message: str) -> str:
     return json.dumps({"type": "error", "code": code, "message": message})
 
@@ -62,9 +78,8 @@ async def dashboard_socket(ws: WebSocket) -> None:
     if not origin_allowed(ws):
         await ws.close(code=1008)
         return
-    hub: EventHub = ws.app.state.hub
-    feed: SystemFeed = ws.app.state.system_feed
-    telemetry: Telemetry = ws.app.state.telemetry
+    state = dashboard_state(ws)
+    hub, feed, telemetry = state["hub"], state["system_feed"], state["telemetry"]
     async with contextlib.AsyncExitStack() as stack:
         try:
             quotes = await stack.enter_async_context(hub.subscription(keys.QUOTE_EVENTS_ALL))
@@ -85,9 +100,10 @@ class _Connection:
     def __init__(self, ws: WebSocket, telemetry: Telemetry) -> None:
         self.ws = ws
         self.telemetry = telemetry
-        self.feed: SystemFeed = ws.app.state.system_feed
-        self.monitor: MonitorService = ws.app.state.monitor
-        self.fetcher: DataFetcher = ws.app.state.fetcher
+        state = dashboard_state(ws)
+        self.feed: SystemFeed = state["system_feed"]
+        self.monitor: MonitorService = state["monitor"]
+        self.fetcher: DataFetcher = state["fetcher"]
         self.out: asyncio.Queue[tuple[str, str]] = asyncio.Queue(OUT_QUEUE)
 
     async def serve(self, quotes: Subscription, system: asyncio.Queue[str]) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict, cast
 
 from fastapi import APIRouter, Header, Request, Response
+from starlette.requests import HTTPConnection
 
 from marketpulse.errors import SessionNotFound
+from marketpulse.infra.redis.pubsub import EventHub
+from marketpulse.observability.telemetry import Telemetry
+from marketpulse.sessions.analysis import AnalysisEngine
 from marketpulse.sessions.schemas import CreatedSession, CreateSessionBody, ErrorBody, HoldingsBody
 from marketpulse.sessions.service import SessionService
+from marketpulse.sessions.store import SessionStore
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -18,9 +23,22 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class SessionsState(TypedDict):
+    """What the session edge (HTTP and WebSocket) takes from the app's lifespan state."""
+
+    sessions: SessionService
+    store: SessionStore
+    hub: EventHub
+    engine: AnalysisEngine
+    telemetry: Telemetry
+
+
+def sessions_state(conn: HTTPConnection) -> SessionsState:
+    return cast(SessionsState, conn.scope["state"])
+
+
 def _service(request: Request) -> SessionService:
-    service: SessionService = request.app.state.sessions
-    return service
+    return sessions_state(request)["sessions"]
 
 
 def _token(authorization: str | None) -> str:

@@ -22,11 +22,12 @@ from fastapi import APIRouter, WebSocket
 
 from marketpulse.errors import MarketPulseError, NotInPortfolio, SessionNotFound
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, EventHub, Subscription
+from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, Subscription
 from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
 from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.infra.ws.protocol import send_text_now
 from marketpulse.sessions.analysis import AnalysisEngine
+from marketpulse.sessions.http import sessions_state
 from marketpulse.sessions.portfolio import SESSION_ID_RE, normalise_ticker
 from marketpulse.sessions.store import SessionStore, hash_token
 from marketpulse.timefmt import iso_z, utc_now
@@ -69,8 +70,8 @@ def error_msg(code: str, message: str) -> dict[str, Any]:
 
 @router.websocket("/ws/sessions/{session_id}")
 async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> None:
-    store: SessionStore = ws.app.state.store
-    hub: EventHub = ws.app.state.hub
+    edge = sessions_state(ws)
+    store, hub = edge["store"], edge["hub"]
     th = hash_token(token)
     if not origin_allowed(ws) or not SESSION_ID_RE.match(session_id) or not token:
         await ws.close(code=1008)
@@ -79,7 +80,7 @@ async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> Non
         await ws.close(code=1008)
         return
     conn = _Connection(ws, session_id, th)
-    telemetry = getattr(ws.app.state, "telemetry", None)
+    telemetry = edge["telemetry"]
     async with (
         hub.subscription(keys.session_events(session_id), sink=conn.on_event),
         hub.subscription(keys.ALERT_EVENTS) as alerts,
@@ -90,13 +91,11 @@ async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> Non
             await ws.close(code=1008)
             return
         await ws.accept()
-        if telemetry is not None:
-            telemetry.client_connected("session")
+        telemetry.client_connected("session")
         try:
             await conn.serve(state, alerts)
         finally:
-            if telemetry is not None:
-                telemetry.client_disconnected("session")
+            telemetry.client_disconnected("session")
 
 
 class _Connection:
@@ -104,15 +103,16 @@ class _Connection:
         self.ws = ws
         self.sid = session_id
         self.th = token_hash
-        self.store: SessionStore = ws.app.state.store
-        self.engine: AnalysisEngine = ws.app.state.engine
+        state = sessions_state(ws)
+        self.store: SessionStore = state["store"]
+        self.engine: AnalysisEngine = state["engine"]
         self.out: asyncio.Queue[dict[str, Any] | str | WsClose] = asyncio.Queue()
         self.early: list[bytes | None] | None = []  # events before the snapshot is queued
         self.seen_version = 0
         self.ended = False  # the event stream ended (a close is queued)
         self.held: set[str] = set()
         self.bucket = _Bucket()
-        self.telemetry = getattr(ws.app.state, "telemetry", None)
+        self.telemetry = state["telemetry"]
         self.send_now = send_text_now(ws.scope)
         self.writing = False  # the writer is awaiting a send that did not go at once
 
@@ -154,8 +154,7 @@ class _Connection:
         self.out.put_nowait(item)
 
     def _sent(self, item: dict[str, Any] | str, started: float) -> None:
-        if self.telemetry is not None:
-            self.telemetry.ws_message("out", _type_of(item), time.perf_counter() - started)
+        self.telemetry.ws_message("out", _type_of(item), time.perf_counter() - started)
 
     def on_event(self, raw: bytes | None) -> None:
         """The session channel's sink, called by the hub as each event arrives (commit order):
@@ -222,8 +221,7 @@ class _Connection:
                 continue
             started = time.perf_counter()
             action = await self._handle(text)
-            if self.telemetry is not None:
-                self.telemetry.ws_message("in", action, time.perf_counter() - started)
+            self.telemetry.ws_message("in", action, time.perf_counter() - started)
 
     async def _handle(self, text: str) -> str:
         """Handle one client message; returns its action for telemetry ('invalid' if none)."""
