@@ -21,6 +21,7 @@ check:          ## format check, lint, strict types, tests
 	$(UV) ruff format --check src tests bench
 	$(UV) ruff check src tests bench
 	$(UV) mypy
+	$(UV) lint-imports
 	$(UV) pytest -m "not e2e"
 	$(UV) pytest -m e2e
 

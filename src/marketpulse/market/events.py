@@ -13,12 +13,7 @@ from redis.exceptions import RedisError
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys
-from marketpulse.market.quotes import StockData
-
-
-def quote_frame(quote: StockData) -> str:
-    """``{"type": "quote", "symbol", "price", ..., "source", "stale", "age_s"}`` as JSON text."""
-    return '{"type":"quote",' + quote.model_dump_json()[1:]
+from marketpulse.market.quotes import StockData, quote_frame
 
 
 class RedisQuotePublisher:

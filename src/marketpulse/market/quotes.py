@@ -51,3 +51,8 @@ class Bar:
     close: float
     adj_close: float
     volume: int
+
+
+def quote_frame(quote: StockData) -> str:
+    """``{"type": "quote", "symbol", "price", ..., "source", "stale", "age_s"}`` as JSON text."""
+    return '{"type":"quote",' + quote.model_dump_json()[1:]

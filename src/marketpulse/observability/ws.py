@@ -42,9 +42,8 @@ from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import EventHub, Subscription
 from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
 from marketpulse.infra.ws.origins import origin_allowed
-from marketpulse.market.events import quote_frame
 from marketpulse.market.fetcher import DataFetcher
-from marketpulse.market.quotes import StockData
+from marketpulse.market.quotes import StockData, quote_frame
 from marketpulse.observability.system_feed import SystemFeed
 from marketpulse.observability.telemetry import Telemetry
 
