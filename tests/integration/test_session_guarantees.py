@@ -1,4 +1,4 @@
-"""DESIGN.md guarantees 1-7, each tried against the real scripts on a real Redis."""
+"""docs/contracts.md guarantees 1-7, each tried against the real scripts on a real Redis."""
 
 from __future__ import annotations
 

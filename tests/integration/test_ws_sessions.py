@@ -1,4 +1,5 @@
-"""The WebSocket protocol of DESIGN.md, message by message, against a real server and Redis."""
+"""The WebSocket protocol (docs/contracts.md), message by message, against a real server and
+Redis."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from marketpulse.sessions.risk_parity import (
     risk_parity_weights,
 )
 
-# METRICS.md hand-checkable case: σ = 20 % / 10 %, ρ = 0.5, w = 0.6 / 0.4.
+# docs/metrics.md hand-checkable case: σ = 20 % / 10 %, ρ = 0.5, w = 0.6 / 0.4.
 HAND_COV = np.array([[0.04, 0.01], [0.01, 0.01]])
 HAND_W = np.array([0.6, 0.4])
 

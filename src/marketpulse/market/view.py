@@ -16,7 +16,7 @@ from marketpulse.errors import MarketDataError, PermanentSourceError, QuoteUnava
 from marketpulse.market.quotes import Bar, StockData
 from marketpulse.market.ticks import TickSource
 
-HISTORY_BARS = 253  # 252 returns: METRICS.md
+HISTORY_BARS = 253  # 252 returns: docs/metrics.md
 _MEMO_LIMIT = 4096
 
 

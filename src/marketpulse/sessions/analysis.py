@@ -299,8 +299,9 @@ def _result_heads(ticker: str, run: RunSnapshot, stats: MarketStats) -> dict[str
 
 
 def _result_head(ticker: str, run: RunSnapshot, inputs: Any, name: str) -> str:
-    """The result message of DESIGN.md as JSON, less its ``timestamp`` and closing brace (added
-    when the metric is done). Raises ValueError for a non-finite value (never sent as NaN)."""
+    """The result message (docs/contracts.md) as JSON, less its ``timestamp`` and closing brace
+    (added when the metric is done). Raises ValueError for a non-finite value (never sent as
+    NaN)."""
     result = compute_metric(name, inputs, ticker)
     body: dict[str, Any] = {
         "ticker": ticker,

@@ -1,4 +1,4 @@
-"""The five portfolio-context metrics of METRICS.md, as pure functions of ``PortfolioInputs``.
+"""The five portfolio-context metrics of docs/metrics.md, as pure functions of ``PortfolioInputs``.
 
 Each metric answers one question about one holding and returns a ``MetricResult``: ``value`` is
 the number streamed in ``analysis_result`` (None = null, with ``reason``), ``details`` holds
@@ -127,7 +127,7 @@ def concentration(inputs: PortfolioInputs, ticker: str) -> MetricResult:
     """w_i, the holding's share of portfolio value; needs no history.
 
     ``details.overweight`` is w_i > 1/N + min(0.05, 0.25/N); a single holding is always
-    overweight (METRICS.md edge case, although 1 is below 1 + 0.05). Also HHI = Σw² and the
+    overweight (docs/metrics.md edge case, although 1 is below 1 + 0.05). Also HHI = Σw² and the
     effective number of holdings 1/HHI.
     """
     i = _position(inputs, ticker)

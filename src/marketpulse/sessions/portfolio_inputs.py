@@ -1,7 +1,7 @@
 """Everything the five metrics need, computed once per analysis run (pure numpy, no I/O).
 
 From holdings (shares), current unadjusted prices and adjusted-close histories we derive, per
-METRICS.md: market-value weights w = V / ΣV; simple returns on the dates common to all holdings
+docs/metrics.md: market-value weights w = V / ΣV; simple returns on the dates common to all holdings
 (inner join, no filling), the last 252 of them; the annualised sample covariance Σ (ddof = 1,
 × 252) when at least 60 common returns exist; and each holding's 12-1 momentum on its own
 history (needs 253 prices).

@@ -1,6 +1,6 @@
 """Risk decomposition on a covariance matrix: Euler risk contributions and risk parity.
 
-Pure numpy on a given annualised Σ (see METRICS.md). Nothing here knows about tickers or
+Pure numpy on a given annualised Σ (see docs/metrics.md). Nothing here knows about tickers or
 histories; ``portfolio_inputs`` builds Σ, ``metrics`` reads these numbers.
 """
 

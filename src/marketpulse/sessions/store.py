@@ -1,10 +1,10 @@
 """The session state in Redis: one hash per session, every mutation one Lua script.
 
-Guarantees (DESIGN.md 1-8): each method is one atomic step on the server; the event of a change
-is published inside that step; client actions refresh the TTL, revaluations and appends never do
-and never recreate a missing key; a wrong token is indistinguishable from a missing session.
-Writes are idempotent so redis-py's retry after a lost reply is safe; a Redis error surfaces as
-RedisUnavailable (an unknown outcome, not a failure).
+Guarantees 1-8 of docs/contracts.md: each method is one atomic step on the server; the event of
+a change is published inside that step; client actions refresh the TTL, revaluations and appends
+never do and never recreate a missing key; a wrong token is indistinguishable from a missing
+session. Writes are idempotent so redis-py's retry after a lost reply is safe; a Redis error
+surfaces as RedisUnavailable (an unknown outcome, not a failure).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _s(v: bytes | str) -> str:
 
 
 def render_state(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
-    """The public state object of DESIGN.md from the stored hash (the token never leaves)."""
+    """The public state object (docs/contracts.md) from the stored hash; never the token."""
     f = {_s(k): _s(v) for k, v in raw.items()}
     results = sorted(
         ((int(k[2:]), v) for k, v in f.items() if k.startswith("r:")), key=lambda kv: kv[0]
