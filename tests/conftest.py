@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -50,3 +51,23 @@ async def redis_mux(redis_client: Redis) -> AsyncIterator[RedisMux]:
         yield mux
     finally:
         await mux.aclose()
+
+
+LEAK_GRACE_S = 2.0  # what a test's teardown may still be finishing when the check starts
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves a task running on the shared event loop: every task has an
+    owner that awaits it (a task still finishing its cancellation gets ``LEAK_GRACE_S``)."""
+    before = asyncio.all_tasks()
+    yield
+    current = asyncio.current_task()
+    new = {t for t in asyncio.all_tasks() - before if t is not current and not t.done()}
+    if new:
+        _, pending = await asyncio.wait(new, timeout=LEAK_GRACE_S)
+        if pending:
+            for task in pending:
+                task.cancel()
+            names = sorted(f"{t.get_name()}: {t.get_coro()!r}" for t in pending)
+            pytest.fail("the test leaked tasks:\n" + "\n".join(names))
