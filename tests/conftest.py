@@ -56,7 +56,16 @@ async def redis_mux(redis_client: Redis) -> AsyncIterator[RedisMux]:
 LEAK_GRACE_S = 2.0  # what a test's teardown may still be finishing when the check starts
 
 
-@pytest.fixture(autouse=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test but the browser ones (sync Playwright runs no asyncio loop of ours) gets the
+    leak check."""
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if item.get_closest_marker("e2e") is None and names is not None:
+            names.append("no_leaked_tasks")
+
+
+@pytest.fixture
 async def no_leaked_tasks() -> AsyncIterator[None]:
     """Fail a test that leaves a task running on the shared event loop: every task has an
     owner that awaits it (a task still finishing its cancellation gets ``LEAK_GRACE_S``)."""

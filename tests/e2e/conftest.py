@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_server import SCREENSHOTS, Console, ServerProcess
 
 from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
+from support.service_process import SCREENSHOTS, Console, ServerProcess
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

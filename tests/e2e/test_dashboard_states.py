@@ -13,9 +13,10 @@ import json
 from typing import Any
 
 import pytest
-from e2e_server import SCREENSHOTS, ServerProcess
 from playwright.sync_api import Page, Route, WebSocketRoute, expect
-from test_dashboard import RECORDER, open_dashboard, open_session
+
+from support.dashboard_page import RECORDER, open_dashboard, open_session
+from support.service_process import SCREENSHOTS, ServerProcess
 
 pytestmark = pytest.mark.e2e
 

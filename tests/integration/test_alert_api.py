@@ -15,7 +15,6 @@ import pytest
 import websockets
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from session_harness import serve_asgi
 from starlette.types import ASGIApp
 
 from marketpulse.alerts.engine import AlertManager
@@ -31,6 +30,7 @@ from marketpulse.market.providers.tick_provider import TickQuoteProvider
 from marketpulse.market.quotes import StockData
 from marketpulse.observability.telemetry import Telemetry
 from support.asgi import with_state
+from support.harness import serve_asgi
 
 
 def build_app(redis: Redis) -> tuple[ASGIApp, dict[str, Any]]:

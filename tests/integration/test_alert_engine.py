@@ -27,7 +27,7 @@ def quote(
     return StockData(
         symbol=symbol, price=price, volume=volume, timestamp=T0 + timedelta(days=i),
         high=price, low=price, open=price, close=price, previous_close=100.0, source="test",
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )  # fmt: skip
 
 
@@ -64,7 +64,7 @@ def above(
 ) -> AlertCondition:
     return AlertCondition(
         symbol="AAPL", alert_type=t, threshold=threshold, comparison="above", **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 async def test_fires_once_per_crossing_and_records_history(store: AlertStore) -> None:

@@ -60,7 +60,7 @@ async def test_ready_callbacks_run_between_computations(engine: AnalysisEngine) 
         return name
 
     async with asyncio.timeout(DEADLINE):
-        pending = [asyncio.ensure_future(engine.compute(lambda n=n: work(n))) for n in "abcd"]
+        pending = [asyncio.ensure_future(engine.compute(partial(work, n))) for n in "abcd"]
         await asyncio.sleep(0)  # wait-ok: lets the four callers queue their work
         asyncio.get_running_loop().call_soon(order.append, "io")  # I/O that became ready
         assert await asyncio.gather(*pending) == list("abcd")
@@ -72,8 +72,13 @@ async def test_a_cancelled_callers_item_is_skipped_and_the_rest_run(
 ) -> None:
     ran: list[str] = []
     async with asyncio.timeout(DEADLINE):
-        first = asyncio.ensure_future(engine.compute(lambda: ran.append("first")))
-        second = asyncio.ensure_future(engine.compute(lambda: ran.append("second") or 2))
+
+        def one(name: str, value: int) -> int:
+            ran.append(name)
+            return value
+
+        first = asyncio.ensure_future(engine.compute(partial(one, "first", 1)))
+        second = asyncio.ensure_future(engine.compute(partial(one, "second", 2)))
         await asyncio.sleep(0)  # wait-ok: both queued, the worker not yet past its first yield
         first.cancel()
         assert await second == 2

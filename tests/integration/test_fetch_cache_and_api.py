@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime
+from typing import cast
 
 import httpx
 import pytest
@@ -92,7 +93,8 @@ async def test_batch_is_one_mget_and_one_pipeline(redis_client: Redis) -> None:
     assert stats.get("mget") == 1
     assert "get" not in stats
     assert stats.get("set") == 50  # sent in one pipeline
-    assert all(k.startswith(b"mp:cache:") for k in await redis_client.keys("*"))
+    keys = cast(list[bytes], await redis_client.keys("*"))
+    assert all(k.startswith(b"mp:cache:") for k in keys)
 
 
 async def test_tick_quote_is_never_served_at_another_tick(redis_client: Redis) -> None:

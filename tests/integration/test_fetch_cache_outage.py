@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from market_http import FakeTime
 from marketpulse.config import Settings
 from marketpulse.errors import QuoteUnavailable, TransientSourceError
 from marketpulse.infra.redis import keys
@@ -28,6 +27,7 @@ from marketpulse.market.clock import ManualClock
 from marketpulse.market.fetcher import DataFetcher, build_fetcher
 from marketpulse.market.provider_guard import FetchPolicy
 from marketpulse.market.quotes import Bar, StockData
+from support.market_server import FakeTime
 
 GUARD_LOG = "marketpulse.market.cache_guard"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from market_http import MarketServer, redirecting_session
 from marketpulse.market.clock import ManualClock
 from marketpulse.market.fetcher import DataFetcher
 from marketpulse.market.provider_guard import FetchPolicy
 from marketpulse.market.providers.yahoo import YahooProvider
+from support.market_server import MarketServer, redirecting_session
 
 RATE, BURST = 150.0, 10
 

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from market_http import FakeTime, Fault, MarketServer, redirecting_session
 from marketpulse.errors import QuoteUnavailable
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.embedded import free_port
@@ -25,6 +24,7 @@ from marketpulse.market.providers.port import QuoteProvider
 from marketpulse.market.providers.simulated import SimulatedSource
 from marketpulse.market.providers.tick_provider import TickQuoteProvider
 from marketpulse.market.providers.yahoo import YahooProvider
+from support.market_server import FakeTime, Fault, MarketServer, redirecting_session
 
 BASE = 0.5
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from market_http import Fault, MarketServer, redirecting_session
 from marketpulse.errors import PermanentSourceError, TransientSourceError
 from marketpulse.market.providers.nse import NseProvider
 from marketpulse.market.providers.yahoo import YahooProvider
+from support.market_server import Fault, MarketServer, redirecting_session
 
 
 @pytest.fixture

@@ -33,7 +33,9 @@ class Recorder:
 
 def expected_fires(src: ReplaySource, a: AlertCondition, first: int, last: int) -> list[int]:
     """Ticks where the condition goes from false to true (false before the first tick)."""
-    out, was, volumes = [], False, []
+    out: list[int] = []
+    volumes: list[float] = []
+    was = False
     for t in range(first, last + 1):
         bar, prev = src.bar(a.symbol, t), src.bar(a.symbol, t - 1)
         value: float | None

@@ -10,12 +10,11 @@ import json
 import random
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
-
-from session_harness import Client, Server, serve, settings_for
+from typing import Any, cast
 
 from marketpulse.infra.redis import keys
 from marketpulse.sessions.store import SessionStore
+from support.harness import Client, Server, serve, settings_for
 
 TICKERS = ["AAPL", "GOOGL", "MSFT", "IBM"]
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75, "IBM": 20}
@@ -29,18 +28,21 @@ class NaiveStore(SessionStore):
         self, session_id: str, run_id: str, basis: int, result_id: str, result_json: str, n: int
     ) -> str:
         key, chan = self.keys_for(session_id)
-        f = await self.redis.hmget(
-            key, "run_id", "run_status", "basis_version", "run_done", "rseq", "run_ticker"
+        f = cast(
+            list[bytes | None],
+            await self.redis.hmget(
+                key, "run_id", "run_status", "basis_version", "run_done", "rseq", "run_ticker"
+            ),
         )
         if f[2] is None:
             return "gone"
-        if f[0].decode() != run_id or f[1] != b"running":
+        if (f[0] or b"").decode() != run_id or f[1] != b"running":
             return "superseded"
         if int(f[2]) != basis:
             return "stale"
         await asyncio.sleep(0.005)  # wait-ok: models the round trip, not a wait for an event
         done = (f[3] or b"").decode() + f" {result_id} "
-        seq = int(f[4]) + 1
+        seq = int(f[4] or 0) + 1
         await self.redis.hset(key, mapping={f"r:{seq}": result_json, "rseq": seq, "run_done": done})
         v = await self.redis.hincrby(key, "version", 1)
         await self.redis.publish(chan, f"{v}\n" + '{"type":"analysis_result",' + result_json[1:])
@@ -50,7 +52,11 @@ class NaiveStore(SessionStore):
                 chan,
                 f"{v}\n"
                 + json.dumps(
-                    {"type": "analysis_complete", "ticker": f[5].decode(), "run_id": run_id}
+                    {
+                        "type": "analysis_complete",
+                        "ticker": (f[5] or b"").decode(),
+                        "run_id": run_id,
+                    }
                 ),
             )
             return "complete"
@@ -155,7 +161,7 @@ async def workload(
         raw = await server.state["redis"].hgetall(keys.session(sid))
         from marketpulse.sessions.store import render_state
 
-        stored = render_state(raw)
+        stored = render_state(cast(dict[bytes, bytes], raw))
         for c in clients[sid]:
             out.append((c, stored))
     for cs in clients.values():

@@ -7,13 +7,13 @@ import json
 
 import pytest
 from redis.asyncio import Redis
-from session_harness import serve, settings_for
 
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.mux import RedisMux
 from marketpulse.sessions.portfolio import value
 from marketpulse.sessions.store import SessionStore, hash_token
 from marketpulse.sessions.valuation import ValuationLoop
+from support.harness import serve, settings_for
 
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
 NOW = "2026-01-02T00:00:00.000Z"

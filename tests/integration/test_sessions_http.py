@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
-from session_harness import Server, serve, settings_for
+
+from support.harness import Server, serve, settings_for
 
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
 
@@ -59,7 +61,7 @@ async def test_wrong_or_foreign_token_looks_like_a_missing_session(server: Serve
 async def test_token_is_stored_only_as_a_hash(server: Server) -> None:
     sid, token, _ = await server.create_session(HOLDINGS, "hashed")
     raw = await server.state["redis"].hgetall(f"mp:{{{sid}}}:session")
-    assert token.encode() not in b"".join(raw.values())
+    assert token.encode() not in b"".join(cast(dict[bytes, bytes], raw).values())
 
 
 async def test_put_holdings_bumps_basis_and_delete_removes(server: Server) -> None:

@@ -1,7 +1,7 @@
 """``/metrics`` of the real app (``create_app``) after a scripted workload.
 
 The workload goes through the public contracts only, on a real uvicorn server
-(``session_harness``): create a session over HTTP, follow it over its WebSocket, analyze a
+(``support/harness.py``): create a session over HTTP, follow it over its WebSocket, analyze a
 holding until ``analysis_complete``, wait for a revaluation (``portfolio_update``), watch a held
 symbol with an alert that fires at once (its ``alert`` reaches the session socket), fetch quotes.
 Then a scrape of ``/metrics`` must show each metric family the issue names, with values that fit
@@ -15,7 +15,8 @@ import logging
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from session_harness import serve, settings_for
+
+from support.harness import serve, settings_for
 
 Samples = dict[str, list[tuple[str, dict[str, str], float]]]
 

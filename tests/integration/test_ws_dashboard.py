@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
-from session_harness import Client, Server, serve, settings_for
+from websockets.typing import Origin
+
+from support.harness import Client, Server, serve, settings_for
 
 FAST = {"market_interval": 0.1, "monitor_interval": 0.1, "system_interval": 0.1}
 
@@ -103,7 +105,7 @@ async def test_a_foreign_origin_is_refused(redis_url: str) -> None:
         with pytest.raises(websockets.InvalidStatus) as refused:
             await websockets.connect(
                 f"{server.ws_base}/ws/dashboard",
-                origin="http://evil.example",
+                origin=Origin("http://evil.example"),
             )
         assert refused.value.response.status_code == 403
         allowed = await dashboard(server, origin="http://dash.example")

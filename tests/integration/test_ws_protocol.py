@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import websockets
-from session_harness import serve_asgi
 
 from marketpulse.infra.ws.protocol import send_text_now, text_frame
+from support.harness import serve_asgi
 
 # one below, at and above each boundary of the three length encodings
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, 70000]

@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import websockets
 from redis.asyncio import Redis
-from session_harness import Server, serve, settings_for
 
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import QUEUE_LIMIT
 from marketpulse.sessions.metrics import METRIC_NAMES
+from support.harness import Server, serve, settings_for
 
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
 RESULT_FIELDS = {"type", "ticker", "metric", "value", "timestamp", "run_id", "basis_version", "id"}
@@ -198,7 +199,10 @@ async def test_every_connection_of_a_session_sees_the_same_events_in_order(redis
         await a.state["valuation"].run_once()
         await c1.next("portfolio_update")
         await c2.next("portfolio_update")
-        strip = lambda log: [m for m in log if m["type"] != "session"]  # noqa: E731
+
+        def strip(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [m for m in log if m["type"] != "session"]
+
         assert strip(c1.log) == strip(c2.log)
         await c1.close()
         await c2.close()

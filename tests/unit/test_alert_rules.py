@@ -39,7 +39,7 @@ def quote(
 def cond(t: AlertType, threshold: float, comparison: str, **kw: object) -> AlertCondition:
     return AlertCondition(
         symbol="AAPL", alert_type=t, threshold=threshold, comparison=comparison, **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 def run(c: AlertCondition, values: list[float], times: list[float] | None = None) -> list[Outcome]:

@@ -97,7 +97,8 @@ def covariances(draw: st.DrawFn, min_n: int = 2, max_n: int = 12) -> np.ndarray:
     vols = draw(hnp.arrays(np.float64, n, elements=st.floats(0.05, 1.0)))
     base = a @ a.T / k + 0.02 * np.eye(n)
     cov: np.ndarray = base * np.outer(vols, vols)
-    return (cov + cov.T) / 2
+    sym: np.ndarray = (cov + cov.T) / 2
+    return sym
 
 
 @st.composite

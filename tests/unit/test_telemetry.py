@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -107,7 +108,7 @@ def test_zero_limit_disables_the_check() -> None:
     "field", ["perf_provider_latency_ms", "perf_loop_lag_ms", "perf_memory_mb"]
 )
 def test_a_limit_of_zero_in_the_settings_disables_it(field: str) -> None:
-    t = Telemetry.from_settings(Settings(**{field: 0}))
+    t = Telemetry.from_settings(Settings(**cast(dict[str, Any], {field: 0})))
     t.provider_call("slow", "ok", 10**6)
     t.loop_lag_observed(10**6)
     t.memory_observed(10**15)
@@ -122,7 +123,7 @@ def test_a_limit_of_zero_in_the_settings_disables_it(field: str) -> None:
 )
 def test_a_negative_limit_is_refused(field: str) -> None:
     with pytest.raises(ValidationError, match=field):
-        Settings(**{field: -1})
+        Settings(**cast(dict[str, Any], {field: -1}))
 
 
 def test_limits_come_from_settings_with_defaults() -> None:

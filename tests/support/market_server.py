@@ -20,7 +20,7 @@ import requests
 from aiohttp import web
 from requests.adapters import HTTPAdapter
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 CHARTS = {
     "MSFT": "yahoo_chart_MSFT_1d_6mo_2025-10-29.json",
     "TCS.NS": "yahoo_chart_TCS.NS_1d_1mo_2026-10-05.json",

@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import httpx
 import uvicorn
@@ -34,9 +34,9 @@ class Server:
         return self.base.replace("http://", "ws://")
 
     async def create_session(
-        self, holdings: dict[str, float], sid: str | None = None
+        self, holdings: Mapping[str, float], sid: str | None = None
     ) -> tuple[str, str, dict[str, Any]]:
-        body: dict[str, Any] = {"holdings": holdings}
+        body: dict[str, Any] = {"holdings": dict(holdings)}
         if sid is not None:
             body["session_id"] = sid
         r = await self.http.post("/api/sessions", json=body)
@@ -69,7 +69,9 @@ _servers: dict[Any, uvicorn.Server] = {}  # app -> the uvicorn server serving it
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: Any, port: int = 0, *, lifespan: str = "on") -> AsyncIterator[str]:
+async def serve_asgi(
+    app: Any, port: int = 0, *, lifespan: Literal["auto", "on", "off"] = "on"
+) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn and this app's WebSocket options on a socket that listens
     before uvicorn starts: a client may connect at once (the kernel queues it until uvicorn,
     past its lifespan startup, accepts). Yields ``http://127.0.0.1:<port>``."""
