@@ -62,7 +62,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = getattr(item, "fixturenames", None)
         if item.get_closest_marker("e2e") is None and names is not None:
-            names.append("no_leaked_tasks")
+            names.insert(0, "no_leaked_tasks")  # set up first, torn down last
 
 
 @pytest.fixture
