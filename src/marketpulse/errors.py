@@ -139,3 +139,7 @@ class RedisUnavailable(MarketPulseError):
 
     code = "redis_unavailable"
     status = 503
+
+    def __init__(self, message: str = "", *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url  # which Redis (no credentials), when the raiser knows it

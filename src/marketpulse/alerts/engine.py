@@ -71,6 +71,9 @@ class AlertManager:
         if redis is None and isinstance(self.store, RedisAlertStore):
             redis = self.store.redis
         self._redis = redis
+        self.url: str | None = (
+            self.store.url if isinstance(self.store, RedisAlertStore) else None
+        )  # where the store's Redis is, for the monitor's outage log
         self._notify_timeout_s = notify_timeout_s
         self._telemetry = telemetry
         self._index = AlertIndex()

@@ -16,6 +16,10 @@ Guarantees:
   logged and never stops the evaluation.
 - The watched symbols are the alert store's (Redis: they survive restarts); add and remove take
   effect from the next cycle.
+- A Redis that stops answering (the alert store's, the cache's, the lease's) is logged once
+  naming its URL and once when it answers again (``infra/redis/outage.py``), not once per
+  operation; the cycle that hit it is skipped (or, for the cache, the quote goes uncached) and
+  the next one retries.
 - Graceful stop: once ``stop`` is set no new cycle starts; the running one (its notifications
   included) gets ``shutdown_s`` to finish, then is cancelled. No task outlives ``run``.
 """
@@ -34,9 +38,10 @@ from redis.exceptions import RedisError
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.rules import normalize_symbol
 from marketpulse.alerts.store import SCRIPTS
-from marketpulse.errors import MarketPulseError, ValidationFailed
+from marketpulse.errors import MarketPulseError, RedisUnavailable, ValidationFailed
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.lease import Lease
+from marketpulse.infra.redis.outage import OutageLog, url_of
 from marketpulse.market.clock import MarketClock
 from marketpulse.market.quotes import StockData
 
@@ -98,6 +103,9 @@ class MonitorService:
         self._cursor: int | None = None  # used without Redis
         self._processed: int | None = None  # last tick this instance evaluated
         self._polling = False
+        self.outages = OutageLog("monitor")
+        self._url = url_of(redis) if redis is not None else None
+        self._cache_url: str | None = getattr(cache, "url", None)
         if redis is not None:
             self._advance = SCRIPTS.register(redis, "monitor_cursor")
 
@@ -120,10 +128,12 @@ class MonitorService:
         if self._lease is None:
             return True
         try:
-            return await self._lease.acquire()
+            held = await self._lease.acquire()
         except RedisError as exc:
-            log.warning("monitor lease unavailable: %r", exc)
+            self.outages.failed(self._url or "redis", exc)
             return False
+        self.outages.answered(self._url)
+        return held
 
     async def release_lease(self) -> None:
         if self._lease is None:
@@ -156,6 +166,7 @@ class MonitorService:
             self.alerts.forget()
             self._polling = True
         await self.alerts.sync()
+        self.outages.answered(self.alerts.url)
         if self.clock is None:
             return await self._observe(await self.symbols(), None)
         # the clock before the symbols: a symbol removed before the clock moved is not evaluated
@@ -201,8 +212,10 @@ class MonitorService:
             if self.cache is not None:
                 try:
                     await self.cache.set_stock_data(symbol, quote)
-                except (MarketPulseError, RedisError) as exc:
-                    log.warning("could not cache %s: %r", symbol, exc)
+                except RedisUnavailable as exc:
+                    self.outages.failed(exc.url or self._cache_url or "quote cache", exc)
+                else:
+                    self.outages.answered(self._cache_url)
             await self.alerts.check_alerts(quote, obs=tick)
             done += 1
 
@@ -223,8 +236,25 @@ class MonitorService:
         finally:
             await self.release_lease()
 
+    async def cycle(self) -> int:
+        """``run_once`` with its expected failures reported, not raised: a Redis that does not
+        answer goes to ``outages`` (logged once per outage), another error of ours is logged.
+        Returns the quotes evaluated (0 when the cycle failed)."""
+        try:
+            return await self.run_once()
+        except* RedisUnavailable as group:
+            for exc in _leaves(group):
+                self.outages.failed(getattr(exc, "url", None) or self.alerts.url or "redis", exc)
+        except* RedisError as group:  # the lease, cursor or tick keys of ``redis``
+            for exc in _leaves(group):
+                self.outages.failed(self._url or "redis", exc)
+        except* MarketPulseError as group:
+            for exc in _leaves(group):
+                log.error("monitor cycle failed: %r", exc)
+        return 0
+
     async def _cycle(self, stop: asyncio.Event) -> None:
-        cycle = asyncio.create_task(self.run_once())
+        cycle = asyncio.create_task(self.cycle())
         waiter = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({cycle, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -235,9 +265,14 @@ class MonitorService:
                 task.cancel()
             await asyncio.gather(cycle, waiter, return_exceptions=True)
         if not cycle.cancelled() and (exc := cycle.exception()) is not None:
-            if not isinstance(exc, (MarketPulseError, RedisError)):
-                raise exc
-            log.error("monitor cycle failed: %r", exc)
+            raise exc  # not one of ours: a bug, which ends the loop
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
 
 
 class StockMonitor:

@@ -19,6 +19,7 @@ from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.rules import VOLUME_WINDOW, AlertCondition, Outcome
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.outage import url_of
 from marketpulse.infra.redis.scripts import ScriptFolder
 
 SCRIPTS = ScriptFolder("marketpulse.alerts")
@@ -56,6 +57,7 @@ class RedisAlertStore:
         self._cap = history_cap
         self._transition = SCRIPTS.register(redis, "alert_transition")
         self._volume = SCRIPTS.register(redis, "alert_volume")
+        self.url = url_of(redis)
 
     @property
     def redis(self) -> Redis:
@@ -69,7 +71,7 @@ class RedisAlertStore:
                 pipe.incr(keys.ALERTS_VERSION)
                 await pipe.execute()
         except RedisError as exc:
-            raise RedisUnavailable(f"could not store alert {alert.id}") from exc
+            raise RedisUnavailable(f"could not store alert {alert.id}", url=self.url) from exc
 
     async def remove(self, alert_id: str) -> bool:
         try:
@@ -79,21 +81,21 @@ class RedisAlertStore:
                 pipe.incr(keys.ALERTS_VERSION)
                 removed, _, _ = await pipe.execute()
         except RedisError as exc:
-            raise RedisUnavailable(f"could not remove alert {alert_id}") from exc
+            raise RedisUnavailable(f"could not remove alert {alert_id}", url=self.url) from exc
         return bool(removed)
 
     async def all(self) -> list[AlertCondition]:
         try:
             raw = await self._redis.hgetall(keys.ALERTS)
         except RedisError as exc:
-            raise RedisUnavailable("could not read alerts") from exc
+            raise RedisUnavailable("could not read alerts", url=self.url) from exc
         return [AlertCondition.model_validate_json(v) for v in raw.values()]
 
     async def version(self) -> int:
         try:
             raw = await self._redis.get(keys.ALERTS_VERSION)
         except RedisError as exc:
-            raise RedisUnavailable("could not read the alerts version") from exc
+            raise RedisUnavailable("could not read the alerts version", url=self.url) from exc
         return int(raw or 0)
 
     async def apply(self, alert: AlertCondition, *, obs: int, truth: bool, at: float) -> Outcome:
@@ -102,7 +104,7 @@ class RedisAlertStore:
         try:
             raw = await self._transition(keys=[keys.alert_state(alert.id)], args=args)
         except RedisError as exc:
-            raise RedisUnavailable(f"could not update alert {alert.id}") from exc
+            raise RedisUnavailable(f"could not update alert {alert.id}", url=self.url) from exc
         return Outcome(_text(raw))
 
     async def volumes(self, symbol: str, *, obs: int, volume: int) -> list[int]:
@@ -110,7 +112,9 @@ class RedisAlertStore:
         try:
             raw = await self._volume(keys=[keys.volume_window(symbol)], args=args)
         except RedisError as exc:
-            raise RedisUnavailable(f"could not record the volume of {symbol}") from exc
+            raise RedisUnavailable(
+                f"could not record the volume of {symbol}", url=self.url
+            ) from exc
         return [int(_text(m).rsplit(":", 1)[1]) for m in raw]
 
     async def record(self, fired: FiredAlert) -> str:
@@ -122,7 +126,7 @@ class RedisAlertStore:
                 approximate=True,
             )
         except RedisError as exc:
-            raise RedisUnavailable("could not record alert history") from exc
+            raise RedisUnavailable("could not record alert history", url=self.url) from exc
         return _text(entry_id)
 
     async def history(self, symbol: str | None, limit: int) -> list[FiredAlert]:
@@ -143,23 +147,23 @@ class RedisAlertStore:
                     break
                 start = "(" + _text(rows[-1][0])
         except RedisError as exc:
-            raise RedisUnavailable("could not read alert history") from exc
+            raise RedisUnavailable("could not read alert history", url=self.url) from exc
         return out
 
     async def add_symbol(self, symbol: str) -> bool:
         try:
             return bool(await self._redis.sadd(keys.SYMBOLS, symbol))
         except RedisError as exc:
-            raise RedisUnavailable(f"could not add {symbol}") from exc
+            raise RedisUnavailable(f"could not add {symbol}", url=self.url) from exc
 
     async def remove_symbol(self, symbol: str) -> bool:
         try:
             return bool(await self._redis.srem(keys.SYMBOLS, symbol))
         except RedisError as exc:
-            raise RedisUnavailable(f"could not remove {symbol}") from exc
+            raise RedisUnavailable(f"could not remove {symbol}", url=self.url) from exc
 
     async def symbols(self) -> list[str]:
         try:
             return sorted(_text(s) for s in await self._redis.smembers(keys.SYMBOLS))
         except RedisError as exc:
-            raise RedisUnavailable("could not read the monitored symbols") from exc
+            raise RedisUnavailable("could not read the monitored symbols", url=self.url) from exc

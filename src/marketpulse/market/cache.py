@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.outage import display_url, url_of
 from marketpulse.market.quotes import StockData
 
 
@@ -74,6 +75,7 @@ class CacheManager:
         self._url = redis_url or "redis://127.0.0.1:6379/0"
         self._redis = redis
         self._owns_client = redis is None
+        self.url = url_of(redis) if redis is not None else display_url(self._url)
         self.ttl = ttl
         self._now = now
         self.hits = 0
@@ -129,7 +131,7 @@ class CacheManager:
         try:
             raw = await self.redis.mget(names)
         except RedisError as exc:
-            raise RedisUnavailable(f"quote cache read failed: {exc}") from exc
+            raise RedisUnavailable(f"quote cache read failed: {exc}", url=self.url) from exc
         width = 2 if tick is None else 3
         out: dict[str, CacheLookup] = {}
         for i, s in enumerate(symbols):
@@ -168,7 +170,7 @@ class CacheManager:
         try:
             await pipe.execute()
         except RedisError as exc:
-            raise RedisUnavailable(f"quote cache write failed: {exc}") from exc
+            raise RedisUnavailable(f"quote cache write failed: {exc}", url=self.url) from exc
 
 
 def aged(hit: CachedQuote, now: float, *, stale: bool) -> StockData:

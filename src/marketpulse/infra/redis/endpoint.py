@@ -55,6 +55,13 @@ class Endpoint:
             ssl_context=ctx,
         )
 
+    def display(self) -> str:
+        """The server as a URL for logs and errors: never the credentials."""
+        if self.path is not None:
+            return f"unix://{self.path}?db={self.db}"
+        scheme = "rediss" if self.ssl_context is not None else "redis"
+        return f"{scheme}://{self.host}:{self.port}/{self.db}"
+
     def login(self, *, select_db: bool = True) -> list[tuple[Arg, ...]]:
         """The commands a fresh connection sends first (AUTH, SELECT), each answering +OK."""
         out: list[tuple[Arg, ...]] = []
