@@ -10,7 +10,7 @@ from marketpulse.market.cache import CacheManager
 from marketpulse.alerts.rules import AlertCondition, AlertType
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.market.fetcher import DataFetcher
-from marketpulse.alerts.monitor import StockMonitor
+from marketpulse.alerts.stock_monitor import StockMonitor
 
 
 async def main():

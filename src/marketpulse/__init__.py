@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from marketpulse.alerts.engine import AlertManager
-    from marketpulse.alerts.monitor import StockMonitor
     from marketpulse.alerts.rules import AlertCondition, AlertType
+    from marketpulse.alerts.stock_monitor import StockMonitor
     from marketpulse.app import create_app
     from marketpulse.config import Settings
     from marketpulse.market.cache import CacheManager
@@ -43,7 +43,7 @@ _WHERE = {
     "AlertType": "marketpulse.alerts.rules",
     "AlertCondition": "marketpulse.alerts.rules",
     "AlertManager": "marketpulse.alerts.engine",
-    "StockMonitor": "marketpulse.alerts.monitor",
+    "StockMonitor": "marketpulse.alerts.stock_monitor",
     "Settings": "marketpulse.config",
     "create_app": "marketpulse.app",
 }

@@ -16,8 +16,9 @@ import pytest
 from redis.asyncio import Redis
 
 from marketpulse.alerts.engine import AlertManager
-from marketpulse.alerts.monitor import MonitorService, StockMonitor
+from marketpulse.alerts.monitor import MonitorService
 from marketpulse.alerts.rules import AlertCondition, AlertType
+from marketpulse.alerts.stock_monitor import StockMonitor
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.infra.redis.client import make_client
 from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from marketpulse.alerts.engine import AlertManager
-from marketpulse.alerts.monitor import StockMonitor, check_symbol
+from marketpulse.alerts.monitor import check_symbol
 from marketpulse.alerts.rules import AlertCondition, AlertType
+from marketpulse.alerts.stock_monitor import StockMonitor
 from marketpulse.config import Settings
 from marketpulse.errors import ValidationFailed
 from marketpulse.market.fetcher import DataFetcher
@@ -94,11 +95,9 @@ async def run_monitor(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with asyncio.TaskGroup() as tg:
-            runner = tg.create_task(monitor.start_monitoring(wanted))
+        async with monitor:
+            await monitor.start_monitoring(wanted)
             await stop.wait()
-            await monitor.stop_monitoring()
-            await runner
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError, RuntimeError):

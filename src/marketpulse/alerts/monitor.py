@@ -1,6 +1,7 @@
 """The monitor: fetch the watched symbols, cache their quotes, and feed the alert engine.
 
-``MonitorService`` is what the app runs; ``StockMonitor`` is the seed's API on top of it.
+``MonitorService`` is what the app runs; ``StockMonitor`` (``stock_monitor.py``) is the seed's
+API on top of it.
 
 Guarantees:
 
@@ -273,61 +274,3 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     for exc in group.exceptions:
         out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
     return out
-
-
-class StockMonitor:
-    """The seed's monitor: ``start_monitoring(symbols)`` runs until ``stop_monitoring()``.
-
-    Follows the fetcher's market clock when it has one (every tick evaluated once), else polls.
-    """
-
-    def __init__(
-        self,
-        data_fetcher: QuoteFeed,
-        cache_manager: QuoteSink | None,
-        alert_manager: AlertManager,
-        *,
-        interval_s: float | None = None,
-        on_quote: Callable[[StockData], None] | None = None,
-    ) -> None:
-        clock: MarketClock | None = getattr(data_fetcher, "clock", None)
-        self.cache_manager = cache_manager
-        self.service = MonitorService(
-            data_fetcher,
-            alert_manager,
-            clock=clock,
-            cache=cache_manager,
-            interval_s=interval_s or (0.5 if clock is not None else 5.0),
-            on_quote=on_quote,
-        )
-        self._stop = asyncio.Event()
-        self._stopped = asyncio.Event()
-        self._stopped.set()
-
-    async def add_symbol(self, symbol: str) -> bool:
-        return await self.service.add_symbol(symbol)
-
-    async def remove_symbol(self, symbol: str) -> bool:
-        return await self.service.remove_symbol(symbol)
-
-    async def start_monitoring(self, symbols: list[str]) -> None:
-        for symbol in symbols:
-            await self.add_symbol(symbol)
-        connect = getattr(self.cache_manager, "connect", None)
-        if connect is not None:
-            await connect()
-        self._stop = asyncio.Event()
-        self._stopped.clear()
-        try:
-            await self.service.run(self._stop)
-        finally:
-            self._stopped.set()
-            close = getattr(self.cache_manager, "close", None)
-            if close is not None:
-                await close()
-
-    async def stop_monitoring(self) -> None:
-        """Ask the loop to stop and wait (bounded) until it has."""
-        self._stop.set()
-        async with asyncio.timeout(self.service.shutdown_s + 5.0):
-            await self._stopped.wait()
