@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DATA_SOURCES = frozenset({"simulated", "replay", "yahoo", "nse"})
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class MetricDelay:
@@ -99,6 +100,12 @@ class Settings(BaseSettings):
     @property
     def delay(self) -> MetricDelay:
         return MetricDelay.parse(self.metric_delay)
+
+    def client_redis_url(self) -> str:
+        """The Redis that library objects built without arguments (``AlertManager()``,
+        ``CacheManager()``) use: ``redis_url``, else the local default port (they cannot start
+        an embedded server as ``marketpulse serve`` does)."""
+        return self.redis_url or LOCAL_REDIS_URL
 
     def origins(self) -> frozenset[str]:
         """Allowed WebSocket origins: the configured list, else the service's own origin."""

@@ -22,9 +22,11 @@ from marketpulse.alerts.rules import AlertCondition, AlertType
 from marketpulse.alerts.stock_monitor import StockMonitor
 from marketpulse.config import Settings
 from marketpulse.errors import ValidationFailed
-from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.clock import WallTickClock
+from marketpulse.market.fetcher import DataFetcher, providers_for
 from marketpulse.market.quotes import StockData
 
+CONSOLE_TICK_S = 5.0
 KINDS = {
     "price": AlertType.PRICE_THRESHOLD,
     "change": AlertType.PERCENTAGE_CHANGE,
@@ -76,15 +78,17 @@ def print_quote(quote: StockData) -> None:
 async def run_monitor(
     settings: Settings, symbols: Sequence[str], alert_specs: Sequence[str]
 ) -> int:
-    """Monitor ``symbols`` with the standalone (simulated, in-memory) stack until a signal."""
+    """Monitor ``symbols`` with the standalone stack (the configured market, alerts in memory)
+    until a signal."""
     try:
         wanted = [check_symbol(s) for s in symbols]
         conditions = [parse_alert(s) for s in alert_specs]
     except ValidationFailed as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    fetcher = DataFetcher()
-    alerts = AlertManager()
+    # the configured market; a new tick every 5 s so the console shows movement
+    fetcher = DataFetcher(providers_for(settings), clock=WallTickClock(CONSOLE_TICK_S))
+    alerts = AlertManager.in_memory()  # standalone: these alerts live as long as the command
     for c in conditions:
         await alerts.add_alert(c)
     monitor = StockMonitor(

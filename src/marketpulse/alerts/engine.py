@@ -10,9 +10,12 @@ Guarantees:
   and left out of ``channels`` in the history entry, and never blocks the others.
 - Each quote counts the alert conditions it was evaluated against and each fire decision won
   (``FIRED``) is counted once, through the injected ``AlertTelemetry`` (the app's metrics).
-- ``AlertManager()`` keeps everything in memory; ``AlertManager(RedisAlertStore(redis), ...)``
-  keeps definitions, armed/fired state, volume windows and history in Redis, and ``sync()``
-  picks up alerts added or removed by other instances.
+- ``AlertManager()`` keeps definitions, armed/fired state, volume windows and history in the
+  Redis of the service's settings (``MARKETPULSE_REDIS_URL``, read when it is built; else
+  ``redis://127.0.0.1:6379/0``), on a client it owns (``aclose()`` releases it);
+  ``AlertManager(RedisAlertStore(redis), ...)`` on a client of yours. ``sync()`` picks up
+  alerts added or removed by other instances. In process memory only when asked for:
+  ``AlertManager.in_memory()`` (or ``store=MemoryAlertStore()``): nothing survives the process.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from marketpulse.alerts.memory_store import MemoryAlertStore
 from marketpulse.alerts.notifiers import ConsoleNotifier, Notifier
 from marketpulse.alerts.rules import AlertCondition, AlertType, Outcome, observed_value, usable
 from marketpulse.alerts.store import AlertStore, RedisAlertStore
+from marketpulse.config import Settings
 from marketpulse.errors import MarketPulseError
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import make_client
 from marketpulse.market.quotes import StockData
 
 log = logging.getLogger(__name__)
@@ -64,7 +69,12 @@ class AlertManager:
         notify_timeout_s: float = 10.0,
         telemetry: AlertTelemetry | None = None,
     ) -> None:
-        self.store: AlertStore = store if store is not None else MemoryAlertStore()
+        self._owned: Redis | None = None
+        if store is None:
+            if redis is None:
+                redis = self._owned = make_client(Settings().client_redis_url())
+            store = RedisAlertStore(redis)
+        self.store: AlertStore = store
         self.notifiers: list[Notifier] = (
             list(notifiers) if notifiers is not None else [ConsoleNotifier()]
         )
@@ -80,6 +90,17 @@ class AlertManager:
         self._version = -1
         self._locks: dict[str, asyncio.Lock] = {}
         self._local: set[asyncio.Queue[str]] = set()
+
+    @classmethod
+    def in_memory(cls, notifiers: Sequence[Notifier] | None = None) -> AlertManager:
+        """Conditions, state and history in this process only (gone when it exits)."""
+        return cls(MemoryAlertStore(), notifiers)
+
+    async def aclose(self) -> None:
+        """Release the Redis client ``AlertManager()`` built (a no-op otherwise). It reconnects
+        if the manager is used again."""
+        if self._owned is not None:
+            await self._owned.aclose()
 
     # -- definitions -------------------------------------------------------------------------
 

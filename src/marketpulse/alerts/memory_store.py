@@ -1,4 +1,4 @@
-"""The alert store in process memory: the seed's standalone ``AlertManager()`` uses it.
+"""The alert store in process memory: ``AlertManager.in_memory()`` uses it.
 
 Same contract as ``RedisAlertStore`` (the contract tests run against both), but nothing survives
 the process and nothing is shared between processes.

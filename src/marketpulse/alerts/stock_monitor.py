@@ -16,8 +16,8 @@ Guarantees:
   winds down by itself, but nothing waits for it: when the caller's coroutine is the one
   ``asyncio.run`` runs, asyncio cancels it on the way out (the cycle in flight is cut short,
   the monitor's clients are still closed). ``await`` it, or use ``async with``, to wait.
-- The monitor connects the cache manager when it starts and closes it when the loop ends (it
-  reconnects if used again).
+- The monitor connects the cache manager when it starts and closes it, and the Redis client an
+  ``AlertManager()`` built for itself, when the loop ends (both reconnect if used again).
 """
 
 from __future__ import annotations
@@ -158,6 +158,7 @@ class StockMonitor:
             close = getattr(self.cache_manager, "close", None)
             if close is not None:
                 await close()
+            await self.alert_manager.aclose()
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

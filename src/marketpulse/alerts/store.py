@@ -1,7 +1,7 @@
 """Where alerts live: definitions, monitored symbols, armed/fired state, volume windows, history.
 
 ``AlertStore`` is the port; ``RedisAlertStore`` the real adapter (every read-modify-write is one
-Lua script in ``lua/``), ``MemoryAlertStore`` (in ``memory_alert_store.py``) the standalone one.
+Lua script in ``lua/``), ``MemoryAlertStore`` (in ``memory_store.py``) the in-process one.
 
 Redis layout (names in ``keys.py``): ``ALERTS`` hash id -> definition JSON, ``ALERTS_VERSION``
 counter, ``alert_state(id)`` hash per alert (one key per script call, so a cluster is fine),

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from marketpulse.config import Settings
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import make_client
@@ -62,21 +63,30 @@ def decode(raw: bytes | str | None) -> CachedQuote | None:
 
 
 class CacheManager:
-    """Quotes cached in Redis with a TTL (default 300 s); counts hits and misses."""
+    """Quotes cached in Redis with a TTL (default 300 s); counts hits and misses.
+
+    ``CacheManager()`` uses the service's settings, read when it is built: the Redis at
+    ``MARKETPULSE_CACHE_URL``, else ``MARKETPULSE_REDIS_URL``, else ``redis://127.0.0.1:6379/0``,
+    and ``MARKETPULSE_CACHE_TTL``. Given a URL or a client, it reads no settings.
+    """
 
     def __init__(
         self,
         redis_url: str | None = None,
         *,
         redis: Redis | None = None,
-        ttl: int = 300,
+        ttl: int | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self._url = redis_url or "redis://127.0.0.1:6379/0"
+        if redis_url is None and redis is None:
+            settings = Settings()  # read only when the caller gave no Redis
+            redis_url = settings.cache_url or settings.client_redis_url()
+            ttl = settings.cache_ttl if ttl is None else ttl
+        self._url = redis_url
         self._redis = redis
         self._owns_client = redis is None
-        self.url = url_of(redis) if redis is not None else display_url(self._url)
-        self.ttl = ttl
+        self.url = url_of(redis) if redis is not None else display_url(str(redis_url))
+        self.ttl = 300 if ttl is None else ttl
         self._now = now
         self.hits = 0
         self.misses = 0
@@ -84,6 +94,7 @@ class CacheManager:
     async def connect(self) -> None:
         """Build the client from the URL; a no-op when a client was given."""
         if self._redis is None:
+            assert self._url is not None  # set whenever no client was given
             self._redis = make_client(self._url)
 
     @property
@@ -101,7 +112,8 @@ class CacheManager:
         found = await self.get_many([symbol])
         return found.get(symbol)
 
-    async def set_stock_data(self, symbol: str, data: StockData, ttl: int = 300) -> None:
+    async def set_stock_data(self, symbol: str, data: StockData, ttl: int | None = None) -> None:
+        """Cache one live quote for ``ttl`` seconds (default: the manager's TTL)."""
         await self.set_many({symbol: data}, ttl)
 
     async def get_many(self, symbols: Sequence[str]) -> dict[str, StockData]:

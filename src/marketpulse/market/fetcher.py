@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
+from marketpulse.config import Settings
 from marketpulse.errors import MarketDataError, QuoteUnavailable, ValidationFailed
 from marketpulse.market.cache import CachedQuote, CacheLookup, CacheManager, aged
 from marketpulse.market.cache_guard import CacheGuard
@@ -39,8 +40,6 @@ from marketpulse.market.validation import check_symbol, validate_quote
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-
-    from marketpulse.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +69,41 @@ class FetchCounters(CallObserver):
             self._telemetry.provider_call(provider, outcome, seconds)
 
 
-def default_providers() -> list[QuoteProvider]:
-    """The standalone chain: the simulated market, seed 42."""
-    from marketpulse.market.providers import SimulatedSource
+def providers_for(settings: Settings) -> list[QuoteProvider]:
+    """The fallback chain of ``settings.data_source`` (seed and replay settings applied)."""
+    from marketpulse.market.providers import make_tick_source
     from marketpulse.market.providers.tick_provider import TickQuoteProvider
 
-    return [TickQuoteProvider(SimulatedSource(seed=42))]
+    chain: list[QuoteProvider] = []
+    for name in settings.data_source:
+        if name == "yahoo":  # imported only when used: yfinance (pandas) takes ~1.7 s to load
+            from marketpulse.market.providers.yahoo import YahooProvider
+
+            chain.append(YahooProvider())
+        elif name == "nse":
+            from marketpulse.market.providers.nse import NseProvider
+
+            chain.append(NseProvider())
+        else:
+            source = make_tick_source(
+                name,
+                seed=settings.seed,
+                replay_start=settings.replay_start,
+                replay_step=settings.replay_step,
+            )
+            chain.append(TickQuoteProvider(source))
+    return chain
 
 
 class DataFetcher:
-    """Quotes and daily history for any symbol; see the module docstring for guarantees."""
+    """Quotes and daily history for any symbol; see the module docstring for guarantees.
+
+    ``DataFetcher()`` follows the service's settings, read when it is built: the chain of
+    ``MARKETPULSE_DATA_SOURCE`` (default the simulated market, ``MARKETPULSE_SEED``; replay
+    settings apply), and a market that ticks every ``MARKETPULSE_MARKET_INTERVAL`` seconds
+    from construction. Given providers, it reads no settings (the clock then ticks every 5 s).
+    It caches nothing unless given a ``cache`` (the seed's monitor caches what it observes).
+    """
 
     def __init__(
         self,
@@ -93,12 +117,17 @@ class DataFetcher:
     ) -> None:
         self.policy = policy or FetchPolicy()
         self.counters = FetchCounters(telemetry)
-        chain = list(providers) if providers is not None else default_providers()
+        interval_s = 5.0
+        if providers is None:
+            settings = Settings()  # read only when the caller gave no providers
+            providers = providers_for(settings)
+            interval_s = settings.market_interval
+        chain = list(providers)
         if not chain:
             raise ValueError("DataFetcher needs at least one provider")
         self.guards = [GuardedProvider(p, self.policy, self.counters) for p in chain]
         self.cache = cache
-        self.clock: MarketClock = clock or WallTickClock(5.0)
+        self.clock: MarketClock = clock or WallTickClock(interval_s)
         self.cache_guard = self._guard("quote cache")
         self.tick_guard = self._guard("market tick")
         self._last_tick = 0
@@ -144,6 +173,11 @@ class DataFetcher:
             except MarketDataError as exc:
                 errors.append(f"{guard.name}: {exc}")
         raise QuoteUnavailable(f"no history for {norm}: " + "; ".join(errors))
+
+    @property
+    def live(self) -> bool:
+        """True when the first provider is live (quotes of now, not of a market tick)."""
+        return self.guards[0].provider.live
 
     def provider_status(self) -> list[dict[str, object]]:
         """Per provider: name, circuit (closed/open/half_open), last_error, last_latency_ms,
@@ -278,26 +312,6 @@ def build_fetcher(
 ) -> DataFetcher:
     """The service's fetcher: ``settings.data_source`` as the fallback chain, the cache in
     ``cache_redis`` (or ``redis``), the market tick from ``redis``."""
-    from marketpulse.market.providers import make_tick_source
-    from marketpulse.market.providers.tick_provider import TickQuoteProvider
-
-    chain: list[QuoteProvider] = []
-    for name in settings.data_source:
-        if name == "yahoo":  # imported only when used: yfinance (pandas) takes ~1.7 s to load
-            from marketpulse.market.providers.yahoo import YahooProvider
-
-            chain.append(YahooProvider())
-        elif name == "nse":
-            from marketpulse.market.providers.nse import NseProvider
-
-            chain.append(NseProvider())
-        else:
-            source = make_tick_source(
-                name,
-                seed=settings.seed,
-                replay_start=settings.replay_start,
-                replay_step=settings.replay_step,
-            )
-            chain.append(TickQuoteProvider(source))
+    chain = providers_for(settings)
     cache = CacheManager(redis=cache_redis or redis, ttl=settings.cache_ttl)
     return DataFetcher(chain, cache=cache, clock=RedisTickClock(redis), telemetry=telemetry)
