@@ -226,6 +226,7 @@ def _alerts_wiring(
         clock=RedisTickClock(redis) if tick_mode else None,
         cache=None,  # the fetcher caches every quote it fetches
         publisher=RedisQuotePublisher(redis),  # live prices of /ws/dashboard
+        watchlist=settings.watchlist,  # a first run monitors these (never re-added once chosen)
         interval_s=(
             min(settings.monitor_interval, settings.market_interval)
             if tick_mode

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DATA_SOURCES = frozenset({"simulated", "replay", "yahoo", "nse"})
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_WATCHLIST = ("AAPL", "MSFT", "GOOGL", "TCS.NS", "INFY.NS")
 
 
 class MetricDelay:
@@ -61,6 +62,8 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     cache_ttl: int = Field(default=300, gt=0)
     monitor_interval: float = Field(default=5.0, gt=0)
+    # monitored on a first run (no symbols ever chosen); "" or "none" disables
+    watchlist: Annotated[tuple[str, ...], NoDecode] = DEFAULT_WATCHLIST
     system_interval: float = Field(default=2.0, gt=0)  # seconds between /ws/dashboard reports
     redis_max_connections: int = Field(default=64, ge=4)
     webhook_url: str | None = None
@@ -90,6 +93,18 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return tuple(s.strip() for s in v.split(",") if s.strip())
         return tuple(v)  # type: ignore[arg-type]
+
+    @field_validator("watchlist", mode="before")
+    @classmethod
+    def _split_watchlist(cls, v: object) -> tuple[str, ...]:
+        from marketpulse.alerts.rules import normalize_symbol  # the one symbol rule
+
+        if isinstance(v, str):
+            items = [] if v.strip().lower() == "none" else v.split(",")
+        else:
+            items = list(v)  # type: ignore[call-overload]
+        names = [str(s).strip() for s in items]
+        return tuple(dict.fromkeys(normalize_symbol(n) for n in names if n))
 
     @field_validator("metric_delay")
     @classmethod

@@ -60,6 +60,7 @@ def settings_for(redis_url: str, **overrides: Any) -> Settings:
         "market_interval": 3600.0,  # tests drive revaluations by hand unless they say otherwise
         "metric_delay": "0.01-0.05",
         "session_ttl": 3600,
+        "watchlist": (),  # the monitor watches only what a test adds
     }
     base.update(overrides)
     return Settings(**base)

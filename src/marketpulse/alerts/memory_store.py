@@ -7,6 +7,7 @@ the process and nothing is shared between processes.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.rules import VOLUME_WINDOW, AlertCondition, AlertState, Outcome, transition
@@ -21,6 +22,7 @@ class MemoryAlertStore:
         self._volumes: dict[str, dict[int, int]] = {}
         self._history: deque[FiredAlert] = deque(maxlen=history_cap)
         self._symbols: set[str] = set()
+        self._chosen = False  # see RedisAlertStore: an emptied watchlist is never re-seeded
 
     async def add(self, alert: AlertCondition) -> None:
         self._alerts[alert.id] = alert
@@ -65,11 +67,13 @@ class MemoryAlertStore:
         return rows[:limit]
 
     async def add_symbol(self, symbol: str) -> bool:
+        self._chosen = True
         new = symbol not in self._symbols
         self._symbols.add(symbol)
         return new
 
     async def remove_symbol(self, symbol: str) -> bool:
+        self._chosen = True
         if symbol in self._symbols:
             self._symbols.discard(symbol)
             return True
@@ -77,3 +81,12 @@ class MemoryAlertStore:
 
     async def symbols(self) -> list[str]:
         return sorted(self._symbols)
+
+    async def seed_symbols(self, symbols: Sequence[str]) -> list[str]:
+        if not symbols or self._chosen:
+            return []
+        self._chosen = True
+        if self._symbols:
+            return []
+        self._symbols.update(symbols)
+        return list(symbols)

@@ -16,7 +16,9 @@ Guarantees:
   the app publishes it for the dashboards (``market/events.py``). A failed publish is
   logged and never stops the evaluation.
 - The watched symbols are the alert store's (Redis: they survive restarts); add and remove take
-  effect from the next cycle.
+  effect from the next cycle. Given a ``watchlist``, the poller's first cycle monitors it if the
+  symbols were never chosen (``AlertStore.seed_symbols``): a first run shows a live market, and
+  a watchlist emptied on purpose stays empty across restarts.
 - A Redis that stops answering (the alert store's, the cache's, the lease's) is logged once
   naming its URL and once when it answers again (``infra/redis/outage.py``), not once per
   operation; the cycle that hit it is skipped (or, for the cache, the quote goes uncached) and
@@ -86,6 +88,7 @@ class MonitorService:
         max_backlog: int = 10_000,
         on_quote: Callable[[StockData], None] | None = None,
         publisher: QuotePublisher | None = None,
+        watchlist: Sequence[str] = (),
     ) -> None:
         self.feed = feed
         self.alerts = alerts
@@ -104,6 +107,8 @@ class MonitorService:
         self._cursor: int | None = None  # used without Redis
         self._processed: int | None = None  # last tick this instance evaluated
         self._polling = False
+        self._watchlist = [check_symbol(s) for s in watchlist]
+        self._seeded = not self._watchlist
         self.outages = OutageLog("monitor")
         self._url = url_of(redis) if redis is not None else None
         self._cache_url: str | None = getattr(cache, "url", None)
@@ -168,6 +173,11 @@ class MonitorService:
             self._polling = True
         await self.alerts.sync()
         self.outages.answered(self.alerts.url)
+        if not self._seeded:
+            added = await self.alerts.store.seed_symbols(self._watchlist)
+            self._seeded = True
+            if added:
+                log.info("monitoring the default watchlist: %s", ", ".join(added))
         if self.clock is None:
             return await self._observe(await self.symbols(), None)
         # the clock before the symbols: a symbol removed before the clock moved is not evaluated

@@ -6,10 +6,15 @@ Lua script in ``lua/``), ``MemoryAlertStore`` (in ``memory_store.py``) the in-pr
 Redis layout (names in ``keys.py``): ``ALERTS`` hash id -> definition JSON, ``ALERTS_VERSION``
 counter, ``alert_state(id)`` hash per alert (one key per script call, so a cluster is fine),
 ``volume_window(symbol)`` sorted set, ``SYMBOLS`` set, ``ALERT_HISTORY`` capped stream.
+
+The monitored symbols are "chosen" once anything wrote them (a seeded default watchlist, or an
+add or remove, in the same atomic step as the marker ``SYMBOLS_CHOSEN``): ``seed_symbols``
+fills them only while they never were, so a watchlist emptied on purpose stays empty.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, cast
 
 from redis.asyncio import Redis
@@ -43,6 +48,7 @@ class AlertStore(Protocol):
     async def add_symbol(self, symbol: str) -> bool: ...
     async def remove_symbol(self, symbol: str) -> bool: ...
     async def symbols(self) -> list[str]: ...
+    async def seed_symbols(self, symbols: Sequence[str]) -> list[str]: ...
 
 
 def _text(raw: bytes | str) -> str:
@@ -57,6 +63,7 @@ class RedisAlertStore:
         self._cap = history_cap
         self._transition = SCRIPTS.register(redis, "alert_transition")
         self._volume = SCRIPTS.register(redis, "alert_volume")
+        self._seed = SCRIPTS.register(redis, "seed_symbols")
         self.url = url_of(redis)
 
     @property
@@ -152,13 +159,21 @@ class RedisAlertStore:
 
     async def add_symbol(self, symbol: str) -> bool:
         try:
-            return bool(await self._redis.sadd(keys.SYMBOLS, symbol))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.sadd(keys.SYMBOLS, symbol)
+                pipe.set(keys.SYMBOLS_CHOSEN, "1")
+                added, _ = await pipe.execute()
+            return bool(added)
         except RedisError as exc:
             raise RedisUnavailable(f"could not add {symbol}", url=self.url) from exc
 
     async def remove_symbol(self, symbol: str) -> bool:
         try:
-            return bool(await self._redis.srem(keys.SYMBOLS, symbol))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.srem(keys.SYMBOLS, symbol)
+                pipe.set(keys.SYMBOLS_CHOSEN, "1")
+                removed, _ = await pipe.execute()
+            return bool(removed)
         except RedisError as exc:
             raise RedisUnavailable(f"could not remove {symbol}", url=self.url) from exc
 
@@ -167,3 +182,15 @@ class RedisAlertStore:
             return sorted(_text(s) for s in await self._redis.smembers(keys.SYMBOLS))
         except RedisError as exc:
             raise RedisUnavailable("could not read the monitored symbols", url=self.url) from exc
+
+    async def seed_symbols(self, symbols: Sequence[str]) -> list[str]:
+        """Atomic: monitor ``symbols`` if the monitored symbols were never chosen (then they
+        are); returns the symbols added, [] when they had been chosen (or ``symbols`` is
+        empty, which marks nothing). A set stored before the marker existed counts as chosen."""
+        if not symbols:
+            return []
+        try:
+            added = await self._seed(keys=[keys.SYMBOLS, keys.SYMBOLS_CHOSEN], args=list(symbols))
+        except RedisError as exc:
+            raise RedisUnavailable("could not seed the monitored symbols", url=self.url) from exc
+        return list(symbols) if int(added) else []

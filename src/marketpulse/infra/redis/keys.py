@@ -56,6 +56,10 @@ def history_cache(symbol: str) -> str:
 SYMBOLS = f"{PREFIX}:monitor:symbols"
 """Set of monitored symbols."""
 
+SYMBOLS_CHOSEN = f"{PREFIX}:monitor:symbols:chosen"
+"""Set (to "1") in the same atomic step as any write of ``SYMBOLS`` (the default watchlist, an
+add or a remove): from then on an empty ``SYMBOLS`` was emptied on purpose, never re-seeded."""
+
 ALERTS = f"{PREFIX}:alerts"
 """Hash alert_id -> alert definition JSON."""
 
