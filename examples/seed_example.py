@@ -1,24 +1,38 @@
-"""The seed's example, as written (typos fixed): monitor three symbols, alert when AAPL > 150.
+"""The seed's example usage, as written (typos fixed): watch four symbols for an hour.
 
-Needs a Redis at redis://localhost (the quote cache). Quotes come from the simulated market,
-one tick every 5 s; alerts print one line each on the console. Stop with Ctrl-C.
+Run it with ``uv run python examples/seed_example.py``. The components read the service's
+settings: the Redis at ``MARKETPULSE_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) keeps
+the quote cache, the two alerts and their history; quotes come from ``MARKETPULSE_DATA_SOURCE``
+(default the simulated market, seed ``MARKETPULSE_SEED``), a new market tick every
+``MARKETPULSE_MARKET_INTERVAL`` seconds. A fired alert prints one ``ALERT ...`` line.
+
+The typos fixed: ``add_alert`` is a coroutine, so it is awaited. ``stop_monitoring()`` works
+called plainly, as here (it asks the loop to stop); ``await monitor.stop_monitoring()`` would
+also wait until it has. ``MARKETPULSE_EXAMPLE_SECONDS`` (default 3600) shortens the hour.
 """
 
 import asyncio
+import os
 
-from marketpulse.market.cache import CacheManager
-from marketpulse.alerts.rules import AlertCondition, AlertType
-from marketpulse.alerts.engine import AlertManager
-from marketpulse.market.fetcher import DataFetcher
-from marketpulse.alerts.stock_monitor import StockMonitor
+from marketpulse import (
+    AlertCondition,
+    AlertManager,
+    AlertType,
+    CacheManager,
+    DataFetcher,
+    StockMonitor,
+)
+
+RUN_SECONDS = float(os.environ.get("MARKETPULSE_EXAMPLE_SECONDS", "3600"))
 
 
 async def main():
-    data_fetcher = DataFetcher()
-    cache_manager = CacheManager("redis://localhost")
+    # Initialize components
+    fetcher = DataFetcher()
+    cache = CacheManager()
     alert_manager = AlertManager()
-    monitor = StockMonitor(data_fetcher, cache_manager, alert_manager)
-
+    monitor = StockMonitor(fetcher, cache, alert_manager)
+    # Add some alerts
     await alert_manager.add_alert(
         AlertCondition(
             symbol="AAPL",
@@ -27,11 +41,20 @@ async def main():
             comparison="above",
         )
     )
-
-    await monitor.start_monitoring(["AAPL", "TCS.NS", "RELIANCE.NS"])
-
-    await asyncio.sleep(3600)
-    await monitor.stop_monitoring()
+    await alert_manager.add_alert(
+        AlertCondition(
+            symbol="TCS.NS",
+            alert_type=AlertType.PERCENTAGE_CHANGE,
+            threshold=5.0,
+            comparison="above",
+        )
+    )
+    # Start monitoring
+    await monitor.start_monitoring(["AAPL", "GOOGL", "TCS.NS", "INFY.NS"])
+    # Run for some time
+    await asyncio.sleep(RUN_SECONDS)
+    # Stop monitoring
+    monitor.stop_monitoring()
 
 
 if __name__ == "__main__":

@@ -1,97 +1,74 @@
-"""The seed's example runs for real: redis at localhost:6379, the simulated market, the console.
+"""The seed's example runs as written, as a real process, and ends by itself.
 
-The example's ``DataFetcher()`` ticks every 5 s and simulated AAPL first closes above 150 at
-tick 38; to keep the test short its market clock is compressed to 20 ms per tick (our own
-``WallTickClock``) and the provider rate limit lifted; nothing else about the example changes.
+Only its settings change, through the environment as a user would set them: the test Redis
+(``MARKETPULSE_REDIS_URL``), the simulated market with seed 43 (simulated AAPL closes at 133.8,
+143.5, 147.1, then 152.8 at tick 3, and stays above 150 for the next 50 ticks), a tick every
+0.25 s, and a run of 5 s instead of an hour (``MARKETPULSE_EXAMPLE_SECONDS``). The test waits
+for the process to exit under a deadline; it never sleeps.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.util
-import io
-import socket
-from collections.abc import Iterator
-from functools import partial
+import os
+import sys
 from pathlib import Path
-from types import ModuleType
+from typing import cast
 
-import pytest
+from redis.asyncio import Redis
 
-from marketpulse.infra.redis.embedded import EmbeddedRedis
-from marketpulse.market.clock import WallTickClock
-from marketpulse.market.fetcher import DataFetcher
-from marketpulse.market.provider_guard import FetchPolicy
+from marketpulse.alerts.event import FiredAlert
+from marketpulse.infra.redis import keys
 
-FAST = FetchPolicy(rate_per_s=1e9, burst=1_000_000)  # the example's fetches are not rate limited
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed_example.py"
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("seed_example", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class LineWatch(io.StringIO):
-    """A stdout that sets ``seen`` when a line containing ``needle`` is written."""
-
-    def __init__(self, needle: str) -> None:
-        super().__init__()
-        self.needle = needle
-        self.seen = asyncio.Event()
-
-    def write(self, s: str) -> int:
-        if self.needle in s:
-            self.seen.set()
-        return super().write(s)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "taken"
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-@pytest.fixture
-def redis_6379(tmp_path: Path) -> Iterator[None]:
-    if not port_free(6379):
-        pytest.skip("port 6379 is taken: the example hard-codes redis://localhost")
-    with EmbeddedRedis(tmp_path, port=6379, durable=False).running():
-        yield
-
-
-async def test_seed_example_main_fires_the_aapl_alert(
-    redis_6379: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seed_example = load_example()
-    monkeypatch.setattr(
-        seed_example, "DataFetcher", partial(DataFetcher, clock=WallTickClock(0.02), policy=FAST)
+async def run_example(env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLE),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    out = LineWatch("ALERT AAPL price_threshold above 150")
-    before = asyncio.all_tasks()
-    with contextlib.redirect_stdout(out):
-        task = asyncio.create_task(seed_example.main())
-        async with asyncio.timeout(30):
-            await out.seen.wait()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        # main() was cancelled in its sleep: the background monitor is left, and is cancelled
-        # here as asyncio.run would on the way out
-        left = asyncio.all_tasks() - before
-        assert {t.get_name() for t in left} >= {"stock-monitor"}
-        for t in left:
-            t.cancel()
-        await asyncio.gather(*left, return_exceptions=True)
-    assert task.cancelled()
-    lines = [line for line in out.getvalue().splitlines() if line.startswith("ALERT")]
-    assert lines[0].startswith("ALERT AAPL price_threshold above 150: value 15")
+    try:
+        async with asyncio.timeout(90):  # a deadline for a process that should take ~6 s
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_the_seed_example_fires_the_aapl_alert_and_exits_0(
+    redis_url: str, redis_client: Redis
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPULSE_")}
+    env |= {
+        "MARKETPULSE_REDIS_URL": redis_url,
+        "MARKETPULSE_DATA_SOURCE": "simulated",
+        "MARKETPULSE_SEED": "43",
+        "MARKETPULSE_MARKET_INTERVAL": "0.25",
+        "MARKETPULSE_EXAMPLE_SECONDS": "5",
+    }
+    code, out, err = await run_example(env)
+    assert code == 0, err
+    assert "Traceback" not in err, err
+    alerts = [line for line in out.splitlines() if line.startswith("ALERT")]
+    assert alerts == [alerts[0]]  # once per crossing: AAPL stays above 150 afterwards
+    assert alerts[0].startswith("ALERT AAPL price_threshold above 150: value 152.8 ")
+
+    # what the example leaves in Redis: its two conditions, its symbols, and the history
+    assert await redis_client.hlen(keys.ALERTS) == 2
+    watched = cast(set[bytes], await redis_client.smembers(keys.SYMBOLS))
+    assert watched == {b"AAPL", b"GOOGL", b"TCS.NS", b"INFY.NS"}
+    rows = cast(
+        list[tuple[bytes, dict[bytes, bytes]]], await redis_client.xrange(keys.ALERT_HISTORY)
+    )
+    assert len(rows) == 1
+    fired = FiredAlert.model_validate_json(rows[0][1][b"alert"])
+    assert (fired.symbol, fired.threshold, fired.value) == ("AAPL", 150.0, 152.78)
+    assert fired.channels == ["console"]
+    assert await redis_client.exists(keys.quote_cache("INFY.NS"))  # CacheManager() was used
