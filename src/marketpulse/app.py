@@ -219,6 +219,12 @@ def _alerts_wiring(
         notifiers.append(WebhookNotifier(settings.webhook_url))
     alerts = AlertManager(RedisAlertStore(redis), notifiers, redis=redis, telemetry=telemetry)
     tick_mode = settings.data_source[0] in TICK_SOURCES
+    # a first run shows what the market has: replay has no NSE symbols, say, and a symbol no
+    # source has would log a missing quote every tick
+    watchlist = [s for s in settings.watchlist if fetcher.may_quote(s)]
+    if left_out := [s for s in settings.watchlist if s not in watchlist]:
+        log.info("default watchlist without %s: no data source of %s has them",
+                 ", ".join(left_out), ",".join(settings.data_source))  # fmt: skip
     monitor = MonitorService(
         fetcher,
         alerts,
@@ -226,7 +232,7 @@ def _alerts_wiring(
         clock=RedisTickClock(redis) if tick_mode else None,
         cache=None,  # the fetcher caches every quote it fetches
         publisher=RedisQuotePublisher(redis),  # live prices of /ws/dashboard
-        watchlist=settings.watchlist,  # a first run monitors these (never re-added once chosen)
+        watchlist=watchlist,  # a first run monitors these (never re-added once chosen)
         interval_s=(
             min(settings.monitor_interval, settings.market_interval)
             if tick_mode

@@ -116,10 +116,20 @@ def test_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ("simulated", DEFAULT_WATCHLIST),
+        ("replay", ("AAPL", "MSFT", "GOOGL")),  # the replay data has no NSE symbols
+        ("replay,simulated", DEFAULT_WATCHLIST),  # the fallback has them
+    ],
+)
 async def test_the_service_shows_the_default_watchlist_on_a_first_run(
-    redis_url: str, redis_client: Redis
+    redis_url: str, redis_client: Redis, source: str, shown: tuple[str, ...]
 ) -> None:
-    settings = settings_for(redis_url, watchlist=DEFAULT_WATCHLIST, monitor_interval=0.05)
+    settings = settings_for(
+        redis_url, watchlist=DEFAULT_WATCHLIST, monitor_interval=0.05, data_source=source
+    )
     pubsub = redis_client.pubsub()
     await pubsub.subscribe(keys.QUOTE_EVENTS_ALL)  # the monitor publishes what it observes
     try:
@@ -131,6 +141,6 @@ async def test_the_service_shows_the_default_watchlist_on_a_first_run(
                     pass  # a quote: the first cycle, which seeded the watchlist, is running
             assert msg["type"] == "message"
             r = await server.http.get("/api/symbols")
-            assert r.json() == {"symbols": sorted(DEFAULT_WATCHLIST)}
+            assert r.json() == {"symbols": sorted(shown)}
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]

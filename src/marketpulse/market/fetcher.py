@@ -179,6 +179,15 @@ class DataFetcher:
         """True when the first provider is live (quotes of now, not of a market tick)."""
         return self.guards[0].provider.live
 
+    def may_quote(self, symbol: str) -> bool:
+        """False only when no provider of the chain can have ``symbol``: every one is a tick
+        source that does not know it (a live provider may have any symbol)."""
+        for guard in self.guards:
+            knows = getattr(guard.provider, "knows", None)
+            if knows is None or knows(symbol):
+                return True
+        return False
+
     def provider_status(self) -> list[dict[str, object]]:
         """Per provider: name, circuit (closed/open/half_open), last_error, last_latency_ms,
         calls_ok, calls_failed."""

@@ -26,6 +26,10 @@ class TickQuoteProvider:
         self._source = source
         self.name = source.name
 
+    def knows(self, symbol: str) -> bool:
+        """Whether the source has data for ``symbol`` (``symbol`` upper-cased)."""
+        return self._source.knows(symbol)
+
     async def quote(self, symbol: str, tick: int) -> StockData:
         bar = self._source.bar(symbol, tick)
         previous: float | None = None
