@@ -6,9 +6,10 @@ the quote cache, the two alerts and their history; quotes come from ``MARKETPULS
 (default the simulated market, seed ``MARKETPULSE_SEED``), a new market tick every
 ``MARKETPULSE_MARKET_INTERVAL`` seconds. A fired alert prints one ``ALERT ...`` line.
 
-The typos fixed: ``add_alert`` is a coroutine, so it is awaited. ``stop_monitoring()`` works
-called plainly, as here (it asks the loop to stop); ``await monitor.stop_monitoring()`` would
-also wait until it has. ``MARKETPULSE_EXAMPLE_SECONDS`` (default 3600) shortens the hour.
+The typos fixed: ``add_alert`` and ``stop_monitoring`` are coroutines, so they are awaited
+(awaited, ``stop_monitoring()`` returns once the loop has stopped; called plainly, as the seed
+wrote it, it only asks the loop to stop). ``MARKETPULSE_EXAMPLE_SECONDS`` (default 3600)
+shortens the hour.
 """
 
 import asyncio
@@ -54,7 +55,7 @@ async def main():
     # Run for some time
     await asyncio.sleep(RUN_SECONDS)
     # Stop monitoring
-    monitor.stop_monitoring()
+    await monitor.stop_monitoring()
 
 
 if __name__ == "__main__":
