@@ -97,14 +97,14 @@ class Settings(BaseSettings):
     @field_validator("watchlist", mode="before")
     @classmethod
     def _split_watchlist(cls, v: object) -> tuple[str, ...]:
-        from marketpulse.alerts.rules import normalize_symbol  # the one symbol rule
+        from marketpulse.market.symbols import parse_symbol  # the one symbol rule
 
         if isinstance(v, str):
             items = [] if v.strip().lower() == "none" else v.split(",")
         else:
             items = list(v)  # type: ignore[call-overload]
         names = [str(s).strip() for s in items]
-        return tuple(dict.fromkeys(normalize_symbol(n) for n in names if n))
+        return tuple(dict.fromkeys(parse_symbol(n) for n in names if n))
 
     @field_validator("metric_delay")
     @classmethod

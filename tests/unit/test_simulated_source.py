@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from marketpulse.errors import PermanentSourceError
 from marketpulse.market.providers import SimulatedSource, make_tick_source
 from marketpulse.market.providers.simulated import BLOCK, SymbolProfile
+from marketpulse.market.symbols import SYMBOL_RE
 from marketpulse.market.ticks import TickSource
 
-tickers = st.from_regex(r"[A-Z0-9.\-^=]{1,20}", fullmatch=True)
+tickers = st.from_regex(SYMBOL_RE, fullmatch=True)
 
 
 def log_returns(source: SimulatedSource, symbol: str, tick: int, n: int) -> np.ndarray:
@@ -93,7 +94,7 @@ def test_non_ticker_symbols_are_refused(symbol: str) -> None:
 
 def test_ticker_shapes_are_known() -> None:
     source = SimulatedSource()
-    for symbol in ("AAPL", "TCS.NS", "^GSPC", "BRK-B", "EURUSD=X", "a"):
+    for symbol in ("AAPL", "TCS.NS", "M&M.NS", "^GSPC", "BRK-B", "EURUSD=X", "a"):
         assert source.knows(symbol)
 
 

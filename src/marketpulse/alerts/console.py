@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from marketpulse.alerts.engine import AlertManager
-from marketpulse.alerts.monitor import check_symbol
 from marketpulse.alerts.rules import AlertCondition, AlertType
 from marketpulse.alerts.stock_monitor import StockMonitor
 from marketpulse.config import Settings
@@ -25,6 +24,7 @@ from marketpulse.errors import ValidationFailed
 from marketpulse.market.clock import WallTickClock
 from marketpulse.market.fetcher import DataFetcher, providers_for
 from marketpulse.market.quotes import StockData
+from marketpulse.market.symbols import check_symbol
 
 CONSOLE_TICK_S = 5.0
 KINDS = {

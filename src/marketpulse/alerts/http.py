@@ -23,11 +23,12 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.requests import HTTPConnection
 
 from marketpulse.alerts.engine import AlertManager
-from marketpulse.alerts.monitor import MonitorService, check_symbol
-from marketpulse.alerts.rules import AlertCondition, normalize_symbol
+from marketpulse.alerts.monitor import MonitorService
+from marketpulse.alerts.rules import AlertCondition
 from marketpulse.errors import AlertNotFound, SymbolNotMonitored
 from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
 from marketpulse.infra.ws.origins import origin_allowed
+from marketpulse.market.symbols import check_symbol, parse_symbol
 from marketpulse.observability.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class SymbolIn(BaseModel):
     @field_validator("symbol", mode="before")
     @classmethod
     def _symbol(cls, v: object) -> str:
-        return normalize_symbol(v)
+        return parse_symbol(v)
 
 
 class AlertsState(TypedDict):

@@ -39,14 +39,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from marketpulse.alerts.engine import AlertManager
-from marketpulse.alerts.rules import normalize_symbol
 from marketpulse.alerts.store import SCRIPTS
-from marketpulse.errors import MarketPulseError, RedisUnavailable, ValidationFailed
+from marketpulse.errors import MarketPulseError, RedisUnavailable
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.lease import Lease
 from marketpulse.infra.redis.outage import OutageLog, url_of
 from marketpulse.market.clock import MarketClock
 from marketpulse.market.quotes import StockData
+from marketpulse.market.symbols import check_symbol
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,6 @@ class QuotePublisher(Protocol):
     """Where observed quotes go live (raises ``MarketPulseError`` when it could not)."""
 
     async def publish(self, quote: StockData) -> None: ...
-
-
-def check_symbol(symbol: str) -> str:
-    try:
-        return normalize_symbol(symbol)
-    except ValueError as exc:
-        raise ValidationFailed(str(exc), code="invalid_symbol") from exc
 
 
 class MonitorService:

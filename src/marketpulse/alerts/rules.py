@@ -33,8 +33,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from marketpulse.market.quotes import StockData
+from marketpulse.market.symbols import parse_symbol
 
-SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=&]{0,19}$")
 VOLUME_WINDOW = 20
 COMPARISONS = ("above", "below")
 
@@ -43,19 +43,6 @@ class AlertType(Enum):
     PRICE_THRESHOLD = "price_threshold"
     PERCENTAGE_CHANGE = "percentage_change"
     VOLUME_SPIKE = "volume_spike"
-
-
-def normalize_symbol(value: object) -> str:
-    """Upper-cased, stripped ticker; raises ValueError with a readable message if invalid."""
-    if not isinstance(value, str):
-        raise ValueError("symbol must be a string")
-    sym = value.strip().upper()
-    if not SYMBOL_RE.fullmatch(sym):
-        raise ValueError(
-            f"invalid symbol {value!r}: 1-20 characters, letters, digits and . - ^ = & "
-            "(e.g. AAPL, TCS.NS)"
-        )
-    return sym
 
 
 class AlertCondition(BaseModel):
@@ -74,7 +61,7 @@ class AlertCondition(BaseModel):
     @field_validator("symbol", mode="before")
     @classmethod
     def _symbol(cls, v: object) -> str:
-        return normalize_symbol(v)
+        return parse_symbol(v)
 
     @field_validator("alert_type", mode="before")
     @classmethod

@@ -36,7 +36,8 @@ from marketpulse.market.clock import MarketClock, RedisTickClock, WallTickClock
 from marketpulse.market.provider_guard import CallObserver, FetchPolicy, GuardedProvider
 from marketpulse.market.providers.port import QuoteProvider
 from marketpulse.market.quotes import Bar, StockData
-from marketpulse.market.validation import check_symbol, validate_quote
+from marketpulse.market.symbols import check_symbol
+from marketpulse.market.validation import validate_quote
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

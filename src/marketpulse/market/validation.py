@@ -1,24 +1,14 @@
-"""Checks a quote must pass before anyone uses it (pure: the last good quote is an argument)."""
+"""Checks a quote must pass before anyone uses it (pure: the last good quote is an argument).
+
+Symbols have their own rule in ``market/symbols.py``.
+"""
 
 from __future__ import annotations
 
 import math
-import re
 
-from marketpulse.errors import InvalidQuote, ValidationFailed
+from marketpulse.errors import InvalidQuote
 from marketpulse.market.quotes import StockData
-
-SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=&]{0,19}$")
-
-
-def check_symbol(symbol: str) -> str:
-    """The symbol, upper-cased, or ``ValidationFailed`` (code ``invalid_symbol``)."""
-    norm = symbol.strip().upper()
-    if not SYMBOL_RE.fullmatch(norm):
-        raise ValidationFailed(
-            f"invalid symbol {symbol[:40]!r}: 1-20 of A-Z 0-9 . - ^ = &", code="invalid_symbol"
-        )
-    return norm
 
 
 def validate_quote(quote: StockData, last_good: StockData | None, max_jump: float = 100.0) -> None:

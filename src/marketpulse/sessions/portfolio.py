@@ -13,17 +13,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-TICKER_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=]{0,19}$")
+from marketpulse.market.symbols import normalize_symbol
+
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 MAX_HOLDINGS = 100
-
-
-def normalise_ticker(raw: object) -> str | None:
-    """Upper-cased ticker if it is one, else None."""
-    if not isinstance(raw, str):
-        return None
-    t = raw.strip().upper()
-    return t if TICKER_RE.match(t) else None
 
 
 def holdings_problem(holdings: Mapping[str, float]) -> str | None:
@@ -33,7 +26,7 @@ def holdings_problem(holdings: Mapping[str, float]) -> str | None:
     if len(holdings) > MAX_HOLDINGS:
         return f"at most {MAX_HOLDINGS} holdings"
     for ticker, qty in holdings.items():
-        if not TICKER_RE.match(ticker):
+        if normalize_symbol(ticker) != ticker:
             return f"invalid ticker {ticker!r}"
         if not math.isfinite(qty) or qty <= 0:
             return f"quantity of {ticker} must be a positive number"

@@ -11,12 +11,12 @@ from redis.asyncio import Redis
 
 from marketpulse.errors import QuoteUnavailable, ValidationFailed
 from marketpulse.infra.redis import keys
+from marketpulse.market.symbols import check_symbol
 from marketpulse.market.view import Market
 from marketpulse.sessions.portfolio import (
     SESSION_ID_RE,
     Valuation,
     holdings_problem,
-    normalise_ticker,
     value,
 )
 from marketpulse.sessions.store import SessionStore, hash_token
@@ -41,9 +41,7 @@ class SessionService:
         """Upper-cased tickers and positive quantities, or ValidationFailed."""
         holdings: dict[str, float] = {}
         for name, qty in raw.items():
-            ticker = normalise_ticker(name)
-            if ticker is None:
-                raise ValidationFailed(f"invalid ticker {name!r}", code="invalid_ticker")
+            ticker = check_symbol(name, code="invalid_ticker")
             holdings[ticker] = holdings.get(ticker, 0.0) + float(qty)
         problem = holdings_problem(holdings)
         if problem:

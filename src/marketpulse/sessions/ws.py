@@ -26,9 +26,10 @@ from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, Subscription
 from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
 from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.infra.ws.protocol import send_text_now
+from marketpulse.market.symbols import SYMBOL_RULE, normalize_symbol
 from marketpulse.sessions.analysis import AnalysisEngine
 from marketpulse.sessions.http import sessions_state
-from marketpulse.sessions.portfolio import SESSION_ID_RE, normalise_ticker
+from marketpulse.sessions.portfolio import SESSION_ID_RE
 from marketpulse.sessions.store import SessionStore, hash_token
 from marketpulse.timefmt import iso_z, utc_now
 
@@ -236,10 +237,10 @@ class _Connection:
                 await self.store.touch(self.sid, self.th, iso_z(utc_now()))
                 self._emit({"type": "pong"})
             elif action == "analyze":
-                ticker = normalise_ticker(data.get("ticker"))
+                ticker = normalize_symbol(data.get("ticker"))
                 if ticker is None:
                     self._emit(
-                        error_msg("invalid_ticker", "ticker must be a symbol like AAPL or TCS.NS")
+                        error_msg("invalid_ticker", f"ticker must be a symbol: {SYMBOL_RULE}")
                     )
                     return "analyze"
                 await self.engine.analyze(self.sid, self.th, ticker)

@@ -22,7 +22,6 @@ amortised. Thread-safe (one lock per instance guards the caches).
 from __future__ import annotations
 
 import math
-import re
 import threading
 import zlib
 from collections.abc import Callable
@@ -33,11 +32,11 @@ import numpy.typing as npt
 
 from marketpulse.errors import PermanentSourceError
 from marketpulse.market.quotes import Bar
+from marketpulse.market.symbols import normalize_symbol
 from marketpulse.market.ticks import FloatArray
 
 IntArray = npt.NDArray[np.int64]
 
-TICKER = re.compile(r"[A-Z0-9.\-^=]{1,20}")
 ANCHOR = np.datetime64("2026-01-02", "D")  # the date of tick 0, a Friday
 BLOCK = 1024  # ticks generated at a time
 MARKET_VOL = 0.011  # daily volatility of the market factor
@@ -194,8 +193,8 @@ class SimulatedSource:
         self._paths: dict[str, _SymbolPath] = {}
 
     def knows(self, symbol: str) -> bool:
-        """Any ticker-shaped symbol: 1–20 of ``A-Z 0-9 . - ^ =`` (case-insensitive)."""
-        return TICKER.fullmatch(symbol.upper()) is not None
+        """Any symbol (``market/symbols.py``), case-insensitive."""
+        return normalize_symbol(symbol) is not None
 
     def bar(self, symbol: str, tick: int) -> Bar:
         """The bar shown at ``tick``; raises ``PermanentSourceError`` for a bad symbol or tick."""
@@ -225,8 +224,8 @@ class SimulatedSource:
         ]
 
     def _locate(self, symbol: str, tick: int) -> tuple[_SymbolPath, int]:
-        sym = symbol.upper()
-        if TICKER.fullmatch(sym) is None:
+        sym = normalize_symbol(symbol)
+        if sym is None:
             raise PermanentSourceError(f"not a ticker symbol: {symbol!r}")
         if tick < -self.history_days:
             raise PermanentSourceError(

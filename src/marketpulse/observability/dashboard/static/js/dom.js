@@ -56,8 +56,9 @@ export function clock(iso) {
   return today ? d.toLocaleTimeString() : d.toLocaleString();
 }
 
-// A symbol as the service accepts it: letters, digits, dot, dash, caret, equals; 1-20 chars.
-export const SYMBOL_RE = /^[A-Z0-9^][A-Z0-9.\-=^]{0,19}$/;
+// A symbol as the service accepts it (market/symbols.py SYMBOL_PATTERN, kept equal by a test):
+// 1-20 of letters, digits, dot, dash, caret, equals, ampersand, e.g. AAPL, TCS.NS, M&M.NS.
+export const SYMBOL_RE = /^[A-Z0-9^][A-Z0-9.\-^=&]{0,19}$/;
 
 export function normalSymbol(text) {
   return String(text || "").trim().toUpperCase();

@@ -59,7 +59,7 @@ export class MarketPanel {
     const msg = $("symbol-msg");
     if (!symbol) return showMessage(msg, "Enter a symbol, for example AAPL or TCS.NS.");
     if (!SYMBOL_RE.test(symbol)) {
-      return showMessage(msg, `"${symbol}" is not a valid symbol: use letters, digits and . - ^ =`);
+      return showMessage(msg, `"${symbol}" is not a valid symbol: use letters, digits and . - ^ = &`);
     }
     try {
       await api("POST", "/api/symbols", { symbol });
