@@ -310,3 +310,21 @@ async def test_events_queued_while_a_client_lags_reach_it_complete_and_in_order(
         seqs = await reader
     assert seqs == list(range(first, first + lagging + more))
     await raw.close()
+
+
+async def test_a_client_over_its_message_rate_gets_rate_limited_and_stays_connected(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a burst of 3 and a rate no test outlives: exactly the first three frames are handled
+    monkeypatch.setattr("marketpulse.sessions.ws.RATE", 1e-6)
+    monkeypatch.setattr("marketpulse.sessions.ws.BURST", 3)
+    sid, token, _ = await server.create_session(HOLDINGS)
+    c = await server.connect(sid, token)
+    for _ in range(5):
+        await c.send({"action": "dance"})
+    codes = [(await c.next("error", within=10.0))["code"] for _ in range(5)]
+    assert codes == ["unknown_action"] * 3 + ["rate_limited"] * 2
+    assert "messages per second" in c.of("error")[-1]["message"]
+    await c.send({"action": "ping"})
+    assert (await c.next("error"))["code"] == "rate_limited"  # still open, still limited
+    await c.close()

@@ -52,6 +52,35 @@ async def test_token_bucket_rate_on_fake_time() -> None:
     assert times[-1] == pytest.approx(2.0)  # 20 more at 10/s
 
 
+async def test_token_bucket_try_acquire_refuses_at_once_and_refills_on_fake_time() -> None:
+    fake = Fake()
+    bucket = TokenBucket(10.0, 5, now=fake.now, sleep=fake.sleep)
+    assert [bucket.try_acquire() for _ in range(6)] == [True] * 5 + [False]
+    fake.t = 0.1  # one token back at 10/s
+    assert [bucket.try_acquire(), bucket.try_acquire()] == [True, False]
+    fake.t = 100.0  # never more than the burst
+    assert sum(bucket.try_acquire() for _ in range(9)) == 5
+
+
+async def test_token_bucket_try_acquire_never_jumps_a_waiter() -> None:
+    fake = Fake()
+    waiting, go = asyncio.Event(), asyncio.Event()
+
+    async def held_sleep(s: float) -> None:
+        waiting.set()
+        await go.wait()
+        fake.t += s
+
+    bucket = TokenBucket(10.0, 1, now=fake.now, sleep=held_sleep)
+    await bucket.acquire()
+    async with asyncio.timeout(5), asyncio.TaskGroup() as tg:
+        tg.create_task(bucket.acquire())
+        await waiting.wait()
+        fake.t = 10.0  # a token is there, but the waiter came first
+        assert not bucket.try_acquire()
+        go.set()
+
+
 def test_breaker_cycle() -> None:
     fake = Fake()
     b = CircuitBreaker("p", failure_threshold=2, cooldown_s=10.0, now=fake.now)

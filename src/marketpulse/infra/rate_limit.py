@@ -1,7 +1,9 @@
 """An asyncio token bucket: at most ``burst`` calls at once, ``rate_per_s`` sustained.
 
 Guarantee: over any interval of length t, at most ``burst + rate_per_s * t`` acquisitions
-succeed. Waiters queue fairly (one lock); time and sleep are injectable.
+succeed, whether they wait (``acquire``, the providers' limit) or are refused at once
+(``try_acquire``, a socket's per-connection message limit). Waiters queue fairly (one lock);
+time and sleep are injectable.
 """
 
 from __future__ import annotations
@@ -48,3 +50,13 @@ class TokenBucket:
                 self._refill()
             self._tokens = max(0.0, self._tokens - 1.0)
             return self._stamp
+
+    def try_acquire(self) -> bool:
+        """Take one token if one is there now; never waits, never jumps a waiting ``acquire``."""
+        if self._lock.locked():
+            return False
+        self._refill()
+        if self._tokens < 1.0 - _EPS:
+            return False
+        self._tokens = max(0.0, self._tokens - 1.0)
+        return True

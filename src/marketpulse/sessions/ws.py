@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 
 from marketpulse.errors import MarketPulseError, NotInPortfolio, SessionNotFound
+from marketpulse.infra.rate_limit import TokenBucket
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, Subscription
 from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
@@ -37,24 +38,9 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 RATE = 20.0  # messages per second a client may send on average
-BURST = 40.0
+BURST = 40
 CLOSE_GONE = 4404
 _compact = json.JSONEncoder(separators=(",", ":")).encode  # as compact as the events from Redis
-
-
-class _Bucket:
-    def __init__(self) -> None:
-        self.tokens = BURST
-        self.at = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(BURST, self.tokens + (now - self.at) * RATE)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 def _type_of(item: dict[str, Any] | str) -> str:
@@ -112,7 +98,7 @@ class _Connection:
         self.seen_version = 0
         self.ended = False  # the event stream ended (a close is queued)
         self.held: set[str] = set()
-        self.bucket = _Bucket()
+        self.bucket = TokenBucket(RATE, BURST)
         self.telemetry = state["telemetry"]
         self.send_now = send_text_now(ws.scope)
         self.writing = False  # the writer is awaiting a send that did not go at once
@@ -217,8 +203,9 @@ class _Connection:
                     error_msg("bad_message", "binary frames are not supported; send JSON text")
                 )
                 continue
-            if not self.bucket.take():
-                self._emit(error_msg("rate_limited", f"at most {RATE:.0f} messages per second"))
+            if not self.bucket.try_acquire():
+                limit = f"at most {self.bucket.rate_per_s:g} messages per second"
+                self._emit(error_msg("rate_limited", limit))
                 continue
             started = time.perf_counter()
             action = await self._handle(text)
