@@ -216,7 +216,7 @@ def _alerts_wiring(
     """The alert engine and the monitor (whose loop the lifespan owns)."""
     notifiers: list[Notifier] = [ConsoleNotifier(), RedisPublishNotifier(redis)]
     if settings.webhook_url:
-        notifiers.append(WebhookNotifier(settings.webhook_url))
+        notifiers.append(WebhookNotifier(settings.webhook_url, retry=fetcher.policy.retry))
     alerts = AlertManager(RedisAlertStore(redis), notifiers, redis=redis, telemetry=telemetry)
     tick_mode = settings.data_source[0] in TICK_SOURCES
     # a first run shows what the market has: replay has no NSE symbols, say, and a symbol no

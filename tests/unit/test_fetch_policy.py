@@ -10,7 +10,7 @@ import pytest
 
 from marketpulse.errors import CircuitOpen, InvalidQuote, PermanentSourceError, TransientSourceError
 from marketpulse.infra.rate_limit import TokenBucket
-from marketpulse.infra.retry import RetryPolicy
+from marketpulse.infra.retry import Backoff, RetryPolicy, call_with_retry, retry_after_s
 from marketpulse.market.circuit import CircuitBreaker
 from marketpulse.market.clock import ManualClock, WallTickClock
 from marketpulse.market.provider_guard import FetchPolicy, GuardedProvider
@@ -39,6 +39,65 @@ def test_retry_only_transient_and_bounded() -> None:
     assert p.delay(1, PermanentSourceError("x"), hi) is None
     assert p.delay(1, TransientSourceError("x", retry_after=60), hi) == 30.0  # capped
     assert RetryPolicy(max_attempts=9, base_s=1.0, cap_s=3.0).ceiling(6) == 3.0
+
+
+def test_backoff_schedule_doubles_to_its_cap_with_full_jitter() -> None:
+    b = Backoff(base_s=0.5, cap_s=3.0)
+    assert [b.ceiling(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    bounds: list[tuple[float, float]] = []
+
+    def record(lo: float, hi: float) -> float:
+        bounds.append((lo, hi))
+        return hi / 2
+
+    assert [b.delay(n, record) for n in (1, 4)] == [0.25, 1.5]
+    assert bounds == [(0.0, 0.5), (0.0, 3.0)]  # full jitter: anywhere from 0 to the ceiling
+    assert all(0.0 <= b.delay(9) <= 3.0 for _ in range(200))
+    exact = Backoff(base_s=0.05, cap_s=2.0, jitter=False)
+    assert [exact.delay(n, record) for n in (1, 2, 7)] == [0.05, 0.1, 2.0]
+    assert len(bounds) == 2  # no draw without jitter
+    with pytest.raises(ValueError, match="non-negative"):
+        Backoff(base_s=-1, cap_s=1)
+
+
+def test_retry_after_wins_over_the_backoff_and_is_capped() -> None:
+    p = RetryPolicy(max_attempts=5, base_s=1.0, cap_s=2.0, retry_after_cap_s=30.0)
+    never = lambda lo, hi: pytest.fail("no jitter is drawn when the server says when")  # noqa: E731
+    assert p.delay(1, TransientSourceError("x", retry_after=7.0), never) == 7.0  # above the cap
+    assert p.delay(1, TransientSourceError("x", retry_after=0.0), never) == 0.0
+    assert p.delay(1, TransientSourceError("x", retry_after=600.0), never) == 30.0
+    assert retry_after_s(" 12 ") == 12.0 and retry_after_s(None) is None
+    now = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_s("Fri, 02 Jan 2026 12:00:05 GMT", now) == 5.0
+    assert retry_after_s("soon") is None
+
+
+async def test_call_with_retry_retries_transient_errors_only_and_reports_each_wait() -> None:
+    fake = Fake()
+    seen: list[tuple[int, float]] = []
+    answers: list[Exception | str] = [TransientSourceError("a"), TransientSourceError("b"), "ok"]
+
+    async def call(attempt: int) -> str:
+        answer = answers[attempt - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    policy = RetryPolicy(max_attempts=3, base_s=1.0, cap_s=10.0)
+    got = await call_with_retry(
+        call,
+        policy,
+        sleep=fake.sleep,
+        uniform=lambda lo, hi: hi,
+        on_retry=lambda n, _e, d: seen.append((n, d)),
+    )
+    assert (got, seen, fake.t) == ("ok", [(1, 1.0), (2, 2.0)], 3.0)
+    answers[:] = [TransientSourceError("a")] * 3
+    with pytest.raises(TransientSourceError):
+        await call_with_retry(call, policy, sleep=fake.sleep)
+    answers[:] = [PermanentSourceError("gone"), "never"]
+    with pytest.raises(PermanentSourceError):
+        await call_with_retry(call, policy, sleep=fake.sleep)
 
 
 async def test_token_bucket_rate_on_fake_time() -> None:

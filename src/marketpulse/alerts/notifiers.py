@@ -6,15 +6,18 @@ timeout, so a failing or slow channel never blocks the others, and records which
 - ``ConsoleNotifier``: one readable line per alert on a text stream (stdout by default).
 - ``RedisPublishNotifier``: PUBLISH the alert JSON on ``keys.ALERT_EVENTS``; the WebSocket
   layers forward it (``/ws/alerts`` subscribers, portfolio sessions holding the symbol).
-- ``WebhookNotifier``: aiohttp POST of the alert JSON, retried with exponential backoff on
-  connection errors, timeouts and 5xx/429; any other status fails at once.
+- ``WebhookNotifier``: aiohttp POST of the alert JSON, retried per ``RetryPolicy`` (the app
+  passes the market providers' own: full jitter, ``Retry-After`` honoured) on connection
+  errors, timeouts and 5xx/429; any other status fails at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Protocol, TextIO
 
 import aiohttp
@@ -24,6 +27,7 @@ from redis.exceptions import RedisError
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.errors import RedisUnavailable, TransientSourceError
 from marketpulse.infra.redis import keys
+from marketpulse.infra.retry import RetryPolicy, Uniform, call_with_retry, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +75,17 @@ class WebhookNotifier:
         self,
         url: str,
         *,
-        retries: int = 3,
+        retry: RetryPolicy | None = None,
         timeout_s: float = 5.0,
-        backoff_s: float = 0.2,
         session: aiohttp.ClientSession | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        uniform: Uniform = random.uniform,
     ) -> None:
         self.url = url
-        self._retries = retries
+        self.retry = retry or RetryPolicy()
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._backoff_s = backoff_s
+        self._sleep = sleep
+        self._uniform = uniform
         self._session = session
         self._owned: aiohttp.ClientSession | None = None
 
@@ -102,7 +108,10 @@ class WebhookNotifier:
                 self.url, data=body, headers=headers, timeout=self._timeout
             ) as resp:
                 if resp.status == 429 or resp.status >= 500:
-                    raise TransientSourceError(f"webhook answered {resp.status}")
+                    raise TransientSourceError(
+                        f"webhook answered {resp.status}",
+                        retry_after=retry_after_s(resp.headers.get("Retry-After")),
+                    )
                 if resp.status >= 400:
                     raise NotificationFailed(f"webhook refused the alert: HTTP {resp.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -110,14 +119,21 @@ class WebhookNotifier:
 
     async def send(self, alert: FiredAlert) -> None:
         body = alert.model_dump_json()
-        for attempt in range(self._retries + 1):
-            try:
-                await self._post_once(body)
-                return
-            except TransientSourceError as exc:
-                if attempt == self._retries:
-                    raise NotificationFailed(
-                        f"webhook failed after {attempt + 1} attempts: {exc.message}"
-                    ) from exc
-                log.warning("webhook attempt %d failed: %s", attempt + 1, exc.message)
-                await asyncio.sleep(self._backoff_s * 2**attempt)
+
+        def retrying(attempt: int, error: TransientSourceError, delay: float) -> None:
+            log.warning(
+                "webhook attempt %d failed: %s; retrying in %.3f s", attempt, error.message, delay
+            )
+
+        try:
+            await call_with_retry(
+                lambda _attempt: self._post_once(body),
+                self.retry,
+                sleep=self._sleep,
+                uniform=self._uniform,
+                on_retry=retrying,
+            )
+        except TransientSourceError as exc:
+            raise NotificationFailed(
+                f"webhook failed after {self.retry.max_attempts} attempts: {exc.message}"
+            ) from exc

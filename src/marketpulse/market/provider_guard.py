@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from marketpulse.errors import MarketDataError, PermanentSourceError, TransientSourceError
 from marketpulse.infra.rate_limit import TokenBucket
-from marketpulse.infra.retry import RetryPolicy
+from marketpulse.infra.retry import RetryPolicy, call_with_retry
 from marketpulse.market.circuit import CircuitBreaker
 from marketpulse.market.providers.port import QuoteProvider
 
@@ -84,27 +84,32 @@ class GuardedProvider:
         self._observer = observer or CallObserver()
 
     async def call(self, op: str, symbol: str, fn: Callable[[], Awaitable[T]]) -> T:
-        attempt = 0
-        while True:
-            attempt += 1
+        async def once(attempt: int) -> T:
             self.breaker.before_call()
             try:
                 await self.bucket.acquire()
             except asyncio.CancelledError:
                 self.breaker.on_neutral()  # an admitted half-open trial must not stay claimed
                 raise
-            error = await self._attempt(op, symbol, attempt, fn)
-            if isinstance(error, _Ok):
-                return error.value
-            delay = self.policy.retry.delay(attempt, error, self.policy.uniform)
-            if delay is None:
-                raise error
+            outcome = await self._attempt(op, symbol, attempt, fn)
+            if isinstance(outcome, _Ok):
+                return outcome.value
+            raise outcome
+
+        def retrying(attempt: int, error: TransientSourceError, delay: float) -> None:
             log.info(
                 "provider retry",
                 extra={"provider": self.name, "symbol": symbol, "attempt": attempt,
                        "delay_s": round(delay, 3)},
             )  # fmt: skip
-            await self.policy.sleep(delay)
+
+        return await call_with_retry(
+            once,
+            self.policy.retry,
+            sleep=self.policy.sleep,
+            uniform=self.policy.uniform,
+            on_retry=retrying,
+        )
 
     async def _attempt(
         self, op: str, symbol: str, attempt: int, fn: Callable[[], Awaitable[T]]

@@ -25,7 +25,6 @@ Not thread-safe; one mux per event loop. Standalone Redis only (as the rest of t
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -36,6 +35,10 @@ from redis.exceptions import ResponseError
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.endpoint import Arg, Endpoint, pack
+from marketpulse.infra.retry import Backoff
+
+# full jitter under 20 ms, 40 ms, ... capped at 0.5 s: redis-py's default, 10 ms * 2**failures
+RETRY_BACKOFF = Backoff(base_s=0.02, cap_s=0.5)
 
 
 class _Wire(asyncio.Protocol):
@@ -199,5 +202,4 @@ class RedisMux:
                 attempt += 1
                 if attempt > self.retries or self._closed:
                     raise RedisUnavailable(f"redis: {exc}") from exc
-                # full jitter, 10 ms base doubling to a 0.5 s cap (the redis-py client's policy)
-                await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+                await asyncio.sleep(RETRY_BACKOFF.delay(attempt))

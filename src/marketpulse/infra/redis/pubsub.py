@@ -28,9 +28,11 @@ from redis.asyncio import Redis
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.endpoint import Arg, Endpoint, pack
+from marketpulse.infra.retry import Backoff
 
 log = logging.getLogger(__name__)
 
+RECONNECT = Backoff(base_s=0.05, cap_s=2.0, jitter=False)  # 50 ms doubling to 2 s, exact
 QUEUE_LIMIT = 10_000  # a subscriber this far behind is dropped rather than growing memory
 
 
@@ -137,7 +139,7 @@ class EventHub:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the connection up until ``stop``; on a loss end every subscriber, reconnect."""
-        backoff = 0.05
+        failures = 0
         waiter: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -145,10 +147,10 @@ class EventHub:
                     wire = await self._connect()
                 except (OSError, TimeoutError, RedisUnavailable) as exc:
                     log.warning("pub/sub connection failed (%s); retrying", exc)
-                    await asyncio.wait({waiter}, timeout=backoff)
-                    backoff = min(backoff * 2, 2.0)
+                    failures += 1
+                    await asyncio.wait({waiter}, timeout=RECONNECT.delay(failures))
                     continue
-                backoff = 0.05
+                failures = 0
                 self._wire = wire
                 self._up.set()
                 lost: asyncio.Future[Any] = wire.lost
