@@ -33,6 +33,9 @@ class GatedFeed:
         self.calls: Counter[str] = Counter()
         self.fail = False
 
+    async def fetch_stock_data(self, symbol: str, *, tick: int | None = None) -> StockData:
+        raise NotImplementedError  # the statistics need histories only
+
     async def fetch_batch_data(
         self, symbols: Sequence[str], *, tick: int | None = None
     ) -> dict[str, StockData]:

@@ -18,9 +18,9 @@ from marketpulse.infra.retry import RetryPolicy
 from marketpulse.market.cache import CacheManager
 from marketpulse.market.clock import ManualClock
 from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.ports import QuoteProvider
 from marketpulse.market.provider_guard import FetchPolicy
 from marketpulse.market.providers.nse import NseProvider
-from marketpulse.market.providers.port import QuoteProvider
 from marketpulse.market.providers.simulated import SimulatedSource
 from marketpulse.market.providers.tick_provider import TickQuoteProvider
 from marketpulse.market.providers.yahoo import YahooProvider

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import pytest
 from redis.asyncio import Redis
@@ -24,7 +25,7 @@ from marketpulse.market.fetcher import DataFetcher
 from marketpulse.market.provider_guard import FetchPolicy
 from marketpulse.market.providers import SimulatedSource
 from marketpulse.market.providers.tick_provider import TickQuoteProvider
-from marketpulse.market.quotes import StockData
+from marketpulse.market.quotes import Bar, StockData
 
 FAST = FetchPolicy(rate_per_s=1e9, burst=1_000_000)  # no provider rate limit in tests
 
@@ -47,6 +48,14 @@ class Broken:
 
     async def fetch_stock_data(self, symbol: str, *, tick: int | None = None) -> StockData:
         raise RuntimeError("bug in the feed")
+
+    async def fetch_batch_data(
+        self, symbols: Sequence[str], *, tick: int | None = None
+    ) -> dict[str, StockData]:
+        raise NotImplementedError  # the monitor fetches one symbol at a time
+
+    async def history(self, symbol: str, n: int = 253, *, tick: int | None = None) -> list[Bar]:
+        raise NotImplementedError
 
 
 def always(symbol: str) -> AlertCondition:

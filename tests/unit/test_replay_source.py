@@ -8,9 +8,9 @@ import pytest
 from bokeh_sampledata import stocks
 
 from marketpulse.errors import PermanentSourceError
+from marketpulse.market.ports import TickSource
 from marketpulse.market.providers import ReplaySource, make_tick_source
 from marketpulse.market.quotes import Bar
-from marketpulse.market.ticks import TickSource
 
 LOGGER = "marketpulse.market.providers.replay"
 

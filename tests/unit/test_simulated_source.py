@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marketpulse.errors import PermanentSourceError
+from marketpulse.market.ports import TickSource
 from marketpulse.market.providers import SimulatedSource, make_tick_source
 from marketpulse.market.providers.simulated import BLOCK, SymbolProfile
 from marketpulse.market.symbols import SYMBOL_RE
-from marketpulse.market.ticks import TickSource
 
 tickers = st.from_regex(SYMBOL_RE, fullmatch=True)
 

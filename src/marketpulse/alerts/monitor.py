@@ -45,14 +45,11 @@ from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.lease import Lease
 from marketpulse.infra.redis.outage import OutageLog, url_of
 from marketpulse.market.clock import MarketClock
+from marketpulse.market.ports import QuoteFeed
 from marketpulse.market.quotes import StockData
 from marketpulse.market.symbols import check_symbol
 
 log = logging.getLogger(__name__)
-
-
-class QuoteFeed(Protocol):
-    async def fetch_stock_data(self, symbol: str, *, tick: int | None = None) -> StockData: ...
 
 
 class QuoteSink(Protocol):

@@ -29,8 +29,9 @@ from types import TracebackType
 from typing import Any
 
 from marketpulse.alerts.engine import AlertManager
-from marketpulse.alerts.monitor import MonitorService, QuoteFeed, QuoteSink
+from marketpulse.alerts.monitor import MonitorService, QuoteSink
 from marketpulse.market.clock import MarketClock
+from marketpulse.market.ports import QuoteFeed
 from marketpulse.market.quotes import StockData
 
 log = logging.getLogger(__name__)

@@ -33,8 +33,8 @@ from marketpulse.errors import MarketDataError, QuoteUnavailable, ValidationFail
 from marketpulse.market.cache import CachedQuote, CacheLookup, CacheManager, aged
 from marketpulse.market.cache_guard import CacheGuard
 from marketpulse.market.clock import MarketClock, RedisTickClock, WallTickClock
+from marketpulse.market.ports import QuoteProvider
 from marketpulse.market.provider_guard import CallObserver, FetchPolicy, GuardedProvider
-from marketpulse.market.providers.port import QuoteProvider
 from marketpulse.market.quotes import Bar, StockData
 from marketpulse.market.symbols import check_symbol
 from marketpulse.market.validation import validate_quote

@@ -22,7 +22,7 @@ from marketpulse.errors import MarketDataError, PermanentSourceError, TransientS
 from marketpulse.infra.rate_limit import TokenBucket
 from marketpulse.infra.retry import RetryPolicy, call_with_retry
 from marketpulse.market.circuit import CircuitBreaker
-from marketpulse.market.providers.port import QuoteProvider
+from marketpulse.market.ports import QuoteProvider
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -6,7 +6,11 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
+
+FloatArray = npt.NDArray[np.float64]  # price paths and return series
 
 
 class StockData(BaseModel):

@@ -2,38 +2,27 @@
 
 At a given tick every session, on every instance, sees the same price for a symbol: tick
 sources are pure functions of (symbol, tick). Live providers (yahoo, nse) are reached through
-the DataFetcher; there the tick only keys the in-process memo.
+a ``QuoteFeed`` (the DataFetcher); there the tick only keys the in-process memo. The ports are
+described in ``market/ports.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Iterable
 
 from marketpulse.errors import MarketDataError, PermanentSourceError, QuoteUnavailable
-from marketpulse.market.quotes import Bar, StockData
-from marketpulse.market.ticks import TickSource
+from marketpulse.market.ports import QuoteFeed, TickSource
 
 HISTORY_BARS = 253  # 252 returns: docs/metrics.md
 _MEMO_LIMIT = 4096
 
 
-class LiveFeed(Protocol):
-    """What the market needs of the DataFetcher for live sources."""
-
-    async def fetch_batch_data(
-        self, symbols: Sequence[str], *, tick: int | None = None
-    ) -> dict[str, StockData]: ...
-
-    async def history(self, symbol: str, n: int = 253, *, tick: int | None = None) -> list[Bar]: ...
-
-
 class Market:
     """Prices and adjusted-close histories at a tick, memoised per (symbol, tick)."""
 
-    def __init__(self, source: TickSource | None = None, feed: LiveFeed | None = None) -> None:
+    def __init__(self, source: TickSource | None = None, feed: QuoteFeed | None = None) -> None:
         if source is None and feed is None:
             raise ValueError("a market needs a tick source or a live feed")
         self.source = source

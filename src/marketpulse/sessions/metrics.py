@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from marketpulse.errors import NotInPortfolio
-from marketpulse.market.ticks import FloatArray
+from marketpulse.market.quotes import FloatArray
 from marketpulse.sessions.portfolio_inputs import (
     REASON_INSUFFICIENT_HISTORY,
     PortfolioInputs,

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from marketpulse.errors import InsufficientHistory, ValidationFailed
-from marketpulse.market.ticks import FloatArray
+from marketpulse.market.quotes import FloatArray
 
 TRADING_DAYS = 252
 """Returns per year: the annualisation factor and the length of the return window."""

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from marketpulse.market.ticks import FloatArray
+from marketpulse.market.quotes import FloatArray
 
 
 class RiskParityError(ValueError):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from marketpulse.market.ports import TickSource
 from marketpulse.market.providers.replay import ReplaySource
 from marketpulse.market.providers.simulated import SimulatedSource
-from marketpulse.market.ticks import TickSource
 
 __all__ = ["ReplaySource", "SimulatedSource", "make_tick_source"]
 

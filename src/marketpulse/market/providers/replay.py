@@ -33,8 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from marketpulse.errors import PermanentSourceError
-from marketpulse.market.quotes import Bar
-from marketpulse.market.ticks import FloatArray
+from marketpulse.market.quotes import Bar, FloatArray
 
 log = logging.getLogger(__name__)
 

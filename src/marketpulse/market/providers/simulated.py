@@ -31,9 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from marketpulse.errors import PermanentSourceError
-from marketpulse.market.quotes import Bar
+from marketpulse.market.quotes import Bar, FloatArray
 from marketpulse.market.symbols import normalize_symbol
-from marketpulse.market.ticks import FloatArray
 
 IntArray = npt.NDArray[np.int64]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from marketpulse.errors import PermanentSourceError
+from marketpulse.market.ports import TickSource
 from marketpulse.market.quotes import Bar, StockData
-from marketpulse.market.ticks import TickSource
 
 
 def bar_time(bar: Bar) -> datetime:
