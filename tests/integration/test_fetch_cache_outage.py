@@ -29,7 +29,7 @@ from marketpulse.market.provider_guard import FetchPolicy
 from marketpulse.market.quotes import Bar, StockData
 from support.market_server import FakeTime
 
-GUARD_LOG = "marketpulse.market.cache_guard"
+GUARD_LOG = "marketpulse.market.best_effort"
 
 
 class Switchable:

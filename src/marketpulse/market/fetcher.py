@@ -13,7 +13,7 @@ Guarantees:
 - The cache is an optimisation: when its Redis fails or does not answer, the fetch goes to the
   providers uncached (no stale quote can then come from Redis, so when the providers fail too
   the error is theirs), the failure is counted and logged rate-limited, and the cache is
-  bypassed for ``FetchPolicy.cache_retry_s`` (``market/cache_guard.py``). A market tick that
+  bypassed for ``FetchPolicy.cache_retry_s`` (``market/best_effort.py``). A market tick that
   cannot be read is the last tick read (0 before any).
 - Nothing blocks the loop: blocking providers run in their own bounded thread pools.
 """
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from marketpulse.config import Settings
 from marketpulse.errors import MarketDataError, QuoteUnavailable, ValidationFailed
+from marketpulse.market.best_effort import BestEffortRedis
 from marketpulse.market.cache import CachedQuote, CacheLookup, CacheManager, aged
-from marketpulse.market.cache_guard import CacheGuard
 from marketpulse.market.clock import MarketClock, RedisTickClock, WallTickClock
 from marketpulse.market.ports import QuoteProvider
 from marketpulse.market.provider_guard import CallObserver, FetchPolicy, GuardedProvider
@@ -215,10 +215,10 @@ class DataFetcher:
             if closer is not None:
                 await closer()
 
-    def _guard(self, what: str) -> CacheGuard:
+    def _guard(self, what: str) -> BestEffortRedis:
         p = self.policy
-        return CacheGuard(what, timeout_s=p.cache_timeout_s, retry_s=p.cache_retry_s,
-                          log_every_s=p.outage_log_every_s, now=p.now)  # fmt: skip
+        return BestEffortRedis(what, timeout_s=p.cache_timeout_s, retry_s=p.cache_retry_s,
+                               log_every_s=p.outage_log_every_s, now=p.now)  # fmt: skip
 
     async def _tick(self, tick: int | None) -> int:
         if tick is not None:

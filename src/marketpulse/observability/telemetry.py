@@ -57,7 +57,7 @@ CacheOutageCounts = Callable[[], tuple[int, int, int]]
 
 
 class _CacheOutageCollector(Collector):
-    """Counters the fetch layer keeps itself (its CacheGuard), read at scrape time."""
+    """Counters the fetch layer keeps itself (its BestEffortRedis calls), read at scrape time."""
 
     def __init__(self, read: CacheOutageCounts) -> None:
         self._read = read

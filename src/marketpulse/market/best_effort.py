@@ -1,8 +1,9 @@
-"""The fetcher's guard around what it reads from Redis only as an optimisation: the quote cache
-(``MARKETPULSE_CACHE_URL``, or the main Redis) and the market tick.
+"""Best-effort Redis calls: a call whose failure must cost only itself, never the caller's work.
 
-A quote is worth more than its cache, so a failing Redis costs the cache, never the quote.
-``CacheGuard.run`` guarantees:
+The fetcher has one ``BestEffortRedis`` for each thing it reads from Redis only as an
+optimisation: the quote cache (``MARKETPULSE_CACHE_URL``, or the main Redis) and the market
+tick. A quote is worth more than its cache, so a failing Redis costs the cache, never the quote.
+``BestEffortRedis.run`` guarantees:
 
 - It never raises because Redis failed (``RedisUnavailable``) or did not answer within
   ``timeout_s``; it returns ``None`` instead and the caller goes on without Redis (the fetcher:
@@ -73,8 +74,8 @@ class OutageReport:
         self._unlogged = 0
 
 
-class CacheGuard:
-    """Runs optional Redis operations for the fetcher; see the module docstring."""
+class BestEffortRedis:
+    """Runs optional Redis operations of one dependency; see the module docstring."""
 
     def __init__(
         self,
