@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     system_interval: float = Field(default=2.0, gt=0)  # seconds between /ws/dashboard reports
     redis_max_connections: int = Field(default=64, ge=4)
     webhook_url: str | None = None
-    # performance-alert limits; 0 disables a limit
+    # health-warning limits (observability/health.py); 0 disables a limit
     perf_provider_latency_ms: float = Field(default=2000.0, ge=0)
     perf_loop_lag_ms: float = Field(default=250.0, ge=0)
     perf_memory_mb: float = Field(default=1024.0, ge=0)

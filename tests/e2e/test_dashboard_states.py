@@ -2,7 +2,7 @@
 
 Here metrics are slow (1-2 s each) and prices move every 0.5 s, so a run's basis moves under it:
 the page must show it restarting because prices moved, then failing once restarts run out, and
-a switch to another holding mid-run must show the old run cancelled. Performance alerts are
+a switch to another holding mid-run must show the old run cancelled. Health warnings are
 checked with the System report stubbed (its HTTP answer and the dashboard socket's ``system``
 frames), since their limits are the server's own settings.
 """
@@ -67,11 +67,9 @@ def test_switching_holding_mid_run_shows_the_cancel(page: Page, server: ServerPr
     expect(page.get_by_test_id("analysis-note")).to_contain_text("Cancelled")
 
 
-def test_performance_alerts_show_in_system_and_in_the_feed(
-    page: Page, server: ServerProcess
-) -> None:
-    alert = {
-        "type": "performance_alert",
+def test_health_warnings_show_in_system_and_in_the_feed(page: Page, server: ServerProcess) -> None:
+    warning = {
+        "type": "health_warning",
         "kind": "loop_lag",
         "subject": "event_loop",
         "value": 412.0,
@@ -81,26 +79,26 @@ def test_performance_alerts_show_in_system_and_in_the_feed(
         "timestamp": "2026-01-02T03:04:05.000Z",
     }
 
-    def with_alert(route: Route) -> None:
+    def with_warning(route: Route) -> None:
         response = route.fetch()
         body = response.json()
-        body["performance_alerts"] = [alert]
+        body["health_warnings"] = [warning]
         route.fulfill(response=response, body=json.dumps(body))
 
-    def socket_with_alert(ws: WebSocketRoute) -> None:
+    def socket_with_warning(ws: WebSocketRoute) -> None:
         server_side = ws.connect_to_server()
 
         def to_page(message: str | bytes) -> None:
             frame = json.loads(message)
             if frame.get("type") == "system":
-                frame["performance_alerts"] = [alert]
+                frame["health_warnings"] = [warning]
             ws.send(json.dumps(frame))
 
         server_side.on_message(to_page)  # the page's own messages still go through untouched
 
-    page.route("**/api/system", with_alert)
-    page.route_web_socket("**/ws/dashboard", socket_with_alert)
+    page.route("**/api/system", with_warning)
+    page.route_web_socket("**/ws/dashboard", socket_with_warning)
     open_dashboard(page, server)
-    expect(page.get_by_test_id("perf-alert")).to_contain_text("loop lag of event_loop")
-    expect(page.get_by_test_id("feed-perf")).to_have_count(1)
-    expect(page.get_by_test_id("feed-perf")).to_contain_text("performance: loop lag")
+    expect(page.get_by_test_id("health-warning")).to_contain_text("loop lag of event_loop")
+    expect(page.get_by_test_id("feed-health")).to_have_count(1)
+    expect(page.get_by_test_id("feed-health")).to_contain_text("health: loop lag")

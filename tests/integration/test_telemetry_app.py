@@ -142,7 +142,7 @@ async def test_metrics_fed_by_the_fetcher_and_websocket(redis_url: str) -> None:
 
 
 class _Seen(logging.Handler):
-    """Sets an event when a performance alert is logged (the monitor logs from the loop thread)."""
+    """Sets an event when a health warning is logged (the monitor logs from the loop thread)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -150,7 +150,7 @@ class _Seen(logging.Handler):
         self.event = asyncio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("performance alert:"):
+        if record.getMessage().startswith("health warning:"):
             self.records.append(record)
             self.event.set()
 
@@ -172,8 +172,8 @@ async def test_a_crossed_limit_is_logged_shown_in_system_and_counted(redis_url: 
         logger.removeHandler(seen)
     assert seen.records[0].levelno == logging.WARNING
     assert "memory of rss" in seen.records[0].getMessage()
-    [alert] = [a for a in body["performance_alerts"] if a["kind"] == "memory"]
-    assert alert["type"] == "performance_alert"
-    assert alert["limit"] == 1.0 and alert["value"] > 1.0
+    [warning] = [w for w in body["health_warnings"] if w["kind"] == "memory"]
+    assert warning["type"] == "health_warning"
+    assert warning["limit"] == 1.0 and warning["value"] > 1.0
     assert body["limits"]["memory_mb"] == 1.0
     assert value(families, "marketpulse_performance_alerts_total", kind="memory") == 1

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from marketpulse.infra.http_errors import install_error_handlers
-from marketpulse.observability.health import PerformanceLimits
+from marketpulse.observability.health import HealthLimits
 from marketpulse.observability.http import mount_dashboard, router
 from marketpulse.observability.http_metrics import HttpMetricsMiddleware
 from marketpulse.observability.loop_lag import LoopLagMonitor
@@ -73,7 +73,7 @@ def parse(text: str) -> Samples:
 
 @pytest.fixture
 async def client(redis_client: Redis) -> AsyncIterator[tuple[httpx.AsyncClient, Telemetry]]:
-    telemetry = Telemetry(PerformanceLimits(provider_latency_ms=1000, loop_lag_ms=100))
+    telemetry = Telemetry(HealthLimits(provider_latency_ms=1000, loop_lag_ms=100))
     app = build_app(telemetry, redis_client)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
@@ -147,7 +147,7 @@ async def test_metrics_after_a_scripted_workload(
     assert s[(perf, (("kind", "provider_latency"),))] == 1
 
 
-async def test_system_reports_redis_providers_and_performance_alerts(
+async def test_system_reports_redis_providers_and_health_warnings(
     client: tuple[httpx.AsyncClient, Telemetry],
 ) -> None:
     http, telemetry = client
@@ -161,10 +161,10 @@ async def test_system_reports_redis_providers_and_performance_alerts(
     assert body["providers"][0]["state"] == "closed"
     assert body["active_sessions"] == 2
     assert body["connected_clients"]["dashboard"] == 1
-    [alert] = body["performance_alerts"]
-    assert alert["kind"] == "provider_latency"
-    assert alert["subject"] == "yahoo"
-    assert alert["value"] == 1500.0
+    [warning] = body["health_warnings"]
+    assert warning["kind"] == "provider_latency"
+    assert warning["subject"] == "yahoo"
+    assert warning["value"] == 1500.0
     assert body["limits"]["provider_latency_ms"] == 1000
 
 

@@ -1,4 +1,4 @@
-"""Telemetry without Redis: metric methods, performance limits, loop-lag sampling."""
+"""Telemetry without Redis: metric methods, health limits, loop-lag sampling."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from marketpulse.config import Settings
-from marketpulse.observability.health import PerformanceLimits
+from marketpulse.observability.health import HealthLimits
 from marketpulse.observability.loop_lag import LoopLagMonitor, resident_memory_bytes
 from marketpulse.observability.telemetry import Telemetry
 
@@ -64,16 +64,16 @@ def test_analysis_events_are_a_closed_set() -> None:
     assert s[("marketpulse_analysis_duration_seconds_sum", ())] == 1.5
 
 
-def test_performance_alert_fires_once_per_crossing_and_rearms() -> None:
+def test_a_health_warning_fires_once_per_crossing_and_rearms() -> None:
     clock = ManualClock()
-    t = Telemetry(PerformanceLimits(provider_latency_ms=100, loop_lag_ms=50), clock=clock)
+    t = Telemetry(HealthLimits(provider_latency_ms=100, loop_lag_ms=50), clock=clock)
     t.provider_call("yahoo", "ok", 0.5)  # over: fires
     t.provider_call("yahoo", "ok", 0.6)  # still over: silent
     t.provider_call("nse", "ok", 0.2)  # another provider: its own crossing
     t.provider_call("yahoo", "ok", 0.05)  # back under: re-arms
     t.provider_call("yahoo", "timeout", 0.3)  # fires again
     t.loop_lag_observed(0.01)
-    alerts = t.performance.recent()
+    alerts = t.health.recent()
     assert [(a.kind, a.subject) for a in alerts] == [
         ("provider_latency", "yahoo"),
         ("provider_latency", "nse"),
@@ -85,23 +85,23 @@ def test_performance_alert_fires_once_per_crossing_and_rearms() -> None:
     assert alerts[0].timestamp == "2023-11-14T22:13:20.000Z"
     s = samples(t)
     assert s[("marketpulse_performance_alerts_total", (("kind", "provider_latency"),))] == 3
-    snapshot = t.snapshot()["performance_alerts"]
+    snapshot = t.snapshot()["health_warnings"]
     assert snapshot[0]["subject"] == "yahoo"  # newest first
-    assert snapshot[0]["type"] == "performance_alert"
+    assert snapshot[0]["type"] == "health_warning"
 
 
-def test_recent_performance_alerts_are_bounded() -> None:
-    t = Telemetry(PerformanceLimits(loop_lag_ms=1, recent_cap=3))
+def test_recent_health_warnings_are_bounded() -> None:
+    t = Telemetry(HealthLimits(loop_lag_ms=1, recent_cap=3))
     for _ in range(10):
         t.loop_lag_observed(0.5)
         t.loop_lag_observed(0.0)
-    assert len(t.performance.recent()) == 3
+    assert len(t.health.recent()) == 3
 
 
 def test_zero_limit_disables_the_check() -> None:
-    t = Telemetry(PerformanceLimits(memory_mb=0))
+    t = Telemetry(HealthLimits(memory_mb=0))
     t.memory_observed(10**12)
-    assert t.performance.recent() == []
+    assert t.health.recent() == []
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_a_limit_of_zero_in_the_settings_disables_it(field: str) -> None:
     t.provider_call("slow", "ok", 10**6)
     t.loop_lag_observed(10**6)
     t.memory_observed(10**15)
-    kinds = {a.kind for a in t.performance.recent()}
+    kinds = {a.kind for a in t.health.recent()}
     disabled = field.removeprefix("perf_").rsplit("_", 1)[0]
     assert disabled not in kinds
     assert len(kinds) == 2  # the other two limits still fire
@@ -130,13 +130,13 @@ def test_limits_come_from_settings_with_defaults() -> None:
     class Partial:
         perf_loop_lag_ms = 12.5
 
-    limits = PerformanceLimits.from_settings(Partial())
+    limits = HealthLimits.from_settings(Partial())
     assert limits.loop_lag_ms == 12.5
-    assert limits.provider_latency_ms == PerformanceLimits().provider_latency_ms
+    assert limits.provider_latency_ms == HealthLimits().provider_latency_ms
 
 
 async def test_loop_lag_monitor_samples_lag_and_memory() -> None:
-    t = Telemetry(PerformanceLimits(loop_lag_ms=0.000001))
+    t = Telemetry(HealthLimits(loop_lag_ms=0.000001))
     monitor = LoopLagMonitor(t, interval_s=0.01)
     lag = await monitor.run_once(timer_overshoot_s=0.2)
     assert lag >= 0.2
@@ -144,7 +144,7 @@ async def test_loop_lag_monitor_samples_lag_and_memory() -> None:
     assert s[("marketpulse_event_loop_lag_seconds", ())] == lag
     assert s[("marketpulse_event_loop_lag_sample_seconds_count", ())] == 1
     assert s[("marketpulse_process_resident_memory_bytes", ())] > 1024 * 1024
-    assert [a.kind for a in t.performance.recent()] == ["loop_lag"]
+    assert [a.kind for a in t.health.recent()] == ["loop_lag"]
 
 
 async def test_loop_lag_monitor_stops_on_event() -> None:

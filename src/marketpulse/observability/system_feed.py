@@ -2,7 +2,7 @@
 
 ``SystemFeed.report()`` builds the report fresh: Redis health (a PING and its round trip), each
 data provider's circuit state and counts, and the telemetry's live figures (connected clients,
-active sessions, loop lag, memory, recent performance alerts, limits).
+active sessions, loop lag, memory, recent health warnings, limits).
 
 For ``/ws/dashboard`` the feed runs once per instance, in the app's lifespan task group: every
 ``interval_s`` it builds one report, serialises it once as a ``{"type": "system", ...}`` frame
@@ -56,7 +56,7 @@ class SystemFeed:
 
     async def report(self) -> dict[str, Any]:
         """``{"redis": {"ok", "latency_ms"}, "providers": [...], "connected_clients",
-        "active_sessions", "loop_lag_ms", "rss_bytes", "performance_alerts", "limits"}``."""
+        "active_sessions", "loop_lag_ms", "rss_bytes", "health_warnings", "limits"}``."""
         body: dict[str, Any] = {"redis": await self._redis_health()}
         body["providers"] = await self._providers()
         body.update(self.telemetry.snapshot())

@@ -4,7 +4,7 @@
 default registry, so a test can build several apps in one process. Components report through the
 small typed methods below (never through the prometheus objects), which keeps metric names and
 labels in this one module. Provider latency, loop lag and memory are also checked against the
-performance limits (see ``performance.py``).
+health limits, and a crossing is a health warning (see ``health.py``).
 
 Metric names (all ``marketpulse_*``):
 
@@ -23,7 +23,7 @@ Metric names (all ``marketpulse_*``):
     event_loop_lag_seconds                                gauge (latest sample)
     event_loop_lag_sample_seconds                         histogram (all samples)
     process_resident_memory_bytes                         gauge
-    performance_alerts_total{kind}                        counter
+    performance_alerts_total{kind}                        counter (health warnings; name kept)
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from marketpulse.observability.health import PerformanceAlert, PerformanceLimits, PerformanceWatch
+from marketpulse.observability.health import HealthLimits, HealthWarning, HealthWatch
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 ANALYSIS_EVENTS = ("started", "restarted", "cancelled", "completed", "failed")
@@ -78,20 +78,18 @@ class _CacheOutageCollector(Collector):
 
 
 class Telemetry:
-    """Metrics of one app instance plus its recent performance alerts."""
+    """Metrics of one app instance plus its recent health warnings."""
 
     def __init__(
         self,
-        limits: PerformanceLimits | None = None,
+        limits: HealthLimits | None = None,
         clock: Callable[[], float] = time.time,
-        on_performance_alert: Callable[[PerformanceAlert], None] | None = None,
+        on_health_warning: Callable[[HealthWarning], None] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._clock = clock
-        self.performance = PerformanceWatch(
-            limits or PerformanceLimits(), clock, self._count_performance_alert
-        )
-        self._forward_alert = on_performance_alert
+        self.health = HealthWatch(limits or HealthLimits(), clock, self._count_health_warning)
+        self._forward_warning = on_health_warning
         self._connected: dict[str, int] = dict.fromkeys(CLIENT_KINDS, 0)
         self._active_sessions = 0
         self._loop_lag_s = 0.0
@@ -100,7 +98,7 @@ class Telemetry:
 
     @classmethod
     def from_settings(cls, settings: object) -> Telemetry:
-        return cls(PerformanceLimits.from_settings(settings))
+        return cls(HealthLimits.from_settings(settings))
 
     def _build_metrics(self) -> None:
         r = self.registry
@@ -167,8 +165,12 @@ class Telemetry:
         self._rss = Gauge(
             p + "process_resident_memory_bytes", "Resident set size of the process", registry=r
         )
-        self._perf_alerts = Counter(
-            p + "performance_alerts", "Performance limits crossed", ("kind",), registry=r
+        # the metric keeps its published name; in the code these are health warnings
+        self._health_warnings = Counter(
+            p + "performance_alerts",
+            "Health limits crossed (health warnings)",
+            ("kind",),
+            registry=r,
         )
 
     # --- reporting methods (called by the API and the services) -------------------------------
@@ -189,7 +191,7 @@ class Telemetry:
         """``outcome``: ``ok``, ``error``, ``timeout``, ``circuit_open``, ``rate_limited`` ..."""
         self._provider_calls.labels(provider, outcome).inc()
         self._provider_latency.labels(provider).observe(seconds)
-        self.performance.check_provider_latency(provider, seconds)
+        self.health.check_provider_latency(provider, seconds)
 
     def watch_cache_outages(self, read: CacheOutageCounts) -> None:
         """Expose the fetch layer's cache and tick failure counts (read at scrape time)."""
@@ -234,12 +236,12 @@ class Telemetry:
         self._loop_lag_s = seconds
         self._lag.set(seconds)
         self._lag_hist.observe(seconds)
-        self.performance.check_loop_lag(seconds)
+        self.health.check_loop_lag(seconds)
 
     def memory_observed(self, rss_bytes: int) -> None:
         self._rss_bytes = rss_bytes
         self._rss.set(rss_bytes)
-        self.performance.check_memory(rss_bytes)
+        self.health.check_memory(rss_bytes)
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -254,15 +256,15 @@ class Telemetry:
             "active_sessions": self._active_sessions,
             "loop_lag_ms": round(self._loop_lag_s * 1000.0, 3),
             "rss_bytes": self._rss_bytes,
-            "performance_alerts": [a.to_json() for a in reversed(self.performance.recent())],
+            "health_warnings": [w.to_json() for w in reversed(self.health.recent())],
             "limits": {
-                "provider_latency_ms": self.performance.limits.provider_latency_ms,
-                "loop_lag_ms": self.performance.limits.loop_lag_ms,
-                "memory_mb": self.performance.limits.memory_mb,
+                "provider_latency_ms": self.health.limits.provider_latency_ms,
+                "loop_lag_ms": self.health.limits.loop_lag_ms,
+                "memory_mb": self.health.limits.memory_mb,
             },
         }
 
-    def _count_performance_alert(self, alert: PerformanceAlert) -> None:
-        self._perf_alerts.labels(alert.kind).inc()
-        if self._forward_alert is not None:
-            self._forward_alert(alert)
+    def _count_health_warning(self, warning: HealthWarning) -> None:
+        self._health_warnings.labels(warning.kind).inc()
+        if self._forward_warning is not None:
+            self._forward_warning(warning)

@@ -1,5 +1,5 @@
 // Alerts: create, list and delete alert conditions; a live feed of fired alerts (from /ws/alerts,
-// from the portfolio socket, and performance alerts from the System part); the history.
+// from the portfolio socket, and health warnings from the System part); the history.
 
 import { api, listOf } from "./http.js";
 import { $, el, showMessage, num, clock, normalSymbol, SYMBOL_RE } from "./dom.js";
@@ -120,22 +120,22 @@ export class AlertsPanel {
     }
   }
 
-  // A fired alert or a performance alert into the live feed, newest first, once each.
+  // A fired alert or a health warning into the live feed, newest first, once each.
   feed(item) {
     const key = item.id || item.event_id || `${item.alert_id}|${item.fired_at || item.timestamp}|${item.message || ""}`;
     if (this.seen.has(key)) return;
     this.seen.add(key);
-    const perf = item.type === "performance_alert";
-    const text = perf ? `performance: ${item.message}` : `${describe(item)}${observed(item)}`;
+    const health = item.type === "health_warning";
+    const text = health ? `health: ${item.message}` : `${describe(item)}${observed(item)}`;
     const row = el("li", {
-      class: perf ? "perf" : "fired",
-      "data-testid": perf ? "feed-perf" : "feed-alert",
+      class: health ? "health" : "fired",
+      "data-testid": health ? "feed-health" : "feed-alert",
       "data-symbol": item.symbol || "",
     }, el("time", { text: stamp(item) }), " ", el("span", { text }));
     const list = $("alert-feed");
     list.prepend(row);
     while (list.children.length > FEED_MAX) list.lastChild.remove();
-    if (!perf) this.loadHistory(item.id);
+    if (!health) this.loadHistory(item.id);
   }
 
   // The service records history after delivery (it names the channels that delivered), so an

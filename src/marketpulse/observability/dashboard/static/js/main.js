@@ -13,7 +13,7 @@ function start() {
   const market = new MarketPanel();
   const alerts = new AlertsPanel();
   const portfolio = new PortfolioPanel((alert) => alerts.feed(alert));
-  const system = new SystemPanel((perf) => alerts.feed(perf));
+  const system = new SystemPanel((warning) => alerts.feed(warning));
   let opened = false;
   const live = new ReconnectingSocket(() => wsUrl("/ws/dashboard"), {
     onMessage: (msg) => {

@@ -1,4 +1,4 @@
-// System: Redis, providers, clients, sessions, loop lag, memory and recent performance alerts
+// System: Redis, providers, clients, sessions, loop lag, memory and recent health warnings
 // (which also go to the alert feed). The report is loaded over HTTP (GET /api/system) once, then
 // follows the {"type": "system"} frames of the dashboard socket (wired in main.js).
 
@@ -7,8 +7,8 @@ import { $, el, num, bytes } from "./dom.js";
 import { showConnection } from "./socket.js";
 
 export class SystemPanel {
-  constructor(onPerformanceAlert) {
-    this.onPerformanceAlert = onPerformanceAlert;
+  constructor(onHealthWarning) {
+    this.onHealthWarning = onHealthWarning;
   }
 
   async init() {
@@ -42,12 +42,12 @@ export class SystemPanel {
         el("td", { text: p.last_error || "" })));
     if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "5", class: "empty", text: "no provider status" })));
     $("sys-providers").replaceChildren(...rows);
-    const alerts = data.performance_alerts || [];
-    $("perf-alerts").replaceChildren(
-      ...alerts.map((a) => el("li", { class: "perf", "data-testid": "perf-alert" },
-        el("time", { text: new Date(a.timestamp).toLocaleTimeString() }), " ", el("span", { text: a.message }))),
+    const warnings = data.health_warnings || [];
+    $("health-warnings").replaceChildren(
+      ...warnings.map((w) => el("li", { class: "health", "data-testid": "health-warning" },
+        el("time", { text: new Date(w.timestamp).toLocaleTimeString() }), " ", el("span", { text: w.message }))),
     );
-    if (!alerts.length) $("perf-alerts").append(el("li", { class: "empty", text: "None." }));
-    if (this.onPerformanceAlert) for (const a of [...alerts].reverse()) this.onPerformanceAlert(a);
+    if (!warnings.length) $("health-warnings").append(el("li", { class: "empty", text: "None." }));
+    if (this.onHealthWarning) for (const w of [...warnings].reverse()) this.onHealthWarning(w);
   }
 }
