@@ -39,6 +39,13 @@ export class MarketPanel {
     return this.refreshing;
   }
 
+  // After this page changed the set: a reload already in flight may have been sent before the
+  // change, so wait for it and reload again (one that starts after the change).
+  async refreshAfterChange() {
+    if (this.refreshing) await this.refreshing;
+    return this.refresh();
+  }
+
   async reload() {
     try {
       const data = await api("GET", "/api/symbols");
@@ -65,7 +72,7 @@ export class MarketPanel {
       await api("POST", "/api/symbols", { symbol });
       input.value = "";
       showMessage(msg, `${symbol} added.`, "ok");
-      await this.refresh();
+      await this.refreshAfterChange();
     } catch (err) {
       showMessage(msg, `Could not add ${symbol}: ${err.message}`);
     }
