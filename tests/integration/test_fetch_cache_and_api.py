@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import cast
 
 import httpx
@@ -154,11 +155,15 @@ async def test_quotes_route(redis_client: Redis) -> None:
 
 
 async def test_build_fetcher_chain_and_a_separate_cache_redis(
-    redis_url: str, redis_client: Redis
+    redis_url: str, redis_client: Redis, tmp_path: Path
 ) -> None:
-    chain = Settings(redis_url=redis_url, data_source="yahoo,nse,simulated")
+    chain = Settings(redis_url=redis_url, data_source="yahoo,nse,simulated", data_dir=str(tmp_path))
     built = build_fetcher(chain, redis_client, None)
     assert [g.name for g in built.guards] == ["yahoo", "nse", "simulated"]
+    from yfinance import cache
+
+    # yfinance's caches go with the service's data, not the user's home
+    assert cache._TzDBManager.get_location() == str(tmp_path / "yfinance")
     await built.close()
     cache_url = redis_url.rsplit("/", 1)[0] + "/1"  # another database: the cache's own Redis
     cache_redis = make_client(cache_url)

@@ -114,3 +114,18 @@ async def test_yahoo_rate_limit_is_transient(yahoo: YahooProvider, server: Marke
     server.faults.extend([Fault(429, "Edge: Too Many Requests")] * 4)
     with pytest.raises(TransientSourceError):
         await yahoo.quote("MSFT", 0)
+
+
+async def test_yahoo_failed_time_zone_lookup_is_not_remembered(
+    yahoo: YahooProvider, server: MarketServer
+) -> None:
+    # A symbol whose zone yfinance does not know: it asks with a range=1d chart request first.
+    server.any_chart_is = "yahoo_chart_MSFT_1d_6mo_2025-10-29.json"
+    server.faults.append(Fault(200, "<html>busy</html>"))
+    with pytest.raises(TransientSourceError):
+        await yahoo.quote("COLDTZ", 0)
+    lookups = [p for p, _ in server.requests if p.startswith("/v8/finance/chart/COLDTZ")]
+    assert len(lookups) == 1
+    assert "range=1d" in lookups[0]
+    q = await yahoo.quote("COLDTZ", 0)  # yfinance memoized the failed answer; we dropped it
+    assert q.price == 541.55

@@ -26,6 +26,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from marketpulse.config import Settings
@@ -80,7 +81,7 @@ def providers_for(settings: Settings) -> list[QuoteProvider]:
         if name == "yahoo":  # imported only when used: yfinance (pandas) takes ~1.7 s to load
             from marketpulse.market.providers.yahoo import YahooProvider
 
-            chain.append(YahooProvider())
+            chain.append(YahooProvider(cache_dir=Path(settings.data_dir) / "yfinance"))
         elif name == "nse":
             from marketpulse.market.providers.nse import NseProvider
 

@@ -8,6 +8,15 @@ accepts a requests or curl_cffi session); production passes none and yfinance us
 browser-impersonating curl_cffi session. Note that yfinance keeps that session in a process-wide
 singleton: the last session given wins for every Ticker.
 
+yfinance keeps caches on disk (a symbol's exchange time zone, Yahoo's cookie) in the user's
+cache folder unless told otherwise; the service passes ``cache_dir`` (``<data_dir>/yfinance``)
+so they live with the rest of its data. The setting is process-wide and only takes effect
+before yfinance first opens its caches, so it is made when the provider is built. When the zone
+of a symbol is not in that cache, yfinance learns it with an extra chart request (``range=1d``)
+and memoizes the response in a process-wide ``lru_cache``, failed answers included: after a
+failed call the provider forgets those memoized answers, or one 5xx on a symbol's first lookup
+would fail that symbol until the process restarts.
+
 Error translation at this edge: yfinance hides most failures as empty frames unless told not to,
 so the provider turns its process-wide ``config.debug.hide_exceptions`` off (what the deprecated
 ``raise_errors=True`` of each call did; this service is the process's only yfinance user) and an
@@ -26,9 +35,11 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yfinance as yf
+from yfinance import data as yfdata
 from yfinance import exceptions as yfx
 
 from marketpulse.errors import MarketDataError, PermanentSourceError, TransientSourceError
@@ -61,6 +72,13 @@ def translate(symbol: str, exc: Exception) -> MarketDataError:
     if isinstance(exc, (OSError, TimeoutError)):
         return TransientSourceError(text)  # requests and curl_cffi errors are OSErrors
     return PermanentSourceError(text)
+
+
+def forget_memoized_lookups() -> None:
+    """Drop yfinance's memoized responses (its time-zone lookups), failed ones included."""
+    clear = getattr(getattr(yfdata.YfData, "cache_get", None), "cache_clear", None)
+    if callable(clear):
+        clear()
 
 
 def as_utc(when: Any) -> datetime:
@@ -131,7 +149,10 @@ class YahooProvider:
         max_workers: int = 4,
         timeout_s: float = 10.0,
         session: object | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
+        if cache_dir is not None:  # before yfinance opens its caches (it creates the folder)
+            yf.set_tz_cache_location(str(cache_dir))  # all of its caches, not only the zones
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="yfinance")
         yf.config.debug.hide_exceptions = False  # raise failures instead of logging them away
         self._timeout_s = timeout_s
@@ -174,4 +195,5 @@ class YahooProvider:
         except MarketDataError:
             raise
         except Exception as exc:  # yfinance raises anything; translated here, at the edge
+            forget_memoized_lookups()
             raise translate(symbol, exc) from exc
