@@ -1,8 +1,14 @@
-"""Shared fixtures: a real redis-server for the whole test session, a clean database per test."""
+"""Shared fixtures: a real redis-server for the whole test session, a clean database per test.
+
+The run is hermetic: ``user_caches`` points ``XDG_CACHE_HOME`` (for subprocesses, and for a
+yfinance imported later) and yfinance's caches at the run's temporary folder before any test,
+so nothing a test reads or writes lives in the user's home and no run depends on an earlier one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +19,18 @@ from redis.asyncio import Redis
 from marketpulse.infra.redis.client import make_client
 from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.infra.redis.mux import RedisMux
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An empty cache folder for the run, in place of ``~/.cache``."""
+    root = Path(tmp_path_factory.mktemp("xdg-cache"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root))
+        yf = sys.modules.get("yfinance")  # imported while collecting: it read the old folder
+        if yf is not None:
+            yf.set_tz_cache_location(str(root / "py-yfinance"))  # before any test uses it
+        yield root
 
 
 @pytest.fixture(scope="session")

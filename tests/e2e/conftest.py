@@ -77,7 +77,11 @@ def server_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(redis_server: EmbeddedRedis, server_env: dict[str, str]) -> Iterator[ServerProcess]:
+def server(
+    redis_server: EmbeddedRedis,
+    server_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
     import redis
 
     client = redis.Redis.from_url(redis_server.url)
@@ -89,6 +93,7 @@ def server(redis_server: EmbeddedRedis, server_env: dict[str, str]) -> Iterator[
     log_path = SCREENSHOTS.parent / "e2e-server.log"
     env = {
         "MARKETPULSE_REDIS_URL": redis_server.url,
+        "MARKETPULSE_DATA_DIR": str(tmp_path_factory.mktemp("server-data")),
         "MARKETPULSE_HOST": "127.0.0.1",
         "MARKETPULSE_DATA_SOURCE": "simulated",
         "MARKETPULSE_MARKET_INTERVAL": "0.5",

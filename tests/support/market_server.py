@@ -3,6 +3,12 @@
 Serves the recorded Yahoo chart and NSE quote bodies from tests/fixtures, and misbehaves on
 demand: ``server.faults`` is a queue of scripted answers consumed by API requests (the NSE
 warm-up ``GET /`` and Yahoo's cookie/crumb endpoints always answer normally).
+
+``redirecting_session`` also tells yfinance the exchange time zones of the recorded charts, as
+an earlier run would have left them in its cache: without them yfinance first asks for the
+zone with an extra chart request, which would take one of the scripted faults and make the
+number of chart calls depend on what the cache held. The caches themselves live in the test
+run's temporary folder (``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -122,7 +128,20 @@ class RedirectAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
+def recorded_time_zones() -> dict[str, str]:
+    """The exchange time zone of each recorded chart, from the chart's own meta."""
+    return {
+        symbol: json.loads(fixture(name))["chart"]["result"][0]["meta"]["exchangeTimezoneName"]
+        for symbol, name in CHARTS.items()
+    }
+
+
 def redirecting_session(base: str) -> requests.Session:
+    from yfinance import cache
+
+    zones = cache.get_tz_cache()
+    for symbol, zone in recorded_time_zones().items():
+        zones.store(symbol, zone)
     session = requests.Session()
     adapter = RedirectAdapter(base)
     session.mount("https://", adapter)
