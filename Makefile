@@ -4,6 +4,8 @@ PYENV_PY := $(shell command -v pyenv >/dev/null 2>&1 && echo "$$(pyenv root)/ver
 export UV_PYTHON ?= $(if $(wildcard $(PYENV_PY)),$(PYENV_PY),python3.13)
 export PATH := $(HOME)/.local/bin:$(PATH)
 UV := uv run --frozen
+# pytest exits 5 when it collected no tests: say so rather than leave a bare "Error 5"
+PYTEST = $(UV) pytest $(1) || { rc=$$?; [ $$rc != 5 ] || echo 'make: pytest $(1) collected no tests' >&2; exit $$rc; }
 
 .PHONY: run test check lint types format demo bench requirements clean
 
@@ -13,8 +15,8 @@ run:            ## start the service (embedded Redis unless MARKETPULSE_REDIS_UR
 
 test:           ## the whole test suite against a real redis-server (and headless Chromium)
 	@scripts/bootstrap
-	$(UV) pytest -m "not e2e"
-	$(UV) pytest -m e2e   # browser tests in their own process: Playwright drives its own loop
+	$(call PYTEST,-m "not e2e")
+	$(call PYTEST,-m e2e)   # browser tests in their own process: Playwright drives its own loop
 
 check:          ## format check, lint, strict types, tests
 	@scripts/bootstrap
@@ -22,8 +24,8 @@ check:          ## format check, lint, strict types, tests
 	$(UV) ruff check src tests bench
 	$(UV) mypy
 	$(UV) lint-imports
-	$(UV) pytest -m "not e2e"
-	$(UV) pytest -m e2e
+	$(call PYTEST,-m "not e2e")
+	$(call PYTEST,-m e2e)
 
 format:
 	@scripts/bootstrap
