@@ -52,9 +52,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
-    is open, which would break the async tests that run after the browser tests."""
+    is open, which would break the async tests that run after the browser tests. Chromium's
+    profile is Playwright's temporary one; its crash-report database and caches (which it keeps
+    in the user's config and cache folders) go to this run's tmp folder."""
     from playwright.sync_api import sync_playwright
 
     path = chromium_path()
@@ -63,7 +65,13 @@ def browser() -> Iterator[object]:
             pytest.fail("chromium is not installed and CI is set")
         pytest.skip("chromium is not installed")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        home = Path(tmp_path_factory.mktemp("chromium"))
+        env: dict[str, str | float | bool] = {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "XDG_CACHE_HOME": str(home / "cache"),
+        }
+        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, env=env)
         try:
             yield browser
         finally:
