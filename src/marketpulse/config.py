@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DATA_SOURCES = frozenset({"simulated", "replay", "yahoo", "nse"})
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_WATCHLIST = ("AAPL", "MSFT", "GOOGL", "TCS.NS", "INFY.NS")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class MetricDelay:
@@ -111,6 +112,13 @@ class Settings(BaseSettings):
     def _check_delay(cls, v: str) -> str:
         MetricDelay.parse(v)
         return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, v: str) -> str:
+        if v.upper() not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {v!r}")
+        return v.upper()
 
     @property
     def delay(self) -> MetricDelay:
