@@ -1,8 +1,16 @@
 """Command line: parse arguments and call a service; no logic here.
 
-marketpulse serve      run the service (embedded Redis unless MARKETPULSE_REDIS_URL is set)
+marketpulse serve      run the service (embedded Redis unless --redis-url or
+                       MARKETPULSE_REDIS_URL is given)
 marketpulse demo       drive a running server: a session, an analysis, a switch, a restart
 marketpulse monitor    a console price monitor with alerts
+
+Settings come from the ``MARKETPULSE_*`` environment (``config.Settings``); ``serve`` also takes
+the ones a user reaches for first as flags (``--host``, ``--port``, ``--data-source``,
+``--redis-url``, ``--market-interval``, ``--log-level``, ``--data-dir``), which win over the
+environment. The flags reach ``Settings`` as strings, so pydantic validates them exactly as it
+does the environment: a bad value of either prints ``configuration error: <name>: <reason>``
+and exits 2.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -20,15 +29,58 @@ from marketpulse.observability.log_format import configure_logging
 
 log = logging.getLogger("marketpulse")
 
+# serve's flags: settings field -> (metavar, what it sets)
+SERVE_FLAGS: dict[str, tuple[str, str]] = {
+    "host": ("ADDR", "address to listen on"),
+    "port": ("PORT", "port to listen on"),
+    "data_source": ("NAMES", "simulated, replay, yahoo or nse; a comma list is a fallback chain"),
+    "redis_url": ("URL", "Redis to use; unset: an embedded redis-server under --data-dir"),
+    "market_interval": ("SECONDS", "seconds between revaluations"),
+    "log_level": ("LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    "data_dir": ("DIR", "the embedded Redis's data and yfinance's caches"),
+}
 
-def _settings() -> Settings:
+
+def flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def env_var(field: str) -> str:
+    return "MARKETPULSE_" + field.upper()
+
+
+def add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    for field, (metavar, meaning) in SERVE_FLAGS.items():
+        default = Settings.model_fields[field].default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        parser.add_argument(
+            flag(field),
+            dest=field,
+            metavar=metavar,
+            default=None,  # unset: the environment, then the built-in default
+            help=f"{meaning} (default: {shown if shown is not None else 'unset'}; "
+            f"overrides {env_var(field)})",
+        )
+
+
+def _settings(flags: Mapping[str, str] | None = None) -> Settings:
+    """The settings: ``flags`` (by field name) over the environment over the defaults."""
+    given = dict(flags or {})
     try:
-        return Settings()
+        return Settings(**given)  # type: ignore[arg-type]  # strings, validated like the env
     except ValidationError as exc:
         for err in exc.errors():
-            name = "MARKETPULSE_" + "_".join(str(p) for p in err["loc"]).upper()
+            field = "_".join(str(p) for p in err["loc"])
+            name = flag(field) if field in given else env_var(field)
             print(f"configuration error: {name}: {err['msg']}", file=sys.stderr)
         raise SystemExit(2) from exc
+
+
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """``serve``'s settings: the flags given on the command line over the environment."""
+    return _settings(
+        {f: getattr(args, f) for f in SERVE_FLAGS if getattr(args, f, None) is not None}
+    )
 
 
 def serve(settings: Settings) -> int:
@@ -70,17 +122,28 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marketpulse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the service")
+    add_serve_flags(
+        sub.add_parser(
+            "serve",
+            help="run the service",
+            description="Run the service. Each flag overrides its MARKETPULSE_* variable; "
+            "every other setting is read from the environment.",
+        )
+    )
     demo = sub.add_parser("demo", help="drive a running server and print each message")
     demo.add_argument("--url", default=None, help="server base URL (default: from settings)")
     mon = sub.add_parser("monitor", help="console price monitor with alerts")
     mon.add_argument("symbols", nargs="+")
     mon.add_argument("--alert", action="append", default=[], help='e.g. "TCS.NS price above 4000"')
-    args = parser.parse_args(argv)
-    settings = _settings()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    settings = serve_settings(args) if args.command == "serve" else _settings()
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         return serve(settings)
