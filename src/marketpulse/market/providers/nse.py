@@ -9,10 +9,11 @@ new one answers 404. Symbols may carry Yahoo's ``.NS`` suffix (``TCS.NS`` → ``
 (BSE) symbols are refused as permanent errors. NSE gives no daily history here: ``history``
 raises ``PermanentSourceError`` and the fallback chain moves on.
 
-Why not nsepy: it scraped NSE's old website, which NSE retired in 2023, so every call fails;
-it also crashes on import under Python 3.13. Why not nsetools: its ``Nse()`` constructor does
-network I/O with no timeout and it still calls only the retired ``quote-equity`` endpoint; the
-two requests it makes are easy to make directly, on the event loop, with a timeout.
+Why not nsepy (0.8): it still imports on Python 3.13 (with a ``SyntaxWarning``) but is dead,
+because every URL behind its quotes and history is on NSE's retired ``www1`` site. Why not
+nsetools (2.0.1): it gets a quote only from ``api/quote-equity``, which NSE retired in 2026 (it
+answers 403), with a blocking ``sleep`` before each request and no timeout on any; the warm-up
+and quote requests are easy to make directly, on the event loop, with a timeout.
 """
 
 from __future__ import annotations
