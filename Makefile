@@ -5,7 +5,7 @@ export UV_PYTHON ?= $(if $(wildcard $(PYENV_PY)),$(PYENV_PY),python3.13)
 export PATH := $(HOME)/.local/bin:$(PATH)
 UV := uv run --frozen
 # pytest exits 5 when it collected no tests: say so rather than leave a bare "Error 5"
-PYTEST = $(UV) pytest $(1) || { rc=$$?; [ $$rc != 5 ] || echo 'make: pytest $(1) collected no tests' >&2; exit $$rc; }
+PYTEST = @echo '$(UV) pytest $(1)'; $(UV) pytest $(1) || { rc=$$?; [ $$rc != 5 ] || echo 'make: pytest $(1) collected no tests' >&2; exit $$rc; }
 
 .PHONY: run test check lint types format demo bench requirements clean
 
