@@ -1,8 +1,11 @@
 """``create_app(settings)``: every component is built here, not at import time.
 
 The lifespan owns the long-lived tasks (event hub reader, valuation loop, alert monitor, loop-lag
-monitor, the dashboards' system report) in one TaskGroup with a stop event; on shutdown it stops
-them, cancels and awaits every analysis run, and closes Redis. The lifespan yields one typed
+monitor, the dashboards' system report, and the run worker unless
+``MARKETPULSE_WORKERS_IN_PROCESS=false``) in one TaskGroup with a stop event; on shutdown it
+stops them, cancels and awaits every analysis run, hands the worker's runs back to the run
+stream, and closes Redis. ``run_worker(settings)`` is ``marketpulse worker``: the same engine
+and run worker without the web edge. The lifespan yields one typed
 state (``AppState``): each feature's edge declares the part it reads (``SessionsState``,
 ``AlertsState``, ``MarketState``, ``ObservabilityState``, ``DashboardState``) and Starlette hands
 it to every request and socket as ``scope["state"]``.
@@ -57,9 +60,11 @@ from marketpulse.sessions import http as routes_sessions
 from marketpulse.sessions import ws as ws_sessions
 from marketpulse.sessions.analysis import AnalysisEngine
 from marketpulse.sessions.http import SessionsState
+from marketpulse.sessions.runs import RunQueue
 from marketpulse.sessions.service import SessionService
 from marketpulse.sessions.store import SessionStore
 from marketpulse.sessions.valuation import ValuationLoop
+from marketpulse.sessions.worker import RunWorker
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +119,15 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
         )
         market = _market(settings, fetcher)
         mux = RedisMux.for_client(redis)
-        store = SessionStore(
-            redis, mux, ttl_s=settings.session_ttl, results_cap=settings.results_cap
-        )
+        store = _store(settings, redis, mux)
         hub = EventHub(redis)
-        engine = AnalysisEngine(
-            store,
-            market,
-            delay=settings.delay,
-            max_restarts=settings.max_restarts,
-            telemetry=telemetry,
+        engine = _engine(settings, store, market, telemetry)
+        runs = RunQueue(redis)
+        await runs.ensure_group()
+        worker = (
+            RunWorker(engine, runs, reclaim_s=settings.run_reclaim_s)
+            if settings.workers_in_process
+            else None
         )
         valuation = ValuationLoop(
             redis, market, interval_s=settings.market_interval, telemetry=telemetry
@@ -154,6 +158,8 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
                 tg.create_task(LoopLagMonitor(telemetry).run(stop), name="loop-lag")
                 tg.create_task(system_feed.run(stop), name="system-feed")
                 tg.create_task(monitor.run(stop), name="monitor")
+                if worker is not None:
+                    tg.create_task(worker.run(stop), name="run-worker")
                 if freeze_heap:
                     # what start-up built lives as long as the process: keep it out of the
                     # collector's scans (a full collection in a burst paused ~70 ms, now ~5)
@@ -208,6 +214,44 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
         }
 
     return app
+
+
+def _store(settings: Settings, redis: Redis, mux: RedisMux) -> SessionStore:
+    return SessionStore(
+        redis,
+        mux,
+        ttl_s=settings.session_ttl,
+        results_cap=settings.results_cap,
+        run_reclaim_s=settings.run_reclaim_s,
+        run_stream_maxlen=settings.run_stream_maxlen,
+    )
+
+
+def _engine(
+    settings: Settings, store: SessionStore, market: Market, telemetry: Telemetry
+) -> AnalysisEngine:
+    return AnalysisEngine(
+        store, market, delay=settings.delay, max_restarts=settings.max_restarts, telemetry=telemetry
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """``marketpulse worker``: take analysis runs from the run stream until ``stop``, then hand
+    the ones in flight back. Needs ``settings.redis_url`` (the service's Redis)."""
+    if not settings.redis_url:
+        raise ValueError("marketpulse worker needs MARKETPULSE_REDIS_URL (the service's Redis)")
+    telemetry = Telemetry.from_settings(settings)
+    redis = make_client(settings.redis_url, settings.redis_max_connections)
+    fetcher = build_fetcher(settings, redis, None, telemetry)
+    mux = RedisMux.for_client(redis)
+    engine = _engine(settings, _store(settings, redis, mux), _market(settings, fetcher), telemetry)
+    try:
+        await RunWorker(engine, RunQueue(redis), reclaim_s=settings.run_reclaim_s).run(stop)
+    finally:
+        await engine.shutdown()
+        await fetcher.close()
+        await mux.aclose()
+        await redis.aclose()
 
 
 def _alerts_wiring(

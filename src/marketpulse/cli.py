@@ -2,6 +2,7 @@
 
 marketpulse serve      run the service (embedded Redis unless --redis-url or
                        MARKETPULSE_REDIS_URL is given)
+marketpulse worker     run analysis runs from the service's Redis (MARKETPULSE_REDIS_URL)
 marketpulse demo       drive a running server: a session, an analysis, a switch, a restart
 marketpulse monitor    a console price monitor with alerts
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,6 +124,26 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def worker(settings: Settings) -> int:
+    from marketpulse.app import run_worker
+
+    if not settings.redis_url:
+        print(
+            "configuration error: marketpulse worker needs MARKETPULSE_REDIS_URL", file=sys.stderr
+        )
+        return 2
+
+    async def until_signalled() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(until_signalled())
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marketpulse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +155,7 @@ def make_parser() -> argparse.ArgumentParser:
             "every other setting is read from the environment.",
         )
     )
+    sub.add_parser("worker", help="run analysis runs taken from the service's Redis")
     demo = sub.add_parser("demo", help="drive a running server and print each message")
     demo.add_argument("--url", default=None, help="server base URL (default: from settings)")
     mon = sub.add_parser("monitor", help="console price monitor with alerts")
@@ -147,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         return serve(settings)
+    if args.command == "worker":
+        return worker(settings)
     if args.command == "demo":
         from marketpulse.sessions.demo import run_demo
 

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     session_ttl: int = Field(default=86400, gt=0)
     results_cap: int = Field(default=500, gt=0)
     max_restarts: int = Field(default=3, ge=0)
+    # a run whose worker has not heartbeated for this long is taken over (seconds)
+    run_reclaim_s: float = Field(default=10.0, ge=0.5, le=600.0)
+    run_stream_maxlen: int = Field(default=100_000, ge=1000)
+    workers_in_process: bool = True  # false: a web-only process (run `marketpulse worker`s)
     replay_start: str = "2012-03-01"
     replay_step: int = Field(default=1, ge=0)
     seed: int = 42

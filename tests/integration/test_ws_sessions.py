@@ -216,8 +216,9 @@ async def test_a_run_whose_client_left_completes_and_leaks_no_task(redis_url: st
         await c.next("analysis_started")
         await c.close()
         engine = server.state["engine"]
-        task = engine.runs.get(sid)
-        assert task is not None
+        async with asyncio.timeout(10):  # the worker takes the run from the stream
+            while (task := engine.runs.get(sid)) is None:
+                await engine.took.wait()
         await asyncio.wait_for(task, 10)
         assert not engine.runs
         state = (

@@ -1,14 +1,16 @@
-"""The analysis engine: runs the five metrics of a session's analysis, pinned to a basis.
+"""The analysis engine: starts runs, and runs the five metrics of one, pinned to a basis.
 
-A run reads its basis atomically when it starts (the start script returns holdings, prices and
-tick with the basis_version), computes the five results once (on the engine's worker), waits
-each metric's modelled delay, timed from the start and overlapping (the run takes the slowest,
-not the sum), and appends each when it is due with the checked append of guarantee 2: a result
-computed from a basis that has since moved is dropped and the run restarts from a fresh atomic
-read (bounded; past the bound, ``unstable_basis``). Every run is a task held by this engine,
-keyed by session: a switch cancels *and awaits* the superseded task; ``shutdown`` cancels and
-awaits them all. A run whose client disconnected keeps going to completion (its results land in
-the session state for the next connect).
+``analyze`` makes a run current and queues it on the run stream in one atomic step (see
+runs.py); a run worker (worker.py, in this process or another) takes it and hands it to
+``take``, with the basis read atomically when it was taken. The run computes the five results
+once (on the engine's compute worker), waits each metric's modelled delay, timed from the run's
+enqueue and overlapping (the run takes the slowest, not the sum), and appends each when it is
+due with the checked append of guarantee 2: a result computed from a basis that has since moved
+is dropped and the run restarts as a new queued run from a fresh atomic read (bounded; past the
+bound, ``unstable_basis``). Every run is a task held by this engine, keyed by session: a switch
+cancels *and awaits* a superseded task held here (one held elsewhere stops at its next append);
+``shutdown`` cancels and awaits them all. A run whose client disconnected keeps going to
+completion (its results land in the session state for the next connect).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from marketpulse.config import MetricDelay
-from marketpulse.errors import MarketPulseError
+from marketpulse.errors import MarketPulseError, RedisUnavailable
 from marketpulse.market.view import Market
 from marketpulse.sessions.metrics import METRIC_NAMES, compute_metric
 from marketpulse.sessions.portfolio_inputs import MarketStats, inputs_from, market_stats
@@ -89,31 +91,48 @@ class AnalysisEngine:
         self._work: deque[tuple[Callable[[], Any], asyncio.Future[Any], float]] = deque()
         self._queued_at = -math.inf
         self._worker: asyncio.Task[None] | None = None
+        self.took = asyncio.Event()  # set (then replaced) each time a run is taken (tests await it)
 
     def _event(self, kind: str) -> None:
         if self.telemetry is not None:
             self.telemetry.analysis_event(kind)
 
     async def analyze(self, session_id: str, token_hash: str, ticker: str) -> RunSnapshot:
-        """Start analysing ``ticker`` (a no-op answering the running run if it is already the one
-        running). Raises SessionNotFound, NotInPortfolio."""
+        """Start analysing ``ticker``: the run is current and queued for a worker in one step. A
+        no-op answering the running run if that ticker is already running and its run is alive;
+        if its worker is gone, a fresh run takes over (``taken_over``). Raises SessionNotFound,
+        NotInPortfolio."""
         snap = await self.store.start_analysis(
             session_id, token_hash, ticker, new_run_id(), iso_z(self.now())
         )
         if snap.already_running:
             return snap
-        if snap.superseded_run_id is not None:
+        if snap.superseded_run_id is not None and not snap.taken_over:
             self._event("cancelled")
-        begun = asyncio.get_running_loop().time()  # the run's metrics are timed from its start
-        await self._drop(session_id)
-        if not self._closing:
-            self._event("started")
-            task = asyncio.get_running_loop().create_task(
-                self._run(session_id, ticker, snap, begun), name=f"analysis:{session_id}:{ticker}"
-            )
-            self.runs[session_id] = task
-            task.add_done_callback(lambda t: self._forget(session_id, t))
+        self._event("restarted" if snap.taken_over else "started")
+        await self._drop(session_id)  # a superseded run held here stops now
         return snap
+
+    async def take(
+        self, session_id: str, ticker: str, snap: RunSnapshot, begun: float
+    ) -> asyncio.Task[None] | None:
+        """Run ``snap`` (a worker took it from the stream: it was current when read), its
+        metrics due from ``begun`` (loop time). A run of the same session still held here is
+        superseded: cancelled and awaited first. The run's task, or None when shutting down.
+        The task returns once the run has ended; it raises RedisUnavailable when the outcome is
+        unknown (the run is then resumed by a worker after the reclaim bound)."""
+        while (held := self.runs.get(session_id)) is not None and not held.done():
+            await self._drop(session_id)
+        if self._closing:
+            return None
+        task = asyncio.get_running_loop().create_task(
+            self._run(session_id, ticker, snap, begun), name=f"analysis:{session_id}:{ticker}"
+        )
+        self.runs[session_id] = task
+        task.add_done_callback(lambda t: self._forget(session_id, t))
+        self.took.set()
+        self.took = asyncio.Event()
+        return task
 
     async def cancel(self, session_id: str, token_hash: str) -> str | None:
         """Cancel the running analysis; the cancelled run id, or None if nothing ran."""
@@ -126,8 +145,11 @@ class AnalysisEngine:
     def _forget(self, session_id: str, task: asyncio.Task[None]) -> None:
         if self.runs.get(session_id) is task:
             del self.runs[session_id]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("analysis run failed", exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, RedisUnavailable):
+            log.warning("analysis run interrupted (resumed after the reclaim bound): %s", exc)
+        elif exc is not None:
+            log.error("analysis run failed", exc_info=exc)
 
     async def _drop(self, session_id: str) -> None:
         task = self.runs.pop(session_id, None)
@@ -153,22 +175,21 @@ class AnalysisEngine:
             self._work.popleft()[1].cancel()  # queued for a worker that is gone
 
     async def _run(self, session_id: str, ticker: str, snap: RunSnapshot, begun: float) -> None:
+        """One run, to its end: complete, failed, superseded, or restarted (the restarted run
+        is queued on the stream by the restart script, for whichever worker takes it)."""
         started = time.perf_counter()
-        run: RunSnapshot | str = snap
-        while isinstance(run, RunSnapshot):
-            outcome = await self._attempt(session_id, ticker, run, begun)
-            if outcome == "complete":
-                self._event("completed")
-                if self.telemetry is not None:
-                    self.telemetry.analysis_completed(time.perf_counter() - started)
-                return
-            if outcome != "stale":
-                return
-            run = await self.store.restart_analysis(
-                session_id, run.run_id, new_run_id(), self.max_restarts, iso_z(self.now())
-            )
-            begun = asyncio.get_running_loop().time()
-            self._event("restarted" if isinstance(run, RunSnapshot) else "failed")
+        outcome = await self._attempt(session_id, ticker, snap, begun)
+        if outcome == "complete":
+            self._event("completed")
+            if self.telemetry is not None:
+                self.telemetry.analysis_completed(time.perf_counter() - started)
+            return
+        if outcome != "stale":
+            return
+        run = await self.store.restart_analysis(
+            session_id, snap.run_id, new_run_id(), self.max_restarts, iso_z(self.now())
+        )
+        self._event("restarted" if isinstance(run, RunSnapshot) else "failed")
 
     async def _attempt(self, session_id: str, ticker: str, run: RunSnapshot, begun: float) -> str:
         """'complete' | 'stale' | 'over'. Each metric is due its modelled delay after ``begun``
@@ -187,6 +208,8 @@ class AnalysisEngine:
             heads = await self.compute(
                 partial(_result_heads, ticker, run, stats), by=begun + due[0][0]
             )
+        except RedisUnavailable:
+            raise  # an unknown outcome, not a failed run: resumed after the reclaim bound
         except MarketPulseError as exc:
             log.warning("analysis of %s in %s cannot run: %s", ticker, session_id, exc.message)
             await self.store.fail_analysis(session_id, run.run_id, exc.code)

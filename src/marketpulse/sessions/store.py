@@ -47,6 +47,15 @@ class RunSnapshot:
     tick: int
     superseded_run_id: str | None = None
     already_running: bool = False
+    taken_over: bool = False  # the run it answers for had lost its worker (a fresh run replaced it)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumedRun:
+    """A run a worker took from the stream, read atomically: still current and running."""
+
+    snapshot: RunSnapshot
+    redis_now_ms: int  # Redis's clock when it was read (the entry id is Redis's enqueue time)
 
 
 SCRIPTS = ScriptFolder(
@@ -62,6 +71,8 @@ _ANALYSIS_APPEND = SCRIPTS.load("analysis_append")
 _ANALYSIS_RESTART = SCRIPTS.load("analysis_restart")
 _ANALYSIS_CANCEL = SCRIPTS.load("analysis_cancel")
 _ANALYSIS_FAIL = SCRIPTS.load("analysis_fail")
+_ANALYSIS_RESUME = SCRIPTS.load("analysis_resume")
+_ANALYSIS_HANDBACK = SCRIPTS.load("analysis_handback")
 
 
 def _s(v: bytes | str) -> str:
@@ -96,16 +107,34 @@ class SessionStore:
     hot path of every analysis. Plain commands use the pooled client ``redis``.
     """
 
-    def __init__(self, redis: Redis, mux: RedisMux, *, ttl_s: int, results_cap: int = 500) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        mux: RedisMux,
+        *,
+        ttl_s: int,
+        results_cap: int = 500,
+        run_reclaim_s: float = 10.0,
+        run_stream_maxlen: int = 100_000,
+    ) -> None:
         self.redis = redis
         self.mux = mux
         self.ttl_s = ttl_s
         self.results_cap = results_cap
+        self.run_reclaim_ms = int(run_reclaim_s * 1000)  # a run idle this long has no worker
+        self.run_stream_maxlen = run_stream_maxlen
         self.revalue_script = SCRIPTS.register(redis, "session_revalue")
 
-    async def _script(self, lua: Lua, session_id: str, args: list[Arg]) -> Any:
+    async def _script(
+        self, lua: Lua, session_id: str, args: list[Arg], *, run_stream: bool = False
+    ) -> Any:
+        """``lua`` on the session's keys (and the run stream as KEYS[3] when it queues or
+        acknowledges runs)."""
+        session_keys = self.keys_for(session_id)
+        if run_stream:
+            session_keys.append(keys.RUN_STREAM)
         try:
-            return await self.mux.evalsha(lua.sha, lua.source, self.keys_for(session_id), args)
+            return await self.mux.evalsha(lua.sha, lua.source, session_keys, args)
         except RedisError as exc:  # an error reply: a bug, or a server out of memory
             raise RedisUnavailable(f"redis: {exc}") from exc
 
@@ -192,9 +221,12 @@ class SessionStore:
     async def start_analysis(
         self, session_id: str, token_hash: str, ticker: str, run_id: str, now: str
     ) -> RunSnapshot:
-        """Start (or re-announce) the run for ``ticker``. Raises SessionNotFound, NotInPortfolio."""
-        args: list[Arg] = [token_hash, ticker, run_id, now, self.ttl_s]
-        res = await self._script(_ANALYSIS_START, session_id, args)
+        """Start the run for ``ticker`` and queue it on the run stream, atomically; for the
+        ticker already running, re-announce that run if it is alive, else replace it with
+        ``run_id`` (``taken_over``). Raises SessionNotFound, NotInPortfolio."""
+        args: list[Arg] = [token_hash, ticker, run_id, now, self.ttl_s, keys.RUN_GROUP]
+        args += [self.run_reclaim_ms, self.run_stream_maxlen, session_id]
+        res = await self._script(_ANALYSIS_START, session_id, args, run_stream=True)
         if not isinstance(res, list):
             if _s(res) == "not_held":
                 raise NotInPortfolio(f"{ticker} is not in the portfolio")
@@ -225,10 +257,30 @@ class SessionStore:
     async def restart_analysis(
         self, session_id: str, old_run_id: str, new_run_id: str, max_restarts: int, now: str
     ) -> RunSnapshot | str:
-        """A RunSnapshot for the restarted run, or 'failed' | 'superseded' | 'gone'."""
+        """A RunSnapshot for the restarted run (queued on the run stream in the same step), or
+        'failed' | 'superseded' | 'gone'."""
         args: list[Arg] = [old_run_id, new_run_id, max_restarts, now, "basis_changed"]
-        res = await self._script(_ANALYSIS_RESTART, session_id, args)
+        args += [keys.RUN_GROUP, self.run_stream_maxlen, session_id]
+        res = await self._script(_ANALYSIS_RESTART, session_id, args, run_stream=True)
         return _snapshot(res) if isinstance(res, list) else _s(res)
+
+    async def resume_analysis(
+        self, session_id: str, run_id: str, entry_id: str
+    ) -> ResumedRun | None:
+        """The run queued as ``entry_id``, if it is still the session's current running run:
+        its basis, read atomically; None when it has ended, was superseded or handed back."""
+        res = await self._script(_ANALYSIS_RESUME, session_id, [run_id, entry_id])
+        if not isinstance(res, list):
+            return None
+        return ResumedRun(_snapshot(res[:7]), int(res[7]))
+
+    async def hand_back_run(self, session_id: str, run_id: str, entry_id: str) -> str | None:
+        """Give a run back to the stream (a stopping worker): queued again at once if it is
+        still current and running (the new entry id), else None; ``entry_id`` is acknowledged
+        either way. Idempotent."""
+        args: list[Arg] = [keys.RUN_GROUP, entry_id, run_id, self.run_stream_maxlen, session_id]
+        res = _s(await self._script(_ANALYSIS_HANDBACK, session_id, args, run_stream=True))
+        return None if res == "over" else res
 
     async def fail_analysis(self, session_id: str, run_id: str, reason: str) -> str:
         """'failed' | 'superseded' | 'gone'."""
@@ -237,8 +289,8 @@ class SessionStore:
 
     async def cancel_analysis(self, session_id: str, token_hash: str, now: str) -> str | None:
         """The cancelled run id, or None when nothing was running. Raises SessionNotFound."""
-        args: list[Arg] = [token_hash, now, self.ttl_s]
-        res = _s(await self._script(_ANALYSIS_CANCEL, session_id, args))
+        args: list[Arg] = [token_hash, now, self.ttl_s, keys.RUN_GROUP]
+        res = _s(await self._script(_ANALYSIS_CANCEL, session_id, args, run_stream=True))
         if res == "gone":
             raise SessionNotFound()
         return None if res == "idle" else res
@@ -261,4 +313,5 @@ def _snapshot(res: list[Any]) -> RunSnapshot:
         tick=int(tick),
         superseded_run_id=superseded or None,
         already_running=kind == "running",
+        taken_over=kind == "taken_over",
     )

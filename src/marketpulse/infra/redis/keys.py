@@ -29,6 +29,15 @@ MARKET_TICK = f"{PREFIX}:market:tick"
 MARKET_SNAPSHOT = f"{PREFIX}:market:snapshot"
 """Hash: tick, valued_at and the prices of the last revaluation, for the dashboard."""
 
+RUN_STREAM = f"{PREFIX}:{{runs}}:stream"
+"""Stream of analysis runs (session id, run id, ticker), added by the script that makes a run
+current and consumed by the run workers' group. One stream, hash-tagged ``{runs}``: on a Redis
+Cluster a script cannot touch a session's slot and this one at once, so Cluster would need the
+stream co-located with the sessions (per-slot streams) or a relay; standalone Redis only today."""
+
+RUN_GROUP = "run-workers"
+"""The consumer group of ``RUN_STREAM`` (a group name, not a key)."""
+
 VALUATION_LEASE = f"{PREFIX}:lease:valuation"
 MONITOR_LEASE = f"{PREFIX}:lease:monitor"
 

@@ -37,3 +37,42 @@ local function status_fields(status, ticker, started_at, run_id, basis)
     started_at .. '","run_id":"' .. run_id .. '","basis_version":' .. basis .. ',"status":"' ..
     status .. '"}'
 end
+
+-- The run stream is KEYS[3] of the scripts that make a run current, end it or hand it back.
+-- Queue a run: one entry naming its session, run and ticker ('h' marks a run handed back by a
+-- stopping worker, whose work restarts); the entry id.
+local function enqueue(maxlen, session_id, run_id, ticker, handed)
+  if handed then
+    return redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 's', session_id, 'r', run_id,
+      't', ticker, 'h', '1')
+  end
+  return redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 's', session_id, 'r', run_id,
+    't', ticker)
+end
+
+local function id_after(a, b)  -- stream ids 'ms-seq': is a later than b?
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if tonumber(am) ~= tonumber(bm) then return tonumber(am) > tonumber(bm) end
+  return tonumber(as) > tonumber(bs)
+end
+
+-- Has the run queued as `entry` a live worker, or is it still waiting for one? Alive: pending
+-- and heartbeated within bound_ms, or not yet delivered. Dead: pending past the bound, or
+-- delivered and no longer pending (acknowledged, or trimmed away) while the session still says
+-- running, or never queued (a run older than the stream).
+local function run_alive(group, entry, bound_ms)
+  if not entry or entry == '' then return false end
+  local p = redis.pcall('XPENDING', KEYS[3], group, entry, entry, 1)
+  if p.err then return true end  -- no group yet: no worker has read anything; it waits
+  if #p > 0 then return p[1][3] < bound_ms end
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[3])) do
+    local h = {}
+    for i = 1, #g, 2 do h[g[i]] = g[i + 1] end
+    if h['name'] == group then
+      return id_after(entry, h['last-delivered-id']) and
+        #redis.call('XRANGE', KEYS[3], entry, entry) > 0
+    end
+  end
+  return true
+end

@@ -1,0 +1,223 @@
+"""A run worker: takes analysis runs from the run stream and runs them on the engine.
+
+Guarantees (docs/contracts.md, guarantee 9):
+- A run is taken only if, read atomically when it is taken, it is still its session's current
+  running run (else its entry is acknowledged and skipped); it runs pinned to that basis with
+  the engine's checked appends, and its entry is acknowledged only once the run has ended.
+- While it runs, its pending entry is heartbeated every ``reclaim_s / 4``; a worker that dies
+  stops heartbeating, and after ``reclaim_s`` any worker (this one's reclaim pass runs every
+  ``reclaim_s / 2``) takes the run over and finishes it. Results already appended deduplicate
+  on their ids, so the client gets each metric once.
+- ``run(stop)`` ends by handing its runs back at once (re-queued for any worker), so a
+  graceful shutdown costs a client one metric delay, not the reclaim bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from marketpulse.errors import RedisUnavailable
+from marketpulse.sessions.analysis import AnalysisEngine
+from marketpulse.sessions.runs import RunEntry, RunQueue
+
+log = logging.getLogger(__name__)
+
+BATCH = 64  # runs per read, and the bound on concurrent resume calls of one batch
+BLOCK_S = 5.0  # one read waits this long for a run (cancelled at once on stop)
+RETRY_S = 1.0  # after a Redis error, a loop waits this long before it tries again
+
+
+def consumer_name() -> str:
+    """Unique per process and start: ``<host>:<pid>:<random>``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(slots=True)
+class _Held:
+    entry: RunEntry
+    task: asyncio.Task[None]
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+class RunWorker:
+    def __init__(
+        self,
+        engine: AnalysisEngine,
+        queue: RunQueue,
+        *,
+        reclaim_s: float,
+        consumer: str | None = None,
+        batch: int = BATCH,
+        block_s: float = BLOCK_S,
+    ) -> None:
+        self.engine = engine
+        self.queue = queue
+        self.consumer = consumer or consumer_name()
+        self.reclaim_ms = int(reclaim_s * 1000)
+        self.heartbeat_s = reclaim_s / 4
+        self.reclaim_every_s = reclaim_s / 2
+        self.batch = batch
+        self.block_ms = int(block_s * 1000)
+        self.held: dict[str, _Held] = {}  # entry id -> the run this worker runs for it
+        self._acks: list[str] = []
+        self._stopping = False
+        self.taken = 0
+        self.hops_ms: deque[float] = deque(maxlen=10_000)  # enqueue -> taken, fresh runs
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Take runs until ``stop``; then hand back every run still held."""
+        await self.queue.ensure_group()
+        log.info("run worker ready (consumer %s)", self.consumer)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                reader = tg.create_task(self._reads(stop), name="runs:read")
+                tg.create_task(self._heartbeats(stop), name="runs:heartbeat")
+                tg.create_task(self._reclaims(stop), name="runs:reclaim")
+                await stop.wait()
+                reader.cancel()  # a blocked read: what it took is handed back below
+        finally:
+            await self.hand_back()
+
+    async def run_once(self, block_ms: int | None = None) -> int:
+        """One read (waiting up to ``block_ms``) and one reclaim pass; the runs taken."""
+        n = await self._take_all(await self.queue.read(self.consumer, self.batch, block_ms))
+        return n + await self.reclaim_once()
+
+    async def reclaim_once(self) -> int:
+        """Take over the runs whose worker stopped heartbeating past the bound."""
+        return await self._take_all(
+            await self.queue.reclaim(self.consumer, self.reclaim_ms, self.batch)
+        )
+
+    async def heartbeat_once(self) -> None:
+        """Keep this worker's runs alive; stop those that are no longer its own; acknowledge
+        the runs that ended since the last beat."""
+        acks, self._acks = self._acks, []
+        try:
+            await self.queue.ack(acks)
+        except RedisUnavailable:
+            self._acks.extend(acks)
+            raise
+        ids = [eid for eid, h in self.held.items() if not h.task.done()]
+        for i in range(0, len(ids), 500):
+            for eid in await self.queue.heartbeat(self.consumer, ids[i : i + 500]):
+                held = self.held.get(eid)
+                if held is not None:  # superseded, cancelled, or taken over elsewhere
+                    held.task.cancel()
+
+    async def hand_back(self) -> int:
+        """Stop every held run and give each back to the stream at once (still current ones
+        are queued again for any worker; the others just acknowledged). The runs handed back."""
+        self._stopping = True
+        tasks = [h.task for h in self.held.values()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self.queue.ack(self._acks)
+            self._acks = []
+            entries = await self.queue.own(self.consumer)
+            store = self.engine.store
+            handed = 0
+            for i in range(0, len(entries), self.batch):
+                chunk = entries[i : i + self.batch]
+                got = await asyncio.gather(
+                    *(store.hand_back_run(e.session_id, e.run_id, e.entry_id) for e in chunk)
+                )
+                handed += sum(1 for g in got if g is not None)
+        except RedisUnavailable as exc:
+            log.warning("runs not handed back (reclaimed after %d ms): %s", self.reclaim_ms, exc)
+            return 0
+        hops = sorted(self.hops_ms)
+        log.info(
+            "run worker stopped: %d runs taken, %d handed back; enqueue to taken p50 %.2f ms,"
+            " p99 %.2f ms",
+            self.taken,
+            handed,
+            hops[len(hops) // 2] if hops else 0.0,
+            hops[min(len(hops) - 1, int(0.99 * len(hops)))] if hops else 0.0,
+        )
+        return handed
+
+    async def _reads(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._take_all(
+                    await self.queue.read(self.consumer, self.batch, self.block_ms)
+                )
+            except RedisUnavailable as exc:
+                log.warning("run stream read failed: %s", exc)
+                await _pause(stop, RETRY_S)
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _pause(stop, self.heartbeat_s)
+            try:
+                await self.heartbeat_once()
+            except RedisUnavailable as exc:
+                log.warning("run heartbeat failed: %s", exc)
+
+    async def _reclaims(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.reclaim_once()
+            except RedisUnavailable as exc:
+                log.warning("run reclaim failed: %s", exc)
+            await _pause(stop, self.reclaim_every_s)
+
+    async def _take_all(self, entries: Sequence[RunEntry]) -> int:
+        got = await asyncio.gather(*(self._take(e) for e in entries), return_exceptions=True)
+        for g in got:  # a run not taken stays pending for this worker: reclaimed after the bound
+            if isinstance(g, RedisUnavailable):
+                log.warning("run not taken: %s", g)
+            elif isinstance(g, BaseException):
+                raise g
+        return sum(1 for g in got if g is True)
+
+    async def _take(self, entry: RunEntry) -> bool:
+        if entry.entry_id in self.held or self._stopping:
+            return False
+        resumed = await self.engine.store.resume_analysis(
+            entry.session_id, entry.run_id, entry.entry_id
+        )
+        if resumed is None:  # ended, superseded or handed back meanwhile: nothing to run
+            self._acks.append(entry.entry_id)
+            return False
+        loop = asyncio.get_running_loop()
+        begun = loop.time()
+        if entry.fresh:  # time the run from its enqueue (Redis's clock at both ends)
+            hop_ms = max(0.0, float(resumed.redis_now_ms - entry.enqueued_ms))
+            self.hops_ms.append(hop_ms)
+            begun -= hop_ms / 1000
+        task = await self.engine.take(entry.session_id, entry.ticker, resumed.snapshot, begun)
+        if task is None:  # the engine is shutting down: the entry is handed back
+            return False
+        self.taken += 1
+        self.held[entry.entry_id] = _Held(entry, task)
+        task.add_done_callback(partial(self._ended, entry.entry_id))
+        return True
+
+    def _ended(self, entry_id: str, task: asyncio.Task[None]) -> None:
+        """A run's task is done. Returned: the run ended (complete, failed, superseded, or
+        restarted as a new queued run): acknowledge it. Cancelled: superseded or cancelled (its
+        entry was acknowledged by that script), no longer ours, or stopping (handed back).
+        Raised: an unknown outcome (Redis unreachable): left pending, reclaimed after the
+        bound."""
+        held = self.held.get(entry_id)
+        if held is not None and held.task is task:
+            del self.held[entry_id]
+        if not task.cancelled() and task.exception() is None:
+            self._acks.append(entry_id)
