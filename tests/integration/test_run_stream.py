@@ -1,0 +1,178 @@
+"""The run stream, script by script and worker step by worker step, on a real Redis: a run is
+queued in the step that makes it current; ``analyze`` again is a no-op only while the run is
+alive; a dead worker's run is reclaimed and finished; a stopping worker hands its runs back at
+once; a heartbeat never takes a run from another worker. A dead worker here is a consumer that
+read an entry and was never heard of again; its idle time is set with ``XCLAIM ... IDLE`` (what
+the pending entry of a worker silent that long looks like)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from marketpulse.config import MetricDelay
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.market.providers.simulated import SimulatedSource
+from marketpulse.market.view import Market
+from marketpulse.sessions.analysis import AnalysisEngine
+from marketpulse.sessions.metrics import METRIC_NAMES
+from marketpulse.sessions.portfolio import value
+from marketpulse.sessions.runs import RunQueue
+from marketpulse.sessions.store import SessionStore, hash_token
+from marketpulse.sessions.worker import RunWorker
+
+HOLDINGS = {"AAPL": 100.0, "GOOGL": 50.0, "MSFT": 75.0}
+NOW = "2026-01-02T00:00:00.000Z"
+TH = hash_token("tok")
+RECLAIM_S = 2.0
+DEADLINE = 10.0
+
+
+@pytest.fixture
+async def store(redis_client: Redis, redis_mux: RedisMux) -> SessionStore:
+    s = SessionStore(redis_client, redis_mux, ttl_s=3600, run_reclaim_s=RECLAIM_S)
+    await s.create("s", TH, HOLDINGS, value(HOLDINGS, {t: 1.0 for t in HOLDINGS}, 0), NOW)
+    return s
+
+
+@pytest.fixture
+async def queue(redis_client: Redis) -> RunQueue:
+    q = RunQueue(redis_client)
+    await q.ensure_group()
+    await q.ensure_group()  # idempotent
+    return q
+
+
+@pytest.fixture
+async def engine(store: SessionStore) -> AsyncIterator[AnalysisEngine]:
+    eng = AnalysisEngine(store, Market(source=SimulatedSource(seed=1)), delay=MetricDelay(0, 0))
+    yield eng
+    await eng.shutdown()
+
+
+async def _entry_of(redis: Redis) -> str:
+    return (await redis.hget(keys.session("s"), "run_entry")).decode()
+
+
+async def _pending(redis: Redis) -> dict[str, str]:
+    got = await redis.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 100)
+    return {p["message_id"].decode(): p["consumer"].decode() for p in got}
+
+
+async def _silence(redis: Redis, entry: str, consumer: str) -> None:
+    """The entry's worker has not been heard of for longer than the bound."""
+    ms = int(RECLAIM_S * 1000) + 1
+    await redis.xclaim(keys.RUN_STREAM, keys.RUN_GROUP, consumer, 0, [entry], idle=ms, justid=True)
+
+
+async def _finished(engine: AnalysisEngine, redis: Redis, run_id: str) -> list[str]:
+    """Await the run's task on ``engine``; the run must be complete. Its stored result ids."""
+    await asyncio.wait_for(engine.runs["s"], DEADLINE)
+    fields = await redis.hgetall(keys.session("s"))
+    cur = json.loads(fields[b"current_analysis"])
+    assert (cur["run_id"], cur["status"]) == (run_id, "complete")
+    return [json.loads(v)["id"] for k, v in fields.items() if k.startswith(b"r:")]
+
+
+async def test_a_run_is_queued_in_the_step_that_makes_it_current(
+    store: SessionStore, queue: RunQueue, redis_client: Redis
+) -> None:
+    await store.start_analysis("s", TH, "AAPL", "r1", NOW)
+    entries = await redis_client.xrange(keys.RUN_STREAM)
+    assert [(e[0].decode(), e[1]) for e in entries] == [
+        (await _entry_of(redis_client), {b"s": b"s", b"r": b"r1", b"t": b"AAPL"})
+    ]
+    (taken,) = await queue.read("w1", 10, None)
+    assert (taken.run_id, taken.fresh) == ("r1", True)
+    await store.start_analysis("s", TH, "MSFT", "r2", NOW)  # supersedes r1: its entry is acked
+    assert await _pending(redis_client) == {}
+    assert await store.resume_analysis("s", "r1", taken.entry_id) is None
+    (second,) = await queue.read("w1", 10, None)
+    assert second.run_id == "r2"
+    assert await store.cancel_analysis("s", TH, NOW) == "r2"  # cancel acks too
+    assert await _pending(redis_client) == {}
+
+
+async def test_analyze_again_is_a_noop_while_alive_and_takes_over_a_dead_run(
+    store: SessionStore, queue: RunQueue, redis_client: Redis
+) -> None:
+    await store.start_analysis("s", TH, "AAPL", "r1", NOW)
+    again = await store.start_analysis("s", TH, "AAPL", "r2", NOW)
+    assert again.already_running and again.run_id == "r1"  # queued, not yet taken: alive
+    (taken,) = await queue.read("dead-worker", 10, None)
+    again = await store.start_analysis("s", TH, "AAPL", "r2", NOW)
+    assert again.already_running and again.run_id == "r1"  # taken, heartbeated: alive
+    await _silence(redis_client, taken.entry_id, "dead-worker")
+    async with redis_client.pubsub() as ps:
+        await ps.subscribe(keys.session_events("s"))
+        await ps.get_message(timeout=DEADLINE)
+        over = await store.start_analysis("s", TH, "AAPL", "r3", NOW)
+        msg = await ps.get_message(timeout=DEADLINE)
+    assert over.taken_over and not over.already_running and over.run_id == "r3"
+    event = json.loads(msg["data"].decode().partition("\n")[2])
+    assert event == {
+        "type": "analysis_restarted",
+        "ticker": "AAPL",
+        "run_id": "r3",
+        "basis_version": over.basis_version,
+        "reason": "worker_lost",
+    }
+    assert await _pending(redis_client) == {}  # the dead run's entry is acknowledged
+    (fresh,) = await queue.read("w2", 10, None)
+    assert fresh.run_id == "r3" and fresh.entry_id == await _entry_of(redis_client)
+
+
+async def test_a_dead_workers_run_is_reclaimed_and_finished(
+    store: SessionStore, queue: RunQueue, engine: AnalysisEngine, redis_client: Redis
+) -> None:
+    await store.start_analysis("s", TH, "AAPL", "r1", NOW)
+    (taken,) = await queue.read("dead-worker", 10, None)
+    worker = RunWorker(engine, queue, reclaim_s=RECLAIM_S, consumer="w2")
+    assert await worker.reclaim_once() == 0  # not idle long enough: its worker may be alive
+    await _silence(redis_client, taken.entry_id, "dead-worker")
+    assert await worker.reclaim_once() == 1
+    ids = await _finished(engine, redis_client, "r1")
+    assert sorted(ids) == sorted(f"r1:{m}" for m in METRIC_NAMES)
+    await worker.heartbeat_once()  # acknowledges the ended run
+    assert await _pending(redis_client) == {}
+
+
+async def test_a_stopping_worker_hands_its_run_back_at_once(
+    store: SessionStore, queue: RunQueue, redis_client: Redis
+) -> None:
+    slow = AnalysisEngine(store, Market(source=SimulatedSource(seed=1)), delay=MetricDelay(60, 60))
+    first = RunWorker(slow, queue, reclaim_s=RECLAIM_S, consumer="w1")
+    await store.start_analysis("s", TH, "AAPL", "r1", NOW)
+    assert await first.run_once() == 1
+    old_entry = await _entry_of(redis_client)
+    assert await first.hand_back() == 1
+    await slow.shutdown()
+    new_entry = await _entry_of(redis_client)
+    assert new_entry != old_entry and await _pending(redis_client) == {}
+    (raw,) = await redis_client.xrange(keys.RUN_STREAM, new_entry, new_entry)
+    assert raw[1] == {b"s": b"s", b"r": b"r1", b"t": b"AAPL", b"h": b"1"}
+    fast = AnalysisEngine(store, Market(source=SimulatedSource(seed=1)), delay=MetricDelay(0, 0))
+    second = RunWorker(fast, queue, reclaim_s=RECLAIM_S, consumer="w2")
+    assert await second.run_once() == 1
+    assert not second.hops_ms  # handed back, not fresh: its work is timed from now
+    ids = await _finished(fast, redis_client, "r1")
+    assert sorted(ids) == sorted(f"r1:{m}" for m in METRIC_NAMES)
+    await fast.shutdown()
+
+
+async def test_a_heartbeat_never_takes_a_run_from_another_worker(
+    store: SessionStore, queue: RunQueue, redis_client: Redis
+) -> None:
+    await store.start_analysis("s", TH, "AAPL", "r1", NOW)
+    (taken,) = await queue.read("w1", 10, None)
+    assert await queue.heartbeat("w1", [taken.entry_id]) == []
+    await _silence(redis_client, taken.entry_id, "w1")
+    (reclaimed,) = await queue.reclaim("w2", int(RECLAIM_S * 1000), 10)
+    assert reclaimed.entry_id == taken.entry_id and not reclaimed.fresh
+    assert await queue.heartbeat("w1", [taken.entry_id]) == [taken.entry_id]
+    assert await _pending(redis_client) == {taken.entry_id: "w2"}
