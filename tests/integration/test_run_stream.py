@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -72,7 +73,8 @@ async def _silence(redis: Redis, entry: str, consumer: str) -> None:
 
 async def _finished(engine: AnalysisEngine, redis: Redis, run_id: str) -> list[str]:
     """Await the run's task on ``engine``; the run must be complete. Its stored result ids."""
-    await asyncio.wait_for(engine.runs["s"], DEADLINE)
+    if (task := engine.runs.get("s")) is not None:  # (else it has already ended)
+        await asyncio.wait_for(task, DEADLINE)
     fields = await redis.hgetall(keys.session("s"))
     cur = json.loads(fields[b"current_analysis"])
     assert (cur["run_id"], cur["status"]) == (run_id, "complete")
@@ -176,3 +178,26 @@ async def test_a_heartbeat_never_takes_a_run_from_another_worker(
     assert reclaimed.entry_id == taken.entry_id and not reclaimed.fresh
     assert await queue.heartbeat("w1", [taken.entry_id]) == [taken.entry_id]
     assert await _pending(redis_client) == {taken.entry_id: "w2"}
+
+
+class _BrokenSource(SimulatedSource):
+    """A market source with a bug in its history (we own the source)."""
+
+    def history(self, symbol: str, tick: int, n: int) -> list[Any]:
+        raise RuntimeError("a bug")
+
+
+async def test_a_run_that_hits_a_bug_fails_with_a_reason_and_is_acknowledged(
+    store: SessionStore, queue: RunQueue, redis_client: Redis
+) -> None:
+    broken = AnalysisEngine(store, Market(source=_BrokenSource(seed=1)), delay=MetricDelay(0, 0))
+    worker = RunWorker(broken, queue, reclaim_s=RECLAIM_S, consumer="w1")
+    await store.start_analysis("s", TH, "AAPL", "r1", NOW)
+    assert await worker.run_once() == 1
+    if (task := broken.runs.get("s")) is not None:  # (else it has already ended)
+        await asyncio.wait_for(task, DEADLINE)
+    cur = json.loads(await redis_client.hget(keys.session("s"), "current_analysis"))
+    assert (cur["run_id"], cur["status"]) == ("r1", "failed")  # not retried forever
+    await worker.heartbeat_once()
+    assert await _pending(redis_client) == {}
+    await broken.shutdown()

@@ -178,7 +178,15 @@ class AnalysisEngine:
         """One run, to its end: complete, failed, superseded, or restarted (the restarted run
         is queued on the stream by the restart script, for whichever worker takes it)."""
         started = time.perf_counter()
-        outcome = await self._attempt(session_id, ticker, snap, begun)
+        try:
+            outcome = await self._attempt(session_id, ticker, snap, begun)
+        except RedisUnavailable:
+            raise  # unknown outcome: the run stays queued and is resumed
+        except Exception:  # a bug: end the run with a reason rather than retry it forever
+            log.exception("analysis of %s in %s failed", ticker, session_id)
+            await self.store.fail_analysis(session_id, snap.run_id, "internal_error")
+            self._event("failed")
+            return
         if outcome == "complete":
             self._event("completed")
             if self.telemetry is not None:
