@@ -80,15 +80,16 @@ async def _state(base: str, sid: str, token: str) -> dict[str, Any]:
 
 
 def _received(*clients: Client) -> list[dict[str, Any]]:
-    """Every result the clients were given: in a connect snapshot, or live (once each)."""
+    """Every result the clients were given, in a connect snapshot or live. A client of a run
+    (``clients`` are its connections, in order) never gets a result twice."""
     seen: dict[str, dict[str, Any]] = {}
     for c in clients:
         for r in c.log[0]["state"]["analysis_results"]:
             seen[r["id"]] = r
     live = [m for c in clients for m in c.of("analysis_result")]
     ids = [m["id"] for m in live]
-    assert len(ids) == len(set(ids)), "a result reached the clients twice"
-    for c in clients:  # nothing sent live that this client's snapshot already held
+    assert len(ids) == len(set(ids)), "a result reached the client twice"
+    for c in clients:  # nothing sent live that this connection's snapshot already held
         held = {r["id"] for r in c.log[0]["state"]["analysis_results"]}
         assert not held & {m["id"] for m in c.of("analysis_result")}
     seen.update({m["id"]: m for m in live})
@@ -174,3 +175,36 @@ async def test_a_worker_killed_mid_run_is_finished_by_another(
     raw = await redis_client.hget(keys.session(sid), "current_analysis")
     assert json.loads(raw)["status"] == "complete"
     await c.close()
+
+
+async def test_two_instances_the_one_running_the_analysis_killed(
+    redis_url: str, log_path: Path, procs: list[Proc], redis_client: Redis
+) -> None:
+    env = _env(redis_url)
+    ports = [free_port(), free_port()]
+    instances = [await start_serve(env, port, log_path) for port in ports]
+    procs.extend(instances)
+    sid, token = await _session(f"http://127.0.0.1:{ports[0]}")
+    c1 = await _connect(ports[0], sid, token)
+    await c1.send({"action": "analyze", "ticker": "AAPL"})
+    await c1.next("analysis_result", within=DEADLINE)
+    pending = await redis_client.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 10)
+    owner = pending[0]["consumer"].decode()
+    victim = next(i for i, p in enumerate(instances) if f":{p.pid}:" in owner)
+    await instances[victim].kill(signal.SIGKILL)
+    survivor = ports[1 - victim]
+    c2 = await _connect(survivor, sid, token)
+    await c2.send({"action": "analyze", "ticker": "AAPL"})  # never answered with a dead run
+    run_id = await _follow_to_complete(c2)
+    if victim == 0:  # c1 died with its instance: c2 is the same client, reconnected
+        _assert_once_each(run_id, c1, c2)
+    else:  # c1 lives on the survivor: two clients, each given every metric once
+        _assert_once_each(run_id, c1)
+        _assert_once_each(run_id, c2)
+        await c1.close()
+    state = await _state(f"http://127.0.0.1:{survivor}", sid, token)
+    assert (state["current_analysis"]["run_id"], state["current_analysis"]["status"]) == (
+        run_id,
+        "complete",
+    )
+    await c2.close()
