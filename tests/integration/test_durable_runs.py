@@ -21,11 +21,11 @@ import httpx
 import pytest
 import websockets
 from redis.asyncio import Redis
-from session_harness import Client
 
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.embedded import free_port
 from marketpulse.sessions.metrics import METRIC_NAMES
+from support.harness import Client
 from support.processes import Proc, start_serve, start_worker
 
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
@@ -137,11 +137,11 @@ async def test_service_killed_mid_run_then_restarted_finishes_the_run(
     how = f"restarted {reasons}" if reasons else "resumed"
     before = {m["id"] for m in c1.of("analysis_result")}
     after = [r for r in _received(c1, c2) if r["run_id"] == run_id and r["id"] not in before]
-    first = min(datetime.fromisoformat(r["timestamp"]).timestamp() for r in after)
+    first_at = min(datetime.fromisoformat(r["timestamp"]).timestamp() for r in after)
     print(
         f"{signal.Signals(sig).name}: run {how}; first metric after the restart "
-        f"{first - restarted_at:.2f} s after the new service was ready "
-        f"({first - killed_at:.2f} s after the kill)"
+        f"{first_at - restarted_at:.2f} s after the new service was ready "
+        f"({first_at - killed_at:.2f} s after the kill)"
     )
     _assert_once_each(run_id, c1, c2)
     state = await _state(base, sid, token)
@@ -164,7 +164,7 @@ async def test_a_worker_killed_mid_run_is_finished_by_another(
     await c.send({"action": "analyze", "ticker": "AAPL"})
     started = await c.next("analysis_started", within=DEADLINE)
     await c.next("analysis_result", within=DEADLINE)
-    pending = await redis_client.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 10)
+    pending: Any = await redis_client.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 10)
     assert len(pending) == 1
     owner = pending[0]["consumer"].decode()
     victim = next(w for w in workers if f":{w.pid}:" in owner)
@@ -172,7 +172,7 @@ async def test_a_worker_killed_mid_run_is_finished_by_another(
     run_id = await _follow_to_complete(c)
     assert run_id == started["run_id"]  # the same run, finished by the other worker
     _assert_once_each(run_id, c)
-    raw = await redis_client.hget(keys.session(sid), "current_analysis")
+    raw: Any = await redis_client.hget(keys.session(sid), "current_analysis")
     assert json.loads(raw)["status"] == "complete"
     await c.close()
 
@@ -188,7 +188,7 @@ async def test_two_instances_the_one_running_the_analysis_killed(
     c1 = await _connect(ports[0], sid, token)
     await c1.send({"action": "analyze", "ticker": "AAPL"})
     await c1.next("analysis_result", within=DEADLINE)
-    pending = await redis_client.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 10)
+    pending: Any = await redis_client.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 10)
     owner = pending[0]["consumer"].decode()
     victim = next(i for i, p in enumerate(instances) if f":{p.pid}:" in owner)
     await instances[victim].kill(signal.SIGKILL)

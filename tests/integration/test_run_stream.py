@@ -57,11 +57,12 @@ async def engine(store: SessionStore) -> AsyncIterator[AnalysisEngine]:
 
 
 async def _entry_of(redis: Redis) -> str:
-    return (await redis.hget(keys.session("s"), "run_entry")).decode()
+    raw: Any = await redis.hget(keys.session("s"), "run_entry")
+    return str(raw.decode())
 
 
 async def _pending(redis: Redis) -> dict[str, str]:
-    got = await redis.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 100)
+    got: Any = await redis.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 100)
     return {p["message_id"].decode(): p["consumer"].decode() for p in got}
 
 
@@ -75,7 +76,7 @@ async def _finished(engine: AnalysisEngine, redis: Redis, run_id: str) -> list[s
     """Await the run's task on ``engine``; the run must be complete. Its stored result ids."""
     if (task := engine.runs.get("s")) is not None:  # (else it has already ended)
         await asyncio.wait_for(task, DEADLINE)
-    fields = await redis.hgetall(keys.session("s"))
+    fields: Any = await redis.hgetall(keys.session("s"))
     cur = json.loads(fields[b"current_analysis"])
     assert (cur["run_id"], cur["status"]) == (run_id, "complete")
     return [json.loads(v)["id"] for k, v in fields.items() if k.startswith(b"r:")]
@@ -85,7 +86,7 @@ async def test_a_run_is_queued_in_the_step_that_makes_it_current(
     store: SessionStore, queue: RunQueue, redis_client: Redis
 ) -> None:
     await store.start_analysis("s", TH, "AAPL", "r1", NOW)
-    entries = await redis_client.xrange(keys.RUN_STREAM)
+    entries: Any = await redis_client.xrange(keys.RUN_STREAM)
     assert [(e[0].decode(), e[1]) for e in entries] == [
         (await _entry_of(redis_client), {b"s": b"s", b"r": b"r1", b"t": b"AAPL"})
     ]
@@ -156,7 +157,8 @@ async def test_a_stopping_worker_hands_its_run_back_at_once(
     await slow.shutdown()
     new_entry = await _entry_of(redis_client)
     assert new_entry != old_entry and await _pending(redis_client) == {}
-    (raw,) = await redis_client.xrange(keys.RUN_STREAM, new_entry, new_entry)
+    got: Any = await redis_client.xrange(keys.RUN_STREAM, new_entry, new_entry)
+    (raw,) = got
     assert raw[1] == {b"s": b"s", b"r": b"r1", b"t": b"AAPL", b"h": b"1"}
     fast = AnalysisEngine(store, Market(source=SimulatedSource(seed=1)), delay=MetricDelay(0, 0))
     second = RunWorker(fast, queue, reclaim_s=RECLAIM_S, consumer="w2")
@@ -196,7 +198,8 @@ async def test_a_run_that_hits_a_bug_fails_with_a_reason_and_is_acknowledged(
     assert await worker.run_once() == 1
     if (task := broken.runs.get("s")) is not None:  # (else it has already ended)
         await asyncio.wait_for(task, DEADLINE)
-    cur = json.loads(await redis_client.hget(keys.session("s"), "current_analysis"))
+    stored: Any = await redis_client.hget(keys.session("s"), "current_analysis")
+    cur = json.loads(stored)
     assert (cur["run_id"], cur["status"]) == ("r1", "failed")  # not retried forever
     await worker.heartbeat_once()
     assert await _pending(redis_client) == {}
