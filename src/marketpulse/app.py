@@ -122,10 +122,8 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
         store = _store(settings, redis, mux)
         hub = EventHub(redis)
         engine = _engine(settings, store, market, telemetry)
-        runs = RunQueue(redis)
-        await runs.ensure_group()
         worker = (
-            RunWorker(engine, runs, reclaim_s=settings.run_reclaim_s)
+            RunWorker(engine, RunQueue(redis), reclaim_s=settings.run_reclaim_s)
             if settings.workers_in_process
             else None
         )

@@ -78,8 +78,17 @@ class RunWorker:
         self.hops_ms: deque[float] = deque(maxlen=10_000)  # enqueue -> taken, fresh runs
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Take runs until ``stop``; then hand back every run still held."""
-        await self.queue.ensure_group()
+        """Take runs until ``stop``; then hand back every run still held. Creates the stream's
+        group first (idempotent), retrying while Redis does not answer."""
+        while True:
+            try:
+                await self.queue.ensure_group()
+                break
+            except RedisUnavailable as exc:
+                log.warning("run worker waits for Redis: %s", exc)
+                await _pause(stop, RETRY_S)
+                if stop.is_set():
+                    return
         log.info("run worker ready (consumer %s)", self.consumer)
         try:
             async with asyncio.TaskGroup() as tg:
