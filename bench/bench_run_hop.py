@@ -70,12 +70,14 @@ async def one_round(url: str, n: int, r: int) -> dict[str, Any]:
     await asyncio.gather(*(start(s) for s in sids))
     cpu_starts = time.process_time() - cpu0
     async with asyncio.timeout(30):
-        while len(taken) < n:
-            await engine.took.wait()
+        while True:
             now = loop.time()
             for sid in engine.runs:
                 if sid in started:
                     taken.setdefault(sid, now)
+            if len(taken) == n:
+                break
+            await engine.took.wait()
     cpu_all = time.process_time() - cpu0
     stop.set()
     await running
