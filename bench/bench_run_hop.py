@@ -6,7 +6,9 @@ resume read) and this process's CPU per start (the start scripts alone, the base
 take (the worker's read, resume and take, plus computing the run's five results, which the
 engine does as soon as the burst of takes is quiet; nothing is appended: the delay is an hour).
 
-    uv run --frozen python bench/bench_run_hop.py [N] [ROUNDS]
+    uv run --frozen python bench/bench_run_hop.py [--hop-only] [N] [ROUNDS]
+
+``--hop-only`` gives the engine an idle run coroutine, so the CPU per take is the hop alone.
 """
 
 from __future__ import annotations
@@ -43,13 +45,19 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p * len(xs)))]
 
 
-async def one_round(url: str, n: int, r: int) -> dict[str, Any]:
+async def _idle_run(*_: Any) -> None:
+    await asyncio.sleep(3600)  # a run that does nothing until the round stops it
+
+
+async def one_round(url: str, n: int, r: int, hop_only: bool) -> dict[str, Any]:
     redis = make_client(url)
     mux = RedisMux.for_client(redis)
     store = SessionStore(redis, mux, ttl_s=3600)
     engine = AnalysisEngine(
         store, Market(source=SimulatedSource(seed=1)), delay=MetricDelay(3600, 3600)
     )
+    if hop_only:
+        engine._run = _idle_run  # type: ignore[method-assign]
     worker = RunWorker(engine, RunQueue(redis), reclaim_s=10)
     th = hash_token("t")
     sids = [f"r{r}-{i}" for i in range(n)]
@@ -97,16 +105,18 @@ async def one_round(url: str, n: int, r: int) -> dict[str, Any]:
     }
 
 
-async def main(n: int, rounds: int) -> dict[str, Any]:
+async def main(n: int, rounds: int, hop_only: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d, EmbeddedRedis(Path(d), durable=False).running() as rs:
         return {
             "bench": "run_hop",
-            "rounds": [await one_round(rs.url, n, r) for r in range(rounds)],
+            "hop_only": hop_only,
+            "rounds": [await one_round(rs.url, n, r, hop_only) for r in range(rounds)],
         }
 
 
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:]]
+    hop_only = "--hop-only" in sys.argv
+    args = [int(a) for a in sys.argv[1:] if a != "--hop-only"]
     n = args[0] if args else 100
     rounds = args[1] if len(args) > 1 else 3
-    print(json.dumps(uvloop.run(main(n, rounds))))
+    print(json.dumps(uvloop.run(main(n, rounds, hop_only))))
