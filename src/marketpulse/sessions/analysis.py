@@ -4,13 +4,14 @@
 runs.py); a run worker (worker.py, in this process or another) takes it and hands it to
 ``take``, with the basis read atomically when it was taken. The run computes the five results
 once (on the engine's compute worker), waits each metric's modelled delay, timed from the run's
-enqueue and overlapping (the run takes the slowest, not the sum), and appends each when it is
-due with the checked append of guarantee 2: a result computed from a basis that has since moved
-is dropped and the run restarts as a new queued run from a fresh atomic read (bounded; past the
-bound, ``unstable_basis``). Every run is a task held by this engine, keyed by session: a switch
-cancels *and awaits* a superseded task held here (one held elsewhere stops at its next append);
-``shutdown`` cancels and awaits them all. A run whose client disconnected keeps going to
-completion (its results land in the session state for the next connect).
+enqueue (up to a bound, see worker.py) and overlapping (the run takes the slowest, not the
+sum), and appends each when it is due with the checked append of guarantee 2: a result computed
+from a basis that has since moved is dropped and the run restarts as a new queued run from a
+fresh atomic read (bounded; past the bound, ``unstable_basis``). Every run is a task held by
+this engine, keyed by session: a switch cancels *and awaits* a superseded task held here (one
+held elsewhere stops at its next append); ``shutdown`` cancels and awaits them all. A run whose
+client disconnected keeps going to completion (its results land in the session state for the
+next connect).
 """
 
 from __future__ import annotations

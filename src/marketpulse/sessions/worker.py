@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 BATCH = 64  # runs per read, and the bound on concurrent resume calls of one batch
 BLOCK_S = 5.0  # one read waits this long for a run (cancelled at once on stop)
 RETRY_S = 1.0  # after a Redis error, a loop waits this long before it tries again
+# A fresh run is timed from its enqueue, so the hop overlaps its modelled work, but by at most
+# this much: a run that waited longer in the stream (a backlog, no worker) starts its work when
+# taken, instead of appending every metric at once as if it had been computed while queued.
+HOP_CREDIT_S = 0.25
 
 
 def consumer_name() -> str:
@@ -210,7 +214,7 @@ class RunWorker:
         if entry.fresh:  # time the run from its enqueue (Redis's clock at both ends)
             hop_ms = max(0.0, float(resumed.redis_now_ms - entry.enqueued_ms))
             self.hops_ms.append(hop_ms)
-            begun -= hop_ms / 1000
+            begun -= min(hop_ms / 1000, HOP_CREDIT_S)
         task = await self.engine.take(entry.session_id, entry.ticker, resumed.snapshot, begun)
         if task is None:  # the engine is shutting down: the entry is handed back
             return False
