@@ -204,3 +204,15 @@ async def test_a_run_that_hits_a_bug_fails_with_a_reason_and_is_acknowledged(
     await worker.heartbeat_once()
     assert await _pending(redis_client) == {}
     await broken.shutdown()
+
+
+async def test_consumers_of_workers_gone_are_forgotten_once_nothing_is_pending(
+    store: SessionStore, queue: RunQueue, redis_client: Redis
+) -> None:
+    await store.start_analysis("s", TH, "AAPL", "r1", NOW)
+    (taken,) = await queue.read("busy", 10, None)
+    await redis_client.xgroup_createconsumer(keys.RUN_STREAM, keys.RUN_GROUP, "idle")
+    assert await queue.prune_consumers(0) == 1  # "idle" has nothing pending: forgotten
+    consumers: Any = await redis_client.xinfo_consumers(keys.RUN_STREAM, keys.RUN_GROUP)
+    assert [c["name"] for c in consumers] == [b"busy"]
+    assert await _pending(redis_client) == {taken.entry_id: "busy"}

@@ -137,6 +137,21 @@ class RunQueue:
             keys.RUN_STREAM, keys.RUN_GROUP, consumer, min_idle_ms, cursor, count=count
         )
 
+    async def prune_consumers(self, min_idle_ms: int) -> int:
+        """Forget the group's consumers with nothing pending that have not read for
+        ``min_idle_ms`` (workers that are gone; a live one that was idle is recreated by its
+        next read). The number forgotten."""
+        consumers: Any = await self._call(
+            lambda: self.redis.xinfo_consumers(keys.RUN_STREAM, keys.RUN_GROUP)
+        )
+        gone = [c["name"] for c in consumers if c["pending"] == 0 and c["idle"] >= min_idle_ms]
+        for name in gone:
+            await self._call(partial(self._forget, name))
+        return len(gone)
+
+    async def _forget(self, consumer: Any) -> Any:
+        return await self.redis.xgroup_delconsumer(keys.RUN_STREAM, keys.RUN_GROUP, consumer)
+
     async def own(self, consumer: str, count: int = 1000) -> list[RunEntry]:
         """Every run pending for ``consumer`` (with its fields), e.g. to hand them back. This
         includes a run a cancelled read had already taken without our knowing it."""

@@ -110,10 +110,13 @@ class RunWorker:
         return n + await self.reclaim_once()
 
     async def reclaim_once(self) -> int:
-        """Take over the runs whose worker stopped heartbeating past the bound."""
-        return await self._take_all(
+        """Take over the runs whose worker stopped heartbeating past the bound; forget the
+        consumers of workers long gone (nothing pending, silent for 10 bounds)."""
+        taken = await self._take_all(
             await self.queue.reclaim(self.consumer, self.reclaim_ms, self.batch)
         )
+        await self.queue.prune_consumers(10 * self.reclaim_ms)
+        return taken
 
     async def heartbeat_once(self) -> None:
         """Keep this worker's runs alive; stop those that are no longer its own; acknowledge
