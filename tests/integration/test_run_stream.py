@@ -25,7 +25,7 @@ from marketpulse.sessions.metrics import METRIC_NAMES
 from marketpulse.sessions.portfolio import value
 from marketpulse.sessions.runs import RunQueue
 from marketpulse.sessions.store import SessionStore, hash_token
-from marketpulse.sessions.worker import RunWorker
+from marketpulse.sessions.worker import MAX_DELIVERIES, RunWorker
 
 HOLDINGS = {"AAPL": 100.0, "GOOGL": 50.0, "MSFT": 75.0}
 NOW = "2026-01-02T00:00:00.000Z"
@@ -216,3 +216,20 @@ async def test_consumers_of_workers_gone_are_forgotten_once_nothing_is_pending(
     consumers: Any = await redis_client.xinfo_consumers(keys.RUN_STREAM, keys.RUN_GROUP)
     assert [c["name"] for c in consumers] == [b"busy"]
     assert await _pending(redis_client) == {taken.entry_id: "busy"}
+
+
+async def test_a_run_that_keeps_losing_its_workers_ends_with_worker_lost(
+    store: SessionStore, queue: RunQueue, engine: AnalysisEngine, redis_client: Redis
+) -> None:
+    await store.start_analysis("s", TH, "AAPL", "r1", NOW)
+    (taken,) = await queue.read("dead-0", 10, None)
+    for i in range(1, MAX_DELIVERIES):  # each worker that took it died
+        await _silence(redis_client, taken.entry_id, f"dead-{i - 1}")
+        assert len(await queue.reclaim(f"dead-{i}", int(RECLAIM_S * 1000), 10)) == 1
+    await _silence(redis_client, taken.entry_id, f"dead-{MAX_DELIVERIES - 1}")
+    worker = RunWorker(engine, queue, reclaim_s=RECLAIM_S, consumer="w")
+    assert await worker.reclaim_once() == 0
+    stored: Any = await redis_client.hget(keys.session("s"), "current_analysis")
+    assert json.loads(stored)["status"] == "failed"
+    await worker.heartbeat_once()
+    assert await _pending(redis_client) == {}

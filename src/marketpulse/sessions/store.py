@@ -56,6 +56,7 @@ class ResumedRun:
 
     snapshot: RunSnapshot
     redis_now_ms: int  # Redis's clock when it was read (the entry id is Redis's enqueue time)
+    deliveries: int  # times its stream entry has been delivered to a worker (1: the first)
 
 
 SCRIPTS = ScriptFolder(
@@ -269,10 +270,11 @@ class SessionStore:
     ) -> ResumedRun | None:
         """The run queued as ``entry_id``, if it is still the session's current running run:
         its basis, read atomically; None when it has ended, was superseded or handed back."""
-        res = await self._script(_ANALYSIS_RESUME, session_id, [run_id, entry_id])
+        args: list[Arg] = [run_id, entry_id, keys.RUN_GROUP]
+        res = await self._script(_ANALYSIS_RESUME, session_id, args, run_stream=True)
         if not isinstance(res, list):
             return None
-        return ResumedRun(_snapshot(res[:7]), int(res[7]))
+        return ResumedRun(_snapshot(res[:7]), int(res[7]), int(res[8]))
 
     async def hand_back_run(self, session_id: str, run_id: str, entry_id: str) -> str | None:
         """Give a run back to the stream (a stopping worker): queued again at once if it is

@@ -38,6 +38,10 @@ RETRY_S = 1.0  # after a Redis error, a loop waits this long before it tries aga
 # this much: a run that waited longer in the stream (a backlog, no worker) starts its work when
 # taken, instead of appending every metric at once as if it had been computed while queued.
 HOP_CREDIT_S = 0.25
+# A run whose entry has been delivered this many times lost a worker each time (a crash, not a
+# deploy: a handed-back run is a new entry): it ends with analysis_failed 'worker_lost' instead
+# of taking down worker after worker.
+MAX_DELIVERIES = 5
 
 
 def consumer_name() -> str:
@@ -210,6 +214,14 @@ class RunWorker:
             entry.session_id, entry.run_id, entry.entry_id
         )
         if resumed is None:  # ended, superseded or handed back meanwhile: nothing to run
+            self._acks.append(entry.entry_id)
+            return False
+        if resumed.deliveries > MAX_DELIVERIES:
+            log.error(
+                "run %s of %s lost %d workers; ending it", entry.run_id, entry.session_id,
+                resumed.deliveries - 1,
+            )  # fmt: skip
+            await self.engine.store.fail_analysis(entry.session_id, entry.run_id, "worker_lost")
             self._acks.append(entry.entry_id)
             return False
         loop = asyncio.get_running_loop()
