@@ -10,7 +10,13 @@ import pytest
 import marketpulse
 from marketpulse.errors import ValidationFailed
 from marketpulse.market.providers import SimulatedSource
-from marketpulse.market.symbols import SYMBOL_PATTERN, check_symbol, normalize_symbol
+from marketpulse.market.symbols import (
+    INPUT_PATTERN,
+    SYMBOL_PATTERN,
+    check_symbol,
+    normalize_symbol,
+    parse_symbol,
+)
 
 DOM_JS = Path(marketpulse.__file__).parent / "observability/dashboard/static/js/dom.js"
 GOOD = ["AAPL", "TCS.NS", "M&M.NS", "^GSPC", "BRK-B", "EURUSD=X", "A", "X" * 20]
@@ -48,3 +54,19 @@ def test_the_dashboard_uses_the_same_pattern() -> None:
     found = re.search(r"export const SYMBOL_RE = /(.+)/;", DOM_JS.read_text(encoding="utf-8"))
     assert found is not None, "dom.js no longer defines SYMBOL_RE as a regex literal"
     assert found.group(1) == SYMBOL_PATTERN
+
+
+def test_the_rule_is_checked_as_written_before_upper_casing() -> None:
+    assert "ß".upper() == "SS" and normalize_symbol("ß") is None
+    assert normalize_symbol("ﬀ") is None  # the ff ligature upper-cases to FF
+
+
+def test_exact_takes_the_symbol_as_sent() -> None:
+    assert normalize_symbol("tcs.ns", exact=True) == "TCS.NS"
+    assert normalize_symbol(" AAPL", exact=True) is None
+    with pytest.raises(ValueError, match="invalid symbol"):
+        parse_symbol("AAPL ", exact=True)
+
+
+def test_the_input_pattern_is_the_rule_in_either_case() -> None:
+    assert SYMBOL_PATTERN.replace("A-Z", "A-Za-z") == INPUT_PATTERN

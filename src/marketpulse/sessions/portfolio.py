@@ -15,8 +15,20 @@ from dataclasses import dataclass
 
 from marketpulse.market.symbols import normalize_symbol
 
-SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+# used with fullmatch, never match: ``$`` lets a trailing newline through
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+SESSION_ID_RE = re.compile(SESSION_ID_PATTERN)
 MAX_HOLDINGS = 100
+MAX_QUANTITY = 1e12  # shares of one ticker; keeps every valuation a finite number
+
+
+def quantity_problem(ticker: str, qty: float) -> str | None:
+    """Why this quantity of ``ticker`` is unacceptable, or None."""
+    if not math.isfinite(qty) or qty <= 0:
+        return f"quantity of {ticker} must be a positive number"
+    if qty > MAX_QUANTITY:
+        return f"quantity of {ticker} must be at most {MAX_QUANTITY:.0e}"
+    return None
 
 
 def holdings_problem(holdings: Mapping[str, float]) -> str | None:

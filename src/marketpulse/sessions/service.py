@@ -14,9 +14,11 @@ from marketpulse.infra.redis import keys
 from marketpulse.market.symbols import check_symbol
 from marketpulse.market.view import Market
 from marketpulse.sessions.portfolio import (
+    MAX_HOLDINGS,
     SESSION_ID_RE,
     Valuation,
     holdings_problem,
+    quantity_problem,
     value,
 )
 from marketpulse.sessions.store import SessionStore, hash_token
@@ -38,10 +40,18 @@ class SessionService:
         self.now = now
 
     def clean_holdings(self, raw: Mapping[str, float]) -> dict[str, float]:
-        """Upper-cased tickers and positive quantities, or ValidationFailed."""
+        """Upper-cased tickers and positive quantities, or ValidationFailed.
+
+        Tickers and quantities are checked as sent (the HTTP API's schema says the same); one
+        ticker written twice (``aapl`` and ``AAPL``) holds the sum."""
+        if len(raw) > MAX_HOLDINGS:
+            raise ValidationFailed(f"at most {MAX_HOLDINGS} holdings")
         holdings: dict[str, float] = {}
         for name, qty in raw.items():
-            ticker = check_symbol(name, code="invalid_ticker")
+            ticker = check_symbol(name, code="invalid_ticker", exact=True)
+            problem = quantity_problem(ticker, qty)
+            if problem:
+                raise ValidationFailed(problem)
             holdings[ticker] = holdings.get(ticker, 0.0) + float(qty)
         problem = holdings_problem(holdings)
         if problem:
@@ -71,7 +81,7 @@ class SessionService:
     ) -> tuple[str, str, dict[str, Any]]:
         """(session_id, token, state). Raises ValidationFailed, SessionExists."""
         sid = session_id if session_id is not None else secrets.token_urlsafe(12)
-        if not SESSION_ID_RE.match(sid):
+        if not SESSION_ID_RE.fullmatch(sid):
             raise ValidationFailed("session_id must be 1-64 characters of A-Z a-z 0-9 _ -")
         holdings = self.clean_holdings(raw_holdings)
         val = await self._value(holdings)

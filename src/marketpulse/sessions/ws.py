@@ -60,7 +60,7 @@ async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> Non
     edge = sessions_state(ws)
     store, hub = edge["store"], edge["hub"]
     th = hash_token(token)
-    if not origin_allowed(ws) or not SESSION_ID_RE.match(session_id) or not token:
+    if not origin_allowed(ws) or not SESSION_ID_RE.fullmatch(session_id) or not token:
         await ws.close(code=1008)
         return
     if not await store.verify(session_id, th):
