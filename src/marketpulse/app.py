@@ -37,7 +37,7 @@ from marketpulse.alerts.notifiers import (
 )
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.config import Settings
-from marketpulse.infra.http_errors import error_body, install_error_handlers
+from marketpulse.infra.http_errors import error_body, error_responses, install_error_handlers
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import make_client
 from marketpulse.infra.redis.mux import RedisMux
@@ -195,7 +195,12 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], response_model=None)
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        response_model=None,
+        responses=error_responses(503, described={503: "`redis_unavailable`: not ready"}),
+    )
     async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
         started = time.perf_counter()
         try:

@@ -83,6 +83,16 @@ async def test_create_list_delete_alert(api: httpx.AsyncClient) -> None:
         ({"threshold": "NaN"}, "threshold must be a finite number"),
         ({"symbol": "not a symbol!"}, "invalid symbol"),
         ({"threshold": "abc"}, "threshold"),
+        # the body is taken as sent, as the OpenAPI schema describes it: nothing is coerced
+        ({"threshold": "150"}, "threshold must be a finite number"),
+        ({"threshold": True}, "threshold must be a finite number"),
+        ({"comparison": "Above"}, "comparison must be 'above' or 'below'"),
+        ({"alert_type": "PRICE_THRESHOLD"}, "unknown alert type 'PRICE_THRESHOLD'"),
+        ({"symbol": " AAPL"}, "invalid symbol"),
+        ({"cooldown_s": "60"}, "cooldown_s"),
+        ({"expires_at": 0}, "expires_at must be an RFC 3339 date-time with an offset"),
+        ({"expires_at": "2030-01-01T00:00:00"}, "expires_at must be an RFC 3339 date-time"),
+        ({"id": "not an id"}, "id must be 1-64 characters"),
     ],
 )
 async def test_bad_alert_is_a_clear_422_and_nothing_is_stored(
@@ -94,6 +104,25 @@ async def test_bad_alert_is_a_clear_422_and_nothing_is_stored(
     assert body["code"] == "invalid_input"
     assert needle in body["message"]
     assert await redis_client.dbsize() == 0
+
+
+async def test_expiry_with_an_offset_is_kept(api: httpx.AsyncClient) -> None:
+    r = await api.post("/api/alerts", json=GOOD | {"expires_at": "2030-01-02T03:04:05+05:30"})
+    assert r.status_code == 201
+    assert r.json()["expires_at"] == "2030-01-02T03:04:05+05:30"
+
+
+async def test_405_names_every_method_of_the_path(api: httpx.AsyncClient) -> None:
+    for path, allow in [
+        ("/api/alerts", "GET, POST"),
+        ("/api/alerts/history", "GET"),  # the described path, before /api/alerts/{alert_id}
+        ("/api/alerts/some-id", "DELETE"),
+        ("/api/symbols", "GET, POST"),
+    ]:
+        r = await api.request("OPTIONS", path)
+        assert r.status_code == 405 and r.headers["allow"] == allow, path
+        assert r.json()["error"]["code"] == "method_not_allowed"
+    assert (await api.patch("/api/alerts")).headers["allow"] == "GET, POST"
 
 
 async def test_nan_literal_in_json_is_refused(api: httpx.AsyncClient, redis_client: Redis) -> None:
@@ -110,6 +139,8 @@ async def test_nan_literal_in_json_is_refused(api: httpx.AsyncClient, redis_clie
 async def test_symbols_add_list_remove(api: httpx.AsyncClient, redis_client: Redis) -> None:
     r = await api.post("/api/symbols", json={"symbol": "tcs.ns"})
     assert r.status_code == 201
+    spaced = await api.post("/api/symbols", json={"symbol": " TCS.NS"})
+    assert spaced.status_code == 422 and "invalid symbol" in spaced.json()["error"]["message"]
     assert r.json()["symbols"] == ["TCS.NS"]
     assert (await api.get("/api/symbols")).json() == {"symbols": ["TCS.NS"]}
     bad = await api.post("/api/symbols", json={"symbol": "$$$"})

@@ -85,7 +85,14 @@ async def test_put_holdings_bumps_basis_and_delete_removes(server: Server) -> No
         {"holdings": {"AAPL": 0}},
         {"holdings": {"not a ticker!": 1}},
         {"holdings": {"AAPL": "many"}},
+        {"holdings": {"AAPL": "100"}},  # a number as text is not a number: never coerced
+        {"holdings": {"AAPL": True}},
+        {"holdings": {"AAPL": 2e12}},  # more than MAX_QUANTITY shares
+        {"holdings": {" AAPL": 1}},  # the schema's ticker pattern, as sent
+        {"holdings": {"AAPL": 1, "aapl": -1}},  # each quantity as sent, before summing
+        {"holdings": {f"T{i}": 1 for i in range(101)}},
         {"holdings": {"AAPL": 1}, "session_id": "bad id with spaces"},
+        {"holdings": {"AAPL": 1}, "session_id": "user-1\n"},  # the pattern is the whole id
         {"holdings": {"AAPL": 1}, "surprise": True},
         {},
     ],
@@ -105,6 +112,20 @@ async def test_not_json_is_422(server: Server) -> None:
         "/api/sessions", content=b"{nope", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422 and "error" in r.json()
+
+
+async def test_a_body_that_is_not_text_is_a_described_400(server: Server) -> None:
+    r = await server.http.post(
+        "/api/sessions", content=b"{\x80}", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "http_error"
+    described = (await server.http.get("/openapi.json")).json()
+    assert "400" in described["paths"]["/api/sessions"]["post"]["responses"]
+
+
+async def test_a_ticker_in_either_case_is_upper_cased(server: Server) -> None:
+    _, _, state = await server.create_session({"aapl": 1, "AAPL": 2, "msft": 3})
+    assert state["holdings"] == {"AAPL": 3, "MSFT": 3}
 
 
 async def test_serve_freezes_the_heap_once_start_up_is_done(redis_url: str) -> None:

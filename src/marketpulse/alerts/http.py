@@ -2,7 +2,8 @@
 
 - ``GET/POST /api/alerts``, ``DELETE /api/alerts/{id}``: alert conditions. A bad body (unknown
   type, comparison other than above/below, negative or NaN threshold, invalid symbol) is a 422
-  ``invalid_input`` with the reason, and nothing is stored.
+  ``invalid_input`` with the reason, and nothing is stored. The body (``AlertIn``) is taken as
+  written, never coerced, so the OpenAPI schema says exactly what is accepted.
 - ``GET /api/alerts/history?symbol=&limit=``: fired alerts, newest first.
 - ``GET/POST /api/symbols``, ``DELETE /api/symbols/{symbol}``: the monitored set.
 - ``/ws/alerts``: every fired alert as ``{"type": "alert", ...}``; ``{"action": "ping"}`` gets a
@@ -16,34 +17,109 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from datetime import datetime
 from typing import Annotated, Any, TypedDict, cast
 
-from fastapi import APIRouter, Query, Request, Response, WebSocket
-from pydantic import BaseModel, ConfigDict, field_validator
+from fastapi import APIRouter, Path, Query, Request, Response, WebSocket
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 from starlette.requests import HTTPConnection
 
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.monitor import MonitorService
-from marketpulse.alerts.rules import AlertCondition
+from marketpulse.alerts.rules import (
+    ALERT_ID_PATTERN,
+    COMPARISONS,
+    AlertCondition,
+    AlertType,
+    new_alert_id,
+)
 from marketpulse.errors import AlertNotFound, SymbolNotMonitored
+from marketpulse.infra.http_errors import error_responses
 from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
 from marketpulse.infra.ws.origins import origin_allowed
-from marketpulse.market.symbols import check_symbol, parse_symbol
+from marketpulse.market.symbols import INPUT_PATTERN, INPUT_RULE, check_symbol, parse_symbol
 from marketpulse.observability.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
+# an RFC 3339 date-time with its offset (``Z`` or ``+hh:mm``): the one form ``expires_at`` takes
+_DATE_TIME_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_SYMBOL: JsonDict = {"pattern": INPUT_PATTERN}
+
 
 class SymbolIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    symbol: str
+    symbol: str = Field(description=INPUT_RULE, json_schema_extra=_SYMBOL, examples=["AAPL"])
 
     @field_validator("symbol", mode="before")
     @classmethod
     def _symbol(cls, v: object) -> str:
-        return parse_symbol(v)
+        return parse_symbol(v, exact=True)
+
+
+class AlertIn(AlertCondition):
+    """``POST /api/alerts``: an ``AlertCondition`` as written (types and words exact)."""
+
+    symbol: str = Field(description=INPUT_RULE, json_schema_extra=_SYMBOL, examples=["AAPL"])
+    alert_type: AlertType = Field(examples=["price_threshold"])
+    threshold: float = Field(
+        description="a price, a % change magnitude or a volume multiple; finite, >= 0",
+        json_schema_extra={"minimum": 0},
+        examples=[150.0],
+    )
+    comparison: str = Field(json_schema_extra={"enum": list(COMPARISONS)}, examples=["above"])
+    id: str = Field(
+        default_factory=new_alert_id,
+        description="chosen by the server unless given; an existing id is replaced",
+        json_schema_extra={"pattern": ALERT_ID_PATTERN},
+    )
+    cooldown_s: float = Field(default=0.0, ge=0, strict=True, allow_inf_nan=False)
+    expires_at: datetime | None = Field(
+        default=None, description="RFC 3339 with an offset; the alert never fires from then on"
+    )
+
+    @field_validator("symbol", mode="before")
+    @classmethod
+    def _symbol(cls, v: object) -> str:
+        return parse_symbol(v, exact=True)
+
+    @field_validator("alert_type", mode="before")
+    @classmethod
+    def _alert_type(cls, v: object) -> object:
+        known = [t.value for t in AlertType]
+        if isinstance(v, str) and v in known:
+            return AlertType(v)
+        raise ValueError(f"unknown alert type {v!r}; choose one of {', '.join(known)}")
+
+    @field_validator("comparison", mode="before")
+    @classmethod
+    def _comparison(cls, v: object) -> str:
+        if isinstance(v, str) and v in COMPARISONS:
+            return v
+        raise ValueError(f"comparison must be 'above' or 'below', got {v!r}")
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold_is_a_number(cls, v: object) -> object:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"threshold must be a finite number (not NaN or infinity), got {v!r}")
+        return v
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _expires_at(cls, v: object) -> object:
+        if v is None or (isinstance(v, str) and _DATE_TIME_RE.fullmatch(v)):
+            return v
+        raise ValueError(
+            f"expires_at must be an RFC 3339 date-time with an offset "
+            f"(e.g. 2026-01-02T15:04:05Z), got {v!r}"
+        )
 
 
 class AlertsState(TypedDict):
@@ -66,51 +142,92 @@ def _monitor(request: Request) -> MonitorService:
     return alerts_state(request)["monitor"]
 
 
-@router.get("/api/alerts", tags=["alerts"])
+_SYMBOL_PATH = Path(description=INPUT_RULE, json_schema_extra=_SYMBOL, examples=["AAPL"])
+_SAID = {
+    422: "invalid input (`invalid_input`, or `invalid_symbol` for a symbol that is not one)",
+    503: "`redis_unavailable`: Redis did not answer (the outcome of a write is unknown)",
+}
+
+
+@router.get("/api/alerts", tags=["alerts"], responses=error_responses(503, described=_SAID))
 async def list_alerts(request: Request) -> dict[str, list[dict[str, Any]]]:
     alerts = await _alerts(request).list_alerts()
     return {"alerts": [a.model_dump(mode="json") for a in alerts]}
 
 
-@router.post("/api/alerts", tags=["alerts"], status_code=201)
-async def create_alert(request: Request, condition: AlertCondition) -> dict[str, Any]:
+@router.post(
+    "/api/alerts",
+    tags=["alerts"],
+    status_code=201,
+    responses=error_responses(400, 422, 503, described=_SAID),
+)
+async def create_alert(request: Request, body: AlertIn) -> dict[str, Any]:
+    condition = AlertCondition.model_validate(body.model_dump())
     created = await _alerts(request).add_alert(condition)
     return created.model_dump(mode="json")
 
 
-@router.get("/api/alerts/history", tags=["alerts"])
+@router.get(
+    "/api/alerts/history",
+    tags=["alerts"],
+    responses=error_responses(422, 503, described=_SAID),
+)
 async def alert_history(
     request: Request,
-    symbol: Annotated[str | None, Query(max_length=20)] = None,
+    symbol: Annotated[
+        str | None,
+        Query(
+            description=f"only this symbol's alerts ({INPUT_RULE}); empty means all",
+            json_schema_extra={"pattern": f"^$|{INPUT_PATTERN}"},
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, list[dict[str, Any]]]:
-    sym = check_symbol(symbol) if symbol else None
+    sym = check_symbol(symbol, exact=True) if symbol else None
     rows = await _alerts(request).history(sym, limit)
     return {"history": [r.model_dump(mode="json") for r in rows]}
 
 
-@router.delete("/api/alerts/{alert_id}", tags=["alerts"], status_code=204)
-async def delete_alert(request: Request, alert_id: str) -> Response:
+@router.delete(
+    "/api/alerts/{alert_id}",
+    tags=["alerts"],
+    status_code=204,
+    responses=error_responses(404, 422, 503, described=_SAID | {404: "`alert_not_found`"}),
+)
+async def delete_alert(
+    request: Request,
+    alert_id: Annotated[str, Path(json_schema_extra={"pattern": ALERT_ID_PATTERN})],
+) -> Response:
     if not await _alerts(request).remove_alert(alert_id):
         raise AlertNotFound(f"no alert with id {alert_id!r}")
     return Response(status_code=204)
 
 
-@router.get("/api/symbols", tags=["symbols"])
+@router.get("/api/symbols", tags=["symbols"], responses=error_responses(503, described=_SAID))
 async def list_symbols(request: Request) -> dict[str, list[str]]:
     return {"symbols": await _monitor(request).symbols()}
 
 
-@router.post("/api/symbols", tags=["symbols"], status_code=201)
+@router.post(
+    "/api/symbols",
+    tags=["symbols"],
+    status_code=201,
+    responses=error_responses(400, 422, 503, described=_SAID),
+)
 async def add_symbol(request: Request, body: SymbolIn) -> dict[str, Any]:
     monitor = _monitor(request)
     added = await monitor.add_symbol(body.symbol)
     return {"symbol": body.symbol, "added": added, "symbols": await monitor.symbols()}
 
 
-@router.delete("/api/symbols/{symbol}", tags=["symbols"], status_code=204)
-async def remove_symbol(request: Request, symbol: str) -> Response:
-    sym = check_symbol(symbol)
+@router.delete(
+    "/api/symbols/{symbol}",
+    tags=["symbols"],
+    status_code=204,
+    responses=error_responses(404, 422, 503, described=_SAID | {404: "`symbol_not_monitored`"}),
+)
+async def remove_symbol(request: Request, symbol: Annotated[str, _SYMBOL_PATH]) -> Response:
+    sym = check_symbol(symbol, exact=True)
     if not await _monitor(request).remove_symbol(sym):
         raise SymbolNotMonitored(f"{sym} is not monitored")
     return Response(status_code=204)

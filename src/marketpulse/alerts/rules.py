@@ -37,6 +37,12 @@ from marketpulse.market.symbols import parse_symbol
 
 VOLUME_WINDOW = 20
 COMPARISONS = ("above", "below")
+ALERT_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+ALERT_ID_RE = re.compile(ALERT_ID_PATTERN)
+
+
+def new_alert_id() -> str:
+    return uuid.uuid4().hex
 
 
 class AlertType(Enum):
@@ -54,7 +60,7 @@ class AlertCondition(BaseModel):
     alert_type: AlertType
     threshold: float
     comparison: str
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = Field(default_factory=new_alert_id)
     cooldown_s: float = Field(default=0.0, ge=0)
     expires_at: datetime | None = None
 
@@ -92,7 +98,7 @@ class AlertCondition(BaseModel):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", v):
+        if not ALERT_ID_RE.fullmatch(v):
             raise ValueError("id must be 1-64 characters of letters, digits, '_' or '-'")
         return v
 

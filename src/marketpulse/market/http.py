@@ -7,11 +7,13 @@ the lifespan state's ``fetcher``; all logic lives there.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict, cast
+from typing import Annotated, Any, TypedDict, cast
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
+from marketpulse.infra.http_errors import error_responses
 from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.symbols import INPUT_PATTERN, INPUT_RULE, check_symbol
 
 router = APIRouter()
 
@@ -22,8 +24,29 @@ class MarketState(TypedDict):
     fetcher: DataFetcher
 
 
-@router.get("/api/quotes/{symbol}")
-async def get_quote(symbol: str, request: Request) -> dict[str, Any]:
+@router.get(
+    "/api/quotes/{symbol}",
+    tags=["quotes"],
+    responses=error_responses(
+        422,
+        503,
+        described={
+            422: "`invalid_symbol`: not a symbol",
+            503: "`quote_unavailable`: no source has a quote, not even a stale one",
+        },
+    ),
+)
+async def get_quote(
+    symbol: Annotated[
+        str,
+        Path(
+            description=INPUT_RULE,
+            json_schema_extra={"pattern": INPUT_PATTERN},
+            examples=["AAPL"],
+        ),
+    ],
+    request: Request,
+) -> dict[str, Any]:
     fetcher = cast(MarketState, request.scope["state"])["fetcher"]
-    quote = await fetcher.fetch_stock_data(symbol)
+    quote = await fetcher.fetch_stock_data(check_symbol(symbol, exact=True))
     return quote.model_dump(mode="json")

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypedDict, cast
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 from starlette.requests import HTTPConnection
 
 from marketpulse.errors import SessionNotFound
+from marketpulse.infra.http_errors import error_responses
 from marketpulse.infra.redis.pubsub import EventHub
 from marketpulse.observability.telemetry import Telemetry
 from marketpulse.sessions.analysis import AnalysisEngine
-from marketpulse.sessions.schemas import CreatedSession, CreateSessionBody, ErrorBody, HoldingsBody
+from marketpulse.sessions.portfolio import SESSION_ID_PATTERN
+from marketpulse.sessions.schemas import CreatedSession, CreateSessionBody, HoldingsBody
 from marketpulse.sessions.service import SessionService
 from marketpulse.sessions.store import SessionStore
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "missing, expired, or not yours"},
-    422: {"model": ErrorBody, "description": "invalid input"},
+_SAID = {
+    404: "`session_not_found`: missing, expired, or the token is missing, wrong or foreign",
+    409: "`session_exists`: a session with this id exists",
+    422: "invalid input (`invalid_input`, or `invalid_ticker` for a ticker the market lacks)",
+    503: "`redis_unavailable`: Redis did not answer (the outcome of a write is unknown)",
 }
 
 
@@ -49,34 +53,41 @@ def _token(authorization: str | None) -> str:
 
 
 Auth = Annotated[str | None, Header(description="Bearer <token>")]
+SessionId = Annotated[str, Path(json_schema_extra={"pattern": SESSION_ID_PATTERN})]
 
 
 @router.post(
     "",
     status_code=201,
     response_model=CreatedSession,
-    responses={409: {"model": ErrorBody}, **_ERRORS},
+    responses=error_responses(400, 409, 422, 503, described=_SAID),
 )
 async def create_session(body: CreateSessionBody, request: Request) -> CreatedSession:
     sid, token, state = await _service(request).create(body.session_id, body.holdings)
     return CreatedSession(session_id=sid, token=token, state=state)
 
 
-@router.get("/{session_id}", responses=_ERRORS)
+@router.get("/{session_id}", responses=error_responses(404, 422, 503, described=_SAID))
 async def get_session(
-    session_id: str, request: Request, authorization: Auth = None
+    session_id: SessionId, request: Request, authorization: Auth = None
 ) -> dict[str, Any]:
     return await _service(request).read(session_id, _token(authorization))
 
 
-@router.put("/{session_id}/holdings", responses=_ERRORS)
+@router.put(
+    "/{session_id}/holdings", responses=error_responses(400, 404, 422, 503, described=_SAID)
+)
 async def put_holdings(
-    session_id: str, body: HoldingsBody, request: Request, authorization: Auth = None
+    session_id: SessionId, body: HoldingsBody, request: Request, authorization: Auth = None
 ) -> dict[str, Any]:
     return await _service(request).set_holdings(session_id, _token(authorization), body.holdings)
 
 
-@router.delete("/{session_id}", status_code=204, responses=_ERRORS)
-async def delete_session(session_id: str, request: Request, authorization: Auth = None) -> Response:
+@router.delete(
+    "/{session_id}", status_code=204, responses=error_responses(404, 422, 503, described=_SAID)
+)
+async def delete_session(
+    session_id: SessionId, request: Request, authorization: Auth = None
+) -> Response:
     await _service(request).delete(session_id, _token(authorization))
     return Response(status_code=204)

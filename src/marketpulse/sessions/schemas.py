@@ -1,34 +1,53 @@
-"""Wire models of the HTTP API (pydantic at the edge)."""
+"""Wire models of the HTTP API (pydantic at the edge).
+
+The schemas state what the session service enforces (``portfolio.py``, ``market/symbols.py``):
+ticker and session id patterns, 1-100 holdings, quantities in (0, 1e12]. The service checks
+them itself, with its own messages and codes (``invalid_ticker``), so the patterns here are
+description, not validation; quantities are strict JSON numbers (a string or a boolean is
+refused, not coerced).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
+from pydantic.config import JsonDict
+
+from marketpulse.market.symbols import INPUT_PATTERN, INPUT_RULE
+from marketpulse.sessions.portfolio import MAX_HOLDINGS, MAX_QUANTITY, SESSION_ID_PATTERN
+
+HOLDINGS_SCHEMA: JsonDict = {
+    "propertyNames": {"pattern": INPUT_PATTERN},
+    "additionalProperties": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_QUANTITY},
+    "minProperties": 1,
+    "maxProperties": MAX_HOLDINGS,
+}
 
 
 class HoldingsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    holdings: dict[str, float] = Field(
-        description="ticker -> number of shares", examples=[{"AAPL": 100, "MSFT": 75}]
+    holdings: dict[str, StrictFloat] = Field(
+        description=(
+            f"ticker -> number of shares; a ticker is {INPUT_RULE}, one the market knows "
+            "(the same ticker written twice holds the sum)"
+        ),
+        json_schema_extra=HOLDINGS_SCHEMA,
+        examples=[{"AAPL": 100, "MSFT": 75}],
     )
 
 
 class CreateSessionBody(HoldingsBody):
-    session_id: str | None = Field(default=None, examples=["user-123"])
+    session_id: str | None = Field(
+        default=None,
+        description="chosen by the server unless given",
+        json_schema_extra={"pattern": SESSION_ID_PATTERN},
+        examples=["user-123"],
+    )
 
 
 class CreatedSession(BaseModel):
     session_id: str
     token: str
     state: dict[str, Any]
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
