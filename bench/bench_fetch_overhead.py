@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from marketpulse.errors import PermanentSourceError
-from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.market.cache import CacheManager
 from marketpulse.market.clock import ManualClock
@@ -58,7 +58,7 @@ async def run(url: str) -> dict[str, object]:
         await asyncio.gather(*(provider.quote(s, r) for s in symbols))
 
     bare = DataFetcher([provider], clock=ManualClock(), policy=policy)
-    redis = make_client(url)
+    redis = RedisClient.from_url(url)
     cached = DataFetcher([provider], cache=CacheManager(redis=redis), clock=ManualClock(),
                          policy=policy)  # fmt: skip
     base = await per_round(direct)

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.market.cache import CacheManager
 from marketpulse.market.quotes import StockData
@@ -28,7 +28,7 @@ def quote(symbol: str, i: int) -> StockData:
 
 
 async def run(url: str) -> dict[str, object]:
-    redis = make_client(url)
+    redis = RedisClient.from_url(url)
     cache = CacheManager(redis=redis)
     symbols = [f"B{i}" for i in range(N_SYMBOLS)]
     quotes = {s: quote(s, i) for i, s in enumerate(symbols)}

@@ -20,9 +20,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.embedded import EmbeddedRedis
-from marketpulse.infra.redis.mux import RedisMux
 from marketpulse.sessions.portfolio import value
 from marketpulse.sessions.store import SCRIPTS, SessionStore, hash_token
 
@@ -110,9 +109,9 @@ def redis_py_ops(redis: Redis, th: str) -> dict[str, Op]:
 
 async def main() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d, EmbeddedRedis(Path(d), durable=False).running() as rs:
-        redis = make_client(rs.url, max_connections=CONCURRENCY + 8)
-        mux = RedisMux.for_client(redis)
-        store = SessionStore(redis, mux, ttl_s=3600)
+        client = RedisClient.from_url(rs.url, max_connections=CONCURRENCY + 8)
+        redis, mux = client.redis, client.mux  # the bare transports the ratios are taken to
+        store = SessionStore(client, ttl_s=3600)
         th = hash_token("t")
         val = value(HOLD, {"AAPL": 1.0, "GOOGL": 2.0, "MSFT": 3.0}, 0)
         for sid in [*(f"s{w}" for w in range(CONCURRENCY)), "hot"]:
@@ -131,8 +130,7 @@ async def main() -> dict[str, Any]:
         out["redis_py"] = await ratios(bare_redis_py, redis_py_ops(redis, th))
         stats = await redis.info("commandstats")
         out["redis_usec_per_evalsha"] = stats.get("cmdstat_evalsha", {}).get("usec_per_call")
-        await mux.aclose()
-        await redis.aclose()
+        await client.aclose()
         return out
 
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.client import RedisClient, make_client
 from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.infra.redis.mux import RedisMux
 
@@ -98,3 +98,18 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
                 task.cancel()
             names = sorted(f"{t.get_name()}: {t.get_coro()!r}" for t in pending)
             pytest.fail("the test leaked tasks:\n" + "\n".join(names))
+
+
+@pytest.fixture
+async def redis_boundary(redis_url: str) -> AsyncIterator[RedisClient]:
+    """The service's Redis boundary on the test database, its pub/sub hub running (what the
+    stores take); assert on the raw state through ``redis_client``."""
+    client = RedisClient.from_url(redis_url)
+    stop = asyncio.Event()
+    hub = asyncio.ensure_future(client.run(stop))
+    try:
+        yield client
+    finally:
+        stop.set()
+        await hub
+        await client.aclose()

@@ -23,7 +23,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from redis.asyncio import Redis
 
 from marketpulse.alerts import http as routes_alerts
 from marketpulse.alerts.engine import AlertManager
@@ -37,11 +36,9 @@ from marketpulse.alerts.notifiers import (
 )
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.config import Settings
+from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.http_errors import error_body, error_responses, install_error_handlers
-from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.client import make_client
-from marketpulse.infra.redis.mux import RedisMux
-from marketpulse.infra.redis.pubsub import EventHub
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market import http as routes_quotes
 from marketpulse.market.clock import RedisTickClock
 from marketpulse.market.events import RedisQuotePublisher
@@ -75,7 +72,7 @@ class AppState(SessionsState, AlertsState, MarketState, ObservabilityState):
     """Everything the lifespan builds, as the edges read it (``scope["state"]``)."""
 
     settings: Settings
-    redis: Redis
+    redis: RedisClient
     market: Market
     valuation: ValuationLoop
     allowed_origins: frozenset[str]
@@ -103,9 +100,9 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         assert settings.redis_url is not None
-        redis = make_client(settings.redis_url, settings.redis_max_connections)
+        redis = RedisClient.from_url(settings.redis_url, settings.redis_max_connections)
         cache_redis = (
-            make_client(settings.cache_url, settings.redis_max_connections)
+            RedisClient.from_url(settings.cache_url, settings.redis_max_connections)
             if settings.cache_url
             else None
         )
@@ -118,9 +115,8 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
             )
         )
         market = _market(settings, fetcher)
-        mux = RedisMux.for_client(redis)
-        store = _store(settings, redis, mux)
-        hub = EventHub(redis)
+        store = _store(settings, redis)
+        clock = RedisTickClock(redis)
         engine = _engine(settings, store, market, telemetry)
         worker = (
             RunWorker(engine, RunQueue(redis), reclaim_s=settings.run_reclaim_s)
@@ -128,7 +124,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
             else None
         )
         valuation = ValuationLoop(
-            redis, market, interval_s=settings.market_interval, telemetry=telemetry
+            store, market, interval_s=settings.market_interval, telemetry=telemetry, clock=clock
         )
         alerts, monitor = _alerts_wiring(settings, redis, fetcher, telemetry)
         system_feed = SystemFeed(telemetry, redis, fetcher, interval_s=settings.system_interval)
@@ -138,10 +134,10 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
             fetcher=fetcher,
             market=market,
             store=store,
-            hub=hub,
+            hub=redis.hub,
             engine=engine,
             valuation=valuation,
-            sessions=SessionService(store, market, redis),
+            sessions=SessionService(store, market, clock),
             alerts=alerts,
             monitor=monitor,
             system_feed=system_feed,
@@ -151,7 +147,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
         stop = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(hub.run(stop), name="event-hub")
+                tg.create_task(redis.run(stop), name="event-hub")
                 tg.create_task(valuation.run(stop), name="valuation")
                 tg.create_task(LoopLagMonitor(telemetry).run(stop), name="loop-lag")
                 tg.create_task(system_feed.run(stop), name="system-feed")
@@ -170,7 +166,6 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
                     await engine.shutdown()
         finally:
             await fetcher.close()
-            await mux.aclose()
             await redis.aclose()
             if cache_redis is not None:
                 await cache_redis.aclose()
@@ -204,25 +199,24 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
         started = time.perf_counter()
         try:
-            redis: Redis = request.state.redis
+            redis: RedisClient = request.state.redis
             await redis.ping()
-            tick = await redis.get(keys.MARKET_TICK)
-        except Exception as exc:  # any failure to reach Redis means not ready
+            tick = await RedisTickClock(redis).tick()
+        except RedisUnavailable as exc:
             log.warning("not ready: %s", exc)
             return JSONResponse(error_body("redis_unavailable", "Redis did not answer"), 503)
         return {
             "status": "ready",
             "redis_ms": round((time.perf_counter() - started) * 1000, 3),
-            "tick": int(tick or 0),
+            "tick": tick,
         }
 
     return app
 
 
-def _store(settings: Settings, redis: Redis, mux: RedisMux) -> SessionStore:
+def _store(settings: Settings, redis: RedisClient) -> SessionStore:
     return SessionStore(
         redis,
-        mux,
         ttl_s=settings.session_ttl,
         results_cap=settings.results_cap,
         run_reclaim_s=settings.run_reclaim_s,
@@ -244,21 +238,19 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     if not settings.redis_url:
         raise ValueError("marketpulse worker needs MARKETPULSE_REDIS_URL (the service's Redis)")
     telemetry = Telemetry.from_settings(settings)
-    redis = make_client(settings.redis_url, settings.redis_max_connections)
+    redis = RedisClient.from_url(settings.redis_url, settings.redis_max_connections)
     fetcher = build_fetcher(settings, redis, None, telemetry)
-    mux = RedisMux.for_client(redis)
-    engine = _engine(settings, _store(settings, redis, mux), _market(settings, fetcher), telemetry)
+    engine = _engine(settings, _store(settings, redis), _market(settings, fetcher), telemetry)
     try:
         await RunWorker(engine, RunQueue(redis), reclaim_s=settings.run_reclaim_s).run(stop)
     finally:
         await engine.shutdown()
         await fetcher.close()
-        await mux.aclose()
         await redis.aclose()
 
 
 def _alerts_wiring(
-    settings: Settings, redis: Redis, fetcher: DataFetcher, telemetry: Telemetry
+    settings: Settings, redis: RedisClient, fetcher: DataFetcher, telemetry: Telemetry
 ) -> tuple[AlertManager, MonitorService]:
     """The alert engine and the monitor (whose loop the lifespan owns)."""
     notifiers: list[Notifier] = [ConsoleNotifier(), RedisPublishNotifier(redis)]

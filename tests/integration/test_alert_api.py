@@ -23,6 +23,7 @@ from marketpulse.alerts.monitor import MonitorService
 from marketpulse.alerts.notifiers import RedisPublishNotifier
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.infra.http_errors import install_error_handlers
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.clock import ManualClock
 from marketpulse.market.fetcher import DataFetcher
 from marketpulse.market.providers import SimulatedSource
@@ -33,7 +34,7 @@ from support.asgi import with_state
 from support.harness import serve_asgi
 
 
-def build_app(redis: Redis) -> tuple[ASGIApp, dict[str, Any]]:
+def build_app(redis: RedisClient) -> tuple[ASGIApp, dict[str, Any]]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
@@ -50,8 +51,8 @@ def build_app(redis: Redis) -> tuple[ASGIApp, dict[str, Any]]:
 
 
 @pytest.fixture
-async def api(redis_client: Redis) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=build_app(redis_client)[0])
+async def api(redis_boundary: RedisClient) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build_app(redis_boundary)[0])
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
 
@@ -152,9 +153,9 @@ async def test_symbols_add_list_remove(api: httpx.AsyncClient, redis_client: Red
 
 
 async def test_history_is_newest_first_and_filtered(
-    api: httpx.AsyncClient, redis_client: Redis
+    api: httpx.AsyncClient, redis_boundary: RedisClient
 ) -> None:
-    alerts = AlertManager(RedisAlertStore(redis_client), [])
+    alerts = AlertManager(RedisAlertStore(redis_boundary), [])
     for sym in ("AAPL", "MSFT"):
         await alerts.add_alert(GOOD_FOR(sym))
     for i, (sym, price) in enumerate([("AAPL", 151), ("MSFT", 160), ("AAPL", 140), ("AAPL", 152)]):
@@ -187,8 +188,8 @@ async def served(app: ASGIApp) -> AsyncIterator[str]:
         yield base.replace("http://", "ws://")
 
 
-async def test_ws_streams_fired_alerts_and_answers_ping(redis_client: Redis) -> None:
-    app, state = build_app(redis_client)
+async def test_ws_streams_fired_alerts_and_answers_ping(redis_boundary: RedisClient) -> None:
+    app, state = build_app(redis_boundary)
     alerts: AlertManager = state["alerts"]
     await alerts.add_alert(GOOD_FOR("AAPL"))
     async with (
@@ -208,16 +209,18 @@ async def test_ws_streams_fired_alerts_and_answers_ping(redis_client: Redis) -> 
     assert msg["channels"] == []  # published before the channels were known
 
 
-async def test_ws_refuses_a_foreign_origin(redis_client: Redis) -> None:
-    app, _ = build_app(redis_client)
+async def test_ws_refuses_a_foreign_origin(redis_boundary: RedisClient) -> None:
+    app, _ = build_app(redis_boundary)
     async with asyncio.timeout(10), served(app) as base:
         with pytest.raises(websockets.InvalidStatus):
             async with websockets.connect(f"{base}/ws/alerts", origin="http://evil.example"):  # type: ignore[arg-type]
                 pass
 
 
-async def test_ws_closes_on_a_binary_frame_or_a_message_over_4_kib(redis_client: Redis) -> None:
-    app, _ = build_app(redis_client)
+async def test_ws_closes_on_a_binary_frame_or_a_message_over_4_kib(
+    redis_boundary: RedisClient,
+) -> None:
+    app, _ = build_app(redis_boundary)
     async with asyncio.timeout(10), served(app) as base:
         async with websockets.connect(f"{base}/ws/alerts") as ws:
             await ws.send(b"\x00\x01")

@@ -8,7 +8,6 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from redis.asyncio import Redis
 
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.event import FiredAlert
@@ -16,6 +15,7 @@ from marketpulse.alerts.memory_store import MemoryAlertStore
 from marketpulse.alerts.notifiers import ConsoleNotifier, RedisPublishNotifier
 from marketpulse.alerts.rules import AlertCondition, AlertType
 from marketpulse.alerts.store import AlertStore, RedisAlertStore
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.quotes import StockData
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -55,8 +55,8 @@ class Hanging:
 
 
 @pytest.fixture(params=["redis", "memory"])
-def store(request: pytest.FixtureRequest, redis_client: Redis) -> AlertStore:
-    return RedisAlertStore(redis_client) if request.param == "redis" else MemoryAlertStore()
+def store(request: pytest.FixtureRequest, redis_boundary: RedisClient) -> AlertStore:
+    return RedisAlertStore(redis_boundary) if request.param == "redis" else MemoryAlertStore()
 
 
 def above(
@@ -122,10 +122,10 @@ async def test_a_failing_or_hanging_notifier_does_not_block_the_others(store: Al
 
 
 async def test_two_instances_racing_on_one_redis_fire_each_crossing_once(
-    redis_client: Redis,
+    redis_boundary: RedisClient,
 ) -> None:
     recs = [Recorder(), Recorder()]
-    mgrs = [AlertManager(RedisAlertStore(redis_client), [r]) for r in recs]
+    mgrs = [AlertManager(RedisAlertStore(redis_boundary), [r]) for r in recs]
     alerts = [await mgrs[0].add_alert(above(float(t))) for t in range(100, 200, 5)]
     await mgrs[1].sync()
     prices = [90, 150, 120, 199, 100, 180, 110, 210]
@@ -160,10 +160,12 @@ class Counts:
 
 
 async def test_telemetry_counts_evaluations_and_each_fire_once_across_instances(
-    redis_client: Redis,
+    redis_boundary: RedisClient,
 ) -> None:
     counts = [Counts(), Counts()]
-    mgrs = [AlertManager(RedisAlertStore(redis_client), [Recorder()], telemetry=c) for c in counts]
+    mgrs = [
+        AlertManager(RedisAlertStore(redis_boundary), [Recorder()], telemetry=c) for c in counts
+    ]
     for t in (100, 150, 200):
         await mgrs[0].add_alert(above(float(t)))
     await mgrs[0].add_alert(above(1, AlertType.PERCENTAGE_CHANGE))
@@ -180,10 +182,10 @@ async def test_telemetry_counts_evaluations_and_each_fire_once_across_instances(
     assert len(await mgrs[0].history(None, 100)) == 5
 
 
-async def test_sync_picks_up_alerts_from_another_instance(redis_client: Redis) -> None:
+async def test_sync_picks_up_alerts_from_another_instance(redis_boundary: RedisClient) -> None:
     one, two = (
-        AlertManager(RedisAlertStore(redis_client), []),
-        AlertManager(RedisAlertStore(redis_client), []),
+        AlertManager(RedisAlertStore(redis_boundary), []),
+        AlertManager(RedisAlertStore(redis_boundary), []),
     )
     a = await one.add_alert(above(150))
     assert [x.id for x in await two.list_alerts()] == [a.id]
@@ -191,8 +193,8 @@ async def test_sync_picks_up_alerts_from_another_instance(redis_client: Redis) -
     assert await two.list_alerts() == []
 
 
-async def test_subscribers_receive_fired_alerts_over_redis(redis_client: Redis) -> None:
-    mgr = AlertManager(RedisAlertStore(redis_client), [RedisPublishNotifier(redis_client)])
+async def test_subscribers_receive_fired_alerts_over_redis(redis_boundary: RedisClient) -> None:
+    mgr = AlertManager(RedisAlertStore(redis_boundary), [RedisPublishNotifier(redis_boundary)])
     await mgr.add_alert(above(150))
     async with mgr.subscribe() as events:
         await mgr.check_alerts(quote(0, 151))

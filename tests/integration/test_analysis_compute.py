@@ -12,10 +12,9 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import pytest
-from redis.asyncio import Redis
 
 from marketpulse.config import MetricDelay
-from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.providers import SimulatedSource
 from marketpulse.market.view import Market
 from marketpulse.sessions.analysis import COMPUTE_LEAD_S, COMPUTE_QUIET_S, AnalysisEngine
@@ -26,12 +25,11 @@ DEADLINE = 10.0
 
 @asynccontextmanager
 async def _engine(
-    redis_client: Redis,
-    redis_mux: RedisMux,
+    redis_boundary: RedisClient,
     compute_quiet_s: float = COMPUTE_QUIET_S,
     compute_lead_s: float = COMPUTE_LEAD_S,
 ) -> AsyncIterator[AnalysisEngine]:
-    store = SessionStore(redis_client, redis_mux, ttl_s=60)
+    store = SessionStore(redis_boundary, ttl_s=60)
     market = Market(source=SimulatedSource(seed=1))
     eng = AnalysisEngine(
         store,
@@ -47,8 +45,8 @@ async def _engine(
 
 
 @pytest.fixture
-async def engine(redis_client: Redis, redis_mux: RedisMux) -> AsyncIterator[AnalysisEngine]:
-    async with _engine(redis_client, redis_mux) as eng:
+async def engine(redis_boundary: RedisClient) -> AsyncIterator[AnalysisEngine]:
+    async with _engine(redis_boundary) as eng:
         yield eng
 
 
@@ -110,7 +108,7 @@ async def test_shutdown_stops_the_worker(engine: AnalysisEngine) -> None:
 
 
 async def test_an_item_with_time_to_spare_waits_while_a_burst_is_still_arriving(
-    redis_client: Redis, redis_mux: RedisMux
+    redis_boundary: RedisClient,
 ) -> None:
     loop = asyncio.get_running_loop()
     ran: list[int] = []
@@ -120,7 +118,7 @@ async def test_an_item_with_time_to_spare_waits_while_a_burst_is_still_arriving(
         return 0
 
     # the quiet it waits for is far longer than the gap between the burst's items below
-    async with _engine(redis_client, redis_mux, compute_quiet_s=0.5, compute_lead_s=0.0) as eng:
+    async with _engine(redis_boundary, compute_quiet_s=0.5, compute_lead_s=0.0) as eng:
         async with asyncio.timeout(DEADLINE):
             far = loop.time() + 60.0
             pending = [asyncio.ensure_future(eng.compute(first, by=far))]
@@ -134,11 +132,11 @@ async def test_an_item_with_time_to_spare_waits_while_a_burst_is_still_arriving(
 
 
 async def test_an_item_waits_no_later_than_its_deadline_less_the_lead(
-    redis_client: Redis, redis_mux: RedisMux
+    redis_boundary: RedisClient,
 ) -> None:
     loop = asyncio.get_running_loop()
     # never quiet long enough: only the deadline releases it
-    async with _engine(redis_client, redis_mux, compute_quiet_s=60.0, compute_lead_s=0.1) as eng:
+    async with _engine(redis_boundary, compute_quiet_s=60.0, compute_lead_s=0.1) as eng:
         async with asyncio.timeout(DEADLINE):
             by = loop.time() + 0.3
             at = await eng.compute(loop.time, by=by)

@@ -8,11 +8,10 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
-from redis.asyncio import Redis
 
 from marketpulse.config import MetricDelay
 from marketpulse.errors import TransientSourceError
-from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.providers import SimulatedSource
 from marketpulse.market.quotes import Bar, StockData
 from marketpulse.market.view import Market
@@ -51,11 +50,9 @@ class GatedFeed:
 
 
 @pytest.fixture
-async def engine(
-    redis_client: Redis, redis_mux: RedisMux
-) -> AsyncIterator[tuple[AnalysisEngine, GatedFeed]]:
+async def engine(redis_boundary: RedisClient) -> AsyncIterator[tuple[AnalysisEngine, GatedFeed]]:
     feed = GatedFeed()
-    store = SessionStore(redis_client, redis_mux, ttl_s=60)
+    store = SessionStore(redis_boundary, ttl_s=60)
     eng = AnalysisEngine(store, Market(feed=feed), delay=MetricDelay(0.0, 0.0))
     yield eng, feed
     await eng.shutdown()

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.sessions.portfolio import value
 from marketpulse.sessions.store import SessionStore, hash_token
 
@@ -82,14 +82,14 @@ async def _events(redis_client: Redis, sid: str, pubsub: PubSub) -> list[str]:
 
 
 async def test_a_batch_appends_exactly_as_one_at_a_time_appends(
-    redis_client: Redis, redis_mux: RedisMux
+    redis_client: Redis, redis_boundary: RedisClient
 ) -> None:
     statuses_seen: set[str] = set()
     async with asyncio.timeout(DEADLINE * 3):
         for seed in range(40):
             await redis_client.flushdb()
             rng = random.Random(seed)
-            store = SessionStore(redis_client, redis_mux, ttl_s=3600, results_cap=rng.randint(2, 8))
+            store = SessionStore(redis_boundary, ttl_s=3600, results_cap=rng.randint(2, 8))
             async with redis_client.pubsub() as ps_a, redis_client.pubsub() as ps_b:
                 await ps_a.subscribe(keys.session_events("a"))
                 await ps_b.subscribe(keys.session_events("b"))

@@ -19,6 +19,7 @@ from marketpulse.alerts.store import AlertStore, RedisAlertStore
 from marketpulse.config import DEFAULT_WATCHLIST, Settings
 from marketpulse.errors import ValidationFailed
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.clock import ManualClock
 from marketpulse.market.fetcher import DataFetcher
 from marketpulse.market.provider_guard import FetchPolicy
@@ -35,9 +36,7 @@ async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator
     if request.param == "memory":
         yield MemoryAlertStore()
         return
-    from marketpulse.infra.redis.client import make_client
-
-    client = make_client(redis_url)
+    client = RedisClient.from_url(redis_url)
     try:
         yield RedisAlertStore(client)
     finally:
@@ -61,44 +60,50 @@ async def test_an_add_or_remove_counts_as_choosing(store: AlertStore) -> None:
     assert await store.symbols() == []
 
 
-async def test_symbols_stored_before_the_marker_are_kept(redis_client: Redis) -> None:
+async def test_symbols_stored_before_the_marker_are_kept(
+    redis_client: Redis, redis_boundary: RedisClient
+) -> None:
     await redis_client.sadd(keys.SYMBOLS, "IBM")  # a deployment from before the marker
-    store = RedisAlertStore(redis_client)
+    store = RedisAlertStore(redis_boundary)
     assert await store.seed_symbols(list(WATCH)) == []
     assert await store.symbols() == ["IBM"]
     assert await redis_client.get(keys.SYMBOLS_CHOSEN) == b"1"
 
 
-def monitor(redis: Redis, watchlist: tuple[str, ...]) -> MonitorService:
+def monitor(redis: RedisClient, watchlist: tuple[str, ...]) -> MonitorService:
     clock = ManualClock(5)
     fetcher = DataFetcher([TickQuoteProvider(SimulatedSource(seed=42))], clock=clock, policy=FAST)
     alerts = AlertManager(RedisAlertStore(redis), [])
     return MonitorService(fetcher, alerts, redis=redis, clock=clock, watchlist=watchlist)
 
 
-async def test_first_run_seeds_and_a_restart_keeps_the_users_choice(redis_client: Redis) -> None:
-    first = monitor(redis_client, WATCH)
+async def test_first_run_seeds_and_a_restart_keeps_the_users_choice(
+    redis_boundary: RedisClient,
+) -> None:
+    first = monitor(redis_boundary, WATCH)
     assert await first.run_once() == len(WATCH)  # the first cycle already watches them
     assert await first.symbols() == sorted(WATCH)
     await first.release_lease()
     for s in WATCH:
         await first.remove_symbol(s)
 
-    restarted = monitor(redis_client, WATCH)
+    restarted = monitor(redis_boundary, WATCH)
     assert await restarted.run_once() == 0
     assert await restarted.symbols() == []
 
 
-async def test_a_disabled_watchlist_seeds_nothing(redis_client: Redis) -> None:
-    service = monitor(redis_client, ())
+async def test_a_disabled_watchlist_seeds_nothing(
+    redis_client: Redis, redis_boundary: RedisClient
+) -> None:
+    service = monitor(redis_boundary, ())
     await service.run_once()
     assert await service.symbols() == []
     assert not await redis_client.exists(keys.SYMBOLS_CHOSEN)  # a later first run still may
 
 
-def test_a_bad_watchlist_symbol_is_refused_when_built(redis_client: Redis) -> None:
+def test_a_bad_watchlist_symbol_is_refused_when_built(redis_boundary: RedisClient) -> None:
     with pytest.raises(ValidationFailed, match="invalid symbol"):
-        monitor(redis_client, ("AAPL", "no spaces"))
+        monitor(redis_boundary, ("AAPL", "no spaces"))
 
 
 def test_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ from marketpulse.config import Settings
 from marketpulse.errors import PermanentSourceError
 from marketpulse.infra.http_errors import install_error_handlers
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.cache import CacheManager
 from marketpulse.market.clock import ManualClock, RedisTickClock
 from marketpulse.market.fetcher import DataFetcher, build_fetcher
@@ -71,8 +71,10 @@ async def commandstats(r: Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
 
 
-async def test_cache_round_trip_and_counters(redis_client: Redis) -> None:
-    cache = CacheManager(redis=redis_client)
+async def test_cache_round_trip_and_counters(
+    redis_client: Redis, redis_boundary: RedisClient
+) -> None:
+    cache = CacheManager(redis=redis_boundary)
     await cache.connect()
     assert await cache.get_stock_data("AAPL") is None
     await cache.set_stock_data("AAPL", quote("AAPL", 190.5), ttl=300)
@@ -83,8 +85,10 @@ async def test_cache_round_trip_and_counters(redis_client: Redis) -> None:
     assert 0 < await redis_client.ttl(b"mp:cache:quote:AAPL") <= 300
 
 
-async def test_batch_is_one_mget_and_one_pipeline(redis_client: Redis) -> None:
-    cache = CacheManager(redis=redis_client)
+async def test_batch_is_one_mget_and_one_pipeline(
+    redis_client: Redis, redis_boundary: RedisClient
+) -> None:
+    cache = CacheManager(redis=redis_boundary)
     symbols = [f"S{i}" for i in range(50)]
     await redis_client.config_resetstat()
     await cache.set_many({s: quote(s, 10.0 + i) for i, s in enumerate(symbols)}, ttl=60)
@@ -98,10 +102,10 @@ async def test_batch_is_one_mget_and_one_pipeline(redis_client: Redis) -> None:
     assert all(k.startswith(b"mp:cache:") for k in keys)
 
 
-async def test_tick_quote_is_never_served_at_another_tick(redis_client: Redis) -> None:
+async def test_tick_quote_is_never_served_at_another_tick(redis_boundary: RedisClient) -> None:
     ticks = CountingTicks()
     clock = ManualClock(7)
-    f = DataFetcher([ticks], cache=CacheManager(redis=redis_client), clock=clock)
+    f = DataFetcher([ticks], cache=CacheManager(redis=redis_boundary), clock=clock)
     a = await f.fetch_stock_data("AAPL")
     assert (await f.fetch_stock_data("AAPL")).price == a.price
     assert ticks.calls == 1  # cached for tick 7
@@ -112,30 +116,32 @@ async def test_tick_quote_is_never_served_at_another_tick(redis_client: Redis) -
     assert b.previous_close == a.price
 
 
-async def test_redis_tick_clock(redis_client: Redis) -> None:
-    clock = RedisTickClock(redis_client)
+async def test_redis_tick_clock(redis_client: Redis, redis_boundary: RedisClient) -> None:
+    clock = RedisTickClock(redis_boundary)
     assert await clock.tick() == 0
     await redis_client.set(b"mp:market:tick", 12)
     assert await clock.tick() == 12
 
 
 @pytest.mark.parametrize("bad", [math.nan, -1.0, 0.0, 100 * 190.0, 190.0 / 100])
-async def test_insane_or_jumping_quotes_are_rejected(redis_client: Redis, bad: float) -> None:
+async def test_insane_or_jumping_quotes_are_rejected(
+    redis_client: Redis, bad: float, redis_boundary: RedisClient
+) -> None:
     live = Scripted([190.0, bad])
     sim = TickQuoteProvider(SimulatedSource(seed=3))
-    f = DataFetcher([live, sim], cache=CacheManager(redis=redis_client), clock=ManualClock())
+    f = DataFetcher([live, sim], cache=CacheManager(redis=redis_boundary), clock=ManualClock())
     assert (await f.fetch_stock_data("AAPL")).source == "scripted"
     await redis_client.delete(b"mp:cache:quote:AAPL")
     assert (await f.fetch_stock_data("AAPL")).source == sim.name
     assert f.counters.rejected == 1
 
 
-async def test_quotes_route(redis_client: Redis) -> None:
+async def test_quotes_route(redis_boundary: RedisClient) -> None:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
     fetcher = DataFetcher(
-        [Scripted([190.0, None])], cache=CacheManager(redis=redis_client), clock=ManualClock()
+        [Scripted([190.0, None])], cache=CacheManager(redis=redis_boundary), clock=ManualClock()
     )
     transport = httpx.ASGITransport(with_state(app, {"fetcher": fetcher}))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -155,10 +161,10 @@ async def test_quotes_route(redis_client: Redis) -> None:
 
 
 async def test_build_fetcher_chain_and_a_separate_cache_redis(
-    redis_url: str, redis_client: Redis, tmp_path: Path
+    redis_url: str, redis_client: Redis, redis_boundary: RedisClient, tmp_path: Path
 ) -> None:
     chain = Settings(redis_url=redis_url, data_source="yahoo,nse,simulated", data_dir=str(tmp_path))
-    built = build_fetcher(chain, redis_client, None)
+    built = build_fetcher(chain, redis_boundary, None)
     assert [g.name for g in built.guards] == ["yahoo", "nse", "simulated"]
     from yfinance import cache
 
@@ -166,14 +172,14 @@ async def test_build_fetcher_chain_and_a_separate_cache_redis(
     assert cache._TzDBManager.get_location() == str(tmp_path / "yfinance")
     await built.close()
     cache_url = redis_url.rsplit("/", 1)[0] + "/1"  # another database: the cache's own Redis
-    cache_redis = make_client(cache_url)
+    cache_redis = RedisClient.from_url(cache_url)
     try:
         settings = Settings(redis_url=redis_url, cache_url=cache_url, data_source="simulated")
-        f = build_fetcher(settings, redis_client, cache_redis)
+        f = build_fetcher(settings, redis_boundary, cache_redis)
         await redis_client.set(keys.MARKET_TICK, 4)
         await f.fetch_stock_data("AAPL")
         assert await redis_client.keys("*") == [keys.MARKET_TICK.encode()]  # state untouched
-        assert sorted(await cache_redis.keys("*")) == sorted(
+        assert sorted(await cache_redis.call("KEYS", "*")) == sorted(
             [keys.tick_quote_cache("AAPL", 4).encode(), keys.last_good_quote("AAPL").encode()]
         )
         await f.close()
@@ -182,10 +188,10 @@ async def test_build_fetcher_chain_and_a_separate_cache_redis(
 
 
 async def test_every_provider_attempt_is_logged_with_outcome_and_latency(
-    redis_client: Redis, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture, redis_boundary: RedisClient
 ) -> None:
     f = DataFetcher(
-        [Scripted([None]), Scripted([190.0])], cache=CacheManager(redis=redis_client),
+        [Scripted([None]), Scripted([190.0])], cache=CacheManager(redis=redis_boundary),
         clock=ManualClock(),
     )  # fmt: skip
     with caplog.at_level(logging.INFO, logger="marketpulse.market.provider_guard"):

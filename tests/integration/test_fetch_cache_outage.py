@@ -14,12 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from marketpulse.config import Settings
 from marketpulse.errors import QuoteUnavailable, TransientSourceError
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
 from marketpulse.infra.retry import RetryPolicy
 from marketpulse.market.cache import CacheManager
@@ -72,9 +71,9 @@ def outage_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 @pytest.fixture
-async def dead_redis() -> AsyncIterator[Redis]:
+async def dead_redis() -> AsyncIterator[RedisClient]:
     """A client for a port where nothing listens."""
-    client = make_client(f"redis://127.0.0.1:{free_port()}/0")
+    client = RedisClient.from_url(f"redis://127.0.0.1:{free_port()}/0")
     try:
         yield client
     finally:
@@ -95,7 +94,7 @@ def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 
 
 async def test_a_cache_at_a_closed_port_costs_the_cache_not_the_quote(
-    dead_redis: Redis, caplog: pytest.LogCaptureFixture
+    dead_redis: RedisClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = FakeTime()
     provider = Switchable()
@@ -133,7 +132,9 @@ async def test_a_cache_at_a_closed_port_costs_the_cache_not_the_quote(
     assert f.counters.stale_served == 0
 
 
-async def test_the_main_redis_down_still_fetches_from_the_providers(dead_redis: Redis) -> None:
+async def test_the_main_redis_down_still_fetches_from_the_providers(
+    dead_redis: RedisClient,
+) -> None:
     f = build_fetcher(Settings(data_source="simulated"), dead_redis, None)
     q = await f.fetch_stock_data("AAPL")  # tick unreadable: the last tick read, 0 at first
     assert q.source == "simulated"
@@ -148,7 +149,7 @@ async def test_a_stopped_cache_redis_then_back(
 ) -> None:
     fake = FakeTime()
     provider = Switchable()
-    client = make_client(own_redis.url)
+    client = RedisClient.from_url(own_redis.url)
     f = DataFetcher(
         [provider], cache=CacheManager(redis=client), clock=ManualClock(), policy=policy(fake)
     )
@@ -157,7 +158,7 @@ async def test_a_stopped_cache_redis_then_back(
         await f.fetch_stock_data("AAPL")
         await f.fetch_stock_data("AAPL")
         assert provider.calls == 1  # the second came from the cache
-        assert await client.exists(keys.last_good_quote("AAPL"))
+        assert await client.call("EXISTS", keys.last_good_quote("AAPL"))
 
         own_redis.stop()
         provider.failing = True
@@ -173,7 +174,9 @@ async def test_a_stopped_cache_redis_then_back(
         own_redis.start()  # same port, empty (not durable)
         fake.t += 5.0  # past the retry window: the trial read finds Redis again
         await f.fetch_stock_data("AAPL")
-        assert await client.exists(keys.quote_cache("AAPL"), keys.last_good_quote("AAPL")) == 2
+        assert (
+            await client.call("EXISTS", keys.quote_cache("AAPL"), keys.last_good_quote("AAPL")) == 2
+        )
         await f.fetch_stock_data("AAPL")
         assert provider.calls == 4  # cached again
         messages = [r.getMessage() for r in outage_lines(caplog)]
@@ -190,7 +193,7 @@ async def test_a_hung_cache_redis_is_waited_for_only_up_to_the_cache_timeout(
 ) -> None:
     fake = FakeTime()
     provider = Switchable()
-    client = make_client(own_redis.url)
+    client = RedisClient.from_url(own_redis.url)
     f = DataFetcher(
         [provider], cache=CacheManager(redis=client), clock=ManualClock(),
         policy=policy(fake, cache_timeout_s=0.2),
@@ -206,6 +209,6 @@ async def test_a_hung_cache_redis_is_waited_for_only_up_to_the_cache_timeout(
         assert f.metrics()["cache_errors"] == 1
         fake.t += 5.0
         await f.fetch_stock_data("MSFT")  # Redis answers again: the cache is used again
-        assert await client.exists(keys.quote_cache("MSFT")) == 1
+        assert await client.call("EXISTS", keys.quote_cache("MSFT")) == 1
     finally:
         await client.aclose()

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from marketpulse.errors import QuoteUnavailable
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.embedded import free_port
 from marketpulse.infra.retry import RetryPolicy
 from marketpulse.market.cache import CacheManager
@@ -171,10 +172,10 @@ async def test_breaker_opens_then_half_opens_and_closes(
 
 
 async def test_stale_last_good_quote_served_when_everything_fails(
-    server: MarketServer, fake: FakeTime, redis_client: Redis
+    server: MarketServer, fake: FakeTime, redis_client: Redis, redis_boundary: RedisClient
 ) -> None:
     wall = [5000.0]
-    cache = CacheManager(redis=redis_client, ttl=300, now=lambda: wall[0])
+    cache = CacheManager(redis=redis_boundary, ttl=300, now=lambda: wall[0])
     f = DataFetcher(
         [NseProvider(server.url)], cache=cache, clock=ManualClock(), policy=policy(fake),
         wall=lambda: wall[0],
@@ -268,10 +269,10 @@ async def test_yahoo_hang_past_the_timeout_is_retried_then_falls_back(
 
 
 async def test_yahoo_down_serves_the_stale_last_good_quote(
-    server: MarketServer, fake: FakeTime, redis_client: Redis
+    server: MarketServer, fake: FakeTime, redis_client: Redis, redis_boundary: RedisClient
 ) -> None:
     wall = [5000.0]
-    cache = CacheManager(redis=redis_client, ttl=300, now=lambda: wall[0])
+    cache = CacheManager(redis=redis_boundary, ttl=300, now=lambda: wall[0])
     f = DataFetcher(
         [yahoo_for(server)], cache=cache, clock=ManualClock(), policy=policy(fake),
         wall=lambda: wall[0],

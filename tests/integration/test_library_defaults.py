@@ -16,6 +16,7 @@ from marketpulse.alerts.memory_store import MemoryAlertStore
 from marketpulse.alerts.rules import AlertCondition, AlertType
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.cache import CacheManager
 from marketpulse.market.clock import ManualClock, WallTickClock
 from marketpulse.market.fetcher import DataFetcher
@@ -112,14 +113,14 @@ async def test_the_seed_of_the_simulated_market_applies(env: pytest.MonkeyPatch)
 
 
 def test_explicit_arguments_read_no_settings(
-    monkeypatch: pytest.MonkeyPatch, redis_client: Redis
+    monkeypatch: pytest.MonkeyPatch, redis_boundary: RedisClient
 ) -> None:
     monkeypatch.setenv("MARKETPULSE_DATA_SOURCE", "no-such-source")  # Settings() would refuse
     with pytest.raises(ValidationError, match="unknown data source"):
         CacheManager()
-    CacheManager(redis=redis_client)
+    CacheManager(redis=redis_boundary)
     CacheManager("redis://127.0.0.1:1/0")
     DataFetcher([TickQuoteProvider(SimulatedSource(seed=1))])
-    AlertManager(RedisAlertStore(redis_client))
-    AlertManager(redis=redis_client)
+    AlertManager(RedisAlertStore(redis_boundary))
+    AlertManager(redis=redis_boundary)
     AlertManager.in_memory()

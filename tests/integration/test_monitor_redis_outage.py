@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.monitor import MonitorService
 from marketpulse.alerts.rules import AlertCondition, AlertType
 from marketpulse.alerts.stock_monitor import StockMonitor
 from marketpulse.alerts.store import RedisAlertStore
-from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
 from marketpulse.market.cache import CacheManager
 from marketpulse.market.clock import ManualClock
@@ -53,8 +52,8 @@ def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 
 
 @pytest.fixture
-async def client(own_redis: EmbeddedRedis) -> AsyncIterator[Redis]:
-    c = make_client(own_redis.url)
+async def client(own_redis: EmbeddedRedis) -> AsyncIterator[RedisClient]:
+    c = RedisClient.from_url(own_redis.url)
     try:
         yield c
     finally:
@@ -66,7 +65,7 @@ def fetcher(clock: ManualClock) -> DataFetcher:
 
 
 async def test_the_seed_monitor_logs_a_stopped_redis_once_and_its_return_once(
-    own_redis: EmbeddedRedis, client: Redis, caplog: pytest.LogCaptureFixture
+    own_redis: EmbeddedRedis, client: RedisClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = ManualClock(10)
     alerts = AlertManager(RedisAlertStore(client), [])
@@ -102,14 +101,14 @@ async def test_the_seed_monitor_logs_a_stopped_redis_once_and_its_return_once(
 
 
 async def test_a_cache_at_a_closed_port_is_logged_once_and_quotes_still_flow(
-    redis_client: Redis, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture, redis_boundary: RedisClient
 ) -> None:
     clock = ManualClock(10)
     dead = f"redis://127.0.0.1:{free_port()}/0"
     cache = CacheManager(dead)
     await cache.connect()
     try:
-        alerts = AlertManager(RedisAlertStore(redis_client), [])
+        alerts = AlertManager(RedisAlertStore(redis_boundary), [])
         service = MonitorService(fetcher(clock), alerts, clock=clock, cache=cache)
         for s in SYMBOLS:
             await service.add_symbol(s)
@@ -125,7 +124,7 @@ async def test_a_cache_at_a_closed_port_is_logged_once_and_quotes_still_flow(
 
 
 async def test_the_service_lease_and_cursor_redis_down_is_one_line(
-    own_redis: EmbeddedRedis, client: Redis, caplog: pytest.LogCaptureFixture
+    own_redis: EmbeddedRedis, client: RedisClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = ManualClock(10)
     alerts = AlertManager(RedisAlertStore(client), [])

@@ -3,13 +3,12 @@ checked against crossings computed independently from the same bars."""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.monitor import MonitorService
 from marketpulse.alerts.rules import AlertCondition, AlertType
 from marketpulse.alerts.store import RedisAlertStore
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.clock import ManualClock
 from marketpulse.market.fetcher import DataFetcher
 from marketpulse.market.provider_guard import FetchPolicy
@@ -79,13 +78,13 @@ def alerts() -> list[AlertCondition]:
     ]
 
 
-async def test_replay_fires_each_alert_once_per_crossing(redis_client: Redis) -> None:
+async def test_replay_fires_each_alert_once_per_crossing(redis_boundary: RedisClient) -> None:
     src = ReplaySource(start="2012-03-01", step=1)
     clock = ManualClock(1)
     rec = Recorder()
-    mgr = AlertManager(RedisAlertStore(redis_client), [rec])
+    mgr = AlertManager(RedisAlertStore(redis_boundary), [rec])
     monitor = MonitorService(DataFetcher([TickQuoteProvider(src)], clock=clock, policy=FAST), mgr,
-                             redis=redis_client, clock=clock)  # fmt: skip
+                             redis=redis_boundary, clock=clock)  # fmt: skip
     defs = alerts()
     for a in defs:
         await mgr.add_alert(a)

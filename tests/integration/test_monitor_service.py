@@ -14,6 +14,7 @@ from marketpulse.alerts.rules import AlertCondition, AlertType
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.clock import ManualClock
 from marketpulse.market.events import RedisQuotePublisher
 from marketpulse.market.fetcher import DataFetcher
@@ -57,7 +58,7 @@ class Gate:
 
 
 def service(
-    redis: Redis, clock: ManualClock, notifiers: list[object], **kw: object
+    redis: RedisClient, clock: ManualClock, notifiers: list[object], **kw: object
 ) -> MonitorService:
     fetcher = DataFetcher([TickQuoteProvider(SimulatedSource(seed=42))], clock=clock, policy=FAST)
     mgr = AlertManager(RedisAlertStore(redis), notifiers)  # type: ignore[arg-type]
@@ -71,10 +72,10 @@ def always(symbol: str) -> AlertCondition:
     )
 
 
-async def test_symbols_added_and_removed_while_running(redis_client: Redis) -> None:
+async def test_symbols_added_and_removed_while_running(redis_boundary: RedisClient) -> None:
     clock, note = ManualClock(5), Queued()
     seen: asyncio.Queue[StockData] = asyncio.Queue()
-    mon = service(redis_client, clock, [note], on_quote=seen.put_nowait)
+    mon = service(redis_boundary, clock, [note], on_quote=seen.put_nowait)
     await mon.alerts.add_alert(always("TCS.NS"))
     await mon.add_symbol("AAPL")
     stop = asyncio.Event()
@@ -90,11 +91,14 @@ async def test_symbols_added_and_removed_while_running(redis_client: Redis) -> N
     assert await mon.symbols() == ["AAPL"]
 
 
-async def test_removed_symbol_is_not_evaluated_at_later_ticks(redis_client: Redis) -> None:
+async def test_removed_symbol_is_not_evaluated_at_later_ticks(redis_boundary: RedisClient) -> None:
     clock = ManualClock(5)
     seen: list[tuple[str, int]] = []
     mon = service(
-        redis_client, clock, [], on_quote=lambda q: seen.append((q.symbol, q.timestamp.toordinal()))
+        redis_boundary,
+        clock,
+        [],
+        on_quote=lambda q: seen.append((q.symbol, q.timestamp.toordinal())),
     )
     for s in ("AAPL", "MSFT"):
         await mon.add_symbol(s)
@@ -106,21 +110,23 @@ async def test_removed_symbol_is_not_evaluated_at_later_ticks(redis_client: Redi
     assert [s for s, _ in seen[2:]] == ["AAPL"] * 3
 
 
-async def test_symbols_and_alerts_survive_a_restart(redis_client: Redis) -> None:
+async def test_symbols_and_alerts_survive_a_restart(redis_boundary: RedisClient) -> None:
     clock = ManualClock(5)
-    first = service(redis_client, clock, [])
+    first = service(redis_boundary, clock, [])
     await first.add_symbol("INFY.NS")
     await first.alerts.add_alert(always("INFY.NS"))
     note = Queued()
-    second = service(redis_client, clock, [note])
+    second = service(redis_boundary, clock, [note])
     assert await second.symbols() == ["INFY.NS"]
     assert await second.run_once() == 1
     assert (await note.q.get()).symbol == "INFY.NS"
 
 
-async def test_graceful_shutdown_finishes_in_flight_notifications(redis_client: Redis) -> None:
+async def test_graceful_shutdown_finishes_in_flight_notifications(
+    redis_client: Redis, redis_boundary: RedisClient
+) -> None:
     gate = Gate()
-    mon = service(redis_client, ManualClock(3), [gate], shutdown_s=30)
+    mon = service(redis_boundary, ManualClock(3), [gate], shutdown_s=30)
     await mon.add_symbol("AAPL")
     await mon.alerts.add_alert(always("AAPL"))
     stop = asyncio.Event()
@@ -137,9 +143,9 @@ async def test_graceful_shutdown_finishes_in_flight_notifications(redis_client: 
     assert await redis_client.get("mp:lease:monitor") is None  # released
 
 
-async def test_shutdown_is_bounded_when_a_notification_hangs(redis_client: Redis) -> None:
+async def test_shutdown_is_bounded_when_a_notification_hangs(redis_boundary: RedisClient) -> None:
     gate = Gate()
-    mon = service(redis_client, ManualClock(3), [gate], shutdown_s=0.2)
+    mon = service(redis_boundary, ManualClock(3), [gate], shutdown_s=0.2)
     await mon.add_symbol("AAPL")
     await mon.alerts.add_alert(always("AAPL"))
     stop = asyncio.Event()
@@ -154,12 +160,12 @@ async def test_shutdown_is_bounded_when_a_notification_hangs(redis_client: Redis
 
 
 async def test_one_poller_at_a_time_and_handover_continues_from_the_cursor(
-    redis_client: Redis,
+    redis_boundary: RedisClient,
 ) -> None:
     clock = ManualClock(10)
     notes = [Queued(), Queued()]
-    a = service(redis_client, clock, [notes[0]])
-    b = service(redis_client, clock, [notes[1]])
+    a = service(redis_boundary, clock, [notes[0]])
+    b = service(redis_boundary, clock, [notes[1]])
     await a.add_symbol("AAPL")
     await a.alerts.add_alert(always("AAPL"))
     counts = await asyncio.gather(a.run_once(), b.run_once())
@@ -172,10 +178,12 @@ async def test_one_poller_at_a_time_and_handover_continues_from_the_cursor(
     assert await owner.run_once() == 0
 
 
-async def test_two_monitors_racing_without_the_lease_never_double_fire(redis_client: Redis) -> None:
+async def test_two_monitors_racing_without_the_lease_never_double_fire(
+    redis_boundary: RedisClient,
+) -> None:
     clock = ManualClock(0)
     notes = [Queued(), Queued()]
-    mons = [service(redis_client, clock, [n], lease_ms=1) for n in notes]
+    mons = [service(redis_boundary, clock, [n], lease_ms=1) for n in notes]
     thresholds = [float(t) for t in range(120, 160, 2)]
     for t in thresholds:
         await mons[0].alerts.add_alert(
@@ -219,9 +227,9 @@ class Published:
         self.quotes.append(quote)
 
 
-async def test_every_observed_quote_is_published_once(redis_client: Redis) -> None:
+async def test_every_observed_quote_is_published_once(redis_boundary: RedisClient) -> None:
     clock, pub = ManualClock(5), Published()
-    mon = service(redis_client, clock, [], publisher=pub)
+    mon = service(redis_boundary, clock, [], publisher=pub)
     for s in ("AAPL", "MSFT"):
         await mon.add_symbol(s)
     assert await mon.run_once() == 2
@@ -233,18 +241,20 @@ async def test_every_observed_quote_is_published_once(redis_client: Redis) -> No
     assert aapl == sorted(aapl)
 
 
-async def test_a_failing_publisher_does_not_stop_the_alerts(redis_client: Redis) -> None:
+async def test_a_failing_publisher_does_not_stop_the_alerts(redis_boundary: RedisClient) -> None:
     note = Queued()
-    mon = service(redis_client, ManualClock(5), [note], publisher=Published(broken=True))
+    mon = service(redis_boundary, ManualClock(5), [note], publisher=Published(broken=True))
     await mon.alerts.add_alert(always("AAPL"))
     await mon.add_symbol("AAPL")
     assert await mon.run_once() == 1
     assert (await note.q.get()).symbol == "AAPL"
 
 
-async def test_the_redis_publisher_sends_dashboard_quote_frames(redis_client: Redis) -> None:
+async def test_the_redis_publisher_sends_dashboard_quote_frames(
+    redis_client: Redis, redis_boundary: RedisClient
+) -> None:
     clock = ManualClock(5)
-    mon = service(redis_client, clock, [], publisher=RedisQuotePublisher(redis_client))
+    mon = service(redis_boundary, clock, [], publisher=RedisQuotePublisher(redis_boundary))
     await mon.add_symbol("AAPL")
     async with redis_client.pubsub() as pubsub:
         await pubsub.subscribe(keys.QUOTE_EVENTS_ALL)

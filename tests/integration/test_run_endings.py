@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.sessions.portfolio import value
 from marketpulse.sessions.store import RunSnapshot, SessionStore, hash_token
 
@@ -28,8 +28,8 @@ TH = hash_token("tok")
 
 
 @pytest.fixture
-async def store(redis_client: Redis, redis_mux: RedisMux) -> SessionStore:
-    s = SessionStore(redis_client, redis_mux, ttl_s=3600)
+async def store(redis_boundary: RedisClient) -> SessionStore:
+    s = SessionStore(redis_boundary, ttl_s=3600)
     await s.create("s", TH, HOLDINGS, value(HOLDINGS, PRICES, 0), T0)
     return s
 

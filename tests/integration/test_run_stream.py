@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from marketpulse.config import MetricDelay
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.providers.simulated import SimulatedSource
 from marketpulse.market.view import Market
 from marketpulse.sessions.analysis import AnalysisEngine
@@ -35,15 +35,15 @@ DEADLINE = 10.0
 
 
 @pytest.fixture
-async def store(redis_client: Redis, redis_mux: RedisMux) -> SessionStore:
-    s = SessionStore(redis_client, redis_mux, ttl_s=3600, run_reclaim_s=RECLAIM_S)
+async def store(redis_boundary: RedisClient) -> SessionStore:
+    s = SessionStore(redis_boundary, ttl_s=3600, run_reclaim_s=RECLAIM_S)
     await s.create("s", TH, HOLDINGS, value(HOLDINGS, {t: 1.0 for t in HOLDINGS}, 0), NOW)
     return s
 
 
 @pytest.fixture
-async def queue(redis_client: Redis) -> RunQueue:
-    q = RunQueue(redis_client)
+async def queue(redis_boundary: RedisClient) -> RunQueue:
+    q = RunQueue(redis_boundary)
     await q.ensure_group()
     await q.ensure_group()  # idempotent
     return q

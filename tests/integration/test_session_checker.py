@@ -30,7 +30,7 @@ class NaiveStore(SessionStore):
         key, chan = self.keys_for(session_id)
         f = cast(
             list[bytes | None],
-            await self.redis.hmget(
+            await self.redis.redis.hmget(
                 key, "run_id", "run_status", "basis_version", "run_done", "rseq", "run_ticker"
             ),
         )
@@ -43,12 +43,16 @@ class NaiveStore(SessionStore):
         await asyncio.sleep(0.005)  # wait-ok: models the round trip, not a wait for an event
         done = (f[3] or b"").decode() + f" {result_id} "
         seq = int(f[4] or 0) + 1
-        await self.redis.hset(key, mapping={f"r:{seq}": result_json, "rseq": seq, "run_done": done})
-        v = await self.redis.hincrby(key, "version", 1)
-        await self.redis.publish(chan, f"{v}\n" + '{"type":"analysis_result",' + result_json[1:])
+        await self.redis.redis.hset(
+            key, mapping={f"r:{seq}": result_json, "rseq": seq, "run_done": done}
+        )
+        v = await self.redis.redis.hincrby(key, "version", 1)
+        await self.redis.redis.publish(
+            chan, f"{v}\n" + '{"type":"analysis_result",' + result_json[1:]
+        )
         if len(done.split()) >= n:
-            await self.redis.hset(key, "run_status", "complete")
-            await self.redis.publish(
+            await self.redis.redis.hset(key, "run_status", "complete")
+            await self.redis.redis.publish(
                 chan,
                 f"{v}\n"
                 + json.dumps(
@@ -158,7 +162,7 @@ async def workload(
         basis = r.json()["basis_version"]
         for c in clients[sid]:
             await c.next("portfolio_update", within=20, basis_version=basis)
-        raw = await server.state["redis"].hgetall(keys.session(sid))
+        raw = await server.state["redis"].redis.hgetall(keys.session(sid))
         from marketpulse.sessions.store import render_state
 
         stored = render_state(cast(dict[bytes, bytes], raw))
@@ -186,7 +190,7 @@ async def test_checker_catches_a_naive_get_set_store(redis_url: str) -> None:
     settings = settings_for(redis_url, market_interval=0.05, metric_delay="0.01-0.05")
     async with serve(settings) as server:
         state = server.state
-        state["engine"].store = NaiveStore(state["redis"], state["store"].mux, ttl_s=3600)
+        state["engine"].store = NaiveStore(state["redis"], ttl_s=3600)
         logs = await workload(server, n_sessions=8, seconds=4.0, seed=11)
     violations = check(logs)
     print("naive store violations:", dict(violations))

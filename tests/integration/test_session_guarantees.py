@@ -9,9 +9,9 @@ import pytest
 from redis.asyncio import Redis
 
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.sessions.portfolio import value
-from marketpulse.sessions.store import SessionStore, hash_token
+from marketpulse.sessions.store import Revaluation, SessionStore, hash_token
 from marketpulse.sessions.valuation import ValuationLoop
 from support.harness import serve, settings_for
 
@@ -85,17 +85,17 @@ async def test_a_revaluation_that_changes_nothing_bumps_nothing(redis_url: str) 
 
 
 async def test_revaluation_never_refreshes_ttl_nor_recreates_a_session(
-    redis_client: Redis, redis_mux: RedisMux
+    redis_client: Redis, redis_boundary: RedisClient
 ) -> None:
     from marketpulse.market.providers import SimulatedSource
     from marketpulse.market.view import Market
 
-    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
+    store = SessionStore(redis_boundary, ttl_s=3600)
     await _session(store, "a")
     await _session(store, "b")
     await redis_client.pexpire(keys.session("a"), 5000)
     await redis_client.delete(keys.session("b"))  # as if it expired
-    loop = ValuationLoop(redis_client, Market(SimulatedSource(seed=1)), interval_s=1)
+    loop = ValuationLoop(store, Market(SimulatedSource(seed=1)), interval_s=1)
     report = await loop.run_once()
     assert report.updated == 1 and report.gone == 1
     assert 0 < await redis_client.pttl(keys.session("a")) <= 5000
@@ -104,7 +104,7 @@ async def test_revaluation_never_refreshes_ttl_nor_recreates_a_session(
 
 
 async def test_a_sweep_between_indexing_and_writing_a_session_keeps_it_indexed(
-    redis_client: Redis, redis_mux: RedisMux
+    redis_client: Redis, redis_boundary: RedisClient
 ) -> None:
     """create() indexes first, then writes the hash: a sweep in between sees it missing. It must
     stay indexed (and be revalued once written); a ghost past the grace is pruned."""
@@ -114,11 +114,11 @@ async def test_a_sweep_between_indexing_and_writing_a_session_keeps_it_indexed(
     from marketpulse.market.view import Market
     from marketpulse.timefmt import iso_z
 
-    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
+    store = SessionStore(redis_boundary, ttl_s=3600)
     now = iso_z(datetime.now(UTC))
     born = int(datetime.fromisoformat(now).timestamp() * 1000)
     await redis_client.zadd(keys.SESSION_INDEX, {"young": born, "ghost": 0})  # step one only
-    loop = ValuationLoop(redis_client, Market(SimulatedSource(seed=1)), interval_s=1)
+    loop = ValuationLoop(store, Market(SimulatedSource(seed=1)), interval_s=1)
     report = await loop.run_once()
     assert report.gone == 1  # the ghost
     assert await redis_client.zrange(keys.SESSION_INDEX, 0, -1) == [b"young"]
@@ -131,13 +131,13 @@ async def test_a_sweep_between_indexing_and_writing_a_session_keeps_it_indexed(
 
 
 async def test_a_retried_create_is_ok_and_another_create_of_the_id_is_refused(
-    redis_client: Redis, redis_mux: RedisMux
+    redis_client: Redis, redis_boundary: RedisClient
 ) -> None:
     """The mux retries a write after a lost reply: the same create again must not answer
     'exists' (the client would get a 409 for a session that was made)."""
     from marketpulse.errors import SessionExists
 
-    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
+    store = SessionStore(redis_boundary, ttl_s=3600)
     th = await _session(store, "s")
     await store.create("s", th, HOLDINGS, value(HOLDINGS, PRICES, 0), NOW)  # the retry
     with pytest.raises(SessionExists):
@@ -146,9 +146,9 @@ async def test_a_retried_create_is_ok_and_another_create_of_the_id_is_refused(
 
 
 async def test_append_is_idempotent_on_the_result_id(
-    redis_client: Redis, redis_mux: RedisMux
+    redis_client: Redis, redis_boundary: RedisClient
 ) -> None:
-    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
+    store = SessionStore(redis_boundary, ttl_s=3600)
     th = await _session(store)
     snap = await store.start_analysis("s", th, "AAPL", "run1", NOW)
     body = json.dumps(
@@ -177,8 +177,8 @@ async def test_append_is_idempotent_on_the_result_id(
     assert state["version"] == version + 1  # only the read's touch moved it
 
 
-async def test_results_are_capped_newest_kept(redis_client: Redis, redis_mux: RedisMux) -> None:
-    store = SessionStore(redis_client, redis_mux, ttl_s=3600, results_cap=3)
+async def test_results_are_capped_newest_kept(redis_boundary: RedisClient) -> None:
+    store = SessionStore(redis_boundary, ttl_s=3600, results_cap=3)
     th = await _session(store)
     for i in range(5):
         snap = await store.start_analysis("s", th, ["AAPL", "MSFT"][i % 2], f"r{i}", NOW)
@@ -191,18 +191,18 @@ async def test_results_are_capped_newest_kept(redis_client: Redis, redis_mux: Re
 
 
 async def test_one_valuation_leader_and_a_deposed_leader_is_fenced(
-    redis_client: Redis, redis_mux: RedisMux
+    redis_client: Redis, redis_boundary: RedisClient
 ) -> None:
     from marketpulse.market.providers import SimulatedSource
     from marketpulse.market.view import Market
 
     market = Market(SimulatedSource(seed=1))
-    a = ValuationLoop(redis_client, market, interval_s=1)
-    b = ValuationLoop(redis_client, market, interval_s=1)
+    store = SessionStore(redis_boundary, ttl_s=3600)
+    a = ValuationLoop(store, market, interval_s=1)
+    b = ValuationLoop(store, market, interval_s=1)
     assert await a.lease.acquire() is True
     assert await b.lease.acquire() is False
     assert await a.lease.acquire() is True  # renewal
-    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
     await _session(store)
     new = await b.sweep(10)  # the new leader's tick
     old = await a.sweep(9)  # a deposed leader still sweeping an older tick
@@ -211,21 +211,21 @@ async def test_one_valuation_leader_and_a_deposed_leader_is_fenced(
 
 
 async def test_concurrent_mutations_lose_no_update(
-    redis_client: Redis, redis_mux: RedisMux
+    redis_client: Redis, redis_boundary: RedisClient
 ) -> None:
     """Touches, holdings changes and revaluations raced on one session: every committed change
     is counted in version, every holdings change in hv, and basis_version counts exactly the
     holdings changes plus the revaluations that reported a bump."""
-    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
+    store = SessionStore(redis_boundary, ttl_s=3600)
     th = await _session(store)
     loop_prices = [{"AAPL": 10.0 + i, "GOOGL": 20.0 + i, "MSFT": 30.0 + i} for i in range(60)]
     n = 60
 
     async def revalue(i: int) -> object:
         val = value(HOLDINGS, loop_prices[i], i + 1)
-        return await store.revalue_script(
-            keys=store.keys_for("s"), args=[i + 1, 1, val.total_text, val.prices_text, NOW]
-        )
+        revaluation = Revaluation("s", b"1", float(val.total_text), val.prices_text)
+        (outcome,), _ = await store.revalue_many(i + 1, NOW, [revaluation], [])
+        return outcome
 
     async def holdings(i: int) -> int:
         h = {"AAPL": 100 + i, "GOOGL": 50, "MSFT": 75}
@@ -236,7 +236,7 @@ async def test_concurrent_mutations_lose_no_update(
 
     ops = [f(i) for i in range(n) for f in (revalue, holdings, touch)]
     results = await asyncio.gather(*ops)
-    reval_bumps = sum(1 for r in results[0::3] if isinstance(r, int))
+    reval_bumps = sum(1 for r in results[0::3] if r == "updated")
     raw = await redis_client.hgetall(keys.session("s"))
     assert int(raw[b"hv"]) == 1 + n
     assert int(raw[b"basis_version"]) == 1 + n + reval_bumps
@@ -245,11 +245,11 @@ async def test_concurrent_mutations_lose_no_update(
 
 @pytest.mark.parametrize("token", ["wrong", ""])
 async def test_scripts_refuse_a_wrong_token_like_a_missing_session(
-    redis_client: Redis, redis_mux: RedisMux, token: str
+    redis_boundary: RedisClient, token: str
 ) -> None:
     from marketpulse.errors import SessionNotFound
 
-    store = SessionStore(redis_client, redis_mux, ttl_s=3600)
+    store = SessionStore(redis_boundary, ttl_s=3600)
     await _session(store)
     with pytest.raises(SessionNotFound):
         await store.start_analysis("s", hash_token(token), "AAPL", "r", NOW)

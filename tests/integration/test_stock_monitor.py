@@ -19,6 +19,7 @@ from marketpulse.alerts.rules import AlertCondition, AlertType
 from marketpulse.alerts.stock_monitor import StockMonitor
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.cache import CacheManager
 from marketpulse.market.clock import ManualClock
 from marketpulse.market.fetcher import DataFetcher
@@ -64,7 +65,7 @@ def always(symbol: str) -> AlertCondition:
     )
 
 
-def build(redis: Redis, note: Queued) -> StockMonitor:
+def build(redis: RedisClient, note: Queued) -> StockMonitor:
     fetcher = DataFetcher(
         [TickQuoteProvider(SimulatedSource(seed=42))], clock=ManualClock(3), policy=FAST
     )
@@ -72,9 +73,11 @@ def build(redis: Redis, note: Queued) -> StockMonitor:
     return StockMonitor(fetcher, CacheManager(redis=redis), alerts, interval_s=0.01)
 
 
-async def test_start_returns_and_the_loop_runs_until_stop(redis_client: Redis) -> None:
+async def test_start_returns_and_the_loop_runs_until_stop(
+    redis_client: Redis, redis_boundary: RedisClient
+) -> None:
     note = Queued()
-    monitor = build(redis_client, note)
+    monitor = build(redis_boundary, note)
     await monitor.alert_manager.add_alert(always("AAPL"))
     before = asyncio.all_tasks()
     async with asyncio.timeout(10):
@@ -91,9 +94,9 @@ async def test_start_returns_and_the_loop_runs_until_stop(redis_client: Redis) -
     assert entry.symbol == "AAPL"
 
 
-async def test_a_plain_stop_asks_and_awaiting_its_result_waits(redis_client: Redis) -> None:
+async def test_a_plain_stop_asks_and_awaiting_its_result_waits(redis_boundary: RedisClient) -> None:
     note = Queued()
-    monitor = build(redis_client, note)
+    monitor = build(redis_boundary, note)
     await monitor.alert_manager.add_alert(always("AAPL"))
     async with asyncio.timeout(10):
         await monitor.start_monitoring(["AAPL"])
@@ -104,9 +107,9 @@ async def test_a_plain_stop_asks_and_awaiting_its_result_waits(redis_client: Red
     assert not monitor.running
 
 
-async def test_async_with_stops_on_exit(redis_client: Redis) -> None:
+async def test_async_with_stops_on_exit(redis_boundary: RedisClient) -> None:
     note = Queued()
-    async with asyncio.timeout(10), build(redis_client, note) as monitor:
+    async with asyncio.timeout(10), build(redis_boundary, note) as monitor:
         await monitor.alert_manager.add_alert(always("GOOGL"))
         await monitor.start_monitoring(["GOOGL"])
         await note.q.get()
@@ -114,9 +117,11 @@ async def test_async_with_stops_on_exit(redis_client: Redis) -> None:
     assert not monitor.running
 
 
-async def test_start_while_running_adds_symbols_to_the_same_loop(redis_client: Redis) -> None:
+async def test_start_while_running_adds_symbols_to_the_same_loop(
+    redis_boundary: RedisClient,
+) -> None:
     note = Queued()
-    async with asyncio.timeout(10), build(redis_client, note) as monitor:
+    async with asyncio.timeout(10), build(redis_boundary, note) as monitor:
         await monitor.start_monitoring(["AAPL"])
         task = monitor._task
         await monitor.start_monitoring(["MSFT"])
@@ -125,9 +130,9 @@ async def test_start_while_running_adds_symbols_to_the_same_loop(redis_client: R
 
 
 async def test_an_error_that_ends_the_loop_is_logged_and_raised_by_stop(
-    redis_client: Redis, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture, redis_boundary: RedisClient
 ) -> None:
-    alerts = AlertManager(RedisAlertStore(redis_client), [])
+    alerts = AlertManager(RedisAlertStore(redis_boundary), [])
     monitor = StockMonitor(Broken(), None, alerts, interval_s=0.01)
     caplog.set_level(logging.ERROR, logger="marketpulse.alerts.stock_monitor")
     async with asyncio.timeout(10):
@@ -144,8 +149,10 @@ async def test_an_error_that_ends_the_loop_is_logged_and_raised_by_stop(
     monitor.stop_monitoring()  # raised once: a second stop is a no-op
 
 
-async def test_a_plain_stop_after_the_loop_failed_raises_at_once(redis_client: Redis) -> None:
-    monitor = StockMonitor(Broken(), None, AlertManager(RedisAlertStore(redis_client), []))
+async def test_a_plain_stop_after_the_loop_failed_raises_at_once(
+    redis_boundary: RedisClient,
+) -> None:
+    monitor = StockMonitor(Broken(), None, AlertManager(RedisAlertStore(redis_boundary), []))
     async with asyncio.timeout(10):
         await monitor.start_monitoring(["AAPL"])
         assert monitor._task is not None

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
-from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from marketpulse.infra.http_errors import install_error_handlers
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.observability.health import HealthLimits
 from marketpulse.observability.http import mount_dashboard, router
 from marketpulse.observability.http_metrics import HttpMetricsMiddleware
@@ -44,7 +44,7 @@ class FixedFetcher:
         ]
 
 
-def build_app(telemetry: Telemetry, redis: Redis | None) -> ASGIApp:
+def build_app(telemetry: Telemetry, redis: RedisClient | None) -> ASGIApp:
     app = FastAPI()
     install_error_handlers(app)
     app.add_middleware(HttpMetricsMiddleware, telemetry=telemetry)
@@ -72,9 +72,9 @@ def parse(text: str) -> Samples:
 
 
 @pytest.fixture
-async def client(redis_client: Redis) -> AsyncIterator[tuple[httpx.AsyncClient, Telemetry]]:
+async def client(redis_boundary: RedisClient) -> AsyncIterator[tuple[httpx.AsyncClient, Telemetry]]:
     telemetry = Telemetry(HealthLimits(provider_latency_ms=1000, loop_lag_ms=100))
-    app = build_app(telemetry, redis_client)
+    app = build_app(telemetry, redis_boundary)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c, telemetry

@@ -16,6 +16,8 @@ Guarantees:
   ``AlertManager(RedisAlertStore(redis), ...)`` on a client of yours. ``sync()`` picks up
   alerts added or removed by other instances. In process memory only when asked for:
   ``AlertManager.in_memory()`` (or ``store=MemoryAlertStore()``): nothing survives the process.
+- On Redis, ``subscribe()`` goes through the instance's pub/sub hub
+  (``RedisClient.subscription``), whose loop (``RedisClient.run``) the app's lifespan runs.
 """
 
 from __future__ import annotations
@@ -26,9 +28,6 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.index import AlertIndex, Change
 from marketpulse.alerts.memory_store import MemoryAlertStore
@@ -38,7 +37,8 @@ from marketpulse.alerts.store import AlertStore, RedisAlertStore
 from marketpulse.config import Settings
 from marketpulse.errors import MarketPulseError
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.client import RedisClient
+from marketpulse.infra.redis.pubsub import Subscription
 from marketpulse.market.quotes import StockData
 
 log = logging.getLogger(__name__)
@@ -65,14 +65,14 @@ class AlertManager:
         store: AlertStore | None = None,
         notifiers: Sequence[Notifier] | None = None,
         *,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
         notify_timeout_s: float = 10.0,
         telemetry: AlertTelemetry | None = None,
     ) -> None:
-        self._owned: Redis | None = None
+        self._owned: RedisClient | None = None
         if store is None:
             if redis is None:
-                redis = self._owned = make_client(Settings().client_redis_url())
+                redis = self._owned = RedisClient.from_url(Settings().client_redis_url())
             store = RedisAlertStore(redis)
         self.store: AlertStore = store
         self.notifiers: list[Notifier] = (
@@ -252,7 +252,9 @@ class AlertManager:
     async def subscribe(self) -> AsyncIterator[AsyncIterator[str]]:
         """Fired alerts as JSON, from every instance (Redis pub/sub) or this one (memory).
 
-        The subscription is confirmed before the context is entered.
+        The subscription is confirmed before the context is entered (raises
+        ``RedisUnavailable`` when the hub is down). The stream ends when the hub loses its
+        connection or this subscriber falls too far behind (alerts may have been missed).
         """
         if self._redis is None:
             queue: asyncio.Queue[str] = asyncio.Queue(1000)
@@ -262,15 +264,8 @@ class AlertManager:
             finally:
                 self._local.discard(queue)
             return
-        pubsub = self._redis.pubsub()
-        try:
-            await pubsub.subscribe(keys.ALERT_EVENTS)
-            async with asyncio.timeout(5.0):
-                while (await pubsub.get_message(timeout=1.0)) is None:
-                    pass  # until Redis confirms the subscription
-            yield _listen(pubsub)
-        finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        async with self._redis.subscription(keys.ALERT_EVENTS) as sub:
+            yield _listen(sub)
 
 
 async def _drain(queue: asyncio.Queue[str]) -> AsyncIterator[str]:
@@ -278,8 +273,6 @@ async def _drain(queue: asyncio.Queue[str]) -> AsyncIterator[str]:
         yield await queue.get()
 
 
-async def _listen(pubsub: PubSub) -> AsyncIterator[str]:
-    async for msg in pubsub.listen():
-        if msg.get("type") == "message":
-            data = msg["data"]
-            yield data.decode() if isinstance(data, bytes) else str(data)
+async def _listen(sub: Subscription) -> AsyncIterator[str]:
+    while (data := await sub.get()) is not None:
+        yield data.decode()

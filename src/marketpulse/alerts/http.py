@@ -7,7 +7,9 @@
 - ``GET /api/alerts/history?symbol=&limit=``: fired alerts, newest first.
 - ``GET/POST /api/symbols``, ``DELETE /api/symbols/{symbol}``: the monitored set.
 - ``/ws/alerts``: every fired alert as ``{"type": "alert", ...}``; ``{"action": "ping"}`` gets a
-  ``pong``, anything else an ``error`` (the connection stays open).
+  ``pong``, anything else an ``error`` (the connection stays open). It subscribes through the
+  instance's pub/sub hub, as the session and dashboard sockets do: refused with 1013 while the
+  hub is down, closed with 1012 when the hub loses Redis (alerts may have been missed).
 
 Services come from the lifespan state (``AlertsState``): ``alerts`` (``AlertManager``) and
 ``monitor`` (``MonitorService``).
@@ -15,6 +17,7 @@ Services come from the lifespan state (``AlertsState``): ``alerts`` (``AlertMana
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -35,7 +38,7 @@ from marketpulse.alerts.rules import (
     AlertType,
     new_alert_id,
 )
-from marketpulse.errors import AlertNotFound, SymbolNotMonitored
+from marketpulse.errors import AlertNotFound, MarketPulseError, SymbolNotMonitored
 from marketpulse.infra.http_errors import error_responses
 from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
 from marketpulse.infra.ws.origins import origin_allowed
@@ -241,7 +244,13 @@ async def alerts_socket(ws: WebSocket) -> None:
         return
     state = alerts_state(ws)
     alerts, telemetry = state["alerts"], state["telemetry"]
-    async with alerts.subscribe() as events:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            events = await stack.enter_async_context(alerts.subscribe())
+        except MarketPulseError as exc:
+            log.warning("alerts socket refused: the event hub is down (%r)", exc)
+            await ws.close(code=1013)  # try again later
+            return
         await ws.accept()
         telemetry.client_connected("alerts")
         try:
@@ -253,6 +262,7 @@ async def alerts_socket(ws: WebSocket) -> None:
 async def _forward(ws: WebSocket, events: Any) -> None:
     async for raw in events:
         await ws.send_text(json.dumps({"type": "alert", **json.loads(raw)}))
+    raise WsClose(1012)  # the stream ended: the client reconnects
 
 
 async def _receive(ws: WebSocket) -> None:

@@ -22,6 +22,7 @@ class MemoryAlertStore:
         self._volumes: dict[str, dict[int, int]] = {}
         self._history: deque[FiredAlert] = deque(maxlen=history_cap)
         self._symbols: set[str] = set()
+        self._cursor: int | None = None
         self._chosen = False  # see RedisAlertStore: an emptied watchlist is never re-seeded
 
     async def add(self, alert: AlertCondition) -> None:
@@ -90,3 +91,10 @@ class MemoryAlertStore:
             return []
         self._symbols.update(symbols)
         return list(symbols)
+
+    async def cursor(self) -> int | None:
+        return self._cursor
+
+    async def advance_cursor(self, tick: int) -> None:
+        if self._cursor is None or tick > self._cursor:
+            self._cursor = tick

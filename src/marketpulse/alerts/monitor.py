@@ -35,15 +35,12 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from marketpulse.alerts.engine import AlertManager
-from marketpulse.alerts.store import SCRIPTS
 from marketpulse.errors import MarketPulseError, RedisUnavailable
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.lease import Lease
-from marketpulse.infra.redis.outage import OutageLog, url_of
+from marketpulse.infra.redis.outage import OutageLog
 from marketpulse.market.clock import MarketClock
 from marketpulse.market.ports import QuoteFeed
 from marketpulse.market.quotes import StockData
@@ -68,7 +65,7 @@ class MonitorService:
         feed: QuoteFeed,
         alerts: AlertManager,
         *,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
         clock: MarketClock | None = None,
         cache: QuoteSink | None = None,
         interval_s: float = 5.0,
@@ -86,7 +83,6 @@ class MonitorService:
         self.cache = cache
         self.interval_s = interval_s
         self.shutdown_s = shutdown_s
-        self._redis = redis
         self._lease = (
             Lease(redis, keys.MONITOR_LEASE, ttl_s=lease_ms / 1000) if redis is not None else None
         )
@@ -94,16 +90,13 @@ class MonitorService:
         self._max_backlog = max_backlog
         self._on_quote = on_quote
         self._publisher = publisher
-        self._cursor: int | None = None  # used without Redis
         self._processed: int | None = None  # last tick this instance evaluated
         self._polling = False
         self._watchlist = [check_symbol(s) for s in watchlist]
         self._seeded = not self._watchlist
         self.outages = OutageLog("monitor")
-        self._url = url_of(redis) if redis is not None else None
+        self._url = redis.url if redis is not None else None
         self._cache_url: str | None = getattr(cache, "url", None)
-        if redis is not None:
-            self._advance = SCRIPTS.register(redis, "monitor_cursor")
 
     # -- symbols -----------------------------------------------------------------------------
 
@@ -125,8 +118,8 @@ class MonitorService:
             return True
         try:
             held = await self._lease.acquire()
-        except RedisError as exc:
-            self.outages.failed(self._url or "redis", exc)
+        except RedisUnavailable as exc:
+            self.outages.failed(exc.url or self._url or "redis", exc)
             return False
         self.outages.answered(self._url)
         return held
@@ -136,20 +129,14 @@ class MonitorService:
             return
         try:
             await self._lease.release()
-        except RedisError as exc:
+        except RedisUnavailable as exc:
             log.warning("could not release the monitor lease: %r", exc)
 
     async def _last_tick(self) -> int | None:
-        if self._redis is None:
-            return self._cursor
-        raw = await self._redis.get(keys.MONITOR_CURSOR)
-        return None if raw is None else int(raw)
+        return await self.alerts.store.cursor()
 
     async def _done_tick(self, tick: int) -> None:
-        if self._redis is None:
-            self._cursor = tick
-        else:
-            await self._advance(keys=[keys.MONITOR_CURSOR], args=[tick])
+        await self.alerts.store.advance_cursor(tick)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -243,12 +230,9 @@ class MonitorService:
         Returns the quotes evaluated (0 when the cycle failed)."""
         try:
             return await self.run_once()
-        except* RedisUnavailable as group:
+        except* RedisUnavailable as group:  # the boundary names the Redis that failed
             for exc in _leaves(group):
                 self.outages.failed(getattr(exc, "url", None) or self.alerts.url or "redis", exc)
-        except* RedisError as group:  # the lease, cursor or tick keys of ``redis``
-            for exc in _leaves(group):
-                self.outages.failed(self._url or "redis", exc)
         except* MarketPulseError as group:
             for exc in _leaves(group):
                 log.error("monitor cycle failed: %r", exc)

@@ -21,12 +21,11 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TextIO
 
 import aiohttp
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from marketpulse.alerts.event import FiredAlert
-from marketpulse.errors import RedisUnavailable, TransientSourceError
+from marketpulse.errors import TransientSourceError
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.retry import RetryPolicy, Uniform, call_with_retry, retry_after_s
 
 log = logging.getLogger(__name__)
@@ -58,14 +57,12 @@ class ConsoleNotifier:
 class RedisPublishNotifier:
     name = "websocket"
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
 
     async def send(self, alert: FiredAlert) -> None:
-        try:
-            await self._redis.publish(keys.ALERT_EVENTS, alert.model_dump_json())
-        except RedisError as exc:
-            raise RedisUnavailable("could not publish the alert") from exc
+        """Raises ``RedisUnavailable`` if Redis did not take it."""
+        await self._redis.publish(keys.ALERT_EVENTS, alert.model_dump_json())
 
 
 class WebhookNotifier:

@@ -5,7 +5,8 @@ Lua script in ``lua/``), ``MemoryAlertStore`` (in ``memory_store.py``) the in-pr
 
 Redis layout (names in ``keys.py``): ``ALERTS`` hash id -> definition JSON, ``ALERTS_VERSION``
 counter, ``alert_state(id)`` hash per alert (one key per script call, so a cluster is fine),
-``volume_window(symbol)`` sorted set, ``SYMBOLS`` set, ``ALERT_HISTORY`` capped stream.
+``volume_window(symbol)`` sorted set, ``SYMBOLS`` set, ``ALERT_HISTORY`` capped stream, and the
+monitor's ``MONITOR_CURSOR`` (the last market tick it evaluated completely).
 
 The monitored symbols are "chosen" once anything wrote them (a seeded default watchlist, or an
 add or remove, in the same atomic step as the marker ``SYMBOLS_CHOSEN``): ``seed_symbols``
@@ -17,14 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, cast
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.rules import VOLUME_WINDOW, AlertCondition, Outcome
-from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.outage import url_of
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.scripts import ScriptFolder
 
 SCRIPTS = ScriptFolder("marketpulse.alerts")
@@ -49,6 +46,8 @@ class AlertStore(Protocol):
     async def remove_symbol(self, symbol: str) -> bool: ...
     async def symbols(self) -> list[str]: ...
     async def seed_symbols(self, symbols: Sequence[str]) -> list[str]: ...
+    async def cursor(self) -> int | None: ...
+    async def advance_cursor(self, tick: int) -> None: ...
 
 
 def _text(raw: bytes | str) -> str:
@@ -56,84 +55,66 @@ def _text(raw: bytes | str) -> str:
 
 
 class RedisAlertStore:
-    """The alert store on Redis. Redis errors surface as ``RedisUnavailable`` (unknown outcome)."""
+    """The alert store on Redis. Every method raises ``RedisUnavailable`` when Redis fails
+    (the outcome of a write is then unknown)."""
 
-    def __init__(self, redis: Redis, *, history_cap: int = HISTORY_CAP) -> None:
+    def __init__(self, redis: RedisClient, *, history_cap: int = HISTORY_CAP) -> None:
         self._redis = redis
         self._cap = history_cap
-        self._transition = SCRIPTS.register(redis, "alert_transition")
-        self._volume = SCRIPTS.register(redis, "alert_volume")
-        self._seed = SCRIPTS.register(redis, "seed_symbols")
-        self.url = url_of(redis)
+        self._transition = redis.script(SCRIPTS, "alert_transition")
+        self._volume = redis.script(SCRIPTS, "alert_volume")
+        self._seed = redis.script(SCRIPTS, "seed_symbols")
+        self._cursor = redis.script(SCRIPTS, "monitor_cursor")
+        self.url = redis.url
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> RedisClient:
         return self._redis
 
     async def add(self, alert: AlertCondition) -> None:
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(keys.ALERTS, alert.id, alert.model_dump_json())
-                pipe.hsetnx(keys.alert_state(alert.id), "armed", "1")
-                pipe.incr(keys.ALERTS_VERSION)
-                await pipe.execute()
-        except RedisError as exc:
-            raise RedisUnavailable(f"could not store alert {alert.id}", url=self.url) from exc
+        await self._redis.pipeline(
+            [
+                ("HSET", keys.ALERTS, alert.id, alert.model_dump_json()),
+                ("HSETNX", keys.alert_state(alert.id), "armed", "1"),
+                ("INCR", keys.ALERTS_VERSION),
+            ],
+            transaction=True,
+        )
 
     async def remove(self, alert_id: str) -> bool:
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(keys.ALERTS, alert_id)
-                pipe.delete(keys.alert_state(alert_id))
-                pipe.incr(keys.ALERTS_VERSION)
-                removed, _, _ = await pipe.execute()
-        except RedisError as exc:
-            raise RedisUnavailable(f"could not remove alert {alert_id}", url=self.url) from exc
+        removed, _, _ = await self._redis.pipeline(
+            [
+                ("HDEL", keys.ALERTS, alert_id),
+                ("DEL", keys.alert_state(alert_id)),
+                ("INCR", keys.ALERTS_VERSION),
+            ],
+            transaction=True,
+        )
         return bool(removed)
 
     async def all(self) -> list[AlertCondition]:
-        try:
-            raw = await self._redis.hgetall(keys.ALERTS)
-        except RedisError as exc:
-            raise RedisUnavailable("could not read alerts", url=self.url) from exc
+        raw: dict[bytes, bytes] = await self._redis.call("HGETALL", keys.ALERTS)
         return [AlertCondition.model_validate_json(v) for v in raw.values()]
 
     async def version(self) -> int:
-        try:
-            raw = await self._redis.get(keys.ALERTS_VERSION)
-        except RedisError as exc:
-            raise RedisUnavailable("could not read the alerts version", url=self.url) from exc
-        return int(raw or 0)
+        return int(await self._redis.call("GET", keys.ALERTS_VERSION) or 0)
 
     async def apply(self, alert: AlertCondition, *, obs: int, truth: bool, at: float) -> Outcome:
         expires = "" if alert.expires_at is None else repr(alert.expires_at.timestamp())
         args = [str(obs), "1" if truth else "0", repr(at), repr(alert.cooldown_s), expires]
-        try:
-            raw = await self._transition(keys=[keys.alert_state(alert.id)], args=args)
-        except RedisError as exc:
-            raise RedisUnavailable(f"could not update alert {alert.id}", url=self.url) from exc
+        raw = await self._transition([keys.alert_state(alert.id)], args)
         return Outcome(_text(raw))
 
     async def volumes(self, symbol: str, *, obs: int, volume: int) -> list[int]:
         args = [str(obs), str(volume), str(VOLUME_WINDOW)]
-        try:
-            raw = await self._volume(keys=[keys.volume_window(symbol)], args=args)
-        except RedisError as exc:
-            raise RedisUnavailable(
-                f"could not record the volume of {symbol}", url=self.url
-            ) from exc
+        raw = await self._volume([keys.volume_window(symbol)], args)
         return [int(_text(m).rsplit(":", 1)[1]) for m in raw]
 
     async def record(self, fired: FiredAlert) -> str:
-        try:
-            entry_id = await self._redis.xadd(
-                keys.ALERT_HISTORY,
-                {"symbol": fired.symbol, "alert": fired.model_dump_json()},
-                maxlen=self._cap,
-                approximate=True,
-            )
-        except RedisError as exc:
-            raise RedisUnavailable("could not record alert history", url=self.url) from exc
+        entry_id = await self._redis.call(
+            "XADD", keys.ALERT_HISTORY, "MAXLEN", "~", self._cap, "*",
+            "symbol", fired.symbol, "alert", fired.model_dump_json(),
+        )  # fmt: skip
         return _text(entry_id)
 
     async def history(self, symbol: str | None, limit: int) -> list[FiredAlert]:
@@ -141,47 +122,33 @@ class RedisAlertStore:
         out: list[FiredAlert] = []
         start = "+"
         page = max(limit, 100)
-        try:
-            while len(out) < limit:
-                raw = await self._redis.xrevrange(keys.ALERT_HISTORY, start, "-", count=page)
-                rows = cast(list[tuple[bytes, dict[bytes, bytes]]], raw or [])
-                for _, fields in rows:
-                    if symbol is None or _text(fields[b"symbol"]) == symbol:
-                        out.append(FiredAlert.model_validate_json(fields[b"alert"]))
-                        if len(out) == limit:
-                            break
-                if len(rows) < page:
-                    break
-                start = "(" + _text(rows[-1][0])
-        except RedisError as exc:
-            raise RedisUnavailable("could not read alert history", url=self.url) from exc
+        while len(out) < limit:
+            raw = await self._redis.call("XREVRANGE", keys.ALERT_HISTORY, start, "-", "COUNT", page)
+            rows = cast(list[tuple[bytes, dict[bytes, bytes]]], raw or [])
+            for _, fields in rows:
+                if symbol is None or _text(fields[b"symbol"]) == symbol:
+                    out.append(FiredAlert.model_validate_json(fields[b"alert"]))
+                    if len(out) == limit:
+                        break
+            if len(rows) < page:
+                break
+            start = "(" + _text(rows[-1][0])
         return out
 
     async def add_symbol(self, symbol: str) -> bool:
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.sadd(keys.SYMBOLS, symbol)
-                pipe.set(keys.SYMBOLS_CHOSEN, "1")
-                added, _ = await pipe.execute()
-            return bool(added)
-        except RedisError as exc:
-            raise RedisUnavailable(f"could not add {symbol}", url=self.url) from exc
+        added, _ = await self._redis.pipeline(
+            [("SADD", keys.SYMBOLS, symbol), ("SET", keys.SYMBOLS_CHOSEN, "1")], transaction=True
+        )
+        return bool(added)
 
     async def remove_symbol(self, symbol: str) -> bool:
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.srem(keys.SYMBOLS, symbol)
-                pipe.set(keys.SYMBOLS_CHOSEN, "1")
-                removed, _ = await pipe.execute()
-            return bool(removed)
-        except RedisError as exc:
-            raise RedisUnavailable(f"could not remove {symbol}", url=self.url) from exc
+        removed, _ = await self._redis.pipeline(
+            [("SREM", keys.SYMBOLS, symbol), ("SET", keys.SYMBOLS_CHOSEN, "1")], transaction=True
+        )
+        return bool(removed)
 
     async def symbols(self) -> list[str]:
-        try:
-            return sorted(_text(s) for s in await self._redis.smembers(keys.SYMBOLS))
-        except RedisError as exc:
-            raise RedisUnavailable("could not read the monitored symbols", url=self.url) from exc
+        return sorted(_text(s) for s in await self._redis.call("SMEMBERS", keys.SYMBOLS))
 
     async def seed_symbols(self, symbols: Sequence[str]) -> list[str]:
         """Atomic: monitor ``symbols`` if the monitored symbols were never chosen (then they
@@ -189,8 +156,14 @@ class RedisAlertStore:
         empty, which marks nothing). A set stored before the marker existed counts as chosen."""
         if not symbols:
             return []
-        try:
-            added = await self._seed(keys=[keys.SYMBOLS, keys.SYMBOLS_CHOSEN], args=list(symbols))
-        except RedisError as exc:
-            raise RedisUnavailable("could not seed the monitored symbols", url=self.url) from exc
+        added = await self._seed([keys.SYMBOLS, keys.SYMBOLS_CHOSEN], list(symbols))
         return list(symbols) if int(added) else []
+
+    async def cursor(self) -> int | None:
+        """The last market tick the monitor evaluated completely (None: never)."""
+        raw = await self._redis.call("GET", keys.MONITOR_CURSOR)
+        return None if raw is None else int(raw)
+
+    async def advance_cursor(self, tick: int) -> None:
+        """Move the cursor to ``tick`` unless it is already past it (atomic)."""
+        await self._cursor([keys.MONITOR_CURSOR], [tick])

@@ -17,14 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from marketpulse.config import Settings
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.client import make_client
-from marketpulse.infra.redis.outage import display_url, url_of
+from marketpulse.infra.redis.client import Command, RedisClient
+from marketpulse.infra.redis.outage import display_url
 from marketpulse.market.quotes import StockData
 
 
@@ -74,7 +72,7 @@ class CacheManager:
         self,
         redis_url: str | None = None,
         *,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
         ttl: int | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -85,7 +83,7 @@ class CacheManager:
         self._url = redis_url
         self._redis = redis
         self._owns_client = redis is None
-        self.url = url_of(redis) if redis is not None else display_url(str(redis_url))
+        self.url = redis.url if redis is not None else display_url(str(redis_url))
         self.ttl = 300 if ttl is None else ttl
         self._now = now
         self.hits = 0
@@ -95,10 +93,10 @@ class CacheManager:
         """Build the client from the URL; a no-op when a client was given."""
         if self._redis is None:
             assert self._url is not None  # set whenever no client was given
-            self._redis = make_client(self._url)
+            self._redis = RedisClient.from_url(self._url)
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> RedisClient:
         if self._redis is None:
             raise RedisUnavailable("CacheManager.connect() was not called")
         return self._redis
@@ -141,9 +139,9 @@ class CacheManager:
             if tick is not None:
                 names.append(keys.tick_quote_cache(s, tick))
         try:
-            raw = await self.redis.mget(names)
-        except RedisError as exc:
-            raise RedisUnavailable(f"quote cache read failed: {exc}", url=self.url) from exc
+            raw = await self.redis.call("MGET", *names)
+        except RedisUnavailable as exc:
+            raise RedisUnavailable(f"quote cache read failed: {exc.message}", url=exc.url) from exc
         width = 2 if tick is None else 3
         out: dict[str, CacheLookup] = {}
         for i, s in enumerate(symbols):
@@ -172,17 +170,17 @@ class CacheManager:
             return
         expiry = ttl or self.ttl
         now = self._now()
-        pipe = self.redis.pipeline(transaction=False)
+        commands: list[Command] = []
         for symbol, quote in quotes.items():
             value = encode(quote, now)
             key = keys.quote_cache(symbol) if tick is None else keys.tick_quote_cache(symbol, tick)
-            pipe.set(key, value, ex=expiry)
+            commands.append(("SET", key, value, "EX", expiry))
             if last_good:
-                pipe.set(keys.last_good_quote(symbol), value)
+                commands.append(("SET", keys.last_good_quote(symbol), value))
         try:
-            await pipe.execute()
-        except RedisError as exc:
-            raise RedisUnavailable(f"quote cache write failed: {exc}", url=self.url) from exc
+            await self.redis.pipeline(commands)
+        except RedisUnavailable as exc:
+            raise RedisUnavailable(f"quote cache write failed: {exc.message}", url=exc.url) from exc
 
 
 def aged(hit: CachedQuote, now: float, *, stale: bool) -> StockData:

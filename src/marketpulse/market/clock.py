@@ -1,8 +1,10 @@
 """The market clock: which tick of the market is current.
 
 The service's tick lives in Redis (``keys.MARKET_TICK``), advanced by the valuation loop; every
-instance reads the same value. ``WallTickClock`` derives a tick from elapsed wall time for
-standalone use (the seed's example), and ``ManualClock`` is the fake that tests drive.
+instance reads the same value. ``RedisTickClock`` is the one reader and writer of that key (and
+of ``keys.MARKET_SNAPSHOT``, when the tick's revaluation finished). ``WallTickClock`` derives a
+tick from elapsed wall time for standalone use (the seed's example), and ``ManualClock`` is the
+fake that tests drive.
 """
 
 from __future__ import annotations
@@ -11,11 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 
 
 class MarketClock(Protocol):
@@ -25,20 +24,24 @@ class MarketClock(Protocol):
 
 
 class RedisTickClock:
-    """The shared tick stored at ``keys.MARKET_TICK``; a missing key means tick 0."""
+    """The shared tick stored at ``keys.MARKET_TICK``; a missing key means tick 0. Every
+    method raises ``RedisUnavailable`` when Redis fails."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
 
     async def tick(self) -> int:
-        """The current tick; raises ``RedisUnavailable`` when Redis fails."""
-        try:
-            raw = await self._redis.get(keys.MARKET_TICK)
-        except RedisError as exc:
-            raise RedisUnavailable(f"market tick read failed: {exc}") from exc
-        if raw is None:
-            return 0
-        return int(raw)
+        """The current tick."""
+        raw = await self._redis.call("GET", keys.MARKET_TICK)
+        return 0 if raw is None else int(raw)
+
+    async def advance(self) -> int:
+        """Move the market one tick on (atomic: two leaders never get the same tick)."""
+        return int(await self._redis.call("INCR", keys.MARKET_TICK))
+
+    async def valued(self, tick: int, valued_at: str) -> None:
+        """Record that every session was revalued at ``tick`` (the market snapshot)."""
+        await self._redis.call("HSET", keys.MARKET_SNAPSHOT, "tick", tick, "valued_at", valued_at)
 
 
 class WallTickClock:

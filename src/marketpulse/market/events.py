@@ -8,23 +8,17 @@ wire frame, ``{"type": "quote", ...StockData JSON}``, so forwarding parses nothi
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.quotes import StockData, quote_frame
 
 
 class RedisQuotePublisher:
     """PUBLISH each observed quote as a dashboard frame (fire and forget: pub/sub keeps none)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
 
     async def publish(self, quote: StockData) -> None:
         """Raises ``RedisUnavailable`` if Redis did not take it."""
-        try:
-            await self._redis.publish(keys.QUOTE_EVENTS_ALL, quote_frame(quote))
-        except RedisError as exc:
-            raise RedisUnavailable(f"could not publish the quote of {quote.symbol}") from exc
+        await self._redis.publish(keys.QUOTE_EVENTS_ALL, quote_frame(quote))

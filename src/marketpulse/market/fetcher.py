@@ -41,7 +41,7 @@ from marketpulse.market.symbols import check_symbol
 from marketpulse.market.validation import validate_quote
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from marketpulse.infra.redis.client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -317,8 +317,8 @@ class DataFetcher:
 
 def build_fetcher(
     settings: Settings,
-    redis: Redis,
-    cache_redis: Redis | None,
+    redis: RedisClient,
+    cache_redis: RedisClient | None,
     telemetry: FetchTelemetry | None = None,
 ) -> DataFetcher:
     """The service's fetcher: ``settings.data_source`` as the fallback chain, the cache in

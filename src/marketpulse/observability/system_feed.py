@@ -22,10 +22,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from marketpulse.errors import MarketPulseError
+from marketpulse.errors import MarketPulseError, RedisUnavailable
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.observability.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -39,7 +37,7 @@ class SystemFeed:
     def __init__(
         self,
         telemetry: Telemetry,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
         fetcher: object | None = None,
         *,
         interval_s: float = DEFAULT_INTERVAL_S,
@@ -93,7 +91,7 @@ class SystemFeed:
         while not stop.is_set():
             try:
                 await self.run_once()
-            except (MarketPulseError, RedisError) as exc:
+            except MarketPulseError as exc:
                 log.warning("system report failed: %r", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval_s)
@@ -104,8 +102,9 @@ class SystemFeed:
         started = time.perf_counter()
         try:
             await self._redis.ping()
-        except (RedisError, OSError) as exc:
-            return {"ok": False, "latency_ms": None, "error": type(exc).__name__}
+        except RedisUnavailable as exc:  # named by its cause: ConnectionError, TimeoutError...
+            cause = exc.__cause__ or exc
+            return {"ok": False, "latency_ms": None, "error": type(cause).__name__}
         return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000.0, 3)}
 
     async def _providers(self) -> list[dict[str, Any]]:

@@ -33,7 +33,6 @@ import time
 from typing import TypedDict, cast
 
 from fastapi import APIRouter, WebSocket
-from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
 from marketpulse.alerts.monitor import MonitorService
@@ -121,7 +120,7 @@ class _Connection:
         try:
             symbols = await self.monitor.symbols()
             found = await self.fetcher.fetch_batch_data(symbols)
-        except (MarketPulseError, RedisError) as exc:
+        except MarketPulseError as exc:
             log.warning("dashboard snapshot without quotes: %r", exc)
             return []
         return [found[s] for s in sorted(found)]

@@ -17,19 +17,15 @@ runs on a standalone Redis).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, TypeVar
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from typing import Any
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.sessions.store import SCRIPTS
 
-T = TypeVar("T")
 RECLAIM_PAGES = 10  # XAUTOCLAIM pages per reclaim pass (each of ``count`` entries)
 
 
@@ -63,37 +59,30 @@ def _entry(raw_id: Any, fields: Any, *, fresh: bool) -> RunEntry | None:
 
 class RunQueue:
     """The stream commands of the run workers (the pooled client: a blocking read holds one
-    connection, never the hot path's pipelined one). Redis errors surface as RedisUnavailable."""
+    connection, never the hot path's pipelined one). Every method raises RedisUnavailable when
+    Redis fails (the boundary translates)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
-        self._heartbeat = SCRIPTS.register(redis, "runs_heartbeat")
-
-    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await fn()
-        except RedisError as exc:
-            raise RedisUnavailable(f"redis: {exc}") from exc
+        self._heartbeat = redis.script(SCRIPTS, "runs_heartbeat")
 
     async def ensure_group(self) -> None:
         """Create the stream and its group if missing (idempotent). From id 0: a run queued
         before any worker existed is delivered too."""
         try:
-            await self.redis.xgroup_create(keys.RUN_STREAM, keys.RUN_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise RedisUnavailable(f"redis: {exc}") from exc
-        except RedisError as exc:
-            raise RedisUnavailable(f"redis: {exc}") from exc
+            await self.redis.call("XGROUP CREATE", keys.RUN_STREAM, keys.RUN_GROUP, "0", "MKSTREAM")
+        except RedisUnavailable as exc:
+            if "BUSYGROUP" not in exc.message:  # the error reply of a group that exists
+                raise
 
     async def read(self, consumer: str, count: int, block_ms: int | None) -> list[RunEntry]:
         """New runs for ``consumer`` (they become its pending entries); waits up to
         ``block_ms`` for one (None: does not wait)."""
-        reply: Any = await self._call(
-            lambda: self.redis.xreadgroup(
-                keys.RUN_GROUP, consumer, {keys.RUN_STREAM: ">"}, count=count, block=block_ms
-            )
-        )
+        block: tuple[str | int, ...] = () if block_ms is None else ("BLOCK", block_ms)
+        reply: Any = await self.redis.call(
+            "XREADGROUP", "GROUP", keys.RUN_GROUP, consumer, "COUNT", count, *block,
+            "STREAMS", keys.RUN_STREAM, ">",
+        )  # fmt: skip
         out: list[RunEntry] = []
         for _stream, messages in reply or ():
             for raw_id, fields in messages:
@@ -104,15 +93,11 @@ class RunQueue:
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
         if entry_ids:
-            await self._call(lambda: self.redis.xack(keys.RUN_STREAM, keys.RUN_GROUP, *entry_ids))
+            await self.redis.call("XACK", keys.RUN_STREAM, keys.RUN_GROUP, *entry_ids)
 
     async def heartbeat(self, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Keep ``consumer``'s runs alive; the ids that are no longer its own."""
-        lost = await self._call(
-            lambda: self._heartbeat(
-                keys=[keys.RUN_STREAM], args=[keys.RUN_GROUP, consumer, *entry_ids]
-            )
-        )
+        lost = await self._heartbeat([keys.RUN_STREAM], [keys.RUN_GROUP, consumer, *entry_ids])
         return [_s(x) for x in lost]
 
     async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[RunEntry]:
@@ -120,9 +105,10 @@ class RunQueue:
         out: list[RunEntry] = []
         cursor: Any = "0-0"
         for _ in range(RECLAIM_PAGES):
-            reply: Any = await self._call(
-                partial(self._autoclaim, consumer, min_idle_ms, cursor, count)
-            )
+            reply: Any = await self.redis.call(
+                "XAUTOCLAIM", keys.RUN_STREAM, keys.RUN_GROUP, consumer, min_idle_ms, cursor,
+                "COUNT", count,
+            )  # fmt: skip
             cursor, claimed = reply[0], reply[1]
             for raw_id, fields in claimed:
                 e = _entry(raw_id, fields, fresh=False)
@@ -132,39 +118,28 @@ class RunQueue:
                 break
         return out
 
-    async def _autoclaim(self, consumer: str, min_idle_ms: int, cursor: Any, count: int) -> Any:
-        return await self.redis.xautoclaim(
-            keys.RUN_STREAM, keys.RUN_GROUP, consumer, min_idle_ms, cursor, count=count
-        )
-
     async def prune_consumers(self, min_idle_ms: int) -> int:
         """Forget the group's consumers with nothing pending that have not read for
         ``min_idle_ms`` (workers that are gone; a live one that was idle is recreated by its
         next read). The number forgotten."""
-        consumers: Any = await self._call(
-            lambda: self.redis.xinfo_consumers(keys.RUN_STREAM, keys.RUN_GROUP)
-        )
+        consumers: Any = await self.redis.call("XINFO CONSUMERS", keys.RUN_STREAM, keys.RUN_GROUP)
         gone = [c["name"] for c in consumers if c["pending"] == 0 and c["idle"] >= min_idle_ms]
         for name in gone:
-            await self._call(partial(self._forget, name))
+            await self.redis.call("XGROUP DELCONSUMER", keys.RUN_STREAM, keys.RUN_GROUP, name)
         return len(gone)
-
-    async def _forget(self, consumer: Any) -> Any:
-        return await self.redis.xgroup_delconsumer(keys.RUN_STREAM, keys.RUN_GROUP, consumer)
 
     async def own(self, consumer: str, count: int = 1000) -> list[RunEntry]:
         """Every run pending for ``consumer`` (with its fields), e.g. to hand them back. This
         includes a run a cancelled read had already taken without our knowing it."""
-        pending: Any = await self._call(
-            lambda: self.redis.xpending_range(
-                keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", count, consumername=consumer
-            )
-        )
+        pending: Any = await self.redis.call(
+            "XPENDING", keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", count, consumer,
+            parse_detail=True,
+        )  # fmt: skip
         ids: list[Any] = [_s(p["message_id"]) for p in pending]
         if not ids:
             return []
-        claimed: Any = await self._call(
-            lambda: self.redis.xclaim(keys.RUN_STREAM, keys.RUN_GROUP, consumer, 0, ids)
+        claimed: Any = await self.redis.call(
+            "XCLAIM", keys.RUN_STREAM, keys.RUN_GROUP, consumer, 0, *ids
         )
         out = [_entry(raw_id, fields, fresh=False) for raw_id, fields in claimed]
         return [e for e in out if e is not None]

@@ -7,10 +7,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from marketpulse.errors import QuoteUnavailable, ValidationFailed
-from marketpulse.infra.redis import keys
+from marketpulse.market.clock import MarketClock
 from marketpulse.market.symbols import check_symbol
 from marketpulse.market.view import Market
 from marketpulse.sessions.portfolio import (
@@ -30,13 +28,13 @@ class SessionService:
         self,
         store: SessionStore,
         market: Market,
-        redis: Redis,
+        clock: MarketClock,
         *,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
         self.market = market
-        self.redis = redis
+        self.clock = clock
         self.now = now
 
     def clean_holdings(self, raw: Mapping[str, float]) -> dict[str, float]:
@@ -59,8 +57,7 @@ class SessionService:
         return holdings
 
     async def current_tick(self) -> int:
-        raw = await self.redis.get(keys.MARKET_TICK)
-        return int(raw) if raw is not None else 0
+        return await self.clock.tick()
 
     async def _value(self, holdings: Mapping[str, float]) -> Valuation:
         unknown = [t for t in holdings if not self.market.knows(t)]

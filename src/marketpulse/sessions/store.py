@@ -3,8 +3,9 @@
 Guarantees 1-8 of docs/contracts.md: each method is one atomic step on the server; the event of
 a change is published inside that step; client actions refresh the TTL, revaluations and appends
 never do and never recreate a missing key; a wrong token is indistinguishable from a missing
-session. Writes are idempotent so redis-py's retry after a lost reply is safe; a Redis error
-surfaces as RedisUnavailable (an unknown outcome, not a failure).
+session. Writes are idempotent so a retry after a lost reply is safe; a Redis error surfaces as
+RedisUnavailable (an unknown outcome, not a failure). The hash layout is known here only: the
+valuation sweep revalues through ``revalue_many`` and never names a field.
 """
 
 from __future__ import annotations
@@ -12,21 +13,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from typing import Any, Literal
 
 from marketpulse.errors import NotInPortfolio, RedisUnavailable, SessionExists, SessionNotFound
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.client import Command, RedisClient
 from marketpulse.infra.redis.scripts import Lua, ScriptFolder
 from marketpulse.sessions.portfolio import Valuation, canonical_holdings
 
-T = TypeVar("T")
 Arg = str | int | float
 
 _INT_FIELDS = ("version", "basis_version")
@@ -59,6 +56,29 @@ class ResumedRun:
     deliveries: int  # times its stream entry has been delivered to a worker (1: the first)
 
 
+@dataclass(frozen=True, slots=True)
+class HoldingsAt:
+    """A session's holdings and their version (``hv``): a revaluation is computed for one."""
+
+    version: bytes
+    holdings: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Revaluation:
+    """One session valued at a tick, for the holdings of ``version``."""
+
+    session_id: str
+    version: bytes
+    total: float
+    prices_text: str
+
+
+RevalueOutcome = Literal["updated", "unchanged", "gone"] | HoldingsAt | RedisUnavailable
+"""Of one revaluation: stored and published; already so (or a newer tick is stored); the session
+is gone; its holdings moved on (value it again for these); an error reply from Redis."""
+
+
 SCRIPTS = ScriptFolder(
     "marketpulse.sessions", prelude="_session_prelude", prelude_for=("session_", "analysis_")
 )
@@ -74,6 +94,7 @@ _ANALYSIS_CANCEL = SCRIPTS.load("analysis_cancel")
 _ANALYSIS_FAIL = SCRIPTS.load("analysis_fail")
 _ANALYSIS_RESUME = SCRIPTS.load("analysis_resume")
 _ANALYSIS_HANDBACK = SCRIPTS.load("analysis_handback")
+_REVALUE = SCRIPTS.load("session_revalue")
 
 
 def _s(v: bytes | str) -> str:
@@ -104,14 +125,14 @@ def render_state(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
 class SessionStore:
     """Sessions in Redis. Times are passed in (ISO-8601 UTC text), never read here.
 
-    The scripts go through ``mux`` (one pipelined connection, see redis_mux.py): they are the
-    hot path of every analysis. Plain commands use the pooled client ``redis``.
+    The scripts go through the boundary's mux (one pipelined connection, which raises
+    RedisUnavailable itself): they are the hot path of every analysis. Plain commands and the
+    revaluation sweep's bulk path (``pipeline_packed``) use the boundary's pooled client.
     """
 
     def __init__(
         self,
-        redis: Redis,
-        mux: RedisMux,
+        redis: RedisClient,
         *,
         ttl_s: int,
         results_cap: int = 500,
@@ -119,12 +140,11 @@ class SessionStore:
         run_stream_maxlen: int = 100_000,
     ) -> None:
         self.redis = redis
-        self.mux = mux
         self.ttl_s = ttl_s
         self.results_cap = results_cap
         self.run_reclaim_ms = int(run_reclaim_s * 1000)  # a run idle this long has no worker
         self.run_stream_maxlen = run_stream_maxlen
-        self.revalue_script = SCRIPTS.register(redis, "session_revalue")
+        self._prune = redis.script(SCRIPTS, "index_prune")
 
     async def _script(
         self, lua: Lua, session_id: str, args: list[Arg], *, run_stream: bool = False
@@ -134,20 +154,11 @@ class SessionStore:
         session_keys = self.keys_for(session_id)
         if run_stream:
             session_keys.append(keys.RUN_STREAM)
-        try:
-            return await self.mux.evalsha(lua.sha, lua.source, session_keys, args)
-        except RedisError as exc:  # an error reply: a bug, or a server out of memory
-            raise RedisUnavailable(f"redis: {exc}") from exc
+        return await self.redis.mux.evalsha(lua.sha, lua.source, session_keys, args)
 
     @staticmethod
     def keys_for(session_id: str) -> list[str]:
         return [keys.session(session_id), keys.session_events(session_id)]
-
-    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await fn()
-        except RedisError as exc:
-            raise RedisUnavailable(f"redis: {exc}") from exc
 
     async def create(
         self,
@@ -161,9 +172,7 @@ class SessionStore:
         creation time as the score), so a crash between the two steps leaves at most a ghost
         index entry, which the sweep prunes once it is older than its grace (index_prune.lua)."""
         born_ms = int(datetime.fromisoformat(now).timestamp() * 1000)
-        await self._call(
-            lambda: self.redis.zadd(keys.SESSION_INDEX, {session_id: born_ms}, nx=True)
-        )
+        await self.redis.call("ZADD", keys.SESSION_INDEX, "NX", born_ms, session_id)
         args: list[Arg] = [session_id, token_hash, canonical_holdings(holdings), val.total_text]
         args += [val.prices_text, now, val.tick, self.ttl_s]
         res = await self._script(_SESSION_CREATE, session_id, args)
@@ -188,14 +197,14 @@ class SessionStore:
 
     async def verify(self, session_id: str, token_hash: str) -> bool:
         """True if the token opens this session (read-only; constant-time compare)."""
-        stored = await self._call(lambda: self.redis.hget(keys.session(session_id), "token"))
+        stored = await self.redis.call("HGET", keys.session(session_id), "token")
         return stored is not None and hmac.compare_digest(_s(stored), token_hash)
 
     async def delete(self, session_id: str, token_hash: str) -> None:
         res = await self._script(_SESSION_DELETE, session_id, [token_hash])
         if _s(res) != "ok":
             raise SessionNotFound()
-        await self._call(lambda: self.redis.zrem(keys.SESSION_INDEX, session_id))
+        await self.redis.call("ZREM", keys.SESSION_INDEX, session_id)
 
     async def set_holdings(
         self,
@@ -298,11 +307,70 @@ class SessionStore:
         return None if res == "idle" else res
 
     async def exists(self, session_id: str) -> bool:
-        return bool(await self._call(lambda: self.redis.exists(keys.session(session_id))))
+        return bool(await self.redis.call("EXISTS", keys.session(session_id)))
 
     async def pttl_ms(self, session_id: str) -> int:
         """Milliseconds to expiry; -2 when the session is gone."""
-        return int(await self._call(lambda: self.redis.pttl(keys.session(session_id))))
+        return int(await self.redis.call("PTTL", keys.session(session_id)))
+
+    # -- the valuation sweep -----------------------------------------------------------------
+
+    async def indexed(self, page: int) -> AsyncIterator[list[str]]:
+        """The ids of every indexed session, ``page`` at a time, oldest first."""
+        start = 0
+        while True:
+            ids = await self.redis.call("ZRANGE", keys.SESSION_INDEX, start, start + page - 1)
+            if not ids:
+                return
+            start += len(ids)
+            yield [_s(x) for x in ids]
+
+    async def revalue_many(
+        self, tick: int, valued_at: str, revaluations: Sequence[Revaluation], read: Sequence[str]
+    ) -> tuple[list[RevalueOutcome], list[HoldingsAt | None]]:
+        """Revalue sessions at ``tick`` (each one atomic script run, see session_revalue.lua)
+        and read the holdings of the sessions in ``read`` (None: gone), all in one round trip.
+        Never touches a TTL or recreates a session; raises RedisUnavailable if Redis fails."""
+        commands: list[Command] = [("SCRIPT", "LOAD", _REVALUE.source)]  # EVALSHA must find it
+        sha = _REVALUE.sha
+        for r in revaluations:
+            sid = r.session_id
+            commands.append(
+                ("EVALSHA", sha, 2, keys.session(sid), keys.session_events(sid), tick, r.version,
+                 repr(r.total), r.prices_text, valued_at)
+            )  # fmt: skip
+        for sid in read:
+            commands.append(("HMGET", keys.session(sid), "hv", "holdings"))
+        replies = await self.redis.pipeline_packed(commands)
+        if isinstance(replies[0], RedisUnavailable):
+            raise replies[0]
+        n = len(revaluations)
+        outcomes = [_revalued(reply) for reply in replies[1 : n + 1]]
+        found: list[HoldingsAt | None] = []
+        for h in replies[n + 1 :]:
+            if isinstance(h, RedisUnavailable):  # not a hash: nothing this store wrote
+                raise h
+            found.append(None if h[0] is None else _holdings_at(h[0], h[1]))
+        return outcomes, found
+
+    async def unindex_gone(self, session_ids: Sequence[str], older_than_ms: int) -> int:
+        """Drop from the index those of ``session_ids`` indexed at or before ``older_than_ms``
+        (younger ones may be mid-creation); the number dropped."""
+        return int(await self._prune([keys.SESSION_INDEX], [older_than_ms, *session_ids]))
+
+
+def _holdings_at(version: bytes, holdings: bytes) -> HoldingsAt:
+    return HoldingsAt(version, json.loads(holdings))
+
+
+def _revalued(reply: Any) -> RevalueOutcome:
+    if isinstance(reply, int):
+        return "updated"
+    if isinstance(reply, list):  # ['hv', hv, holdings]: the holdings moved on
+        return _holdings_at(reply[1], reply[2])
+    if isinstance(reply, RedisUnavailable):
+        return reply
+    return "gone" if reply == b"gone" else "unchanged"  # 'same' or 'old'
 
 
 def _snapshot(res: list[Any]) -> RunSnapshot:

@@ -13,25 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from marketpulse.errors import MarketDataError
+from marketpulse.errors import MarketDataError, RedisUnavailable
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.lease import Lease
-from marketpulse.infra.redis.pipeline import Command, execute_packed
+from marketpulse.market.clock import RedisTickClock
 from marketpulse.market.view import Market
 from marketpulse.sessions.portfolio import canonical_prices
-from marketpulse.sessions.store import SCRIPTS
+from marketpulse.sessions.store import HoldingsAt, Revaluation, RevalueOutcome, SessionStore
 from marketpulse.timefmt import iso_z, utc_now
 
 log = logging.getLogger(__name__)
@@ -58,25 +54,30 @@ class SweepReport:
 
 
 class ValuationLoop:
+    """The sweep over ``store``; the tick is ``clock``'s (default: the shared one on the
+    store's Redis), the leadership ``lease``'s."""
+
     def __init__(
         self,
-        redis: Redis,
+        store: SessionStore,
         market: Market,
         *,
         interval_s: float,
         now: Callable[[], datetime] = utc_now,
         telemetry: SweepTelemetry | None = None,
+        clock: RedisTickClock | None = None,
         lease: Lease | None = None,
     ) -> None:
-        self.redis = redis
+        self.store = store
         self.market = market
         self.interval_s = interval_s
         self.now = now
         self.telemetry = telemetry
-        self.lease = lease or Lease(redis, keys.VALUATION_LEASE, ttl_s=max(3 * interval_s, 2.0))
-        self._revalue = SCRIPTS.register(redis, "session_revalue")
-        self._prune = SCRIPTS.register(redis, "index_prune")
-        self._holdings: dict[str, tuple[bytes, dict[str, float]]] = {}
+        self.clock = clock or RedisTickClock(store.redis)
+        self.lease = lease or Lease(
+            store.redis, keys.VALUATION_LEASE, ttl_s=max(3 * interval_s, 2.0)
+        )
+        self._holdings: dict[str, HoldingsAt] = {}
         self.last_report: SweepReport | None = None
         self.ticked = asyncio.Event()  # set after every sweep (tests await it)
 
@@ -85,20 +86,18 @@ class ValuationLoop:
             try:
                 if await self.lease.acquire():
                     await self.run_once()
-            except (RedisError, MarketDataError) as exc:
+            except (RedisUnavailable, MarketDataError) as exc:
                 log.warning("revaluation skipped: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval_s)
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(RedisUnavailable):
             await self.lease.release()
 
     async def run_once(self) -> SweepReport:
         """Advance the market one tick and revalue every session at it."""
-        tick = int(await self.redis.incr(keys.MARKET_TICK))
+        tick = await self.clock.advance()
         report = await self.sweep(tick)
-        await self.redis.hset(
-            keys.MARKET_SNAPSHOT, mapping={"tick": tick, "valued_at": iso_z(self.now())}
-        )
+        await self.clock.valued(tick, iso_z(self.now()))
         self.last_report = report
         if self.telemetry is not None:
             self.telemetry.sweep_observed(report.seconds, report.sessions)
@@ -113,94 +112,73 @@ class ValuationLoop:
         started = time.perf_counter()
         counts = {"sessions": 0, "updated": 0, "unchanged": 0, "gone": 0}
         valued_at = iso_z(self.now())
-        sha = await self.redis.script_load(self._revalue.script)
         gate = asyncio.Semaphore(PARALLEL_CHUNKS)
 
         async def one(ids: list[str]) -> None:
             async with gate:
-                await self._sweep_chunk(ids, tick, valued_at, counts, sha)
+                await self._sweep_chunk(ids, tick, valued_at, counts)
 
-        start = 0
         async with asyncio.TaskGroup() as tg:
-            while True:
-                page = await self.redis.zrange(keys.SESSION_INDEX, start, start + CHUNK - 1)
-                if not page:
-                    break
-                start += len(page)
-                tg.create_task(one([x.decode() if isinstance(x, bytes) else str(x) for x in page]))
+            async for page in self.store.indexed(CHUNK):
+                tg.create_task(one(page))
         return SweepReport(tick=tick, seconds=time.perf_counter() - started, **counts)
 
     async def _sweep_chunk(
-        self, ids: list[str], tick: int, valued_at: str, counts: dict[str, int], sha: str
+        self, ids: list[str], tick: int, valued_at: str, counts: dict[str, int]
     ) -> None:
         todo = ids
         for _ in range(3):  # a holdings change between reads sends a session round again
             known = [s for s in todo if s in self._holdings]
-            symbols = {t for s in known for t in self._holdings[s][1]}
+            symbols = {t for s in known for t in self._holdings[s].holdings}
             prices = await self.market.prices(symbols, tick) if symbols else {}
             texts: dict[frozenset[str], str] = {}
             missing = [s for s in todo if s not in self._holdings]
-            commands: list[Command] = []
+            revaluations: list[Revaluation] = []
             for sid in known:
-                hv, holdings = self._holdings[sid]
+                at = self._holdings[sid]
+                holdings = at.holdings
                 syms = frozenset(holdings)
                 prices_text = texts.get(syms)
                 if prices_text is None:
                     prices_text = texts[syms] = canonical_prices({t: prices[t] for t in syms})
                 total = round(math.fsum(q * prices[t] for t, q in holdings.items()), 2)
-                commands.append(
-                    (
-                        "EVALSHA",
-                        sha,
-                        2,
-                        keys.session(sid),
-                        keys.session_events(sid),
-                        tick,
-                        hv,
-                        repr(total),
-                        prices_text,
-                        valued_at,
-                    )
-                )
-            for sid in missing:
-                commands.append(("HMGET", keys.session(sid), "hv", "holdings"))
-            replies = await execute_packed(self.redis, commands)
+                revaluations.append(Revaluation(sid, at.version, total, prices_text))
+            outcomes, found = await self.store.revalue_many(tick, valued_at, revaluations, missing)
             again: list[str] = []
             gone: list[str] = []
-            for sid, reply in zip(known, replies, strict=False):
-                self._account(sid, reply, counts, again, gone)
-            for sid, reply in zip(missing, replies[len(known) :], strict=True):
-                if reply[0] is None:
+            for sid, outcome in zip(known, outcomes, strict=True):
+                self._account(sid, outcome, counts, again, gone)
+            for sid, holdings_at in zip(missing, found, strict=True):
+                if holdings_at is None:
                     gone.append(sid)
                 else:
-                    self._holdings[sid] = (reply[0], json.loads(reply[1]))
+                    self._holdings[sid] = holdings_at
                     again.append(sid)
             if gone:
                 for sid in gone:
                     self._holdings.pop(sid, None)
                 cutoff_ms = int((self.now().timestamp() - INDEX_GRACE_S) * 1000)
-                removed = await self._prune(keys=[keys.SESSION_INDEX], args=[cutoff_ms, *gone])
-                counts["gone"] += int(removed)
+                counts["gone"] += await self.store.unindex_gone(gone, cutoff_ms)
             todo = again
             if not todo:
                 return
         log.warning("%d sessions changed holdings during three passes; next tick", len(todo))
 
     def _account(
-        self, sid: str, reply: Any, counts: dict[str, int], again: list[str], gone: list[str]
+        self,
+        sid: str,
+        outcome: RevalueOutcome,
+        counts: dict[str, int],
+        again: list[str],
+        gone: list[str],
     ) -> None:
-        if isinstance(reply, Exception):
-            log.warning("revalue of %s failed: %s", sid, reply)
-            return
-        if isinstance(reply, list):  # ['hv', hv, holdings]: our cached holdings were old
-            self._holdings[sid] = (reply[1], json.loads(reply[2]))
+        if isinstance(outcome, RedisUnavailable):
+            log.warning("revalue of %s failed: %s", sid, outcome)
+        elif isinstance(outcome, HoldingsAt):  # our cached holdings were old
+            self._holdings[sid] = outcome
             again.append(sid)
-            return
-        counts["sessions"] += 1
-        if isinstance(reply, int):
-            counts["updated"] += 1
-        elif reply == b"gone":
-            counts["sessions"] -= 1
+        elif outcome == "gone":
             gone.append(sid)
-        else:  # 'same' or 'old'
-            counts["unchanged"] += 1
+        else:
+            counts["sessions"] += 1
+            counts["updated" if outcome == "updated" else "unchanged"] += 1

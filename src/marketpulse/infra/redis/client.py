@@ -35,6 +35,7 @@ from redis.exceptions import RedisError, ResponseError
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.endpoint import Arg, pack
 from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.outage import url_of
 from marketpulse.infra.redis.pubsub import EventHub, Sink, Subscription
 from marketpulse.infra.redis.scripts import Lua, ScriptFolder
 
@@ -62,12 +63,12 @@ def make_client(url: str, max_connections: int = 64) -> Redis:
 
 
 @contextlib.contextmanager
-def translated(what: str) -> Iterator[None]:
-    """Turn a redis-py error raised inside the block into ``RedisUnavailable``."""
+def translated(what: str, url: str) -> Iterator[None]:
+    """Turn a redis-py error raised inside the block into ``RedisUnavailable`` (naming ``url``)."""
     try:
         yield
     except RedisError as exc:
-        raise RedisUnavailable(f"redis {what}: {exc}") from exc
+        raise RedisUnavailable(f"redis {what}: {exc}", url=url) from exc
 
 
 class Script:
@@ -94,6 +95,7 @@ class RedisClient:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis  # the pooled client; stores never use it directly
+        self.url = url_of(redis)  # for logs and errors: never the credentials
         self.mux = RedisMux.for_client(redis)
         self.hub = EventHub(redis)
 
@@ -111,10 +113,11 @@ class RedisClient:
 
     # -- commands ----------------------------------------------------------------------------
 
-    async def call(self, *args: Arg) -> Any:
-        """One command on the pooled client; its reply as redis-py parses it."""
-        with translated(str(args[0])):
-            return await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
+    async def call(self, *args: Arg, **options: Any) -> Any:
+        """One command on the pooled client; its reply as redis-py parses it (``options``
+        steer redis-py's reply parser, e.g. ``parse_detail=True`` for a ranged XPENDING)."""
+        with translated(str(args[0]), self.url):
+            return await self.redis.execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     async def ping(self) -> None:
         await self.call("PING")
@@ -124,7 +127,7 @@ class RedisClient:
     ) -> list[Any]:
         """The replies of ``commands`` sent in one round trip (``MULTI``/``EXEC`` around them
         with ``transaction``); an error reply raises."""
-        with translated("pipeline"):
+        with translated("pipeline", self.url):
             async with self.redis.pipeline(transaction=transaction) as pipe:
                 for command in commands:
                     pipe.execute_command(*command)
@@ -135,7 +138,7 @@ class RedisClient:
         connection, replies read in order. An error reply comes back in the list as a
         ``RedisUnavailable`` (not raised); a failed connection raises it."""
         pool = self.redis.connection_pool
-        with translated("pipeline"):
+        with translated("pipeline", self.url):
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
                 await conn.send_packed_command(b"".join(pack(c) for c in commands))
@@ -144,7 +147,7 @@ class RedisClient:
                     try:
                         replies.append(await conn.read_response())
                     except ResponseError as exc:
-                        replies.append(RedisUnavailable(f"redis: {exc}"))
+                        replies.append(RedisUnavailable(f"redis: {exc}", url=self.url))
                 return replies
             except BaseException:
                 await conn.disconnect()  # the stream is mid-reply: never hand it back so

@@ -9,24 +9,27 @@ from __future__ import annotations
 
 import uuid
 
-from redis.asyncio import Redis
-
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.scripts import ScriptFolder
 
 SCRIPTS = ScriptFolder("marketpulse.infra.redis")
 
 
 class Lease:
-    def __init__(self, redis: Redis, key: str, ttl_s: float, owner: str | None = None) -> None:
+    """Raises ``RedisUnavailable`` when Redis does not answer (the holder is then unknown)."""
+
+    def __init__(
+        self, redis: RedisClient, key: str, ttl_s: float, owner: str | None = None
+    ) -> None:
         self.key = key
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.owner = owner or uuid.uuid4().hex
-        self._renew = SCRIPTS.register(redis, "lease_renew")
-        self._release = SCRIPTS.register(redis, "lease_release")
+        self._renew = redis.script(SCRIPTS, "lease_renew")
+        self._release = redis.script(SCRIPTS, "lease_release")
 
     async def acquire(self) -> bool:
         """Take or extend the lease; True while we hold it."""
-        return bool(await self._renew(keys=[self.key], args=[self.owner, self.ttl_ms]))
+        return bool(await self._renew([self.key], [self.owner, self.ttl_ms]))
 
     async def release(self) -> None:
-        await self._release(keys=[self.key], args=[self.owner])
+        await self._release([self.key], [self.owner])

@@ -71,6 +71,8 @@ class OutageLog:
 
 
 def _reason(error: BaseException) -> str:
-    cause = error.__cause__ or error
+    cause = error
+    while cause.__cause__ is not None:  # what failed underneath every translation
+        cause = cause.__cause__
     text = str(cause) or type(cause).__name__
     return f"{type(cause).__name__}: {text}" if str(cause) else text
