@@ -34,11 +34,15 @@ from support.asgi import with_state
 from support.harness import serve_asgi
 
 
-def build_app(redis: RedisClient) -> tuple[ASGIApp, dict[str, Any]]:
+def build_app(redis: RedisClient | None) -> tuple[ASGIApp, dict[str, Any]]:
+    """The alert routes on ``redis`` (None: the in-memory AlertManager, no Redis at all)."""
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
-    alerts = AlertManager(RedisAlertStore(redis), [RedisPublishNotifier(redis)])
+    if redis is None:
+        alerts = AlertManager(notifiers=[])
+    else:
+        alerts = AlertManager(RedisAlertStore(redis), [RedisPublishNotifier(redis)])
     clock = ManualClock(0)
     fetcher = DataFetcher([TickQuoteProvider(SimulatedSource(seed=42))], clock=clock)
     state: dict[str, Any] = {
@@ -235,3 +239,36 @@ async def test_ws_closes_on_a_binary_frame_or_a_message_over_4_kib(
         async with websockets.connect(f"{base}/ws/alerts") as ws:  # the service is unharmed
             await ws.send(json.dumps({"action": "ping"}))
             assert json.loads(await ws.recv()) == {"type": "pong"}
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_ws_gets_an_alert_fired_right_after_the_handshake(
+    redis_boundary: RedisClient, backend: str
+) -> None:
+    """The subscription (through the instance's hub, or the local queue) is confirmed before
+    the handshake completes: an alert fired at once is not missed."""
+    app, state = build_app(redis_boundary if backend == "redis" else None)
+    alerts: AlertManager = state["alerts"]
+    await alerts.add_alert(GOOD_FOR("AAPL"))
+    async with (
+        asyncio.timeout(10),
+        served(app) as base,
+        websockets.connect(f"{base}/ws/alerts") as ws,
+    ):
+        await alerts.check_alerts(quote("AAPL", 155, 0))
+        msg = json.loads(await ws.recv())
+    assert (msg["type"], msg["symbol"]) == ("alert", "AAPL")
+
+
+async def test_ws_is_refused_at_the_handshake_while_the_event_hub_is_down(redis_url: str) -> None:
+    client = RedisClient.from_url(redis_url)
+    stop = asyncio.Event()
+    stop.set()
+    await client.run(stop)  # the hub has stopped: no subscription can be confirmed
+    try:
+        async with asyncio.timeout(10), served(build_app(client)[0]) as base:
+            with pytest.raises(websockets.InvalidStatus):
+                async with websockets.connect(f"{base}/ws/alerts"):
+                    pass
+    finally:
+        await client.aclose()

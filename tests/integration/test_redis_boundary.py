@@ -1,0 +1,96 @@
+"""The Redis boundary translates: whatever fails underneath (no server, an error reply, a hub
+that stopped), a store or the client raises ``RedisUnavailable`` from the original error, never
+a redis-py exception."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from marketpulse.alerts.store import RedisAlertStore
+from marketpulse.errors import RedisUnavailable
+from marketpulse.infra.redis.client import RedisClient
+from marketpulse.infra.redis.embedded import free_port
+from marketpulse.market.clock import RedisTickClock
+from marketpulse.sessions.store import Revaluation, SessionStore, hash_token
+
+DEADLINE = 10.0
+
+
+@pytest.fixture
+async def closed_port() -> AsyncIterator[RedisClient]:
+    """A boundary to a port where nothing listens."""
+    client = RedisClient.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def assert_translated(exc: BaseException) -> None:
+    assert type(exc) is RedisUnavailable
+    assert not isinstance(exc, RedisError)
+    assert exc.__cause__ is not None  # raised from what failed underneath
+
+
+async def test_store_calls_against_a_closed_port_raise_redis_unavailable(
+    closed_port: RedisClient,
+) -> None:
+    calls = [
+        RedisAlertStore(closed_port).symbols(),  # a plain command (pooled client)
+        RedisAlertStore(closed_port).add_symbol("AAPL"),
+        RedisTickClock(closed_port).tick(),
+        SessionStore(closed_port, ttl_s=60).read("s", hash_token("t"), "now"),  # a script (mux)
+        SessionStore(closed_port, ttl_s=60).revalue_many(1, "now", [], ["s"]),  # packed bulk
+        closed_port.pipeline([("GET", "a"), ("GET", "b")], transaction=True),
+        closed_port.publish("channel", "message"),
+    ]
+    async with asyncio.timeout(DEADLINE):
+        for call in calls:
+            with pytest.raises(RedisUnavailable) as caught:
+                await call
+            assert_translated(caught.value)
+
+
+async def test_error_replies_raise_redis_unavailable_on_every_path(
+    redis_boundary: RedisClient, redis_client: Redis
+) -> None:
+    await redis_client.set("text", "not a number")
+    async with asyncio.timeout(DEADLINE):
+        with pytest.raises(RedisUnavailable) as caught:
+            await redis_boundary.call("INCR", "text")
+        assert_translated(caught.value)
+        with pytest.raises(RedisUnavailable) as caught:
+            await redis_boundary.pipeline([("INCR", "text")])
+        assert_translated(caught.value)
+        await redis_client.set("mp:{s}:session", "a string, not a hash")
+        with pytest.raises(RedisUnavailable) as caught:  # a script's error reply, via the mux
+            await SessionStore(redis_boundary, ttl_s=60).read("s", hash_token("t"), "now")
+        assert_translated(caught.value)
+        # the bulk path hands an error reply back in place, as our error, and goes on
+        store = SessionStore(redis_boundary, ttl_s=60)
+        outcomes, found = await store.revalue_many(
+            1, "now", [Revaluation("s", b"1", 1.0, "{}")], ["missing"]
+        )
+        assert isinstance(outcomes[0], RedisUnavailable)
+        assert found == [None]
+
+
+async def test_subscribing_through_a_stopped_hub_raises_redis_unavailable(
+    redis_url: str,
+) -> None:
+    client = RedisClient.from_url(redis_url)
+    stop = asyncio.Event()
+    stop.set()
+    try:
+        async with asyncio.timeout(DEADLINE):
+            await client.run(stop)  # returns at once: the hub has stopped
+            with pytest.raises(RedisUnavailable):
+                async with client.subscription("channel"):
+                    pass
+    finally:
+        await client.aclose()
