@@ -81,7 +81,7 @@ async def dashboard_socket(ws: WebSocket) -> None:
     async with contextlib.AsyncExitStack() as stack:
         try:
             quotes = await stack.enter_async_context(hub.subscription(keys.QUOTE_EVENTS_ALL))
-        except (MarketPulseError, TimeoutError) as exc:
+        except MarketPulseError as exc:
             log.warning("dashboard socket refused: the event hub is down (%r)", exc)
             await ws.close(code=1013)  # try again later
             return

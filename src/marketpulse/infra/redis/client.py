@@ -172,11 +172,5 @@ class RedisClient:
     ) -> AsyncIterator[Subscription]:
         """A subscription to ``channel`` through the instance's hub, confirmed by Redis before
         the context is entered. Raises ``RedisUnavailable`` when the hub is down."""
-        try:
-            sub = await self.hub.subscribe(channel, sink=sink)
-        except TimeoutError as exc:
-            raise RedisUnavailable("the pub/sub connection is not up") from exc
-        try:
+        async with self.hub.subscription(channel, sink=sink) as sub:
             yield sub
-        finally:
-            self.hub.unsubscribe_now(sub)

@@ -207,9 +207,17 @@ class EventHub:
         self, channel: str, timeout_s: float = 5.0, sink: Sink | None = None
     ) -> Subscription:
         """A subscription whose messages start no later than this call's return (handed to
-        ``sink``, if given, from the hub's connection callback: it must not block)."""
+        ``sink``, if given, from the hub's connection callback: it must not block). Raises
+        ``RedisUnavailable`` when the hub has stopped, or is not up and confirmed within
+        ``timeout_s``."""
         if self._closed:
             raise RedisUnavailable("the event hub has stopped")
+        try:
+            return await self._subscribe(channel, timeout_s, sink)
+        except TimeoutError as exc:
+            raise RedisUnavailable(f"no pub/sub subscription within {timeout_s:g}s") from exc
+
+    async def _subscribe(self, channel: str, timeout_s: float, sink: Sink | None) -> Subscription:
         async with asyncio.timeout(timeout_s):
             await self._up.wait()
             wire = self._wire
