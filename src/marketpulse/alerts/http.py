@@ -8,8 +8,9 @@
 - ``GET/POST /api/symbols``, ``DELETE /api/symbols/{symbol}``: the monitored set.
 - ``/ws/alerts``: every fired alert as ``{"type": "alert", ...}``; ``{"action": "ping"}`` gets a
   ``pong``, anything else an ``error`` (the connection stays open). It subscribes through the
-  instance's pub/sub hub, as the session and dashboard sockets do: refused with 1013 while the
-  hub is down, closed with 1012 when the hub loses Redis (alerts may have been missed).
+  instance's pub/sub hub, as the session and dashboard sockets do: refused at the handshake
+  while the hub is down, closed with 1012 when the hub loses Redis (alerts may have been
+  missed).
 
 Services come from the lifespan state (``AlertsState``): ``alerts`` (``AlertManager``) and
 ``monitor`` (``MonitorService``).

@@ -1,8 +1,9 @@
 """Lua scripts: each feature keeps its own in ``<feature>/lua/*.lua``; this is the one loader.
 
 A feature names its folder once (``ScriptFolder("marketpulse.sessions", prelude=...)``) and
-loads scripts by name from it: ``load`` for callers that send EVALSHA themselves (the mux),
-``register`` for a redis-py client (EVALSHA with a transparent EVAL fallback).
+its store runs scripts by name through the boundary (``RedisClient.script(folder, name)``, the
+mux); ``load`` gives the text and SHA1 (for a store that packs EVALSHA into a bulk pipeline),
+``register`` a raw redis-py script (benchmarks that compare transports, bulk loads).
 """
 
 from __future__ import annotations
