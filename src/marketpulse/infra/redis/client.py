@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+import functools
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -37,7 +38,7 @@ from marketpulse.infra.redis.endpoint import Arg, pack
 from marketpulse.infra.redis.mux import RedisMux
 from marketpulse.infra.redis.outage import url_of
 from marketpulse.infra.redis.pubsub import EventHub, Sink, Subscription
-from marketpulse.infra.redis.scripts import Lua, ScriptFolder
+from marketpulse.infra.redis.scripts import ScriptFolder
 
 Command = tuple[Arg, ...]
 
@@ -71,23 +72,19 @@ def translated(what: str, url: str) -> Iterator[None]:
         raise RedisUnavailable(f"redis {what}: {exc}", url=url) from exc
 
 
-class Script:
-    """One Lua script of a feature's ``lua/`` folder, run through the mux (EVALSHA, with an
-    EVAL fallback when the server lacks it). Raises ``RedisUnavailable``."""
+class Script(functools.partial[Awaitable[Any]]):
+    """One Lua script of a feature's ``lua/`` folder: ``await script(keys, args)`` runs it
+    through the mux (EVALSHA, with an EVAL fallback when the server lacks it) and raises
+    ``RedisUnavailable`` (the mux translates). A ``partial`` of the mux's ``evalsha`` (C), so
+    the hot path pays no Python frame for the indirection."""
 
-    __slots__ = ("_mux", "lua", "sha", "source")
+    @property
+    def sha(self) -> str:
+        return str(self.args[0])
 
-    def __init__(self, mux: RedisMux, lua: Lua) -> None:
-        self._mux = mux
-        self.lua = lua
-        self.sha = lua.sha
-        self.source = lua.source
-
-    async def __call__(self, keys: Sequence[str], args: Sequence[Arg] = ()) -> Any:
-        try:
-            return await self._mux.evalsha(self.sha, self.source, keys, args)
-        except ResponseError as exc:  # an error reply: a bug, or a server out of memory
-            raise RedisUnavailable(f"redis script {self.lua.name}: {exc}") from exc
+    @property
+    def source(self) -> str:
+        return str(self.args[1])
 
 
 class RedisClient:
@@ -158,7 +155,8 @@ class RedisClient:
     # -- scripts -----------------------------------------------------------------------------
 
     def script(self, folder: ScriptFolder, name: str) -> Script:
-        return Script(self.mux, folder.load(name))
+        lua = folder.load(name)
+        return Script(self.mux.evalsha, lua.sha, lua.source)
 
     # -- pub/sub -----------------------------------------------------------------------------
 

@@ -16,8 +16,9 @@ Guarantees:
   write may run twice: the scripts sent through here are idempotent (see their headers).
 - ``evalsha`` falls back to ``EVAL`` when the server does not know the script (a fresh server,
   a failover, ``SCRIPT FLUSH``); the script is cached again by that EVAL.
-- Error replies raise ``redis.exceptions.ResponseError``; connection failures after the retries
-  raise ``RedisUnavailable``.
+- Error replies and connection failures after the retries raise ``RedisUnavailable`` (from the
+  hiredis ``ReplyError`` or the connection error): the mux is part of the Redis boundary, so
+  its callers need no translation layer of their own on the hot path.
 
 Not thread-safe; one mux per event loop. Standalone Redis only (as the rest of this service).
 """
@@ -31,7 +32,6 @@ from typing import Any, cast
 
 import hiredis
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.endpoint import Arg, Endpoint, pack
@@ -175,11 +175,11 @@ class RedisMux:
         return wire
 
     async def execute(self, *args: Arg) -> Any:
-        """Send one command; its reply (bytes, int, list, None). Raises ResponseError on an
-        error reply, RedisUnavailable when the connection fails after the retries."""
+        """Send one command; its reply (bytes, int, list, None). Raises RedisUnavailable on an
+        error reply and when the connection fails after the retries."""
         reply = await self._send(pack(args))
         if isinstance(reply, hiredis.ReplyError):
-            raise ResponseError(str(reply))
+            raise RedisUnavailable(f"redis {args[0]!s}: {reply}") from reply
         return reply
 
     async def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
@@ -187,8 +187,8 @@ class RedisMux:
         reply = await self._send(pack(("EVALSHA", sha, len(keys), *keys, *args)))
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             reply = await self._send(pack(("EVAL", source, len(keys), *keys, *args)))
-        if isinstance(reply, hiredis.ReplyError):
-            raise ResponseError(str(reply))
+        if isinstance(reply, hiredis.ReplyError):  # a bug, or a server out of memory
+            raise RedisUnavailable(f"redis script {sha[:12]}: {reply}") from reply
         return reply
 
     async def _send(self, packed: bytes) -> Any:
