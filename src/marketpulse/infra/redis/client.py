@@ -64,7 +64,7 @@ def make_client(url: str, max_connections: int = 64) -> Redis:
 
 
 @contextlib.contextmanager
-def translated(what: str, url: str) -> Iterator[None]:
+def _translated(what: str, url: str) -> Iterator[None]:
     """Turn a redis-py error raised inside the block into ``RedisUnavailable`` (naming ``url``)."""
     try:
         yield
@@ -113,7 +113,7 @@ class RedisClient:
     async def call(self, *args: Arg, **options: Any) -> Any:
         """One command on the pooled client; its reply as redis-py parses it (``options``
         steer redis-py's reply parser, e.g. ``parse_detail=True`` for a ranged XPENDING)."""
-        with translated(str(args[0]), self.url):
+        with _translated(str(args[0]), self.url):
             return await self.redis.execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     async def ping(self) -> None:
@@ -124,7 +124,7 @@ class RedisClient:
     ) -> list[Any]:
         """The replies of ``commands`` sent in one round trip (``MULTI``/``EXEC`` around them
         with ``transaction``); an error reply raises."""
-        with translated("pipeline", self.url):
+        with _translated("pipeline", self.url):
             async with self.redis.pipeline(transaction=transaction) as pipe:
                 for command in commands:
                     pipe.execute_command(*command)
@@ -135,7 +135,7 @@ class RedisClient:
         connection, replies read in order. An error reply comes back in the list as a
         ``RedisUnavailable`` (not raised); a failed connection raises it."""
         pool = self.redis.connection_pool
-        with translated("pipeline", self.url):
+        with _translated("pipeline", self.url):
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
                 await conn.send_packed_command(b"".join(pack(c) for c in commands))
