@@ -130,6 +130,7 @@ class RedisMux:
 
     def __init__(self, endpoint: Endpoint, *, timeout_s: float = 10.0, retries: int = 3) -> None:
         self.endpoint = endpoint
+        self.url = endpoint.display()  # named by its errors, never the credentials
         self.timeout_s = timeout_s
         self.retries = retries
         self._wire: _Wire | None = None
@@ -152,7 +153,7 @@ class RedisMux:
         if wire is not None and not wire.closed:
             return wire
         if self._closed:
-            raise RedisUnavailable("the redis connection is closed")
+            raise RedisUnavailable("the redis connection is closed", url=self.url)
         if self._connecting is None:  # one connect for every caller waiting on it
             self._connecting = asyncio.ensure_future(self._connect())
         connecting = self._connecting
@@ -170,7 +171,9 @@ class RedisMux:
             for reply in await asyncio.gather(*(wire.send(pack(cmd)) for cmd in login)):
                 if isinstance(reply, hiredis.ReplyError):
                     wire.abort(ConnectionError(str(reply)))
-                    raise RedisUnavailable(f"redis refused the connection setup: {reply}")
+                    raise RedisUnavailable(
+                        f"redis refused the connection setup: {reply}", url=self.url
+                    )
         self._wire = wire
         return wire
 
@@ -179,7 +182,7 @@ class RedisMux:
         error reply and when the connection fails after the retries."""
         reply = await self._send(pack(args))
         if isinstance(reply, hiredis.ReplyError):
-            raise RedisUnavailable(f"redis {args[0]!s}: {reply}") from reply
+            raise RedisUnavailable(f"redis {args[0]!s}: {reply}", url=self.url) from reply
         return reply
 
     async def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
@@ -188,7 +191,7 @@ class RedisMux:
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             reply = await self._send(pack(("EVAL", source, len(keys), *keys, *args)))
         if isinstance(reply, hiredis.ReplyError):  # a bug, or a server out of memory
-            raise RedisUnavailable(f"redis script {sha[:12]}: {reply}") from reply
+            raise RedisUnavailable(f"redis script {sha[:12]}: {reply}", url=self.url) from reply
         return reply
 
     async def _send(self, packed: bytes) -> Any:
@@ -201,5 +204,5 @@ class RedisMux:
             except (ConnectionError, OSError, TimeoutError) as exc:
                 attempt += 1
                 if attempt > self.retries or self._closed:
-                    raise RedisUnavailable(f"redis: {exc}") from exc
+                    raise RedisUnavailable(f"redis: {exc}", url=self.url) from exc
                 await asyncio.sleep(RETRY_BACKOFF.delay(attempt))

@@ -126,6 +126,7 @@ class EventHub:
 
     def __init__(self, redis: Redis, *, connect_timeout_s: float = 5.0) -> None:
         self.endpoint = Endpoint.of(redis)
+        self.url = self.endpoint.display()  # named by its errors, never the credentials
         self.connect_timeout_s = connect_timeout_s
         self._subs: defaultdict[bytes, set[Subscription]] = defaultdict(set)
         self._confirm: dict[bytes, list[asyncio.Future[None]]] = defaultdict(list)
@@ -179,7 +180,9 @@ class EventHub:
                 if isinstance(reply, hiredis.ReplyError):
                     if wire.transport is not None:
                         wire.transport.close()
-                    raise RedisUnavailable(f"redis refused the pub/sub login: {reply}")
+                    raise RedisUnavailable(
+                        f"redis refused the pub/sub login: {reply}", url=self.url
+                    )
         return wire
 
     def _end_all(self) -> None:
@@ -191,7 +194,9 @@ class EventHub:
         for futs in confirm.values():
             for fut in futs:
                 if not fut.done():
-                    fut.set_exception(RedisUnavailable("the pub/sub connection was lost"))
+                    fut.set_exception(
+                        RedisUnavailable("the pub/sub connection was lost", url=self.url)
+                    )
                     fut.exception()  # retrieved here: the subscriber waiting raises it
 
     def on_message(self, channel: bytes, data: bytes) -> None:
@@ -211,11 +216,13 @@ class EventHub:
         ``RedisUnavailable`` when the hub has stopped, or is not up and confirmed within
         ``timeout_s``."""
         if self._closed:
-            raise RedisUnavailable("the event hub has stopped")
+            raise RedisUnavailable("the event hub has stopped", url=self.url)
         try:
             return await self._subscribe(channel, timeout_s, sink)
         except TimeoutError as exc:
-            raise RedisUnavailable(f"no pub/sub subscription within {timeout_s:g}s") from exc
+            raise RedisUnavailable(
+                f"no pub/sub subscription within {timeout_s:g}s", url=self.url
+            ) from exc
 
     async def _subscribe(self, channel: str, timeout_s: float, sink: Sink | None) -> Subscription:
         async with asyncio.timeout(timeout_s):
