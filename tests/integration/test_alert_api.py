@@ -40,7 +40,7 @@ def build_app(redis: RedisClient | None) -> tuple[ASGIApp, dict[str, Any]]:
     install_error_handlers(app)
     app.include_router(router)
     if redis is None:
-        alerts = AlertManager(notifiers=[])
+        alerts = AlertManager.in_memory(notifiers=[])
     else:
         alerts = AlertManager(RedisAlertStore(redis), [RedisPublishNotifier(redis)])
     clock = ManualClock(0)
