@@ -11,7 +11,8 @@ It holds the three connections of an instance and hands out what the stores need
   connection fanned out to local subscribers. Its loop runs in the lifespan (``run``).
 
 Guarantee: whatever fails underneath (redis-py's ``RedisError`` family, an error reply, the
-mux's or the hub's lost connection) surfaces as ``RedisUnavailable``, raised here and nowhere
+mux's or the hub's lost connection) surfaces as ``RedisUnavailable`` naming the server
+(``url``, never the credentials), raised in this package (here, the mux, the hub) and nowhere
 else, always ``from`` the original error. Like the redis-py retry, the mux may run a script a
 second time after a lost reply: every script of ours is idempotent (see their headers).
 
