@@ -231,3 +231,31 @@ async def test_cancelled_half_open_trial_frees_the_breaker() -> None:
         await trial
     assert guard.breaker.state == "half_open"
     guard.breaker.before_call()  # a new trial is admitted, not refused forever
+
+
+class Steady:
+    """A provider we own that always answers; ``live`` set per test."""
+
+    name = "steady"
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+
+    async def quote(self, symbol: str, tick: int) -> StockData:
+        return q(10, 11, 9)
+
+    async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
+        return []
+
+
+@pytest.mark.parametrize(("live", "waited"), [(True, 0.3), (False, 0.0)])
+async def test_only_a_live_provider_waits_on_its_rate_limit(live: bool, waited: float) -> None:
+    """A tick source computes in memory: it takes no token, so the monitor keeps the pace of
+    the market (5 symbols at 2 ticks a second is twice the default 5 calls a second)."""
+    fake = Fake()
+    provider = Steady(live)
+    guard = GuardedProvider(provider, FetchPolicy(rate_per_s=10.0, burst=2, now=fake.now,
+                                                  sleep=fake.sleep))  # fmt: skip
+    for _ in range(5):
+        await guard.call("quote", "A", partial(provider.quote, "A", 0))
+    assert fake.t == pytest.approx(waited)  # the burst of 2 is free, then 3 at 10/s

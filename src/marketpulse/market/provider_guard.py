@@ -1,11 +1,15 @@
 """The one policy layer around every provider: rate limit, timeout, retries, circuit breaker.
 
 ``GuardedProvider.call`` guarantees: the provider is entered only when its breaker admits the
-call and its token bucket grants a token; each attempt is bounded by ``timeout_s``; only
-transient errors are retried, at most ``retry.max_attempts`` attempts spaced per ``RetryPolicy``
-(full jitter, ``Retry-After`` honoured); every attempt is logged (provider, op, symbol, outcome,
-latency) and counted. It raises our errors only (``MarketDataError`` subclasses). Time, sleep and
-jitter come from ``FetchPolicy`` so tests run on a fake clock.
+call and, for a live provider, its token bucket grants a token; each attempt is bounded by
+``timeout_s``; only transient errors are retried, at most ``retry.max_attempts`` attempts spaced
+per ``RetryPolicy`` (full jitter, ``Retry-After`` honoured); every attempt is logged (provider,
+op, symbol, outcome, latency) and counted. A tick-addressed provider (``live`` False: the
+simulated or replay market) computes its quotes in memory and has no quota to protect, so it
+takes no token: a bucket there would only hold the monitor below the market's pace (5 symbols at
+2 ticks a second is twice the default 5 calls a second; the monitor's lag then grew by a tick
+every second the service ran). It raises our errors only (``MarketDataError`` subclasses).
+Time, sleep and jitter come from ``FetchPolicy`` so tests run on a fake clock.
 """
 
 from __future__ import annotations
@@ -86,11 +90,12 @@ class GuardedProvider:
     async def call(self, op: str, symbol: str, fn: Callable[[], Awaitable[T]]) -> T:
         async def once(attempt: int) -> T:
             self.breaker.before_call()
-            try:
-                await self.bucket.acquire()
-            except asyncio.CancelledError:
-                self.breaker.on_neutral()  # an admitted half-open trial must not stay claimed
-                raise
+            if self.provider.live:
+                try:
+                    await self.bucket.acquire()
+                except asyncio.CancelledError:
+                    self.breaker.on_neutral()  # an admitted half-open trial must not stay claimed
+                    raise
             outcome = await self._attempt(op, symbol, attempt, fn)
             if isinstance(outcome, _Ok):
                 return outcome.value

@@ -1,0 +1,65 @@
+"""The monitor keeps the pace of a fast simulated market.
+
+They run on the service's own fetch policy (5 calls a second per provider, a burst of 10), not
+the unlimited one the other monitor tests use: the e2e server's market ticks every 0.5 s and
+the default watchlist has 5 symbols, which the rate limit used to cap at one tick a second,
+so the monitor fell a tick further behind every second it ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from marketpulse.alerts.engine import AlertManager
+from marketpulse.alerts.monitor import MonitorService
+from marketpulse.alerts.store import RedisAlertStore
+from marketpulse.config import DEFAULT_WATCHLIST
+from marketpulse.infra.redis import keys
+from marketpulse.market.clock import ManualClock
+from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.provider_guard import FetchPolicy
+from marketpulse.market.providers import SimulatedSource
+from marketpulse.market.providers.tick_provider import TickQuoteProvider
+
+
+class FakeTime:
+    """The fetch policy's clock: a wait on the rate limit moves it, and only that."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, s: float) -> None:
+        self.t += s
+        await asyncio.sleep(0)  # wait-ok: yields to the loop, waits for nothing
+
+
+def monitor(redis: Redis, clock: ManualClock, time: FakeTime, **kw: object) -> MonitorService:
+    fetcher = DataFetcher(
+        [TickQuoteProvider(SimulatedSource(seed=42))],
+        clock=clock,
+        policy=FetchPolicy(now=time.now, sleep=time.sleep),  # the default rate and burst
+    )
+    alerts = AlertManager(RedisAlertStore(redis), [])
+    return MonitorService(fetcher, alerts, redis=redis, clock=clock, interval_s=0.01, **kw)  # type: ignore[arg-type]
+
+
+async def cursor(redis: Redis) -> int:
+    return int(await redis.get(keys.MONITOR_CURSOR) or -1)
+
+
+async def test_twenty_ticks_of_the_watchlist_never_wait_on_the_rate_limit(
+    redis_client: Redis,
+) -> None:
+    clock, time = ManualClock(0), FakeTime()
+    mon = monitor(redis_client, clock, time, watchlist=DEFAULT_WATCHLIST)
+    n = len(DEFAULT_WATCHLIST)
+    assert await mon.run_once() == n  # seeds the watchlist, evaluates tick 0
+    clock.set(20)  # ten seconds of a 0.5 s market
+    assert await mon.run_once() == 20 * n  # 100 quotes, ten times the burst
+    assert await cursor(redis_client) == 20
+    assert time.t == 0.0  # no quote waited for a token: the monitor is as fast as the market
