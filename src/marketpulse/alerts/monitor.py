@@ -24,7 +24,9 @@ Guarantees:
   operation; the cycle that hit it is skipped (or, for the cache, the quote goes uncached) and
   the next one retries.
 - Graceful stop: once ``stop`` is set no new cycle starts; the running one (its notifications
-  included) gets ``shutdown_s`` to finish, then is cancelled. No task outlives ``run``.
+  included) gets ``shutdown_s`` to finish, then is cancelled. A cycle catching up on several
+  ticks ends after the tick it is evaluating (the cursor says where the next poller resumes).
+  No task outlives ``run``.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class MonitorService:
         self._publisher = publisher
         self._processed: int | None = None  # last tick this instance evaluated
         self._polling = False
+        self._stop: asyncio.Event | None = None  # run's stop event: ends a catch-up early
         self._watchlist = [check_symbol(s) for s in watchlist]
         self._seeded = not self._watchlist
         self.outages = OutageLog("monitor")
@@ -175,6 +178,8 @@ class MonitorService:
             evaluated += await self._observe(symbols, tick)
             await self._done_tick(tick)
             self._processed = tick
+            if tick < current and self._stop is not None and self._stop.is_set():
+                break  # stopping: the next poller continues from the cursor
             if tick < current and not await self.holds_lease():
                 break  # lost the lease mid catch-up: the new poller continues from the cursor
         return evaluated
@@ -214,6 +219,7 @@ class MonitorService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle until ``stop`` is set; see the module docstring for the shutdown bound."""
+        self._stop = stop
         try:
             while not stop.is_set():
                 await self._cycle(stop)
