@@ -9,6 +9,7 @@ so the monitor fell a tick further behind every second it ran.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -17,6 +18,7 @@ from marketpulse.alerts.monitor import MonitorService
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.config import DEFAULT_WATCHLIST
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.clock import ManualClock
 from marketpulse.market.fetcher import DataFetcher
 from marketpulse.market.provider_guard import FetchPolicy
@@ -39,14 +41,14 @@ class FakeTime:
         await asyncio.sleep(0)  # wait-ok: yields to the loop, waits for nothing
 
 
-def monitor(redis: Redis, clock: ManualClock, time: FakeTime, **kw: object) -> MonitorService:
+def monitor(redis: RedisClient, clock: ManualClock, time: FakeTime, **kw: Any) -> MonitorService:
     fetcher = DataFetcher(
         [TickQuoteProvider(SimulatedSource(seed=42))],
         clock=clock,
         policy=FetchPolicy(now=time.now, sleep=time.sleep),  # the default rate and burst
     )
     alerts = AlertManager(RedisAlertStore(redis), [])
-    return MonitorService(fetcher, alerts, redis=redis, clock=clock, interval_s=0.01, **kw)  # type: ignore[arg-type]
+    return MonitorService(fetcher, alerts, redis=redis, clock=clock, interval_s=0.01, **kw)
 
 
 async def cursor(redis: Redis) -> int:
@@ -54,10 +56,10 @@ async def cursor(redis: Redis) -> int:
 
 
 async def test_twenty_ticks_of_the_watchlist_never_wait_on_the_rate_limit(
-    redis_client: Redis,
+    redis_boundary: RedisClient, redis_client: Redis
 ) -> None:
     clock, time = ManualClock(0), FakeTime()
-    mon = monitor(redis_client, clock, time, watchlist=DEFAULT_WATCHLIST)
+    mon = monitor(redis_boundary, clock, time, watchlist=DEFAULT_WATCHLIST)
     n = len(DEFAULT_WATCHLIST)
     assert await mon.run_once() == n  # seeds the watchlist, evaluates tick 0
     clock.set(20)  # ten seconds of a 0.5 s market
@@ -67,7 +69,7 @@ async def test_twenty_ticks_of_the_watchlist_never_wait_on_the_rate_limit(
 
 
 async def test_a_stop_ends_a_catch_up_after_the_tick_being_evaluated(
-    redis_client: Redis,
+    redis_boundary: RedisClient, redis_client: Redis
 ) -> None:
     clock, time = ManualClock(0), FakeTime()
     stop = asyncio.Event()
@@ -78,7 +80,7 @@ async def test_a_stop_ends_a_catch_up_after_the_tick_being_evaluated(
         if len(seen) == 5:  # tick 0, then ticks 1-4 of the catch-up: stop during tick 4
             stop.set()
 
-    mon = monitor(redis_client, clock, time, on_quote=on_quote)
+    mon = monitor(redis_boundary, clock, time, on_quote=on_quote)
     await mon.add_symbol("AAPL")
     assert await mon.run_once() == 1
     clock.set(50)  # a backlog of 50 ticks, which the simulated market computes at once
