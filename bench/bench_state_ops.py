@@ -20,6 +20,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.sessions.portfolio import value
@@ -94,8 +95,10 @@ def redis_py_ops(redis: Redis, th: str) -> dict[str, Op]:
     async def cycle(sid: str, w: int, i: int) -> object:
         run = f"py{w}-{i // 6}"
         ks = SessionStore.keys_for(sid)
-        if i % 6 == 0:
-            return await start(keys=ks, args=[th, ["AAPL", "MSFT"][i // 6 % 2], run, NOW, 3600])
+        if i % 6 == 0:  # the start queues its run on the run stream, as the store's does
+            ticker = ["AAPL", "MSFT"][i // 6 % 2]
+            args = [th, ticker, run, NOW, 3600, keys.RUN_GROUP, 10_000, 100_000, sid]
+            return await start(keys=[*ks, keys.RUN_STREAM], args=args)
         return await append(keys=ks, args=[run, 1, 500, 5, f"{run}:{i % 6}", BODY])
 
     async def spread(w: int, i: int) -> object:
