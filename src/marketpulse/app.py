@@ -156,7 +156,8 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
                     tg.create_task(worker.run(stop), name="run-worker")
                 if freeze_heap:
                     # what start-up built lives as long as the process: keep it out of the
-                    # collector's scans (a full collection in a burst paused ~70 ms, now ~5)
+                    # collector's scans (a full collection in a burst paused the server; the
+                    # README's benchmarks section has the figures)
                     gc.collect()
                     gc.freeze()
                 try:

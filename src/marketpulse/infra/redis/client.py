@@ -3,10 +3,10 @@
 It holds the three connections of an instance and hands out what the stores need:
 
 - plain commands (``call``) and pipelines (``pipeline``) on redis-py's pooled client;
-- the bulk path (``pipeline_packed``): commands packed by hiredis (C, ~1 µs a command against
-  redis-py's ~30 µs) and written on one pooled connection, the revaluation sweep's transport;
+- the bulk path (``pipeline_packed``): commands packed by hiredis (C, not redis-py's
+  pure-Python packer) and written on one pooled connection, the revaluation sweep's transport;
 - Lua scripts (``script``) sent through the ``RedisMux``, one pipelined connection shared by
-  every caller (the hot path of every analysis, ~5 µs of client per call);
+  every caller (the hot path of every analysis; its cost is in the README's benchmarks);
 - pub/sub (``subscription``, ``publish``): the instance's ``EventHub``, one subscriber
   connection fanned out to local subscribers. Its loop runs in the lifespan (``run``).
 

@@ -3,8 +3,8 @@
 Each call packs its command with hiredis (C), queues it with a future, and the commands queued
 in one event-loop iteration go out in one write; replies are parsed by hiredis as bytes arrive
 and resolve the futures in order. Against redis-py's pooled asyncio client (a pure-Python
-packer, a connection checkout, a retry wrapper and a parser round per command, about 130 µs a
-script call here) a call costs a few microseconds of this process, and concurrent callers share
+packer, a connection checkout, a retry wrapper and a parser round per command) a call costs
+this process far less (measured in the README's benchmarks), and concurrent callers share
 round trips instead of connections.
 
 Guarantees:
