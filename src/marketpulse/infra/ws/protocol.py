@@ -16,6 +16,10 @@ additions for the hot path of analysis events.
 
 Everything else (handshake, flow control, keepalive, size limits, close) is uvicorn's. Use
 ``ws_options()`` wherever a uvicorn server for this app is configured (``serve``, tests).
+
+This subclass reads private attributes of uvicorn's protocol, so ``pyproject.toml`` pins uvicorn
+to the minor version it was written against (0.54); ``tests/integration/test_ws_protocol.py`` is
+the contract an upgrade must pass before the pin moves.
 """
 
 from __future__ import annotations
