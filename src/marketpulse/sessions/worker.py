@@ -32,7 +32,10 @@ from marketpulse.sessions.runs import RunEntry, RunQueue
 log = logging.getLogger(__name__)
 
 BATCH = 64  # runs per read, and the bound on concurrent resume calls of one batch
-BLOCK_S = 5.0  # one read waits this long for a run (cancelled at once on stop)
+# One read waits this long for a run (cancelled at once on stop): well below redis-py 8's
+# default socket timeout of 5 s, which a BLOCK of 5 s plus a round trip reached, so the idle
+# worker logged a read timeout every few seconds and reconnected.
+BLOCK_S = 2.0
 RETRY_S = 1.0  # after a Redis error, a loop waits this long before it tries again
 # A fresh run is timed from its enqueue, so the hop overlaps its modelled work, but by at most
 # this much: a run that waited longer in the stream (a backlog, no worker) starts its work when
