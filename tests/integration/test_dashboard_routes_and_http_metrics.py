@@ -2,7 +2,8 @@
 
 A scripted workload (HTTP requests through the middleware, plus the report calls the services
 make) then a scrape of ``/metrics``: every metric family of the issue is present with plausible
-values. The full-service version of this test runs against ``create_app`` (test_metrics_after_a_workload.py).
+values. The full-service version of this test runs against ``create_app``
+(test_metrics_after_a_workload.py).
 """
 
 from __future__ import annotations

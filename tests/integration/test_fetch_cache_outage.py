@@ -26,7 +26,7 @@ from marketpulse.market.clock import ManualClock
 from marketpulse.market.fetcher import DataFetcher, build_fetcher
 from marketpulse.market.provider_guard import FetchPolicy
 from marketpulse.market.quotes import Bar, StockData
-from support.market_server import FakeTime
+from support.fakes import FakeTime
 
 GUARD_LOG = "marketpulse.market.best_effort"
 
@@ -96,7 +96,7 @@ def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 async def test_a_cache_at_a_closed_port_costs_the_cache_not_the_quote(
     dead_redis: RedisClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     provider = Switchable()
     f = DataFetcher(
         [provider], cache=CacheManager(redis=dead_redis), clock=ManualClock(),
@@ -147,7 +147,7 @@ async def test_the_main_redis_down_still_fetches_from_the_providers(
 async def test_a_stopped_cache_redis_then_back(
     own_redis: EmbeddedRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     provider = Switchable()
     client = RedisClient.from_url(own_redis.url)
     f = DataFetcher(
@@ -191,7 +191,7 @@ async def test_a_stopped_cache_redis_then_back(
 async def test_a_hung_cache_redis_is_waited_for_only_up_to_the_cache_timeout(
     own_redis: EmbeddedRedis,
 ) -> None:
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     provider = Switchable()
     client = RedisClient.from_url(own_redis.url)
     f = DataFetcher(

@@ -25,7 +25,8 @@ from marketpulse.market.providers.nse import NseProvider
 from marketpulse.market.providers.simulated import SimulatedSource
 from marketpulse.market.providers.tick_provider import TickQuoteProvider
 from marketpulse.market.providers.yahoo import YahooProvider
-from support.market_server import FakeTime, Fault, MarketServer, redirecting_session
+from support.fakes import FakeTime
+from support.market_server import Fault, MarketServer, redirecting_session
 
 BASE = 0.5
 
@@ -42,7 +43,7 @@ async def server() -> AsyncIterator[MarketServer]:
 
 @pytest.fixture
 def fake() -> FakeTime:
-    return FakeTime()
+    return FakeTime(1000.0)
 
 
 def policy(fake: FakeTime, **kw: object) -> FetchPolicy:

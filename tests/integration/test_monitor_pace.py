@@ -25,20 +25,7 @@ from marketpulse.market.provider_guard import FetchPolicy
 from marketpulse.market.providers import SimulatedSource
 from marketpulse.market.providers.tick_provider import TickQuoteProvider
 from marketpulse.market.quotes import StockData
-
-
-class FakeTime:
-    """The fetch policy's clock: a wait on the rate limit moves it, and only that."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, s: float) -> None:
-        self.t += s
-        await asyncio.sleep(0)  # wait-ok: yields to the loop, waits for nothing
+from support.fakes import FakeTime
 
 
 def monitor(redis: RedisClient, clock: ManualClock, time: FakeTime, **kw: Any) -> MonitorService:

@@ -147,19 +147,3 @@ def redirecting_session(base: str) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
-
-
-class FakeTime:
-    """A monotonic clock and sleep we own: sleeping advances the clock at once and is recorded."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.t = start
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
-        await asyncio.sleep(0)  # wait-ok: yields to the loop, waits for nothing

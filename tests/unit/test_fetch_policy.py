@@ -16,18 +16,7 @@ from marketpulse.market.clock import ManualClock, WallTickClock
 from marketpulse.market.provider_guard import FetchPolicy, GuardedProvider
 from marketpulse.market.quotes import Bar, StockData
 from marketpulse.market.validation import validate_quote
-
-
-class Fake:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, s: float) -> None:
-        self.t += s
-        await asyncio.sleep(0)  # wait-ok: yields to the loop, waits for nothing
+from support.fakes import FakeTime
 
 
 def test_retry_only_transient_and_bounded() -> None:
@@ -73,7 +62,7 @@ def test_retry_after_wins_over_the_backoff_and_is_capped() -> None:
 
 
 async def test_call_with_retry_retries_transient_errors_only_and_reports_each_wait() -> None:
-    fake = Fake()
+    fake = FakeTime()
     seen: list[tuple[int, float]] = []
     answers: list[Exception | str] = [TransientSourceError("a"), TransientSourceError("b"), "ok"]
 
@@ -101,7 +90,7 @@ async def test_call_with_retry_retries_transient_errors_only_and_reports_each_wa
 
 
 async def test_token_bucket_rate_on_fake_time() -> None:
-    fake = Fake()
+    fake = FakeTime()
     bucket = TokenBucket(10.0, 5, now=fake.now, sleep=fake.sleep)
     times = []
     for _ in range(25):
@@ -112,7 +101,7 @@ async def test_token_bucket_rate_on_fake_time() -> None:
 
 
 async def test_token_bucket_try_acquire_refuses_at_once_and_refills_on_fake_time() -> None:
-    fake = Fake()
+    fake = FakeTime()
     bucket = TokenBucket(10.0, 5, now=fake.now, sleep=fake.sleep)
     assert [bucket.try_acquire() for _ in range(6)] == [True] * 5 + [False]
     fake.t = 0.1  # one token back at 10/s
@@ -122,7 +111,7 @@ async def test_token_bucket_try_acquire_refuses_at_once_and_refills_on_fake_time
 
 
 async def test_token_bucket_try_acquire_never_jumps_a_waiter() -> None:
-    fake = Fake()
+    fake = FakeTime()
     waiting, go = asyncio.Event(), asyncio.Event()
 
     async def held_sleep(s: float) -> None:
@@ -141,7 +130,7 @@ async def test_token_bucket_try_acquire_never_jumps_a_waiter() -> None:
 
 
 def test_breaker_cycle() -> None:
-    fake = Fake()
+    fake = FakeTime()
     b = CircuitBreaker("p", failure_threshold=2, cooldown_s=10.0, now=fake.now)
     b.before_call()
     b.on_failure()
@@ -206,7 +195,7 @@ class Failing:
 
 
 async def test_cancelled_half_open_trial_frees_the_breaker() -> None:
-    fake = Fake()
+    fake = FakeTime()
     waiting = asyncio.Event()
 
     async def blocked_sleep(s: float) -> None:
@@ -252,7 +241,7 @@ class Steady:
 async def test_only_a_live_provider_waits_on_its_rate_limit(live: bool, waited: float) -> None:
     """A tick source computes in memory: it takes no token, so the monitor keeps the pace of
     the market (5 symbols at 2 ticks a second is twice the default 5 calls a second)."""
-    fake = Fake()
+    fake = FakeTime()
     provider = Steady(live)
     guard = GuardedProvider(provider, FetchPolicy(rate_per_s=10.0, burst=2, now=fake.now,
                                                   sleep=fake.sleep))  # fmt: skip
