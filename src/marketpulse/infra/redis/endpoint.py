@@ -1,6 +1,6 @@
 """Where a raw Redis connection goes and how it logs in, taken from a redis-py client.
 
-The hot-path connections (``redis_mux`` for commands, ``event_hub`` for pub/sub) speak RESP
+The hot-path connections (``mux.py`` for commands, ``pubsub.py`` for pub/sub) speak RESP
 themselves over asyncio protocols; this is the one place that knows the server address, the
 database, the credentials and TLS they share with the pooled client.
 """
