@@ -22,18 +22,9 @@ from marketpulse.market.provider_guard import FetchPolicy
 from marketpulse.market.providers import SimulatedSource
 from marketpulse.market.providers.tick_provider import TickQuoteProvider
 from marketpulse.market.quotes import StockData
+from support.fakes import Queued
 
 FAST = FetchPolicy(rate_per_s=1e9, burst=1_000_000)  # no provider rate limit in tests
-
-
-class Queued:
-    name = "queue"
-
-    def __init__(self) -> None:
-        self.q: asyncio.Queue[FiredAlert] = asyncio.Queue()
-
-    async def send(self, alert: FiredAlert) -> None:
-        self.q.put_nowait(alert)
 
 
 class Gate:

@@ -14,7 +14,6 @@ import pytest
 from redis.asyncio import Redis
 
 from marketpulse.alerts.engine import AlertManager
-from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.rules import AlertCondition, AlertType
 from marketpulse.alerts.stock_monitor import StockMonitor
 from marketpulse.alerts.store import RedisAlertStore
@@ -27,18 +26,9 @@ from marketpulse.market.provider_guard import FetchPolicy
 from marketpulse.market.providers import SimulatedSource
 from marketpulse.market.providers.tick_provider import TickQuoteProvider
 from marketpulse.market.quotes import Bar, StockData
+from support.fakes import Queued
 
 FAST = FetchPolicy(rate_per_s=1e9, burst=1_000_000)  # no provider rate limit in tests
-
-
-class Queued:
-    name = "queue"
-
-    def __init__(self) -> None:
-        self.q: asyncio.Queue[FiredAlert] = asyncio.Queue()
-
-    async def send(self, alert: FiredAlert) -> None:
-        self.q.put_nowait(alert)
 
 
 class Broken:

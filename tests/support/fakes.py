@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from marketpulse.alerts.event import FiredAlert
+
 
 class FakeTime:
     """A monotonic clock and sleep we own: sleeping advances the clock at once and is recorded."""
@@ -20,3 +22,15 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.t += seconds
         await asyncio.sleep(0)  # wait-ok: yields to the loop, waits for nothing
+
+
+class Queued:
+    """A notifier channel that queues every fired alert it is sent, for a test to await."""
+
+    name = "queue"
+
+    def __init__(self) -> None:
+        self.q: asyncio.Queue[FiredAlert] = asyncio.Queue()
+
+    async def send(self, alert: FiredAlert) -> None:
+        self.q.put_nowait(alert)
