@@ -19,8 +19,16 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketState
 
-from marketpulse.errors import MarketPulseError, NotInPortfolio, SessionNotFound
+from marketpulse.errors import (
+    MarketPulseError,
+    NotInPortfolio,
+    RedisUnavailable,
+    SessionNotFound,
+)
+from marketpulse.infra.http_errors import error_body
 from marketpulse.infra.rate_limit import TokenBucket
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, Subscription
@@ -57,6 +65,26 @@ def error_msg(code: str, message: str) -> dict[str, Any]:
 
 @router.websocket("/ws/sessions/{session_id}")
 async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> None:
+    """While Redis or the instance's pub/sub connection cannot be reached, the handshake is
+    answered HTTP 503 ``{"error": {"code": "redis_unavailable", ...}}`` with ``Retry-After``
+    (on a server without the ASGI denial-response extension: closed before accept with 1013,
+    "try again later"). The answer names no internal address."""
+    try:
+        await _session_socket(ws, session_id, token)
+    except RedisUnavailable as exc:
+        if ws.client_state is not WebSocketState.CONNECTING:
+            raise  # after the accept: the connection's own close handling applies
+        log.info("session socket refused: %s", exc.message)
+        if "websocket.http.response" in ws.scope.get("extensions", {}):
+            body = error_body("redis_unavailable", "Redis is unavailable; try again later")
+            await ws.send_denial_response(
+                JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+            )
+        else:
+            await ws.close(code=1013)
+
+
+async def _session_socket(ws: WebSocket, session_id: str, token: str) -> None:
     edge = sessions_state(ws)
     store, hub = edge["store"], edge["hub"]
     th = hash_token(token)
