@@ -1,6 +1,6 @@
-"""A session socket opened while Redis is down gets a defined answer: the handshake is answered
-HTTP 503 ``redis_unavailable`` with ``Retry-After``, naming no internal address, with one log
-line and no stack trace; once Redis is back the same client connects."""
+"""While Redis is down the session edge gives a defined answer: a socket's handshake and an HTTP
+request are answered HTTP 503 ``redis_unavailable`` with ``Retry-After``, naming no internal
+address, with one log line each and no stack trace; once Redis is back the client connects."""
 
 from __future__ import annotations
 
@@ -38,6 +38,22 @@ async def test_a_session_socket_is_refused_while_redis_is_down_then_served(
             assert b"127.0.0.1" not in answer.body
             lines = [r for r in caplog.records if r.name == "marketpulse.sessions.ws"]
             assert [r.getMessage().split(":")[0] for r in lines] == ["session socket refused"]
+            with caplog.at_level(logging.INFO, logger="marketpulse.infra.http_errors"):
+                read = await server.http.get(
+                    f"/api/sessions/{sid}", headers={"Authorization": f"Bearer {token}"}
+                )
+            assert (read.status_code, read.headers["Retry-After"]) == (503, "1")
+            assert read.json()["error"]["code"] == "redis_unavailable"
+            assert "127.0.0.1" not in read.text
+            for method, path, body in (
+                ("POST", "/api/sessions", {"holdings": {"MSFT": 1}}),
+                ("GET", "/api/alerts", None),
+                ("GET", "/api/symbols", None),
+                ("GET", "/api/alerts/history", None),
+            ):
+                answer_ = await server.http.request(method, path, json=body)
+                assert answer_.status_code == 503, (method, path, answer_.text)
+                assert answer_.json()["error"]["code"] == "redis_unavailable", path
             assert all(r.exc_info is None for r in caplog.records)  # no stack trace anywhere
             redis.start()  # same port, same data
             async with asyncio.timeout(30):

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from marketpulse.errors import MarketPulseError
+from marketpulse.errors import MarketPulseError, RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,23 @@ def allowed_methods(request: Request) -> list[str]:
     ]
 
 
+REDIS_UNAVAILABLE = "Redis is unavailable; try again later"
+RETRY_AFTER_S = "1"
+
+
+def redis_unavailable_response(exc: RedisUnavailable) -> JSONResponse:
+    """503 ``redis_unavailable`` with ``Retry-After``. The message names no internal address
+    (the error's own, which may, goes to the log as one line, no stack)."""
+    log.info("answered 503 redis_unavailable: %s", exc.message)
+    body = error_body(exc.code, REDIS_UNAVAILABLE)
+    return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MarketPulseError)
     async def _ours(_: Request, exc: MarketPulseError) -> JSONResponse:
+        if isinstance(exc, RedisUnavailable):
+            return redis_unavailable_response(exc)
         return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)

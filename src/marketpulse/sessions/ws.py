@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from marketpulse.errors import (
@@ -28,7 +27,7 @@ from marketpulse.errors import (
     RedisUnavailable,
     SessionNotFound,
 )
-from marketpulse.infra.http_errors import error_body
+from marketpulse.infra.http_errors import redis_unavailable_response
 from marketpulse.infra.rate_limit import TokenBucket
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, Subscription
@@ -76,10 +75,7 @@ async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> Non
             raise  # after the accept: the connection's own close handling applies
         log.info("session socket refused: %s", exc.message)
         if "websocket.http.response" in ws.scope.get("extensions", {}):
-            body = error_body("redis_unavailable", "Redis is unavailable; try again later")
-            await ws.send_denial_response(
-                JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
-            )
+            await ws.send_denial_response(redis_unavailable_response(exc))
         else:
             await ws.close(code=1013)
 
