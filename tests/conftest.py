@@ -8,6 +8,8 @@ so nothing a test reads or writes lives in the user's home and no run depends on
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import redis
 from redis.asyncio import Redis
 
 from marketpulse.infra.redis.client import RedisClient, make_client
-from marketpulse.infra.redis.embedded import EmbeddedRedis
+from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
 from marketpulse.infra.redis.mux import RedisMux
 
 
@@ -113,3 +115,27 @@ async def redis_boundary(redis_url: str) -> AsyncIterator[RedisClient]:
         stop.set()
         await hub
         await client.aclose()
+
+
+@pytest.fixture
+async def dead_redis() -> AsyncIterator[RedisClient]:
+    """A Redis boundary to a loopback port where nothing listens."""
+    client = RedisClient.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A redis-server of this test's own (not durable), which the test may stop, freeze
+    (SIGSTOP) and restart on the same port."""
+    server = EmbeddedRedis(tmp_path / "own-redis", durable=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.pid:
+            os.kill(server.pid, signal.SIGCONT)  # in case the test froze it
+        server.stop()

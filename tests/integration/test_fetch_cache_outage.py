@@ -9,9 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +17,7 @@ from marketpulse.config import Settings
 from marketpulse.errors import QuoteUnavailable, TransientSourceError
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
-from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
+from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.infra.retry import RetryPolicy
 from marketpulse.market.cache import CacheManager
 from marketpulse.market.clock import ManualClock
@@ -68,29 +66,6 @@ def policy(fake: FakeTime, **kw: object) -> FetchPolicy:
 
 def outage_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == GUARD_LOG]
-
-
-@pytest.fixture
-async def dead_redis() -> AsyncIterator[RedisClient]:
-    """A client for a port where nothing listens."""
-    client = RedisClient.from_url(f"redis://127.0.0.1:{free_port()}/0")
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A redis-server of this test's own, which the test may stop, freeze and restart."""
-    server = EmbeddedRedis(tmp_path / "cache-redis", durable=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.pid:
-            os.kill(server.pid, signal.SIGCONT)  # in case the test froze it
-        server.stop()
 
 
 async def test_a_cache_at_a_closed_port_costs_the_cache_not_the_quote(

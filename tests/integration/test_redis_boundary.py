@@ -5,7 +5,6 @@ a redis-py exception."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -14,21 +13,10 @@ from redis.exceptions import RedisError
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.client import RedisClient
-from marketpulse.infra.redis.embedded import free_port
 from marketpulse.market.clock import RedisTickClock
 from marketpulse.sessions.store import Revaluation, SessionStore, hash_token
 
 DEADLINE = 10.0
-
-
-@pytest.fixture
-async def closed_port() -> AsyncIterator[RedisClient]:
-    """A boundary to a port where nothing listens."""
-    client = RedisClient.from_url(f"redis://127.0.0.1:{free_port()}/0")
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def assert_translated(exc: BaseException) -> None:
@@ -38,16 +26,16 @@ def assert_translated(exc: BaseException) -> None:
 
 
 async def test_store_calls_against_a_closed_port_raise_redis_unavailable(
-    closed_port: RedisClient,
+    dead_redis: RedisClient,
 ) -> None:
     calls = [
-        RedisAlertStore(closed_port).symbols(),  # a plain command (pooled client)
-        RedisAlertStore(closed_port).add_symbol("AAPL"),
-        RedisTickClock(closed_port).tick(),
-        SessionStore(closed_port, ttl_s=60).read("s", hash_token("t"), "now"),  # a script (mux)
-        SessionStore(closed_port, ttl_s=60).revalue_many(1, "now", [], ["s"]),  # packed bulk
-        closed_port.pipeline([("GET", "a"), ("GET", "b")], transaction=True),
-        closed_port.publish("channel", "message"),
+        RedisAlertStore(dead_redis).symbols(),  # a plain command (pooled client)
+        RedisAlertStore(dead_redis).add_symbol("AAPL"),
+        RedisTickClock(dead_redis).tick(),
+        SessionStore(dead_redis, ttl_s=60).read("s", hash_token("t"), "now"),  # a script (mux)
+        SessionStore(dead_redis, ttl_s=60).revalue_many(1, "now", [], ["s"]),  # packed bulk
+        dead_redis.pipeline([("GET", "a"), ("GET", "b")], transaction=True),
+        dead_redis.publish("channel", "message"),
     ]
     async with asyncio.timeout(DEADLINE):
         for call in calls:
