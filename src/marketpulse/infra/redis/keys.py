@@ -57,11 +57,6 @@ def last_good_quote(symbol: str) -> str:
     return f"{PREFIX}:lastgood:{symbol}"
 
 
-def history_cache(symbol: str) -> str:
-    """Cached daily history of a symbol."""
-    return f"{PREFIX}:cache:history:{symbol}"
-
-
 SYMBOLS = f"{PREFIX}:monitor:symbols"
 """Set of monitored symbols."""
 
@@ -88,11 +83,6 @@ ALERT_EVENTS = f"{PREFIX}:alerts:events"
 def volume_window(symbol: str) -> str:
     """Recent volume observations of a symbol (for volume-spike alerts)."""
     return f"{PREFIX}:volumes:{symbol}"
-
-
-def quote_events(symbol: str) -> str:
-    """Pub/sub channel of a symbol's fresh quotes (dashboard live prices)."""
-    return f"{PREFIX}:quotes:{symbol}"
 
 
 QUOTE_EVENTS_ALL = f"{PREFIX}:quotes"
