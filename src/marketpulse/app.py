@@ -39,6 +39,7 @@ from marketpulse.config import Settings
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.http_errors import error_body, error_responses, install_error_handlers
 from marketpulse.infra.redis.client import RedisClient
+from marketpulse.infra.redis.outage import OutageLog
 from marketpulse.market import http as routes_quotes
 from marketpulse.market.clock import RedisTickClock
 from marketpulse.market.events import RedisQuotePublisher
@@ -96,6 +97,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (marketpulse serve starts one)")
     telemetry = Telemetry.from_settings(settings)
+    readiness = OutageLog("readiness")  # a probe every second logs an outage once, not per probe
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
@@ -199,13 +201,14 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     )
     async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
         started = time.perf_counter()
+        redis: RedisClient = request.state.redis
         try:
-            redis: RedisClient = request.state.redis
             await redis.ping()
             tick = await RedisTickClock(redis).tick()
         except RedisUnavailable as exc:
-            log.warning("not ready: %s", exc)
+            readiness.failed(redis.url, exc)
             return JSONResponse(error_body("redis_unavailable", "Redis did not answer"), 503)
+        readiness.answered(redis.url)
         return {
             "status": "ready",
             "redis_ms": round((time.perf_counter() - started) * 1000, 3),

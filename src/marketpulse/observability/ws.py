@@ -20,7 +20,8 @@ receive loop, both forwarders and the single writer live in one task group per c
 a disconnect tears all of them down; the connection counts in
 ``connected_clients{kind="dashboard"}`` while it is open. If the instance loses its pub/sub
 connection the socket closes with 1012 (the page reconnects to a fresh snapshot); a client too
-slow for the quote stream is closed with 1008.
+slow for the quote stream is closed with 1008. A handshake while the hub is down is answered
+HTTP 503 ``redis_unavailable`` with ``Retry-After`` (as the session socket's).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from fastapi import APIRouter, WebSocket
 from starlette.requests import HTTPConnection
 
 from marketpulse.alerts.monitor import MonitorService
-from marketpulse.errors import MarketPulseError
+from marketpulse.errors import MarketPulseError, RedisUnavailable
+from marketpulse.infra.http_errors import redis_unavailable_response
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import EventHub, Subscription
 from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
@@ -81,9 +83,12 @@ async def dashboard_socket(ws: WebSocket) -> None:
     async with contextlib.AsyncExitStack() as stack:
         try:
             quotes = await stack.enter_async_context(hub.subscription(keys.QUOTE_EVENTS_ALL))
-        except MarketPulseError as exc:
-            log.warning("dashboard socket refused: the event hub is down (%r)", exc)
-            await ws.close(code=1013)  # try again later
+        except RedisUnavailable as exc:  # the hub is down: HTTP 503, as the session socket
+            log.info("dashboard socket refused: %s", exc.message)
+            if "websocket.http.response" in ws.scope.get("extensions", {}):
+                await ws.send_denial_response(redis_unavailable_response(exc))
+            else:
+                await ws.close(code=1013)  # try again later
             return
         system = stack.enter_context(feed.listen())
         await ws.accept()

@@ -121,7 +121,7 @@ class AnalysisEngine:
         metrics due from ``begun`` (loop time). A run of the same session still held here is
         superseded: cancelled and awaited first. The run's task, or None when shutting down.
         The task returns once the run has ended; it raises RedisUnavailable when the outcome is
-        unknown (the run is then resumed by a worker after the reclaim bound)."""
+        unknown (the run worker then resumes it once Redis answers, worker.py)."""
         while (held := self.runs.get(session_id)) is not None and not held.done():
             await self._drop(session_id)
         if self._closing:
@@ -147,8 +147,8 @@ class AnalysisEngine:
         if self.runs.get(session_id) is task:
             del self.runs[session_id]
         exc = None if task.cancelled() else task.exception()
-        if isinstance(exc, RedisUnavailable):
-            log.warning("analysis run interrupted (resumed after the reclaim bound): %s", exc)
+        if isinstance(exc, RedisUnavailable):  # an expected fault: the run worker's OutageLog
+            log.debug("analysis run interrupted, resumed once Redis answers: %s", exc.message)
         elif exc is not None:
             log.error("analysis run failed", exc_info=exc)
 
@@ -218,7 +218,7 @@ class AnalysisEngine:
                 partial(_result_heads, ticker, run, stats), by=begun + due[0][0]
             )
         except RedisUnavailable:
-            raise  # an unknown outcome, not a failed run: resumed after the reclaim bound
+            raise  # an unknown outcome, not a failed run: resumed once Redis answers
         except MarketPulseError as exc:
             log.warning("analysis of %s in %s cannot run: %s", ticker, session_id, exc.message)
             await self.store.fail_analysis(session_id, run.run_id, exc.code)

@@ -17,7 +17,7 @@ runs on a standalone Redis).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +127,28 @@ class RunQueue:
         for name in gone:
             await self.redis.call("XGROUP DELCONSUMER", keys.RUN_STREAM, keys.RUN_GROUP, name)
         return len(gone)
+
+    async def own_pending(
+        self, consumer: str, skip: Collection[str] = (), count: int = 1000
+    ) -> list[RunEntry]:
+        """``consumer``'s pending runs but those in ``skip``, read without touching their
+        entries (XPENDING, then XRANGE: the delivery count and idle time stay as they are), e.g.
+        to resume the runs an outage interrupted. A run trimmed away is left out."""
+        pending: Any = await self.redis.call(
+            "XPENDING", keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", count, consumer,
+            parse_detail=True,
+        )  # fmt: skip
+        ids = [i for i in (_s(p["message_id"]) for p in pending) if i not in skip]
+        if not ids:
+            return []
+        replies = await self.redis.pipeline([("XRANGE", keys.RUN_STREAM, i, i) for i in ids])
+        out: list[RunEntry] = []
+        for messages in replies:
+            for raw_id, fields in messages or ():
+                e = _entry(raw_id, fields, fresh=False)
+                if e is not None:
+                    out.append(e)
+        return out
 
     async def own(self, consumer: str, count: int = 1000) -> list[RunEntry]:
         """Every run pending for ``consumer`` (with its fields), e.g. to hand them back. This

@@ -7,6 +7,8 @@ dropped from the index) and bumps nothing when nothing changed; a revaluation ol
 stored one is refused (the tick fences a deposed leader). The sweep is pipelined in chunks and
 keeps a cache of each session's holdings keyed by the holdings version, so the steady state is
 one EVALSHA per session with the total computed here (money never goes through Lua numbers).
+A Redis outage skips ticks and is logged once when it starts and once when it ends
+(``OutageLog("valuation")``, guarantee 10); the first sweep after it revalues every session.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Protocol
 from marketpulse.errors import MarketDataError, RedisUnavailable
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.lease import Lease
+from marketpulse.infra.redis.outage import OutageLog
 from marketpulse.market.clock import RedisTickClock
 from marketpulse.market.view import Market
 from marketpulse.sessions.portfolio import canonical_prices
@@ -80,18 +83,30 @@ class ValuationLoop:
         self._holdings: dict[str, HoldingsAt] = {}
         self.last_report: SweepReport | None = None
         self.ticked = asyncio.Event()  # set after every sweep (tests await it)
+        self.outage = OutageLog("valuation")
+        self.url = store.redis.url
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
-                if await self.lease.acquire():
-                    await self.run_once()
-            except (RedisUnavailable, MarketDataError) as exc:
-                log.warning("revaluation skipped: %s", exc)
+            await self.cycle()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval_s)
         with contextlib.suppress(RedisUnavailable):
             await self.lease.release()
+
+    async def cycle(self) -> None:
+        """One turn of the loop: a sweep if this instance leads. Its expected failures are
+        reported, not raised: Redis not answering goes to ``outage`` (one line per outage), a
+        market data error is logged."""
+        try:
+            if await self.lease.acquire():
+                await self.run_once()
+        except* RedisUnavailable as group:  # the sweep's chunks run in a task group
+            self.outage.failed(self.url, _first(group))
+        except* MarketDataError as group:
+            log.warning("revaluation skipped: %s", _first(group))
+        else:
+            self.outage.answered(self.url)
 
     async def run_once(self) -> SweepReport:
         """Advance the market one tick and revalue every session at it."""
@@ -172,7 +187,7 @@ class ValuationLoop:
         again: list[str],
         gone: list[str],
     ) -> None:
-        if isinstance(outcome, RedisUnavailable):
+        if isinstance(outcome, RedisUnavailable):  # an error reply (say OOM), not an outage
             log.warning("revalue of %s failed: %s", sid, outcome)
         elif isinstance(outcome, HoldingsAt):  # our cached holdings were old
             self._holdings[sid] = outcome
@@ -182,3 +197,12 @@ class ValuationLoop:
         else:
             counts["sessions"] += 1
             counts["updated" if outcome == "updated" else "unchanged"] += 1
+
+
+def _first(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The first leaf of an exception group."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    assert isinstance(exc, Exception)
+    return exc

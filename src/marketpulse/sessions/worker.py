@@ -10,6 +10,14 @@ Guarantees (docs/contracts.md, guarantee 9):
   on their ids, so the client gets each metric once.
 - ``run(stop)`` ends by handing its runs back at once (re-queued for any worker), so a
   graceful shutdown costs a client one metric delay, not the reclaim bound.
+- A Redis outage (guarantee 10) is logged once when it starts and once when it ends, by one
+  ``OutageLog("run worker")`` for all three loops (read, heartbeat, reclaim), never with a
+  stack trace. A run whose outcome the outage made unknown stays pending for this worker; the
+  first read after Redis answers again takes this worker's own pending runs back (XPENDING +
+  XRANGE: their delivery count is not raised, an outage is not a lost worker) and resumes them,
+  so an interrupted run resumes within about ``RETRY_S`` of Redis's return, not after the
+  reclaim bound. While Redis is down the read does not block, so its first success is seen at
+  once.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from marketpulse.errors import RedisUnavailable
+from marketpulse.infra.redis.outage import OutageLog
 from marketpulse.sessions.analysis import AnalysisEngine
 from marketpulse.sessions.runs import RunEntry, RunQueue
 
@@ -87,6 +96,17 @@ class RunWorker:
         self._stopping = False
         self.taken = 0
         self.hops_ms: deque[float] = deque(maxlen=10_000)  # enqueue -> taken, fresh runs
+        self.outage = OutageLog("run worker")
+        self.url = queue.redis.url
+        self._resume_own = False  # an outage may have left runs of ours pending, not held
+        self.resumed = 0  # own runs taken back after an outage
+
+    def _failed(self, exc: RedisUnavailable) -> None:
+        self.outage.failed(self.url, exc)
+        self._resume_own = True
+
+    def _answered(self) -> None:
+        self.outage.answered(self.url)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take runs until ``stop``; then hand back every run still held. Creates the stream's
@@ -96,7 +116,7 @@ class RunWorker:
                 await self.queue.ensure_group()
                 break
             except RedisUnavailable as exc:
-                log.warning("run worker waits for Redis: %s", exc)
+                self._failed(exc)
                 await _pause(stop, RETRY_S)
                 if stop.is_set():
                     return
@@ -115,6 +135,14 @@ class RunWorker:
         """One read (waiting up to ``block_ms``) and one reclaim pass; the runs taken."""
         n = await self._take_all(await self.queue.read(self.consumer, self.batch, block_ms))
         return n + await self.reclaim_once()
+
+    async def resume_own(self) -> int:
+        """Take back this worker's pending runs that it does not hold (a run whose task an
+        outage ended with an unknown outcome); the runs resumed."""
+        entries = await self.queue.own_pending(self.consumer, skip=self.held.keys())
+        n = await self._take_all(entries)
+        self.resumed += n
+        return n
 
     async def reclaim_once(self) -> int:
         """Take over the runs whose worker stopped heartbeating past the bound; forget the
@@ -178,11 +206,18 @@ class RunWorker:
     async def _reads(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self._take_all(
-                    await self.queue.read(self.consumer, self.batch, self.block_ms)
-                )
+                if self._resume_own:
+                    self._resume_own = False
+                    if n := await self.resume_own():
+                        log.info("run worker resumed %d runs an outage interrupted", n)
+                    self._answered()
+                # while Redis is down, do not block: the first read that succeeds ends it
+                block = None if self.outage.down() else self.block_ms
+                entries = await self.queue.read(self.consumer, self.batch, block)
+                self._answered()
+                await self._take_all(entries)
             except RedisUnavailable as exc:
-                log.warning("run stream read failed: %s", exc)
+                self._failed(exc)
                 await _pause(stop, RETRY_S)
 
     async def _heartbeats(self, stop: asyncio.Event) -> None:
@@ -191,21 +226,21 @@ class RunWorker:
             try:
                 await self.heartbeat_once()
             except RedisUnavailable as exc:
-                log.warning("run heartbeat failed: %s", exc)
+                self._failed(exc)
 
     async def _reclaims(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.reclaim_once()
             except RedisUnavailable as exc:
-                log.warning("run reclaim failed: %s", exc)
+                self._failed(exc)
             await _pause(stop, self.reclaim_every_s)
 
     async def _take_all(self, entries: Sequence[RunEntry]) -> int:
         got = await asyncio.gather(*(self._take(e) for e in entries), return_exceptions=True)
         for g in got:  # a run not taken stays pending for this worker: reclaimed after the bound
             if isinstance(g, RedisUnavailable):
-                log.warning("run not taken: %s", g)
+                self._failed(g)  # taken back by the next read once Redis answers
             elif isinstance(g, BaseException):
                 raise g
         return sum(1 for g in got if g is True)
@@ -245,10 +280,15 @@ class RunWorker:
         """A run's task is done. Returned: the run ended (complete, failed, superseded, or
         restarted as a new queued run): acknowledge it. Cancelled: superseded or cancelled (its
         entry was acknowledged by that script), no longer ours, or stopping (handed back).
-        Raised: an unknown outcome (Redis unreachable): left pending, reclaimed after the
-        bound."""
+        Raised: an unknown outcome (Redis unreachable): left pending, taken back by the first
+        read after Redis answers (or, if this worker dies, reclaimed after the bound)."""
         held = self.held.get(entry_id)
         if held is not None and held.task is task:
             del self.held[entry_id]
-        if not task.cancelled() and task.exception() is None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
             self._acks.append(entry_id)
+        elif isinstance(exc, RedisUnavailable):
+            self._failed(exc)

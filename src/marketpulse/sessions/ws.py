@@ -7,7 +7,9 @@ forward only events committed after it (each carries its version): the hub hands
 queued ahead of it, else queues it for the single writer. One task group holds the
 receive loop, the alert forwarder, the writer and the expiry watchdog, so a disconnect tears all
 of them down. A bad message gets an ``error`` and the connection stays open; a message over
-4 KiB closes with 1009; an expired or deleted session closes with 4404.
+4 KiB closes with 1009; an expired or deleted session closes with 4404. Redis failing after the
+accept (a call of a loop or an action: the outcome is unknown) closes with 1012, as the hub's
+loss does: the client reconnects to a fresh snapshot, which says what committed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -56,6 +59,15 @@ def _type_of(item: dict[str, Any] | str) -> str:
         return str(item.get("type"))
     head = item[: item.find('"', 9)] if item.startswith('{"type":"') else ""
     return head[9:] or "unknown"
+
+
+async def _redis_closes(loop: Coroutine[Any, Any, None]) -> None:
+    """``loop``, with Redis failing turned into a close with 1012 (service restart)."""
+    try:
+        await loop
+    except RedisUnavailable as exc:
+        log.debug("session socket closed, Redis failed: %s", exc.message)
+        raise WsClose(1012, "redis unavailable") from exc
 
 
 def error_msg(code: str, message: str) -> dict[str, Any]:
@@ -134,9 +146,8 @@ class _Connection:
         early, self.early = self.early, None
         for raw in early or ():
             self.on_event(raw)
-        await run_connection(
-            self.ws, self._receive(), self._alerts(alerts), self._write(), self._watch_expiry()
-        )
+        loops = (self._receive(), self._alerts(alerts), self._write(), self._watch_expiry())
+        await run_connection(self.ws, *map(_redis_closes, loops))
 
     async def _write(self) -> None:
         while True:
@@ -266,6 +277,8 @@ class _Connection:
             self._emit(error_msg(exc.code, exc.message))
         except SessionNotFound as exc:
             raise WsClose(CLOSE_GONE, "session gone") from exc
+        except RedisUnavailable:
+            raise  # closes with 1012 (_redis_closes)
         except MarketPulseError as exc:
             log.warning("ws action failed: %s", exc.message)
             self._emit(error_msg(exc.code, exc.message))

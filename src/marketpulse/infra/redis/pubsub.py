@@ -11,7 +11,9 @@ read timeout and a parser round per message, the bulk of a burst of analysis eve
 
 If the connection drops, messages published meanwhile are lost to this instance, so every
 subscriber is ended (its ``get()`` answers None; a WebSocket closes with 1012 and its client
-reconnects to a fresh snapshot) and the hub reconnects with backoff for new subscribers.
+reconnects to a fresh snapshot) and the hub reconnects with backoff for new subscribers. The
+loss and the failed reconnects are one outage, logged once when it starts and once when the
+hub is connected again (``OutageLog("pub/sub")``), never with a stack trace.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from redis.asyncio import Redis
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.endpoint import Arg, Endpoint, pack
+from marketpulse.infra.redis.outage import OutageLog
 from marketpulse.infra.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -133,6 +136,7 @@ class EventHub:
         self._wire: _SubscriberWire | None = None
         self._up = asyncio.Event()
         self._closed = False
+        self.outage = OutageLog("pub/sub")
 
     @property
     def subscriber_count(self) -> int:
@@ -147,11 +151,12 @@ class EventHub:
                 try:
                     wire = await self._connect()
                 except (OSError, TimeoutError, RedisUnavailable) as exc:
-                    log.warning("pub/sub connection failed (%s); retrying", exc)
+                    self.outage.failed(self.url, exc)
                     failures += 1
                     await asyncio.wait({waiter}, timeout=RECONNECT.delay(failures))
                     continue
                 failures = 0
+                self.outage.answered(self.url)
                 self._wire = wire
                 self._up.set()
                 lost: asyncio.Future[Any] = wire.lost
@@ -161,8 +166,9 @@ class EventHub:
                 if wire.transport is not None:
                     wire.transport.close()
                 if not stop.is_set():
-                    log.warning(
-                        "pub/sub connection lost; ending %d subscribers", self.subscriber_count
+                    n = self.subscriber_count
+                    self.outage.failed(
+                        self.url, ConnectionError(f"connection lost, {n} subscribers ended")
                     )
                 self._end_all()
         finally:

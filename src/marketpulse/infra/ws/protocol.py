@@ -14,6 +14,12 @@ additions for the hot path of analysis events.
    transport, and answers False, sending nothing, whenever the connection is not open or its
    writes are paused by flow control; the caller then uses the ordinary ``websocket.send``.
 
+3. **A handshake refused with an HTTP answer is complete.** uvicorn 0.54 logs "ASGI callable
+   returned without completing handshake" at ERROR after a denial response (the
+   ``websocket.http.response`` extension: a session socket's 503 while Redis is down) because
+   it marks only an accepted handshake complete; once the answer's last body part is written
+   the handshake is over, so it is marked complete too and nothing is logged.
+
 Everything else (handshake, flow control, keepalive, size limits, close) is uvicorn's. Use
 ``ws_options()`` wherever a uvicorn server for this app is configured (``serve``, tests).
 
@@ -28,6 +34,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 from websockets.protocol import State
@@ -104,6 +111,11 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         scope: Any = getattr(self, "scope", None)  # absent when the handshake was refused
         if scope is not None:
             scope["extensions"][SEND_TEXT_EXTENSION] = self.send_text_now
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            self.handshake_complete = True  # answered (and closed): see the module docstring
 
     def send_text_now(self, text: str) -> bool:
         """Write one text frame now (coalesced with this iteration's writes); False, with
