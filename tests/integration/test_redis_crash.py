@@ -137,8 +137,8 @@ async def _run_load(port: int, load: Load, stop: asyncio.Event) -> None:
                     following = m["run_id"]
                     load.runs[following] = "running"
                 elif kind in ENDS:
-                    how = "complete" if kind == "analysis_complete" else m.get("reason", "")
-                    load.ended(m["run_id"], f"{kind.removeprefix('analysis_')}:{how}")
+                    how = f"{kind.removeprefix('analysis_')}:{m.get('reason', '')}"
+                    load.ended(m["run_id"], "complete" if kind == "analysis_complete" else how)
                     if m["run_id"] == following:
                         if stop.is_set():
                             return

@@ -32,7 +32,9 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.endpoint import Arg, pack
@@ -134,24 +136,33 @@ class RedisClient:
     async def pipeline_packed(self, commands: Sequence[Command]) -> list[Any]:
         """The bulk path: ``commands`` packed by hiredis, written at once on one pooled
         connection, replies read in order. An error reply comes back in the list as a
-        ``RedisUnavailable`` (not raised); a failed connection raises it."""
-        pool = self.redis.connection_pool
+        ``RedisUnavailable`` (not raised); a failed connection raises it, after one more try
+        on a fresh connection (a pooled one may have died with a restarted server; like
+        redis-py's own retry this may run a command twice: ours are idempotent)."""
+        packed = b"".join(pack(c) for c in commands)
         with _translated("pipeline", self.url):
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
-                await conn.send_packed_command(b"".join(pack(c) for c in commands))
-                replies: list[Any] = []
-                for _ in commands:
-                    try:
-                        replies.append(await conn.read_response())
-                    except ResponseError as exc:
-                        replies.append(RedisUnavailable(f"redis: {exc}", url=self.url))
-                return replies
-            except BaseException:
-                await conn.disconnect()  # the stream is mid-reply: never hand it back so
-                raise
-            finally:
-                await pool.release(conn)
+                return await self._packed_once(packed, len(commands))
+            except (RedisConnectionError, RedisTimeoutError):
+                return await self._packed_once(packed, len(commands))
+
+    async def _packed_once(self, packed: bytes, n: int) -> list[Any]:
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(packed)
+            replies: list[Any] = []
+            for _ in range(n):
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(RedisUnavailable(f"redis: {exc}", url=self.url))
+            return replies
+        except BaseException:
+            await conn.disconnect()  # the stream is mid-reply: never hand it back so
+            raise
+        finally:
+            await pool.release(conn)
 
     # -- scripts -----------------------------------------------------------------------------
 
