@@ -24,6 +24,7 @@ from typing import Any
 
 from marketpulse.errors import MarketPulseError, RedisUnavailable
 from marketpulse.infra.redis.client import RedisClient
+from marketpulse.infra.redis.outage import OutageLog
 from marketpulse.observability.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class SystemFeed:
         self._redis = redis
         self._fetcher = fetcher
         self._listeners: set[asyncio.Queue[str]] = set()
+        self.outage = OutageLog("system feed")
 
     @property
     def listener_count(self) -> int:
@@ -87,12 +89,19 @@ class SystemFeed:
         return len(listeners)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Every ``interval_s`` until ``stop``; a failed report is logged and retried next time."""
+        """Every ``interval_s`` until ``stop``; a failed report is logged and retried next time
+        (a Redis outage once when it starts and once when it ends: the report itself shows
+        Redis down, so it fails only if something else of it needs Redis)."""
         while not stop.is_set():
             try:
                 await self.run_once()
+            except RedisUnavailable as exc:
+                self.outage.failed(exc.url or "redis", exc)
             except MarketPulseError as exc:
                 log.warning("system report failed: %r", exc)
+            else:
+                for url in self.outage.down():
+                    self.outage.answered(url)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval_s)
 

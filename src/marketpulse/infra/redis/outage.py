@@ -43,10 +43,6 @@ class OutageLog:
         """The URLs currently reported unreachable."""
         return frozenset(self._failed)
 
-    def failures(self, url: str) -> int:
-        """Failures since ``url`` went down (0 while it answers)."""
-        return self._failed.get(url, 0)
-
     def failed(self, url: str, error: BaseException) -> None:
         if url in self._failed:
             self._failed[url] += 1
