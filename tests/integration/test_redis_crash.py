@@ -68,6 +68,7 @@ class Load:
     ended_at: dict[str, float] = field(default_factory=dict)  # run id -> monotonic time
     closes: list[int | None] = field(default_factory=list)
     refused: int = 0  # handshakes answered 503 while Redis was down
+    connected_at: list[float] = field(default_factory=list)  # monotonic, each accepted handshake
     ended_after: asyncio.Event = field(default_factory=asyncio.Event)  # a run ended past `since`
     since: float = float("inf")
     n: int = 0
@@ -129,7 +130,9 @@ async def _connect(url: str, load: Load) -> Any:
     async with asyncio.timeout(DEADLINE):
         while True:  # bounded by the deadline: the handshake is refused while Redis is down
             try:
-                return await websockets.connect(url, open_timeout=5)
+                ws = await websockets.connect(url, open_timeout=5)
+                load.connected_at.append(time.monotonic())
+                return ws
             except websockets.InvalidStatus as exc:
                 if exc.response.status_code != 503:
                     raise
@@ -289,12 +292,14 @@ def _check(
     assert {how.split(":")[-1] for how in interrupted} <= DOCUMENTED | {"complete"}, interrupted
     ends = [by_sid[s].ended_at[by_sid[s].last(r)] - pinged_at for s, r in running_at_kill]
     closes = Counter(c for ld in loads for c in ld.closes)
+    back = [min(t for t in ld.connected_at if t > pinged_at) - pinged_at for ld in loads]
     outages = _outage_lines(service)
     print(
         f"{sum(len(ld.received) for ld in loads)} results received, {lost} of them not stored "
         f"(all within {LOST_WINDOW_S} s of the kill); runs running at the kill ended "
         f"{dict(interrupted)}, the last {max(ends, default=0):.2f} s after Redis answered PING "
-        f"(outage {pinged_at - killed_at:.2f} s); socket closes {dict(closes)}; handshakes "
+        f"(outage {pinged_at - killed_at:.2f} s); sockets accepted again {min(back):.2f}-"
+        f"{max(back):.2f} s after it; socket closes {dict(closes)}; handshakes "
         f"refused {sum(ld.refused for ld in loads)}; outage lines {dict(outages)}"
     )
     assert not [line for line in service.lines if "Traceback" in line], service.tail(80)
