@@ -25,9 +25,8 @@ import uvloop
 
 from marketpulse.config import MetricDelay
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.client import make_client
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.embedded import EmbeddedRedis
-from marketpulse.infra.redis.mux import RedisMux
 from marketpulse.market.providers.simulated import SimulatedSource
 from marketpulse.market.view import Market
 from marketpulse.sessions.analysis import AnalysisEngine
@@ -50,14 +49,13 @@ async def _idle_run(*_: Any) -> None:
 
 
 async def one_round(url: str, n: int, r: int, hop_only: bool) -> dict[str, Any]:
-    redis = make_client(url)
-    mux = RedisMux.for_client(redis)
-    store = SessionStore(redis, mux, ttl_s=3600)
+    redis = RedisClient.from_url(url)
+    store = SessionStore(redis, ttl_s=3600)
     engine = AnalysisEngine(
         store, Market(source=SimulatedSource(seed=1)), delay=MetricDelay(3600, 3600)
     )
     if hop_only:
-        engine._run = _idle_run  # type: ignore[method-assign]
+        engine._run = _idle_run  # type: ignore[method-assign,assignment]
     worker = RunWorker(engine, RunQueue(redis), reclaim_s=10)
     th = hash_token("t")
     sids = [f"r{r}-{i}" for i in range(n)]
@@ -90,8 +88,7 @@ async def one_round(url: str, n: int, r: int, hop_only: bool) -> dict[str, Any]:
     stop.set()
     await running
     await engine.shutdown()
-    await redis.delete(keys.RUN_STREAM)  # the runs handed back: not the next round's
-    await mux.aclose()
+    await redis.call("DEL", keys.RUN_STREAM)  # the runs handed back: not the next round's
     await redis.aclose()
     hops = [(taken[s] - started[s]) * 1000 for s in sids]
     return {
