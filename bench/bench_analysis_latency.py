@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 import uvloop
@@ -179,12 +179,13 @@ async def main(sizes: list[int], client: str) -> dict[str, Any]:
                 out["rounds"].append(await one_round(base, n, proc.pid, rs.pid, client))
             import redis
 
-            client = redis.Redis.from_url(rs.url)
-            sid = client.zrange("mp:sessions", 0, 0)[0].decode()
-            out["redis_bytes_one_session_with_5_results"] = client.memory_usage(
+            sync = redis.Redis.from_url(rs.url)
+            (first,) = cast(list[bytes], sync.zrange("mp:sessions", 0, 0))
+            sid = first.decode()
+            out["redis_bytes_one_session_with_5_results"] = sync.memory_usage(
                 f"mp:{{{sid}}}:session"
             )
-            client.close()
+            sync.close()
         finally:
             proc.terminate()
             proc.wait(20)

@@ -45,7 +45,8 @@ async def main(n: int) -> dict[str, object]:
                     val = value(h, prices0, 0)
                     sid = f"user-{i}"
                     pipe.zadd(keys.SESSION_INDEX, {sid: 0})
-                    args = [sid, th, canonical_holdings(h), val.total_text, val.prices_text]
+                    args: list[str | int] = [sid, th, canonical_holdings(h), val.total_text]
+                    args.append(val.prices_text)
                     args += [NOW, 0, 86400]
                     await create(keys=SessionStore.keys_for(sid), client=pipe, args=args)
                 await pipe.execute()

@@ -97,7 +97,8 @@ def redis_py_ops(redis: Redis, th: str) -> dict[str, Op]:
         ks = SessionStore.keys_for(sid)
         if i % 6 == 0:  # the start queues its run on the run stream, as the store's does
             ticker = ["AAPL", "MSFT"][i // 6 % 2]
-            args = [th, ticker, run, NOW, 3600, keys.RUN_GROUP, 10_000, 100_000, sid]
+            args: list[str | int] = [th, ticker, run, NOW, 3600, keys.RUN_GROUP, 10_000]
+            args += [100_000, sid]
             return await start(keys=[*ks, keys.RUN_STREAM], args=args)
         return await append(keys=ks, args=[run, 1, 500, 5, f"{run}:{i % 6}", BODY])
 
