@@ -1,7 +1,8 @@
 """``create_app(settings)``: every component is built here, not at import time.
 
-The lifespan owns the long-lived tasks (event hub reader, valuation loop, alert monitor, loop-lag
-monitor, the dashboards' system report, and the run worker unless
+The lifespan owns the long-lived tasks (event hub reader, valuation loop, alert monitor, the
+alert deliveries from the outbox, loop-lag monitor, the dashboards' system report, and the run
+worker unless
 ``MARKETPULSE_WORKERS_IN_PROCESS=false``) in one TaskGroup with a stop event; on shutdown it
 stops them, cancels and awaits every analysis run, hands the worker's runs back to the run
 stream, and closes Redis. ``run_worker(settings)`` is ``marketpulse worker``: the same engine
@@ -154,6 +155,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
                 tg.create_task(LoopLagMonitor(telemetry).run(stop), name="loop-lag")
                 tg.create_task(system_feed.run(stop), name="system-feed")
                 tg.create_task(monitor.run(stop), name="monitor")
+                tg.create_task(alerts.run_deliveries(stop), name="alert-delivery")
                 if worker is not None:
                     tg.create_task(worker.run(stop), name="run-worker")
                 if freeze_heap:
@@ -260,7 +262,14 @@ def _alerts_wiring(
     notifiers: list[Notifier] = [ConsoleNotifier(), RedisPublishNotifier(redis)]
     if settings.webhook_url:
         notifiers.append(WebhookNotifier(settings.webhook_url, retry=fetcher.policy.retry))
-    alerts = AlertManager(RedisAlertStore(redis), notifiers, redis=redis, telemetry=telemetry)
+    alerts = AlertManager(
+        RedisAlertStore(redis),
+        notifiers,
+        redis=redis,
+        telemetry=telemetry,
+        reclaim_s=settings.alert_reclaim_s,
+        delivery_attempts=settings.alert_delivery_attempts,
+    )
     tick_mode = settings.data_source[0] in TICK_SOURCES
     # a first run shows what the market has: replay has no NSE symbols, say, and a symbol no
     # source has would log a missing quote every tick

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     system_interval: float = Field(default=2.0, gt=0)  # seconds between /ws/dashboard reports
     redis_max_connections: int = Field(default=64, ge=4)
     webhook_url: str | None = None
+    # a fired alert's delivery not acknowledged for this long is retried or taken over (seconds)
+    alert_reclaim_s: float = Field(default=10.0, ge=0.5, le=600.0)
+    alert_delivery_attempts: int = Field(default=10, ge=1, le=100)  # then given up, logged
     # health-warning limits (observability/health.py); 0 disables a limit
     perf_provider_latency_ms: float = Field(default=2000.0, ge=0)
     perf_loop_lag_ms: float = Field(default=250.0, ge=0)

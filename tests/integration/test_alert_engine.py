@@ -1,5 +1,7 @@
 """The alert engine on both stores (real Redis and memory): firing, history, racing instances,
-a failing notifier."""
+a failing notifier. On Redis the fires are delivered from the outbox: these tests deliver with
+``deliver_pending()`` (a no-op in memory, where delivery is inline); the loop itself is tested
+in ``test_alert_outbox.py``."""
 
 from __future__ import annotations
 
@@ -74,6 +76,7 @@ async def test_fires_once_per_crossing_and_records_history(store: AlertStore) ->
     prices = [140, 151, 152, 149, 150, 150, 160, 140, 155]
     fired = [len(await mgr.check_alerts(quote(i, p))) for i, p in enumerate(prices)]
     assert fired == [0, 1, 0, 0, 1, 0, 0, 0, 1]
+    await mgr.deliver_pending()
     hist = await mgr.history("AAPL", 10)
     assert [h.quote.price for h in hist] == [155, 150, 151]  # newest first
     assert all(h.alert_id == a.id and h.channels == ["recorder"] for h in hist)
@@ -113,12 +116,14 @@ async def test_a_failing_or_hanging_notifier_does_not_block_the_others(store: Al
     await mgr.add_alert(above(150))
     async with asyncio.timeout(5):
         [f] = await mgr.check_alerts(quote(0, 151))
-    assert f.channels == ["console", "recorder"]
+        await mgr.deliver_pending()
     assert len(rec.seen) == 1
     assert out.getvalue().count("\n") == 1
     assert out.getvalue().startswith("ALERT AAPL price_threshold above 150")
     [h] = await mgr.history(None, 5)
-    assert h.channels == ["console", "recorder"]
+    assert h.id == f.id
+    assert sorted(h.channels) == ["console", "recorder"]
+    assert sorted(h.deliveries) == ["console", "recorder"]
 
 
 async def test_two_instances_racing_on_one_redis_fire_each_crossing_once(
@@ -132,6 +137,7 @@ async def test_two_instances_racing_on_one_redis_fire_each_crossing_once(
     for i, p in enumerate(prices):
         q = quote(i, p)
         await asyncio.gather(mgrs[0].check_alerts(q, obs=i), mgrs[1].check_alerts(q, obs=i))
+    await asyncio.gather(*(m.deliver_pending() for m in mgrs))  # one channel: one group
     got = sorted((f.alert_id, f.observation) for r in recs for f in r.seen)
     expected = []
     for a in alerts:
@@ -199,5 +205,6 @@ async def test_subscribers_receive_fired_alerts_over_redis(redis_boundary: Redis
     async with mgr.subscribe() as events:
         await mgr.check_alerts(quote(0, 151))
         async with asyncio.timeout(5):
+            await mgr.deliver_pending()
             msg = await anext(events)
     assert FiredAlert.model_validate_json(msg).symbol == "AAPL"

@@ -6,8 +6,14 @@ Guarantees:
 - The fire decision is atomic and idempotent per observation in the store (a Lua script on
   Redis), so any number of instances evaluating the same observation fire an alert once.
 - A stale or insane quote is ignored entirely (fires nothing, changes no state).
-- Notifications run concurrently, each under ``notify_timeout_s``; a failing channel is logged
-  and left out of ``channels`` in the history entry, and never blocks the others.
+- On Redis, deliveries are at least once (docs/contracts.md, guarantee 11): the script that
+  decides a fire queues it on the outbox and appends it to the history in the same step; the
+  channels consume the outbox (``delivery.py``) in ``run_deliveries(stop)``, a task its owner
+  runs (the app's lifespan, ``StockMonitor``), or in ``deliver_pending()`` calls. In memory the
+  channels are sent to inline, in ``check_alerts``, as before.
+- Either way notifications run concurrently, each under ``notify_timeout_s``; a failing channel
+  is logged, never blocks the others, and is missing from the fire's ``deliveries`` (and
+  ``channels``) in the history, which reads them when it is read.
 - Each quote counts the alert conditions it was evaluated against and each fire decision won
   (``FIRED``) is counted once, through the injected ``AlertTelemetry`` (the app's metrics).
 - ``AlertManager()`` keeps definitions, armed/fired state, volume windows and history in the
@@ -28,10 +34,12 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
+from marketpulse.alerts.delivery import MAX_ATTEMPTS, OutboxDelivery
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.index import AlertIndex, Change
 from marketpulse.alerts.memory_store import MemoryAlertStore
 from marketpulse.alerts.notifiers import ConsoleNotifier, Notifier
+from marketpulse.alerts.outbox import AlertOutbox
 from marketpulse.alerts.rules import AlertCondition, AlertType, Outcome, observed_value, usable
 from marketpulse.alerts.store import AlertStore, RedisAlertStore
 from marketpulse.config import Settings
@@ -40,6 +48,7 @@ from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.pubsub import Subscription
 from marketpulse.market.quotes import StockData
+from marketpulse.timefmt import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +77,17 @@ class AlertManager:
         redis: RedisClient | None = None,
         notify_timeout_s: float = 10.0,
         telemetry: AlertTelemetry | None = None,
+        reclaim_s: float | None = None,
+        delivery_attempts: int | None = None,
     ) -> None:
         self._owned: RedisClient | None = None
         if store is None:
             if redis is None:
-                redis = self._owned = RedisClient.from_url(Settings().client_redis_url())
+                settings = Settings()
+                redis = self._owned = RedisClient.from_url(settings.client_redis_url())
+                reclaim_s = settings.alert_reclaim_s if reclaim_s is None else reclaim_s
+                if delivery_attempts is None:
+                    delivery_attempts = settings.alert_delivery_attempts
             store = RedisAlertStore(redis)
         self.store: AlertStore = store
         self.notifiers: list[Notifier] = (
@@ -90,6 +105,17 @@ class AlertManager:
         self._version = -1
         self._locks: dict[str, asyncio.Lock] = {}
         self._local: set[asyncio.Queue[str]] = set()
+        # on Redis the channels consume the outbox; in memory they are sent to inline
+        self.delivery: OutboxDelivery | None = None
+        self._groups_ready = False
+        if isinstance(self.store, RedisAlertStore):
+            self.delivery = OutboxDelivery(
+                AlertOutbox(self.store.redis),
+                self.notifiers,
+                reclaim_s=10.0 if reclaim_s is None else reclaim_s,
+                max_attempts=MAX_ATTEMPTS if delivery_attempts is None else delivery_attempts,
+                notify_timeout_s=notify_timeout_s,
+            )
 
     @classmethod
     def in_memory(cls, notifiers: Sequence[Notifier] | None = None) -> AlertManager:
@@ -138,14 +164,47 @@ class AlertManager:
         self._index.forget()
 
     async def history(self, symbol: str | None = None, limit: int = 50) -> list[FiredAlert]:
+        """Fired alerts, newest first, each with the channels that delivered it and when."""
         return await self.store.history(symbol, limit)
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    async def run_deliveries(self, stop: asyncio.Event) -> None:
+        """Deliver the outbox on this manager's channels until ``stop`` (a task its owner
+        runs; see ``delivery.py``). In memory there is nothing to consume: it waits for
+        ``stop``."""
+        if self.delivery is None:
+            await stop.wait()
+            return
+        await self.delivery.run(stop)
+
+    async def deliver_pending(self, block_ms: int | None = None) -> int:
+        """Deliver what the outbox holds for this manager's channels now (new fires, and
+        failed ones idle past the reclaim bound), waiting up to ``block_ms`` for a new one;
+        the number of deliveries made. For a caller that runs no ``run_deliveries`` loop; in
+        memory a no-op (0)."""
+        if self.delivery is None:
+            return 0
+        await self._ensure_groups(self.delivery)
+        return await self.delivery.run_once(block_ms)
+
+    async def _ensure_groups(self, delivery: OutboxDelivery) -> None:
+        if not self._groups_ready:
+            await delivery.ensure_groups()
+            self._groups_ready = True
 
     # -- evaluation --------------------------------------------------------------------------
 
     async def check_alerts(
         self, stock_data: StockData, *, obs: int | None = None
     ) -> list[FiredAlert]:
-        """Evaluate one quote; return the alerts it fired (already notified and recorded).
+        """Evaluate one quote; return the alerts it fired (each ``id`` is its fire id).
+
+        On Redis each returned fire is decided, recorded in the history and queued for
+        delivery, atomically; it is delivered afterwards, on every channel at least once, by
+        ``run_deliveries`` (or ``deliver_pending``), so its ``channels`` are empty here and the
+        history reports them once delivered. In memory the fires are delivered before this
+        returns and carry their ``channels`` and ``deliveries``.
 
         ``obs`` orders observations (the market tick); by default the quote's time in µs.
         Observations of one symbol must arrive in increasing order.
@@ -162,6 +221,8 @@ class AlertManager:
             changes = self._index.observe(quote.symbol, values)
             if not changes:
                 return []
+            if self.delivery is not None:  # every channel's group exists before a fire
+                await self._ensure_groups(self.delivery)
             return await self._apply(quote, obs, values, changes)
 
     async def _values(self, quote: StockData, obs: int) -> dict[AlertType, float | None]:
@@ -200,14 +261,22 @@ class AlertManager:
             alert = self._index.get(change.alert_id)
             if alert is None:
                 return
-            async with gate:
-                outcome = await self.store.apply(alert, obs=obs, truth=change.became_true, at=at)
-            if outcome is Outcome.FIRED:
-                if self._telemetry is not None:
-                    self._telemetry.alert_fired()
+            candidate: FiredAlert | None = None
+            if change.became_true:  # what fires, if the store decides it does
                 value = values[alert.alert_type]
                 assert value is not None  # a change implies a value
-                fired.append(await self._deliver(FiredAlert.of(alert, value, quote, obs)))
+                candidate = FiredAlert.of(alert, value, quote, obs)
+            async with gate:
+                outcome = await self.store.apply(
+                    alert, obs=obs, truth=change.became_true, at=at, fired=candidate
+                )
+            if outcome is Outcome.FIRED:
+                assert candidate is not None
+                if self._telemetry is not None:
+                    self._telemetry.alert_fired()
+                if self.delivery is None:
+                    candidate = await self._deliver_inline(candidate)
+                fired.append(candidate)
             elif outcome in (Outcome.EXPIRED, Outcome.GONE):
                 await self.remove_alert(alert.id)
 
@@ -216,14 +285,16 @@ class AlertManager:
                 tg.create_task(one(change))
         return fired
 
-    async def _deliver(self, alert: FiredAlert) -> FiredAlert:
+    async def _deliver_inline(self, alert: FiredAlert) -> FiredAlert:
+        """The in-memory path: send on every channel now, record who delivered."""
+        at = utc_now()
         channels = await self.notify(alert)
-        done = alert.model_copy(update={"channels": channels})
         try:
-            await self.store.record(done)
+            for channel in channels:
+                await self.store.record_delivery(alert.id, channel, at)
         except MarketPulseError as exc:
-            log.error("alert %s fired but its history entry was lost: %s", alert.id, exc.message)
-        return done
+            log.error("alert %s delivered but not recorded: %s", alert.id, exc.message)
+        return alert.delivered(dict.fromkeys(channels, at))
 
     async def notify(self, alert: FiredAlert) -> list[str]:
         """Send ``alert`` on every channel concurrently; return the names that delivered."""

@@ -25,7 +25,9 @@ class QuoteUsed(BaseModel):
 
 
 class FiredAlert(BaseModel):
-    """One firing of one alert; ``channels`` lists the notifiers that delivered it."""
+    """One firing of one alert. ``id`` is the fire id (the webhook's idempotency key);
+    ``deliveries`` maps each channel that delivered it to when (first delivery), ``channels``
+    lists those channels in delivery order (filled when history is read)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -40,6 +42,7 @@ class FiredAlert(BaseModel):
     fired_at: datetime
     quote: QuoteUsed
     channels: list[str] = Field(default_factory=list)
+    deliveries: dict[str, datetime] = Field(default_factory=dict)
 
     @classmethod
     def of(
@@ -63,6 +66,11 @@ class FiredAlert(BaseModel):
                 previous_close=quote.previous_close,
             ),
         )
+
+    def delivered(self, deliveries: dict[str, datetime]) -> FiredAlert:
+        """This fire with its deliveries (``channels`` follows them, in delivery order)."""
+        order = sorted(deliveries, key=lambda c: (deliveries[c], c))
+        return self.model_copy(update={"deliveries": dict(deliveries), "channels": order})
 
     def describe(self) -> str:
         """One readable line: ``AAPL price_threshold above 150: value 151.2 (price 151.2 …)``."""

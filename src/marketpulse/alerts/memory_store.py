@@ -6,8 +6,9 @@ the process and nothing is shared between processes.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
+from datetime import datetime
 
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.rules import VOLUME_WINDOW, AlertCondition, AlertState, Outcome, transition
@@ -21,6 +22,8 @@ class MemoryAlertStore:
         self._version = 0
         self._volumes: dict[str, dict[int, int]] = {}
         self._history: deque[FiredAlert] = deque(maxlen=history_cap)
+        self._deliveries: OrderedDict[str, dict[str, datetime]] = OrderedDict()
+        self._cap = history_cap
         self._symbols: set[str] = set()
         self._cursor: int | None = None
         self._chosen = False  # see RedisAlertStore: an emptied watchlist is never re-seeded
@@ -41,7 +44,9 @@ class MemoryAlertStore:
     async def version(self) -> int:
         return self._version
 
-    async def apply(self, alert: AlertCondition, *, obs: int, truth: bool, at: float) -> Outcome:
+    async def apply(
+        self, alert: AlertCondition, *, obs: int, truth: bool, at: float, fired: FiredAlert | None
+    ) -> Outcome:
         state = self._states.get(alert.id)
         if state is None:
             return Outcome.GONE
@@ -50,6 +55,10 @@ class MemoryAlertStore:
             state, obs=obs, truth=truth, at=at, cooldown_s=alert.cooldown_s, expires_at=expires
         )
         self._states[alert.id] = new
+        if outcome is Outcome.FIRED:
+            if fired is None:
+                raise ValueError("a true observation needs the alert it would fire")
+            self._history.append(fired)
         return outcome
 
     async def volumes(self, symbol: str, *, obs: int, volume: int) -> list[int]:
@@ -59,13 +68,14 @@ class MemoryAlertStore:
             del window[old]
         return [window[k] for k in sorted(window) if k < obs][-VOLUME_WINDOW:]
 
-    async def record(self, fired: FiredAlert) -> str:
-        self._history.append(fired)
-        return fired.id
+    async def record_delivery(self, fire_id: str, channel: str, at: datetime) -> None:
+        self._deliveries.setdefault(fire_id, {}).setdefault(channel, at)
+        while len(self._deliveries) > self._cap:
+            self._deliveries.popitem(last=False)
 
     async def history(self, symbol: str | None, limit: int) -> list[FiredAlert]:
         rows = [f for f in reversed(self._history) if symbol is None or f.symbol == symbol]
-        return rows[:limit]
+        return [f.delivered(self._deliveries.get(f.id, {})) for f in rows[:limit]]
 
     async def add_symbol(self, symbol: str) -> bool:
         self._chosen = True

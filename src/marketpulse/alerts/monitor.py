@@ -23,8 +23,10 @@ Guarantees:
   naming its URL and once when it answers again (``infra/redis/outage.py``), not once per
   operation; the cycle that hit it is skipped (or, for the cache, the quote goes uncached) and
   the next one retries.
-- Graceful stop: once ``stop`` is set no new cycle starts; the running one (its notifications
-  included) gets ``shutdown_s`` to finish, then is cancelled. A cycle catching up on several
+- Graceful stop: once ``stop`` is set no new cycle starts; the running one (with an in-memory
+  alert store, its inline notifications included; on Redis the fires are delivered from the
+  outbox by ``AlertManager.run_deliveries``, not here) gets ``shutdown_s`` to finish, then is
+  cancelled. A cycle catching up on several
   ticks ends after the tick it is evaluating (the cursor says where the next poller resumes).
   No task outlives ``run``.
 """

@@ -1,14 +1,18 @@
 """Notification channels for fired alerts.
 
-Each notifier raises on failure; the alert engine runs them concurrently, each under its own
-timeout, so a failing or slow channel never blocks the others, and records which delivered.
+Each notifier raises on failure. On Redis each channel consumes the alert outbox
+(``delivery.py``, its ``name`` names its consumer group); in memory the engine runs them
+concurrently. Either way each send has its own timeout, a failing or slow channel never blocks
+the others, and which delivered (and when) is recorded.
 
 - ``ConsoleNotifier``: one readable line per alert on a text stream (stdout by default).
 - ``RedisPublishNotifier``: PUBLISH the alert JSON on ``keys.ALERT_EVENTS``; the WebSocket
   layers forward it (``/ws/alerts`` subscribers, portfolio sessions holding the symbol).
 - ``WebhookNotifier``: aiohttp POST of the alert JSON, retried per ``RetryPolicy`` (the app
   passes the market providers' own: full jitter, ``Retry-After`` honoured) on connection
-  errors, timeouts and 5xx/429; any other status fails at once.
+  errors, timeouts and 5xx/429; any other status fails at once. Every POST of one fire carries
+  ``Idempotency-Key: <fire id>`` (the body's ``id``): deliveries are at least once (a retry, a
+  reclaimed outbox entry), so a receiver deduplicates on it.
 """
 
 from __future__ import annotations
@@ -98,8 +102,8 @@ class WebhookNotifier:
             await self._owned.close()
             self._owned = None
 
-    async def _post_once(self, body: str) -> None:
-        headers = {"Content-Type": "application/json"}
+    async def _post_once(self, body: str, key: str) -> None:
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         try:
             async with self._client().post(
                 self.url, data=body, headers=headers, timeout=self._timeout
@@ -124,7 +128,7 @@ class WebhookNotifier:
 
         try:
             await call_with_retry(
-                lambda _attempt: self._post_once(body),
+                lambda _attempt: self._post_once(body, alert.id),
                 self.retry,
                 sleep=self._sleep,
                 uniform=self._uniform,

@@ -8,6 +8,9 @@ leaving ``async with StockMonitor(...) as monitor:``.
 Guarantees:
 
 - At most one loop per monitor; ``start_monitoring`` while it runs only adds the symbols.
+- On Redis the monitor's task also runs the alert manager's deliveries from the outbox
+  (``AlertManager.run_deliveries``): every channel gets each fire at least once; a fire not yet
+  delivered when the monitor stops stays in the outbox for the next run (or another instance).
 - Nothing is lost silently: an error that ends the loop is logged (ERROR, with its traceback)
   when it happens, and raised by the next ``stop_monitoring()``. Redis outages and failed
   quotes do not end it: they are logged as the service logs them, and the loop retries.
@@ -154,7 +157,10 @@ class StockMonitor:
 
     async def _run(self, stop: asyncio.Event) -> None:
         try:
-            await self.service.run(stop)
+            async with asyncio.TaskGroup() as tg:
+                # on Redis the fires are delivered from the outbox: this task owns that loop
+                tg.create_task(self.alert_manager.run_deliveries(stop), name="alert-delivery")
+                await self.service.run(stop)
         finally:
             close = getattr(self.cache_manager, "close", None)
             if close is not None:

@@ -5,8 +5,13 @@ Lua script in ``lua/``), ``MemoryAlertStore`` (in ``memory_store.py``) the in-pr
 
 Redis layout (names in ``keys.py``): ``ALERTS`` hash id -> definition JSON, ``ALERTS_VERSION``
 counter, ``alert_state(id)`` hash per alert (one key per script call, so a cluster is fine),
-``volume_window(symbol)`` sorted set, ``SYMBOLS`` set, ``ALERT_HISTORY`` capped stream, and the
-monitor's ``MONITOR_CURSOR`` (the last market tick it evaluated completely).
+``volume_window(symbol)`` sorted set, ``SYMBOLS`` set, ``ALERT_HISTORY`` capped stream, the
+monitor's ``MONITOR_CURSOR`` (the last market tick it evaluated completely), and the delivery
+outbox ``ALERT_OUTBOX`` with each fire's delivery record ``alert_deliveries(fire id)`` (the
+outbox's consumers are in ``outbox.py``).
+
+A fire is decided, queued for delivery on the outbox and appended to the history in one
+script (``alert_transition.lua``); history reads each fire's deliveries when it is read.
 
 The monitored symbols are "chosen" once anything wrote them (a seeded default watchlist, or an
 add or remove, in the same atomic step as the marker ``SYMBOLS_CHOSEN``): ``seed_symbols``
@@ -16,6 +21,7 @@ fills them only while they never were, so a watchlist emptied on purpose stays e
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol, cast
 
 from marketpulse.alerts.event import FiredAlert
@@ -23,10 +29,13 @@ from marketpulse.alerts.rules import VOLUME_WINDOW, AlertCondition, Outcome
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.scripts import ScriptFolder
+from marketpulse.timefmt import iso_z
 
 SCRIPTS = ScriptFolder("marketpulse.alerts")
 
 HISTORY_CAP = 10_000
+OUTBOX_CAP = 100_000  # outbox entries kept (approximately): far beyond any delivery backlog
+DELIVERIES_TTL_S = 30 * 86400  # how long a fire's delivery record is kept (history reads it)
 
 
 class AlertStore(Protocol):
@@ -37,10 +46,10 @@ class AlertStore(Protocol):
     async def all(self) -> list[AlertCondition]: ...
     async def version(self) -> int: ...
     async def apply(
-        self, alert: AlertCondition, *, obs: int, truth: bool, at: float
+        self, alert: AlertCondition, *, obs: int, truth: bool, at: float, fired: FiredAlert | None
     ) -> Outcome: ...
     async def volumes(self, symbol: str, *, obs: int, volume: int) -> list[int]: ...
-    async def record(self, fired: FiredAlert) -> str: ...
+    async def record_delivery(self, fire_id: str, channel: str, at: datetime) -> None: ...
     async def history(self, symbol: str | None, limit: int) -> list[FiredAlert]: ...
     async def add_symbol(self, symbol: str) -> bool: ...
     async def remove_symbol(self, symbol: str) -> bool: ...
@@ -52,6 +61,10 @@ class AlertStore(Protocol):
 
 def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _deliveries(raw: dict[bytes, bytes] | None) -> dict[str, datetime]:
+    return {_text(k): datetime.fromisoformat(_text(v)) for k, v in (raw or {}).items()}
 
 
 class RedisAlertStore:
@@ -99,10 +112,22 @@ class RedisAlertStore:
     async def version(self) -> int:
         return int(await self._redis.call("GET", keys.ALERTS_VERSION) or 0)
 
-    async def apply(self, alert: AlertCondition, *, obs: int, truth: bool, at: float) -> Outcome:
+    async def apply(
+        self, alert: AlertCondition, *, obs: int, truth: bool, at: float, fired: FiredAlert | None
+    ) -> Outcome:
+        """Decide one observation; a fire (``fired``: the alert as it fires, given when
+        ``truth``) is queued on the outbox and appended to the history in the same step."""
         expires = "" if alert.expires_at is None else repr(alert.expires_at.timestamp())
-        args = [str(obs), "1" if truth else "0", repr(at), repr(alert.cooldown_s), expires]
-        raw = await self._transition([keys.alert_state(alert.id)], args)
+        body, fire_id = ("", "") if fired is None else (fired.model_dump_json(), fired.id)
+        args = [
+            str(obs), "1" if truth else "0", repr(at), repr(alert.cooldown_s), expires,
+            body, fire_id, alert.symbol, str(OUTBOX_CAP), str(self._cap),
+        ]  # fmt: skip
+        if truth and fired is None:
+            raise ValueError("a true observation needs the alert it would fire")
+        raw = await self._transition(
+            [keys.alert_state(alert.id), keys.ALERT_OUTBOX, keys.ALERT_HISTORY], args
+        )
         return Outcome(_text(raw))
 
     async def volumes(self, symbol: str, *, obs: int, volume: int) -> list[int]:
@@ -110,12 +135,13 @@ class RedisAlertStore:
         raw = await self._volume([keys.volume_window(symbol)], args)
         return [int(_text(m).rsplit(":", 1)[1]) for m in raw]
 
-    async def record(self, fired: FiredAlert) -> str:
-        entry_id = await self._redis.call(
-            "XADD", keys.ALERT_HISTORY, "MAXLEN", "~", self._cap, "*",
-            "symbol", fired.symbol, "alert", fired.model_dump_json(),
-        )  # fmt: skip
-        return _text(entry_id)
+    async def record_delivery(self, fire_id: str, channel: str, at: datetime) -> None:
+        """Record a delivery made outside the outbox (the first time per channel is kept)."""
+        key = keys.alert_deliveries(fire_id)
+        await self._redis.pipeline(
+            [("HSETNX", key, channel, iso_z(at)), ("EXPIRE", key, DELIVERIES_TTL_S)],
+            transaction=True,
+        )
 
     async def history(self, symbol: str | None, limit: int) -> list[FiredAlert]:
         """Newest first; with ``symbol``, pages through the (capped) stream to find ``limit``."""
@@ -133,7 +159,12 @@ class RedisAlertStore:
             if len(rows) < page:
                 break
             start = "(" + _text(rows[-1][0])
-        return out
+        if not out:
+            return out
+        records = await self._redis.pipeline(
+            [("HGETALL", keys.alert_deliveries(f.id)) for f in out]
+        )
+        return [f.delivered(_deliveries(r)) for f, r in zip(out, records, strict=True)]
 
     async def add_symbol(self, symbol: str) -> bool:
         added, _ = await self._redis.pipeline(

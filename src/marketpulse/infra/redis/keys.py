@@ -74,7 +74,35 @@ def alert_state(alert_id: str) -> str:
 
 
 ALERT_HISTORY = f"{PREFIX}:alerts:history"
-"""Capped stream of fired alerts."""
+"""Capped stream of fired alerts, appended by the script that decides the fire."""
+
+ALERT_OUTBOX = f"{PREFIX}:{{alerts}}:outbox"
+"""Capped stream (``MAXLEN ~``) of fired alerts to deliver: ``alert_transition.lua`` adds the
+fire here, and to ``ALERT_HISTORY``, in the step that decides it; each channel consumes it with
+its own consumer group (``alert_delivery_group``) and acknowledges after delivering.
+
+That script touches three keys: the alert's state (``alert_state``, hash tag ``{<alert id>}``),
+this stream (``{alerts}``) and ``ALERT_HISTORY`` (untagged). On a standalone Redis (what the
+service runs on) that is one atomic step. A Redis Cluster would refuse it (CROSSSLOT): it would
+need all three on one slot, i.e. the state keys renamed under ``{alerts}`` (a migration: a
+missing state key means the alert is gone and deletes it) and the history renamed alike, or a
+relay from a per-slot outbox. Not built; the names stay as deployed."""
+
+ALERT_DELIVERY_GROUP = "alert-delivery"
+"""Prefix of the consumer group names of ``ALERT_OUTBOX`` (group names, not keys)."""
+
+
+def alert_delivery_group(channel: str) -> str:
+    """The consumer group of one notification channel (``console``, ``websocket``,
+    ``webhook``): each channel gets every fire once, across all instances."""
+    return f"{ALERT_DELIVERY_GROUP}:{channel}"
+
+
+def alert_deliveries(fire_id: str) -> str:
+    """Hash channel -> delivery time (UTC ISO-8601) of one fire, written with the channel's
+    acknowledgement and expiring (``DELIVERIES_TTL_S`` in ``alerts/outbox.py``). Same hash tag
+    as ``ALERT_OUTBOX``, so the record and the ack are one script on one slot."""
+    return f"{PREFIX}:{{alerts}}:delivered:{fire_id}"
 
 ALERT_EVENTS = f"{PREFIX}:alerts:events"
 """Pub/sub channel of fired alerts."""
