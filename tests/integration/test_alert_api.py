@@ -206,11 +206,14 @@ async def test_ws_streams_fired_alerts_and_answers_ping(redis_boundary: RedisCli
         await ws.send("nope")
         assert json.loads(await ws.recv())["code"] == "bad_json"
         await alerts.check_alerts(quote("AAPL", 155, 0))
+        await alerts.deliver_pending()  # on Redis: from the outbox (in memory: already sent)
         msg = json.loads(await ws.recv())
     assert msg["type"] == "alert"
     assert msg["symbol"] == "AAPL"
     assert msg["quote"]["price"] == 155
     assert msg["channels"] == []  # published before the channels were known
+    [h] = await alerts.history()
+    assert h.id == msg["id"] and h.channels == ["websocket"] and "websocket" in h.deliveries
 
 
 async def test_ws_refuses_a_foreign_origin(redis_boundary: RedisClient) -> None:
@@ -256,6 +259,7 @@ async def test_ws_gets_an_alert_fired_right_after_the_handshake(
         websockets.connect(f"{base}/ws/alerts") as ws,
     ):
         await alerts.check_alerts(quote("AAPL", 155, 0))
+        await alerts.deliver_pending()  # on Redis: from the outbox (in memory: already sent)
         msg = json.loads(await ws.recv())
     assert (msg["type"], msg["symbol"]) == ("alert", "AAPL")
 

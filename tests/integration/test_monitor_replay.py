@@ -97,6 +97,7 @@ async def test_replay_fires_each_alert_once_per_crossing(redis_boundary: RedisCl
         evaluated += await monitor.run_once()
     evaluated += await monitor.run_once()  # nothing new: evaluates nothing
     assert evaluated == 4 * LAST_TICK
+    await mgr.deliver_pending()  # the fires, from the outbox
 
     got: dict[str, list[int]] = {a.id: [] for a in defs}
     for f in rec.seen:

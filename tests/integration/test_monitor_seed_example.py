@@ -70,5 +70,8 @@ async def test_the_seed_example_fires_the_aapl_alert_and_exits_0(
     assert len(rows) == 1
     fired = FiredAlert.model_validate_json(rows[0][1][b"alert"])
     assert (fired.symbol, fired.threshold, fired.value) == ("AAPL", 150.0, 152.78)
-    assert fired.channels == ["console"]
+    # delivered from the outbox by the monitor's delivery loop, recorded with its time
+    assert fired.channels == []  # the history entry is the fire as decided
+    delivered = await redis_client.hgetall(keys.alert_deliveries(fired.id))  # type: ignore[misc]
+    assert list(delivered) == [b"console"]
     assert await redis_client.exists(keys.quote_cache("INFY.NS"))  # CacheManager() was used

@@ -72,6 +72,7 @@ async def test_symbols_added_and_removed_while_running(redis_boundary: RedisClie
     stop = asyncio.Event()
     async with asyncio.timeout(10), asyncio.TaskGroup() as tg:
         tg.create_task(mon.run(stop))
+        tg.create_task(mon.alerts.run_deliveries(stop))  # the fires go out through the outbox
         assert (await seen.get()).symbol == "AAPL"
         assert await mon.add_symbol("tcs.ns")
         clock.advance()
@@ -110,12 +111,14 @@ async def test_symbols_and_alerts_survive_a_restart(redis_boundary: RedisClient)
     second = service(redis_boundary, clock, [note])
     assert await second.symbols() == ["INFY.NS"]
     assert await second.run_once() == 1
+    await second.alerts.deliver_pending()
     assert (await note.q.get()).symbol == "INFY.NS"
 
 
 async def test_graceful_shutdown_finishes_in_flight_notifications(
     redis_client: Redis, redis_boundary: RedisClient
 ) -> None:
+    """On Redis the notification in flight is the delivery loop's: it finishes on stop."""
     gate = Gate()
     mon = service(redis_boundary, ManualClock(3), [gate], shutdown_s=30)
     await mon.add_symbol("AAPL")
@@ -124,11 +127,15 @@ async def test_graceful_shutdown_finishes_in_flight_notifications(
     before = asyncio.all_tasks()
     async with asyncio.timeout(10):
         runner = asyncio.create_task(mon.run(stop))
+        deliveries = asyncio.create_task(mon.alerts.run_deliveries(stop))
         await gate.started.wait()
         stop.set()
         gate.release.set()
         await runner
+        await deliveries
     assert gate.finished == 1
+    [h] = await mon.alerts.history()
+    assert h.channels == ["gate"]  # delivered and acknowledged before the loop ended
     assert gate.cancelled == 0
     assert asyncio.all_tasks() - before == set()
     assert await redis_client.get("mp:lease:monitor") is None  # released
@@ -137,16 +144,21 @@ async def test_graceful_shutdown_finishes_in_flight_notifications(
 async def test_shutdown_is_bounded_when_a_notification_hangs(redis_boundary: RedisClient) -> None:
     gate = Gate()
     mon = service(redis_boundary, ManualClock(3), [gate], shutdown_s=0.2)
+    assert mon.alerts.delivery is not None
+    mon.alerts.delivery.shutdown_s = 0.2
     await mon.add_symbol("AAPL")
     await mon.alerts.add_alert(always("AAPL"))
     stop = asyncio.Event()
     before = asyncio.all_tasks()
     async with asyncio.timeout(10):
         runner = asyncio.create_task(mon.run(stop))
+        deliveries = asyncio.create_task(mon.alerts.run_deliveries(stop))
         await gate.started.wait()
         stop.set()
         await runner
+        await deliveries
     assert gate.cancelled == 1
+    assert await mon.alerts.delivery.outbox.pending("gate") == 1  # left for another consumer
     assert asyncio.all_tasks() - before == set()
 
 
@@ -188,6 +200,7 @@ async def test_two_monitors_racing_without_the_lease_never_double_fire(
     for tick in range(0, 80):
         clock.set(tick)
         await asyncio.gather(*(m.run_once() for m in mons))
+    await asyncio.gather(*(m.alerts.deliver_pending() for m in mons))
     fired = [n.q.get_nowait() for n in notes for _ in range(n.q.qsize())]
     src = SimulatedSource(42)
     expected = []
@@ -238,6 +251,7 @@ async def test_a_failing_publisher_does_not_stop_the_alerts(redis_boundary: Redi
     await mon.alerts.add_alert(always("AAPL"))
     await mon.add_symbol("AAPL")
     assert await mon.run_once() == 1
+    await mon.alerts.deliver_pending()
     assert (await note.q.get()).symbol == "AAPL"
 
 

@@ -28,10 +28,12 @@ class Hook:
     def __init__(self) -> None:
         self.script: deque[tuple[int, dict[str, str]]] = deque()
         self.bodies: list[dict[str, object]] = []
+        self.keys: list[str | None] = []
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.bodies.append(await request.json())
+        self.keys.append(request.headers.get("Idempotency-Key"))
         status, headers = self.script.popleft() if self.script else (200, {})
         return web.Response(status=status, headers=headers)
 
@@ -93,6 +95,7 @@ async def test_transient_answers_are_retried_with_full_jitter_then_delivered(hoo
     finally:
         await n.close()
     assert len(hook.bodies) == 3 and hook.bodies[-1]["id"] == alert.id
+    assert hook.keys == [alert.id] * 3  # every attempt carries the fire id as its key
     assert json.loads(alert.model_dump_json())["symbol"] == hook.bodies[0]["symbol"] == "M&M.NS"
     assert waits.draws == [(0.0, 0.5), (0.0, 1.0)]  # the policy's schedule, fully jittered
     assert waits.waits == [0.5, 1.0]

@@ -128,14 +128,19 @@ class OutboxDelivery:
                 tg.create_task(self._reclaims(notifier, stop), name=f"reclaim:{notifier.name}")
 
     async def run_once(self, block_ms: int | None = None) -> int:
-        """One read (waiting up to ``block_ms``) and one reclaim pass on every channel, their
-        deliveries made; the number delivered."""
+        """On every channel: read what is new (the first read waits up to ``block_ms``) until
+        nothing is, and one reclaim pass, their deliveries made; the number delivered."""
         before = self.delivered
         stop = asyncio.Event()
 
         async def one(notifier: Notifier) -> None:
-            read = await self.outbox.read(notifier.name, self.consumer, self.batch, block_ms)
-            await self._deliver_all(notifier, read, stop)
+            wait = block_ms
+            while True:
+                read = await self.outbox.read(notifier.name, self.consumer, self.batch, wait)
+                await self._deliver_all(notifier, read, stop)
+                if len(read) < self.batch:
+                    break
+                wait = None
             await self._reclaim_once(notifier, stop)
 
         async with asyncio.TaskGroup() as tg:
