@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -107,7 +108,9 @@ async def test_each_channel_delivers_once_and_history_says_when(
     [h] = await mgr.history()
     assert h.id == fired.id
     assert sorted(h.channels) == ["a", "b", "console"]
-    assert all(before - timedelta(seconds=5) <= t <= datetime.now(UTC) for t in h.deliveries.values())
+    assert all(
+        before - timedelta(seconds=5) <= t <= datetime.now(UTC) for t in h.deliveries.values()
+    )
     for channel in ("a", "b", "console"):
         assert await pending(redis_boundary, channel) == 0
     assert a.q.empty() and b.q.empty()
@@ -242,7 +245,7 @@ async def test_entries_a_dead_consumer_took_are_reclaimed_and_delivered(
     await mgr.add_alert(above(150))
     [fired] = await mgr.check_alerts(quote(0, 151))
     # a consumer takes the entry and dies before delivering it
-    taken = await redis_client.xreadgroup(
+    taken: Any = await redis_client.xreadgroup(
         keys.alert_delivery_group("queue"), "dead-consumer", {keys.ALERT_OUTBOX: ">"}, count=10
     )
     assert len(taken[0][1]) == 1

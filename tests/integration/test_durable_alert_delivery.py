@@ -103,7 +103,7 @@ async def test_a_fire_the_service_died_before_delivering_is_delivered_after_a_re
         await runner.cleanup()
     assert set(receiver.keys) == {fire_id}  # one distinct key: the fire id
     assert set(receiver.ids) == {fire_id}
-    delivered = await redis_client.hgetall(keys.alert_deliveries(fire_id))  # type: ignore[misc]
+    delivered = await redis_client.hgetall(keys.alert_deliveries(fire_id))
     assert b"webhook" in delivered
     pending = await redis_client.xpending(keys.ALERT_OUTBOX, keys.alert_delivery_group("webhook"))
     assert pending["pending"] == 0

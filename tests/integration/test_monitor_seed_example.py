@@ -72,6 +72,6 @@ async def test_the_seed_example_fires_the_aapl_alert_and_exits_0(
     assert (fired.symbol, fired.threshold, fired.value) == ("AAPL", 150.0, 152.78)
     # delivered from the outbox by the monitor's delivery loop, recorded with its time
     assert fired.channels == []  # the history entry is the fire as decided
-    delivered = await redis_client.hgetall(keys.alert_deliveries(fired.id))  # type: ignore[misc]
+    delivered = await redis_client.hgetall(keys.alert_deliveries(fired.id))
     assert list(delivered) == [b"console"]
     assert await redis_client.exists(keys.quote_cache("INFY.NS"))  # CacheManager() was used

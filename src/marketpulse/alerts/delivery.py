@@ -26,7 +26,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from marketpulse.alerts.notifiers import Notifier
 from marketpulse.alerts.outbox import AlertOutbox, OutboxEntry
@@ -43,8 +43,6 @@ BLOCK_S = 2.0
 RETRY_S = 1.0  # after a Redis error, a loop waits this long before it tries again
 MAX_ATTEMPTS = 10
 
-T = TypeVar("T")
-
 
 def consumer_name() -> str:
     """Unique per process and start: ``<host>:<pid>:<random>``."""
@@ -56,7 +54,7 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+async def _unless_stopped[T](work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
     """``work``'s result, or (False, None) if ``stop`` is set first (``work`` is cancelled)."""
     task = asyncio.ensure_future(work)
     waiter = asyncio.ensure_future(stop.wait())

@@ -1,8 +1,8 @@
 """The alert outbox: fired alerts as durable deliveries on a Redis Streams consumer group.
 
-``alert_transition.lua`` adds each fire to ``keys.ALERT_OUTBOX`` (``MAXLEN ~ store.OUTBOX_CAP``) in the
-step that decides it. Each channel has its own group (``keys.alert_delivery_group``), so every
-channel gets every fire once across all instances. A consumer reads with ``XREADGROUP``; once
+``alert_transition.lua`` adds each fire to ``keys.ALERT_OUTBOX`` (``MAXLEN ~``
+``store.OUTBOX_CAP``) in the step that decides it. Each channel has its own group
+(``keys.alert_delivery_group``), so every channel gets every fire once across all instances. A consumer reads with ``XREADGROUP``; once
 it has delivered, ``outbox_delivered.lua`` records the delivery (``keys.alert_deliveries``, a
 hash channel -> time with a TTL) and ``XACK``\\ s the entry in one step. An entry not
 acknowledged (a failed delivery, a consumer that died) stays pending and is taken over with

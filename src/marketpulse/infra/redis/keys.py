@@ -104,6 +104,7 @@ def alert_deliveries(fire_id: str) -> str:
     as ``ALERT_OUTBOX``, so the record and the ack are one script on one slot."""
     return f"{PREFIX}:{{alerts}}:delivered:{fire_id}"
 
+
 ALERT_EVENTS = f"{PREFIX}:alerts:events"
 """Pub/sub channel of fired alerts."""
 
