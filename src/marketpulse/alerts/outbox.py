@@ -3,11 +3,11 @@
 ``alert_transition.lua`` adds each fire to ``keys.ALERT_OUTBOX`` (``MAXLEN ~``
 ``store.OUTBOX_CAP``) in the step that decides it. Each channel has its own group
 (``keys.alert_delivery_group``), so every channel gets every fire once across all instances.
-A consumer reads with ``XREADGROUP``; once it has delivered, ``outbox_delivered.lua`` records the delivery (``keys.alert_deliveries``, a
-hash channel -> time with a TTL) and ``XACK``\\ s the entry in one step. An entry not
-acknowledged (a failed delivery, a consumer that died) stays pending and is taken over with
-``XAUTOCLAIM`` once idle past the reclaim bound; ``XPENDING``'s delivery count says how many
-attempts it has had.
+A consumer reads with ``XREADGROUP``; once it has delivered, ``outbox_delivered.lua`` records
+the delivery (``keys.alert_deliveries``, a hash channel -> time with a TTL) and acknowledges
+the entry (``XACK``) in one step. An entry not acknowledged (a failed delivery, a consumer
+that died) stays pending and is taken over with ``XAUTOCLAIM`` once idle past the reclaim
+bound; ``XPENDING``'s delivery count says how many attempts it has had.
 
 A group is created at the stream's end (``$``) the first time its channel is used (the engine
 does so before its first fire can be decided): a channel added later is not sent the fires
