@@ -28,6 +28,7 @@ from marketpulse.alerts.rules import AlertCondition, AlertType
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
+from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.infra.retry import RetryPolicy
 from marketpulse.market.quotes import StockData
 
@@ -255,3 +256,57 @@ async def test_entries_a_dead_consumer_took_are_reclaimed_and_delivered(
     [h] = await mgr.history()
     assert h.channels == ["queue"]
     assert await pending(redis_boundary, "queue") == 0
+
+
+class Outages(logging.Handler):
+    """The outage log's lines, with an event per line seen."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+        self.changed = asyncio.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def until(self, n: int) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: len(self.records) >= n)
+
+
+async def test_a_redis_outage_logs_one_line_at_start_and_one_at_end(
+    own_redis: EmbeddedRedis,
+) -> None:
+    client = RedisClient.from_url(own_redis.url)
+    chan = Channel("queue")
+    mgr = manager(client, [chan], reclaim_s=0.5)
+    handler = Outages()
+    outage_logger = logging.getLogger("marketpulse.infra.redis.outage")
+    outage_logger.addHandler(handler)
+    others = GaveUp()  # no give-up and nothing else at ERROR meanwhile
+    logging.getLogger("marketpulse.alerts.delivery").addHandler(others)
+    try:
+        await mgr.add_alert(above(150))
+        async with asyncio.timeout(DEADLINE), delivering(mgr):
+            await mgr.check_alerts(quote(0, 151))
+            await chan.q.get()  # the loop runs
+            own_redis.stop()
+            await handler.until(1)
+            own_redis.start()  # same port, empty
+            await handler.until(2)
+    finally:
+        outage_logger.removeHandler(handler)
+        logging.getLogger("marketpulse.alerts.delivery").removeHandler(others)
+        await client.aclose()
+    lines = [r.getMessage() for r in handler.records]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("alert delivery: Redis at") and "unreachable" in lines[0]
+    assert "answers again" in lines[1]
+    assert all(r.exc_info is None for r in handler.records)
+    assert others.records == []

@@ -154,8 +154,9 @@ class OutboxDelivery:
                     stop,
                 )
             except RedisUnavailable as exc:
-                self.outages.failed(exc.url or self.outbox.url, exc)
-                await _pause(stop, RETRY_S)
+                if not await self._regroup(exc):
+                    self.outages.failed(exc.url or self.outbox.url, exc)
+                    await _pause(stop, RETRY_S)
                 continue
             if not read:
                 return  # stopping: what the cancelled read took stays pending
@@ -168,8 +169,22 @@ class OutboxDelivery:
                 await self._reclaim_once(notifier, stop)
                 self.outages.answered(self.outbox.url)
             except RedisUnavailable as exc:
-                self.outages.failed(exc.url or self.outbox.url, exc)
+                if not await self._regroup(exc):
+                    self.outages.failed(exc.url or self.outbox.url, exc)
             await _pause(stop, self.reclaim_every_s)
+
+    async def _regroup(self, exc: RedisUnavailable) -> bool:
+        """After a NOGROUP error (a Redis that lost its data, a group deleted by hand): create
+        the groups again (at the outbox's end). True if that worked."""
+        if "NOGROUP" not in exc.message:
+            return False
+        try:
+            await self.ensure_groups()
+        except RedisUnavailable:
+            return False
+        log.warning("alert delivery: the outbox's consumer groups were missing; created again")
+        self.outages.answered(self.outbox.url)
+        return True
 
     async def _reclaim_once(self, notifier: Notifier, stop: asyncio.Event) -> None:
         entries = await self.outbox.reclaim(
