@@ -264,20 +264,16 @@ class Outages(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.records: list[logging.LogRecord] = []
-        self.changed = asyncio.Condition()
+        self.changed = asyncio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        loop = asyncio.get_running_loop()
-        loop.create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self.changed:
-            self.changed.notify_all()
+        self.records.append(record)  # on the loop's thread: the waiter runs after this
+        self.changed.set()
 
     async def until(self, n: int) -> None:
-        async with self.changed:
-            await self.changed.wait_for(lambda: len(self.records) >= n)
+        while len(self.records) < n:
+            self.changed.clear()
+            await self.changed.wait()
 
 
 async def test_a_redis_outage_logs_one_line_at_start_and_one_at_end(
