@@ -49,7 +49,7 @@ READY_WITHIN_S = 2.0  # the issue's bound: ready again this soon after Redis ans
 LOST_WINDOW_S = 1.0  # AOF everysec: at most the last second
 ENDS = ("analysis_complete", "analysis_failed", "analysis_cancelled")
 DOCUMENTED = {"unstable_basis", "worker_lost", "superseded", "cancelled"}  # ends but complete
-LOOPS = ("run worker", "pub/sub", "valuation", "monitor", "readiness")
+LOOPS = ("run worker", "pub/sub", "valuation", "monitor", "alert delivery", "readiness")
 OUTAGE_LINE = re.compile(
     r"WARNING \S+: (?P<who>.+?): Redis at \S+ (?P<what>is unreachable|answers again)"
 )
