@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from marketpulse.infra.redis.client import RedisClient, make_client
 from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
 from marketpulse.infra.redis.mux import RedisMux
+from support.tcp_proxy import TcpProxy
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,6 +53,14 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+@pytest.fixture
+async def redis_proxy(redis_server: EmbeddedRedis, redis_url: str) -> AsyncIterator[TcpProxy]:
+    """A fault-injecting loopback proxy to the test Redis (flushed first, as ``redis_url``):
+    point a client at ``redis_proxy.url()``."""
+    async with TcpProxy(redis_server.port) as proxy:
+        yield proxy
 
 
 @pytest.fixture
