@@ -15,6 +15,7 @@ from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.clock import RedisTickClock
 from marketpulse.sessions.store import Revaluation, SessionStore, hash_token
+from support.tcp_proxy import TcpProxy
 
 DEADLINE = 10.0
 
@@ -80,5 +81,28 @@ async def test_subscribing_through_a_stopped_hub_raises_redis_unavailable(
             with pytest.raises(RedisUnavailable):
                 async with client.subscription("channel"):
                     pass
+    finally:
+        await client.aclose()
+
+
+async def test_every_path_retries_a_command_whose_connection_was_cut(
+    redis_proxy: TcpProxy,
+) -> None:
+    """A pooled connection reset under the client (a restarted server, an idle-connection
+    reaper, a failover) must cost a retry on a fresh connection, not a RedisUnavailable: the
+    redis-py retry the module promises is the pool's (redis-py ignores a ``retry`` given to a
+    client built on a pool of its own)."""
+    client = RedisClient.from_url(redis_proxy.url())
+    try:
+        async with asyncio.timeout(DEADLINE):
+            await client.ping()
+            await client.pipeline([("SET", "a", 1)])
+            assert await client.mux.execute("PING") == b"PONG"
+            for _ in range(3):  # each time on connections that are open and idle
+                assert redis_proxy.cut() >= 2
+                await client.ping()
+                assert await client.call("GET", "a") == b"1"
+                assert await client.pipeline([("GET", "a"), ("EXISTS", "a")]) == [b"1", 1]
+                assert await client.mux.execute("GET", "a") == b"1"
     finally:
         await client.aclose()

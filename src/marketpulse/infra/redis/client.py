@@ -47,7 +47,10 @@ Command = tuple[Arg, ...]
 
 
 def make_client(url: str, max_connections: int = 64) -> Redis:
-    """A redis-py client on a blocking pool (the retry is safe: our writes are idempotent)."""
+    """A redis-py client on a blocking pool whose commands are retried on a fresh connection
+    when theirs fails or times out (safe: our writes are idempotent). The retry is the pool's:
+    redis-py ignores a ``retry`` given to a client built on a pool, so it would not retry at
+    all (``tests/integration/test_redis_boundary.py`` cuts the connections under it)."""
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -55,11 +58,9 @@ def make_client(url: str, max_connections: int = 64) -> Redis:
         decode_responses=False,
         health_check_interval=30,
         socket_keepalive=True,
-    )
-    client = Redis(
-        connection_pool=pool,
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=3),
     )
+    client = Redis(connection_pool=pool)
     # the pool is this client's alone: aclose() disconnects it (redis-py leaves a pool passed
     # in open, so its sockets stayed open until garbage collection); it reconnects if used again
     client.auto_close_connection_pool = True
