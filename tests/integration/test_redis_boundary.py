@@ -5,6 +5,9 @@ a redis-py exception."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 
 import pytest
 from redis.asyncio import Redis
@@ -106,3 +109,34 @@ async def test_every_path_retries_a_command_whose_connection_was_cut(
                 assert await client.mux.execute("GET", "a") == b"1"
     finally:
         await client.aclose()
+
+
+async def test_writing_on_a_connection_reset_under_a_stream_fails_as_a_lost_connection() -> None:
+    """python/cpython#136234, fixed by marketpulse.infra.transport_fix (installed with the
+    boundary): ``writelines`` on a transport whose connection was lost raised AttributeError,
+    which redis-py (it writes every command so) neither retries nor translates."""
+    reset = asyncio.Event()
+
+    async def reset_at_once(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        sock = w.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        w.transport.abort()
+        reset.set()
+
+    server = await asyncio.start_server(reset_at_once, "127.0.0.1", 0)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", server.sockets[0].getsockname()[1]
+            )
+            await reset.wait()
+            with contextlib.suppress(ConnectionError):
+                await reader.read()  # the reset arrives
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()  # ... and the transport has let go of its socket
+            writer.writelines([b"PING\r\n"])  # dropped, as write() drops it
+            with pytest.raises(ConnectionError):
+                await reader.read()
+    finally:
+        server.close()
+        await server.wait_closed()

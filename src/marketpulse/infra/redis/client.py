@@ -37,6 +37,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from marketpulse.errors import RedisUnavailable
+from marketpulse.infra import transport_fix
 from marketpulse.infra.redis.endpoint import Arg, pack
 from marketpulse.infra.redis.mux import RedisMux
 from marketpulse.infra.redis.outage import url_of
@@ -44,6 +45,8 @@ from marketpulse.infra.redis.pubsub import EventHub, Sink, Subscription
 from marketpulse.infra.redis.scripts import ScriptFolder
 
 Command = tuple[Arg, ...]
+
+transport_fix.install()  # redis-py writes with writelines: a reset connection must fail as one
 
 
 def make_client(url: str, max_connections: int = 64) -> Redis:
