@@ -1,7 +1,13 @@
 """The checker test of issue 2: many sessions, concurrent clients switching tickers, metric
 completions and revaluations at a high rate; then a checker over every client's message log and
 the stored state. It must find zero violations with our store, and it must catch a deliberately
-naive GET/SET store run through the same workload (so the checker itself is proven to bite)."""
+naive GET/SET store run through the same workload (so the checker itself is proven to bite).
+
+Issue 11 runs the same load through faults: the service talks to Redis through a loopback proxy
+(tests/support/tcp_proxy.py) that delays replies, drops them for longer than redis-py's socket
+timeout and cuts every connection; the clients reconnect when the service closes their socket.
+The checker (``check``) must still find nothing: no result stored twice, no message twice on a
+client, none lost, no run left running."""
 
 from __future__ import annotations
 
@@ -12,9 +18,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, cast
 
+import httpx
+from redis.asyncio import Redis
+
 from marketpulse.infra.redis import keys
-from marketpulse.sessions.store import SessionStore
-from support.harness import Client, Server, serve, settings_for
+from marketpulse.sessions.store import SessionStore, render_state
+from support.harness import Client, Follower, Server, serve, settings_for
+from support.tcp_proxy import TcpProxy
 
 TICKERS = ["AAPL", "GOOGL", "MSFT", "IBM"]
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75, "IBM": 20}
@@ -75,13 +85,21 @@ class NaiveStore(SessionStore):
         ]
 
 
-def check_log(log: list[dict[str, Any]], bad: Counter[str]) -> set[str]:
-    """Walk one client's log in order; count violations; return the result ids it received."""
+ENDS_ONCE = ("analysis_restarted", "analysis_complete", "analysis_cancelled", "analysis_failed")
+
+
+def check_log(
+    log: list[dict[str, Any]], bad: Counter[str]
+) -> tuple[set[str], set[tuple[str, str]]]:
+    """Walk one connection's log in order (its snapshot first); count violations; return the
+    result ids and the (type, run_id) of the once-only run events it received live."""
     snapshot = log[0]["state"]
     basis = snapshot["basis_version"]
     run_id = (snapshot["current_analysis"] or {}).get("run_id")
+    in_snapshot = {r["id"] for r in snapshot["analysis_results"]}
     superseded: set[str] = set()
     seen: set[str] = set()
+    events: set[tuple[str, str]] = set()
     for m in log[1:]:
         t = m["type"]
         if t == "portfolio_update":
@@ -89,33 +107,60 @@ def check_log(log: list[dict[str, Any]], bad: Counter[str]) -> set[str]:
             basis = m["basis_version"]
         elif t in ("analysis_started", "analysis_restarted"):
             run_id = m["run_id"]
-        elif t == "analysis_cancelled":
+        if t == "analysis_cancelled":
             superseded.add(m["run_id"])
+        if t in ENDS_ONCE:
+            bad["duplicate_event"] += (t, m["run_id"]) in events
+            events.add((t, m["run_id"]))
         elif t == "analysis_result":
-            bad["duplicate_result"] += m["id"] in seen
+            bad["duplicate_result"] += m["id"] in seen or m["id"] in in_snapshot
             seen.add(m["id"])
             bad["stale_result"] += m["basis_version"] != basis
             bad["result_not_of_latest_run"] += m["run_id"] != run_id
             bad["result_after_switch"] += m["run_id"] in superseded
-    return seen
+    return seen, events
 
 
-def check(clients: list[tuple[Client, dict[str, Any]]]) -> Counter[str]:
-    """Violations over (client log, final stored state) pairs."""
+def check(clients: Sequence[tuple[Sequence[Client], dict[str, Any]]]) -> Counter[str]:
+    """Violations over (one client's connections in order, the final stored state) pairs.
+
+    A client may have several connections (it reconnects when the service closes its socket);
+    each begins with a snapshot. Each connection is checked on its own (commit order, basis,
+    run), and, over the client's connections together:
+
+    - duplicate: a result or a once-only run event (restarted, complete, cancelled, failed of
+      one run) received live twice, on one connection or on two, or live on a connection whose
+      snapshot already held it; a result id stored twice;
+    - lost: a stored result missing from what the client's last connection knows (its snapshot
+      plus the events after it; the last connection is read after a fence, so the client has
+      every event committed before the state was read: whatever is stored, it must have);
+    - phantom: a result the client received live that is not stored (``streamed_not_stored``);
+    - a run still ``running`` in the stored state once the clients have stopped.
+    """
     bad: Counter[str] = Counter()
-    for client, stored in clients:
-        seen = check_log(client.log, bad)
+    for conns, stored in clients:
+        live: list[str] = []
+        events: list[tuple[str, str]] = []
+        for c in conns:
+            seen, ended = check_log(c.log, bad)
+            live.extend(seen)
+            events.extend(ended)
+        bad["duplicate_result"] += len(live) - len(set(live))  # on two connections
+        bad["duplicate_event"] += len(events) - len(set(events))
         stored_ids = [r["id"] for r in stored["analysis_results"]]
         bad["duplicate_stored"] += len(stored_ids) - len(set(stored_ids))
-        in_snapshot = {r["id"] for r in client.log[0]["state"]["analysis_results"]}
-        bad["streamed_not_stored"] += len(seen - set(stored_ids))
-        bad["stored_not_streamed"] += len(set(stored_ids) - seen - in_snapshot)
+        bad["streamed_not_stored"] += len(set(live) - set(stored_ids))
+        last = conns[-1].log
+        knows = {r["id"] for r in last[0]["state"]["analysis_results"]}
+        knows |= {m["id"] for m in last[1:] if m["type"] == "analysis_result"}
+        bad["stored_not_streamed"] += len(set(stored_ids) - knows)
+        bad["run_left_running"] += (stored["current_analysis"] or {}).get("status") == "running"
     return +bad  # drop zero counts
 
 
 async def workload(
     server: Server, n_sessions: int, seconds: float, seed: int
-) -> list[tuple[Client, dict[str, Any]]]:
+) -> list[tuple[list[Client], dict[str, Any]]]:
     rng = random.Random(seed)
     sessions = [await server.create_session(HOLDINGS) for _ in range(n_sessions)]
     clients = {
@@ -163,11 +208,9 @@ async def workload(
         for c in clients[sid]:
             await c.next("portfolio_update", within=20, basis_version=basis)
         raw = await server.state["redis"].redis.hgetall(keys.session(sid))
-        from marketpulse.sessions.store import render_state
-
         stored = render_state(cast(dict[bytes, bytes], raw))
         for c in clients[sid]:
-            out.append((c, stored))
+            out.append(([c], stored))
     for cs in clients.values():
         for c in cs:
             await c.close()
@@ -178,9 +221,9 @@ async def test_checker_finds_no_violation_under_concurrent_load(redis_url: str) 
     settings = settings_for(redis_url, market_interval=0.2, metric_delay="0.05-0.3")
     async with serve(settings) as server:
         logs = await workload(server, n_sessions=12, seconds=6.0, seed=7)
-    results = sum(len([m for m in c.log if m["type"] == "analysis_result"]) for c, _ in logs)
-    updates = sum(len([m for m in c.log if m["type"] == "portfolio_update"]) for c, _ in logs)
-    restarts = sum(len([m for m in c.log if m["type"] == "analysis_restarted"]) for c, _ in logs)
+    results = sum(len(c.of("analysis_result")) for cs, _ in logs for c in cs)
+    updates = sum(len(c.of("portfolio_update")) for cs, _ in logs for c in cs)
+    restarts = sum(len(c.of("analysis_restarted")) for cs, _ in logs for c in cs)
     assert results > 200 and updates > 200 and restarts > 0, (results, updates, restarts)
     print(f"checked {results} results, {updates} portfolio updates, {restarts} restarts")
     assert check(logs) == Counter()
@@ -201,3 +244,144 @@ async def test_checker_catches_a_naive_get_set_store(redis_url: str) -> None:
         + violations["result_not_of_latest_run"]
         > 0
     )
+
+
+# -- issue 11: the same load through a faulty network ------------------------------------------
+
+DROP_S = 6.0  # longer than redis-py's socket timeout (5 s): its commands time out and retry
+SETTLE_S = 60.0  # after the faults, every run ends and every client catches up within this
+
+
+async def _faults(proxy: TcpProxy) -> None:
+    """One round of each fault, each lasting a moment of the load (the sleeps are how long a
+    fault lasts, not waits for state)."""
+    proxy.delay(0.3)  # slow replies: everything still answers
+    await asyncio.sleep(1.5)  # wait-ok: the fault's duration
+    proxy.restore()
+    proxy.cut()  # every connection reset: mux, pool and pub/sub reconnect
+    await asyncio.sleep(1.0)  # wait-ok: load between faults
+    proxy.drop_replies()  # commands run on Redis, their replies never come back
+    await asyncio.sleep(DROP_S)  # wait-ok: the fault's duration
+    proxy.restore()  # the connections that lost replies are reset
+    await asyncio.sleep(1.0)  # wait-ok: load between faults
+    proxy.cut(refuse_s=0.5)  # reset, and refused for a moment
+    await asyncio.sleep(1.5)  # wait-ok: load between faults
+    proxy.delay(1.5)  # slower than a metric: appends and events arrive late and bunched
+    await asyncio.sleep(1.0)  # wait-ok: the fault's duration
+    proxy.cut()  # with replies held: those are lost, as with a drop
+    proxy.restore()
+
+
+async def _drive(
+    http: httpx.AsyncClient,
+    sid: str,
+    token: str,
+    followers: list[Follower],
+    rng: random.Random,
+    until: asyncio.Future[None],
+) -> None:
+    """A session's clients switching tickers, cancelling and changing holdings until ``until``
+    (an answer 503 is a fault's: the outcome is unknown, the client goes on)."""
+    while not until.done():
+        who = rng.choice(followers)
+        await who.send({"action": "analyze", "ticker": rng.choice(TICKERS)})
+        roll = rng.random()
+        if roll < 0.1:
+            h = {t: rng.randint(1, 200) for t in TICKERS}
+            r = await http.put(
+                f"/api/sessions/{sid}/holdings",
+                json={"holdings": h},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert r.status_code in (200, 503), r.text
+        elif roll < 0.15:
+            await who.send({"action": "cancel"})
+        await asyncio.wait({until}, timeout=rng.uniform(0.05, 0.5))  # wait-ok: think time
+
+
+async def _none_running(redis: Redis, sids: Sequence[str], within: float) -> None:
+    """Until no session's run is ``running`` (probed directly on Redis, under a deadline)."""
+    async with asyncio.timeout(within):
+        while True:
+            statuses = [await redis.hget(keys.session(sid), "run_status") for sid in sids]
+            if b"running" not in statuses:
+                return
+            await asyncio.sleep(0.05)  # wait-ok: the probe's period
+
+
+async def _fenced_states(
+    http: httpx.AsyncClient, redis: Redis, sessions: Sequence[tuple[str, str]],
+    followers: dict[str, list[Follower]],
+) -> list[tuple[list[Client], dict[str, Any]]]:  # fmt: skip
+    """One last committed change per session; once every client of it has seen that change,
+    it has every event committed before (commit order): then the stored state is compared."""
+    out = []
+    for sid, tok in sessions:
+        auth = {"Authorization": f"Bearer {tok}"}
+        r = await http.put(
+            f"/api/sessions/{sid}/holdings", json={"holdings": HOLDINGS}, headers=auth
+        )
+        assert r.status_code == 200, r.text
+        basis = r.json()["basis_version"]
+        for f in followers[sid]:
+            await f.until_basis(basis, within=SETTLE_S)
+        stored = render_state(cast(dict[bytes, bytes], await redis.hgetall(keys.session(sid))))
+        out.extend((f.connections, stored) for f in followers[sid])
+    return out
+
+
+async def test_checker_finds_no_violation_through_delays_drops_and_cuts(
+    redis_proxy: TcpProxy, redis_client: Redis
+) -> None:
+    """Dropped replies make the mux and redis-py run a script a second time (an append, a
+    start, a cancel, a holdings change); a cut or a drop on the pub/sub connection loses the
+    events published meanwhile, so the service closes every socket with 1012 and each client
+    reconnects to a snapshot. Lost, precisely: a result in a session's stored state that the
+    client's last connection (its snapshot plus the events after it) does not have once the
+    client has seen a fence committed after every run ended; a client has seen a result twice
+    if it came live twice (one connection or two) or live after its connection's snapshot held
+    it. Zero of each, zero results stored twice, and no run left running."""
+    settings = settings_for(
+        redis_proxy.url(), market_interval=0.3, metric_delay="0.05-0.3", run_reclaim_s=2.0
+    )
+    rng = random.Random(13)
+    async with serve(settings) as server:
+        sessions = [(sid, tok) for sid, tok, _ in
+                    [await server.create_session(HOLDINGS) for _ in range(6)]]  # fmt: skip
+        followers = {
+            sid: [Follower([server.ws_base], sid, tok) for _ in range(2)] for sid, tok in sessions
+        }
+        for fs in followers.values():
+            for f in fs:
+                await f.connect()
+        faults = asyncio.ensure_future(_faults(redis_proxy))
+        try:
+            drives = [
+                _drive(server.http, sid, tok, followers[sid], rng, faults) for sid, tok in sessions
+            ]
+            await asyncio.gather(*drives)
+            await faults  # raises what the fault schedule raised
+            # then: the valuation loop sweeps once more and waits an hour; every run ends
+            valuation = server.state["valuation"]
+            valuation.interval_s = 3600.0
+            async with asyncio.timeout(SETTLE_S):
+                await valuation.ticked.wait()
+            await _none_running(redis_client, [sid for sid, _ in sessions], SETTLE_S)
+            logs = await _fenced_states(server.http, redis_client, sessions, followers)
+        finally:
+            faults.cancel()
+            for fs in followers.values():
+                for f in fs:
+                    await f.close()
+    every = [c for cs, _ in logs for c in cs]
+    results = sum(len(c.of("analysis_result")) for c in every)
+    closes = Counter(code for fs in followers.values() for f in fs for code in f.closes)
+    s = redis_proxy.stats
+    print(
+        f"checked {results} results live over {len(every)} connections of "
+        f"{len(logs)} clients; socket closes {dict(closes)}, handshakes refused "
+        f"{sum(f.refused for fs in followers.values() for f in fs)}; proxy: {s}"
+    )
+    assert s.cut > 0 and s.reset_after_drop > 0 and s.bytes_dropped > 0 and s.refused > 0
+    assert closes[1012] > 0 and results > 50, (closes, results)
+    assert check(logs) == Counter()

@@ -161,3 +161,87 @@ class Client:
 
     def of(self, type_: str) -> list[dict[str, Any]]:
         return [m for m in self.log if m.get("type") == type_]
+
+
+RECONNECT_S = 0.05  # a reconnecting client's pause between handshakes the service refused
+
+
+@dataclass
+class Follower:
+    """One client of a session that reconnects when the service closes its socket (1012 on a
+    Redis fault, or its instance died): ``connections`` are its sockets in order, each a
+    ``Client`` whose log starts with that connection's snapshot. A handshake refused (HTTP 503
+    while Redis is unreachable, a refused port) is tried again, on the next of ``ws_bases`` (the
+    instances it may use), under a deadline."""
+
+    ws_bases: list[str]
+    sid: str
+    token: str
+    connections: list[Client] = field(default_factory=list)
+    refused: int = 0
+    _next_base: int = 0
+
+    @property
+    def closes(self) -> list[int | None]:
+        return [c.closed.result() for c in self.connections if c.closed.done()]
+
+    async def connect(self, within: float = 30.0) -> Client:
+        async with asyncio.timeout(within):
+            while True:  # bounded by the deadline
+                base = self.ws_bases[self._next_base % len(self.ws_bases)]
+                url = f"{base}/ws/sessions/{self.sid}?token={self.token}"
+                try:
+                    ws = await websockets.connect(url, open_timeout=5)
+                except (OSError, TimeoutError, websockets.InvalidStatus) as exc:
+                    if (
+                        isinstance(exc, websockets.InvalidStatus)
+                        and exc.response.status_code != 503
+                    ):
+                        raise  # only "try again later" is expected of a fault
+                    self.refused += 1
+                    self._next_base += 1
+                    await asyncio.sleep(RECONNECT_S)  # wait-ok: a client's reconnect backoff
+                    continue
+                client = Client(ws)
+                client.start()
+                try:
+                    await client.next("session", within=10)
+                except AssertionError:  # closed right after the accept: try again
+                    await client.close()
+                    continue
+                self.connections.append(client)
+                return client
+
+    async def current(self) -> Client:
+        """The open connection, reconnecting first if the last one was closed."""
+        if self.connections and not self.connections[-1].closed.done():
+            return self.connections[-1]
+        return await self.connect()
+
+    async def send(self, obj: Any) -> None:
+        """Send on the open connection; once more on a fresh one if the service closed it."""
+        for _ in range(2):
+            client = await self.current()
+            try:
+                await client.send(obj)
+                return
+            except websockets.ConnectionClosed:
+                await client.closed
+
+    async def until_basis(self, basis: int, within: float = 30.0) -> None:
+        """Until this client has seen ``basis_version`` ``basis`` (the snapshot of a connection
+        or a ``portfolio_update`` on it): then it has every event committed before it."""
+        async with asyncio.timeout(within):
+            while True:
+                client = await self.current()
+                if client.log[0]["state"]["basis_version"] >= basis:
+                    return
+                try:
+                    await client.next("portfolio_update", within=within, basis_version=basis)
+                    return
+                except AssertionError:  # closed first: the next connection's snapshot has it
+                    continue
+
+    async def close(self) -> None:
+        for c in self.connections:
+            await c.close()
