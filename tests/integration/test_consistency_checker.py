@@ -196,6 +196,8 @@ async def workload(
     runs = list(server.state["engine"].runs.values())
     async with asyncio.timeout(30):
         await asyncio.gather(*runs, return_exceptions=True)
+    # ... and the runs those queued meanwhile (a restart is a new run on the stream)
+    await _none_running(server.state["redis"].redis, [sid for sid, _, _ in sessions], 30)
     # Fence: one last committed change per session; when both clients have its event, they
     # have every event committed before it (commit order).
     out = []
