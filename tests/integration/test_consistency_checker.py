@@ -14,16 +14,20 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import signal
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
 from redis.asyncio import Redis
 
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.embedded import free_port
 from marketpulse.sessions.store import SessionStore, render_state
 from support.harness import Client, Follower, Server, serve, settings_for
+from support.processes import Proc, start_serve
 from support.tcp_proxy import TcpProxy
 
 TICKERS = ["AAPL", "GOOGL", "MSFT", "IBM"]
@@ -275,26 +279,30 @@ async def _faults(proxy: TcpProxy) -> None:
 
 
 async def _drive(
-    http: httpx.AsyncClient,
+    http: Callable[[], httpx.AsyncClient],
     sid: str,
     token: str,
     followers: list[Follower],
     rng: random.Random,
     until: asyncio.Future[None],
 ) -> None:
-    """A session's clients switching tickers, cancelling and changing holdings until ``until``
-    (an answer 503 is a fault's: the outcome is unknown, the client goes on)."""
+    """A session's clients switching tickers, cancelling and changing holdings (over HTTP to
+    ``http()``) until ``until``; an answer 503, or none (an instance killed), is a fault's: the
+    outcome is unknown, the client goes on."""
     while not until.done():
         who = rng.choice(followers)
         await who.send({"action": "analyze", "ticker": rng.choice(TICKERS)})
         roll = rng.random()
         if roll < 0.1:
             h = {t: rng.randint(1, 200) for t in TICKERS}
-            r = await http.put(
-                f"/api/sessions/{sid}/holdings",
-                json={"holdings": h},
-                headers={"Authorization": f"Bearer {token}"},
-            )
+            try:
+                r = await http().put(
+                    f"/api/sessions/{sid}/holdings",
+                    json={"holdings": h},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            except httpx.TransportError:
+                continue
             assert r.status_code in (200, 503), r.text
         elif roll < 0.15:
             await who.send({"action": "cancel"})
@@ -317,7 +325,7 @@ async def _fenced_states(
 ) -> list[tuple[list[Client], dict[str, Any]]]:  # fmt: skip
     """One last committed change per session; once every client of it has seen that change,
     it has every event committed before (commit order): then the stored state is compared."""
-    out = []
+    out: list[tuple[list[Client], dict[str, Any]]] = []
     for sid, tok in sessions:
         auth = {"Authorization": f"Bearer {tok}"}
         r = await http.put(
@@ -359,7 +367,8 @@ async def test_checker_finds_no_violation_through_delays_drops_and_cuts(
         faults = asyncio.ensure_future(_faults(redis_proxy))
         try:
             drives = [
-                _drive(server.http, sid, tok, followers[sid], rng, faults) for sid, tok in sessions
+                _drive(lambda: server.http, sid, tok, followers[sid], rng, faults)
+                for sid, tok in sessions
             ]
             await asyncio.gather(*drives)
             await faults  # raises what the fault schedule raised
@@ -386,4 +395,116 @@ async def test_checker_finds_no_violation_through_delays_drops_and_cuts(
     )
     assert s.cut > 0 and s.reset_after_drop > 0 and s.bytes_dropped > 0 and s.refused > 0
     assert closes[1012] > 0 and results > 50, (closes, results)
+    assert check(logs) == Counter()
+
+
+# -- issue 11: three instances on one Redis, one SIGKILLed mid-run -----------------------------
+
+
+async def _runs_held(redis: Redis, proc: Proc) -> dict[str, str]:
+    """The runs a process's worker holds (pending for its consumer): session id -> run id."""
+    pending: Any = await redis.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 1000)
+    held = {}
+    for p in pending:
+        if f":{proc.pid}:" in p["consumer"].decode():
+            found: Any = await redis.xrange(keys.RUN_STREAM, p["message_id"], p["message_id"])
+            for _, fields in found:
+                held[fields[b"s"].decode()] = fields[b"r"].decode()
+    return held
+
+
+async def _one_holding_a_run(redis: Redis, procs: Sequence[Proc]) -> tuple[int, dict[str, str]]:
+    """Under load: the first process found running an analysis, and the runs it holds."""
+    async with asyncio.timeout(SETTLE_S):
+        while True:
+            for i, proc in enumerate(procs):
+                if held := await _runs_held(redis, proc):
+                    return i, held
+            await asyncio.sleep(0.05)  # wait-ok: the probe's period
+
+
+async def test_checker_finds_no_violation_with_three_instances_one_killed(
+    redis_url: str, redis_client: Redis, tmp_path: Path
+) -> None:
+    """Three ``marketpulse serve`` processes on one Redis, each session's two clients on two
+    different instances, the checker's load on all of them; mid-run the instance running an
+    analysis is SIGKILLed. The clients of the runs it held stop sending (so no later
+    ``analyze`` supersedes those runs: a survivor's worker must reclaim and finish them within
+    ``MARKETPULSE_RUN_RECLAIM_S``), the others go on against the survivors; the clients it
+    served reconnect to a survivor. Then the checker finds nothing (as ``check`` defines it)
+    and no run is left ``running``."""
+    env = {
+        "MARKETPULSE_REDIS_URL": redis_url,
+        "MARKETPULSE_METRIC_DELAY": "0.2-0.8",
+        "MARKETPULSE_MARKET_INTERVAL": "1",
+        "MARKETPULSE_RUN_RECLAIM_S": "1",
+        "MARKETPULSE_LOG_LEVEL": "INFO",
+    }
+    ports = [free_port() for _ in range(3)]
+    procs: list[Proc] = []
+    https: list[httpx.AsyncClient] = []
+    followers: dict[str, list[Follower]] = {}
+    rng = random.Random(17)
+    try:
+        for port in ports:
+            procs.append(await start_serve(env, port, tmp_path / "instances.log"))
+            https.append(httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10))
+        alive = [0, 1, 2]
+        sessions = []
+        for i in range(6):
+            r = await https[i % 3].post("/api/sessions", json={"holdings": HOLDINGS})
+            assert r.status_code == 201, r.text
+            sessions.append((r.json()["session_id"], r.json()["token"]))
+        bases = [f"ws://127.0.0.1:{port}" for port in ports]
+        for i, (sid, tok) in enumerate(sessions):  # the two clients on two instances
+            followers[sid] = [
+                Follower(bases[k:] + bases[:k], sid, tok) for k in (i % 3, (i + 1) % 3)
+            ]
+            for f in followers[sid]:
+                await f.connect()
+        loop = asyncio.get_running_loop()
+        stop: dict[str, asyncio.Future[None]] = {sid: loop.create_future() for sid, _ in sessions}
+        drives = asyncio.gather(
+            *(
+                _drive(lambda: https[rng.choice(alive)], sid, tok, followers[sid], rng, stop[sid])
+                for sid, tok in sessions
+            )
+        )
+        try:
+            victim, orphans = await _one_holding_a_run(redis_client, procs)
+            alive.remove(victim)
+            await procs[victim].kill(signal.SIGKILL)
+            for sid in orphans:
+                stop[sid].cancel()
+            await asyncio.sleep(3.0)  # wait-ok: the load goes on against the survivors
+        finally:
+            for until in stop.values():
+                until.cancel()
+            await drives
+        await _none_running(redis_client, [sid for sid, _ in sessions], SETTLE_S)
+        logs = await _fenced_states(https[alive[0]], redis_client, sessions, followers)
+    finally:
+        for fs in followers.values():
+            for f in fs:
+                await f.close()
+        for h in https:
+            await h.aclose()
+        for p in procs:
+            await p.kill(signal.SIGKILL)
+    every = [c for cs, _ in logs for c in cs]
+    results = sum(len(c.of("analysis_result")) for c in every)
+    closes = Counter(code for fs in followers.values() for f in fs for code in f.closes)
+    final = {stored["session_id"]: stored["current_analysis"] for _, stored in logs}
+    ended = Counter(  # the runs the victim held: finished as they were, or restarted and then
+        ("same run " if final[sid]["run_id"] == rid else "restarted, ") + final[sid]["status"]
+        for sid, rid in orphans.items()
+    )
+    failed = Counter(m["reason"] for c in every for m in c.of("analysis_failed"))
+    print(
+        f"instance {victim} killed holding {len(orphans)} runs, which ended {dict(ended)} "
+        f"(failures of all runs: {dict(failed)}); "
+        f"checked {results} results live over {len(every)} connections of {len(logs)} clients; "
+        f"socket closes {dict(closes)}"
+    )
+    assert results > 50 and closes[1006] > 0, (results, closes)
     assert check(logs) == Counter()
