@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from marketpulse.infra.redis.client import make_client
 from marketpulse.infra.redis.pubsub import EventHub
+from support.tcp_proxy import TcpProxy
 
 DEADLINE = 10.0
 
@@ -62,3 +64,32 @@ async def test_a_failing_sink_does_not_stop_the_hub(hub: EventHub, redis_client:
         await redis_client.publish("ch", "b")
         assert [await good.get(), await good.get()] == [b"a", b"b"]
     assert seen == [b"a", b"b"]  # the failing sink got the next message too
+
+
+async def test_a_connection_that_stops_answering_ends_its_subscribers(
+    redis_proxy: TcpProxy, redis_client: Redis
+) -> None:
+    """Replies lost on an open connection (a partition, a dead middlebox: no reset arrives):
+    the messages published meanwhile never reach this instance, so the hub must notice the
+    silence (it PINGs a quiet connection) and end its subscribers, as on a lost connection,
+    instead of leaving them open and starved until TCP gives up (hours). Then it reconnects."""
+    client = make_client(redis_proxy.url())
+    hub = EventHub(client, liveness_s=0.5)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(hub.run(stop))
+    try:
+        async with asyncio.timeout(DEADLINE):
+            sub = await hub.subscribe("c")
+            await redis_client.publish("c", "before")
+            assert await sub.get() == b"before"
+            redis_proxy.drop_replies()  # never restored while the subscriber waits
+            await redis_client.publish("c", "lost")
+            assert await sub.get() is None  # ended: its socket would close with 1012
+            redis_proxy.restore()
+            again = await hub.subscribe("c")  # reconnected
+            await redis_client.publish("c", "after")
+            assert await again.get() == b"after"
+    finally:
+        stop.set()
+        await task
+        await client.aclose()

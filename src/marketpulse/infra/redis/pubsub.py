@@ -14,6 +14,9 @@ subscriber is ended (its ``get()`` answers None; a WebSocket closes with 1012 an
 reconnects to a fresh snapshot) and the hub reconnects with backoff for new subscribers. The
 loss and the failed reconnects are one outage, logged once when it starts and once when the
 hub is connected again (``OutageLog("pub/sub")``), never with a stack trace.
+A connection that stays open but stops answering (a partition, a dead middlebox: no reset ever
+arrives) would starve its subscribers silently, so the hub PINGs it every ``liveness_s / 2``
+and treats ``liveness_s`` without a byte from Redis as a loss.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class _SubscriberWire(asyncio.Protocol):
         self.reader = hiredis.Reader()
         self.login: deque[asyncio.Future[Any]] = deque()
         self.lost: asyncio.Future[None] = self.loop.create_future()
+        self.heard_at = self.loop.time()  # the last byte from Redis
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -100,6 +104,7 @@ class _SubscriberWire(asyncio.Protocol):
         return fut
 
     def data_received(self, data: bytes) -> None:
+        self.heard_at = self.loop.time()
         self.reader.feed(data)
         hub = self.hub
         while (reply := self.reader.gets()) is not False:
@@ -127,10 +132,13 @@ class _SubscriberWire(asyncio.Protocol):
 class EventHub:
     """Owns the pub/sub connection (run it in the lifespan task group)."""
 
-    def __init__(self, redis: Redis, *, connect_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, redis: Redis, *, connect_timeout_s: float = 5.0, liveness_s: float = 5.0
+    ) -> None:
         self.endpoint = Endpoint.of(redis)
         self.url = self.endpoint.display()  # named by its errors, never the credentials
         self.connect_timeout_s = connect_timeout_s
+        self.liveness_s = liveness_s  # silent this long (PINGed meanwhile): lost
         self._subs: defaultdict[bytes, set[Subscription]] = defaultdict(set)
         self._confirm: dict[bytes, list[asyncio.Future[None]]] = defaultdict(list)
         self._wire: _SubscriberWire | None = None
@@ -159,8 +167,7 @@ class EventHub:
                 self.outage.answered(self.url)
                 self._wire = wire
                 self._up.set()
-                lost: asyncio.Future[Any] = wire.lost
-                await asyncio.wait({waiter, lost}, return_when=asyncio.FIRST_COMPLETED)
+                await self._until_lost(wire, waiter)
                 self._up.clear()
                 self._wire = None
                 if wire.transport is not None:
@@ -177,6 +184,22 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
             self._end_all()
+
+    async def _until_lost(self, wire: _SubscriberWire, stop: asyncio.Future[Any]) -> None:
+        """Until ``stop`` or the connection is lost; a quiet connection is PINGed, and one
+        silent for ``liveness_s`` is aborted (lost: its subscribers may have missed messages)."""
+        lost: asyncio.Future[Any] = wire.lost
+        while True:
+            done, _ = await asyncio.wait(
+                {stop, lost}, timeout=self.liveness_s / 2, return_when=asyncio.FIRST_COMPLETED
+            )
+            if done:
+                return
+            if wire.loop.time() - wire.heard_at > self.liveness_s:
+                if wire.transport is not None:
+                    wire.transport.abort()
+                return
+            wire.write("PING")  # answered even while subscribed; any reply counts as heard
 
     async def _connect(self) -> _SubscriberWire:
         async with asyncio.timeout(self.connect_timeout_s):
