@@ -177,6 +177,63 @@ async def test_append_is_idempotent_on_the_result_id(
     assert state["version"] == version + 1  # only the read's touch moved it
 
 
+async def test_a_start_retried_after_its_run_ended_starts_nothing(
+    redis_client: Redis, redis_boundary: RedisClient
+) -> None:
+    """The mux retries a start whose reply was lost; by then its run may have run to the end
+    (the reply was held, the worker was not). The retry must not start that run again under
+    the same run id: its results would be appended a second time (the append deduplicates
+    within a run) and the session would say running with no worker coming."""
+    store = SessionStore(redis_boundary, ttl_s=3600)
+    th = await _session(store)
+    snap = await store.start_analysis("s", th, "AAPL", "run1", NOW)
+    for metric in ("portfolio_risk", "concentration"):
+        rid = f"run1:{metric}"
+        body = json.dumps({"id": rid, "run_id": "run1", "metric": metric})
+        assert await store.append_result("s", "run1", snap.basis_version, rid, body, 2) in (
+            "ok",
+            "complete",
+        )
+    queued = await redis_client.xlen(keys.RUN_STREAM)
+    retry = await store.start_analysis("s", th, "AAPL", "run1", NOW)  # the same call again
+    assert retry.run_id == "run1" and retry.already_running
+    assert await redis_client.xlen(keys.RUN_STREAM) == queued  # nothing queued again
+    body = json.dumps({"id": "run1:concentration", "run_id": "run1"})
+    assert (
+        await store.append_result("s", "run1", snap.basis_version, "run1:concentration", body, 2)
+        != "ok"
+    )
+    state = await store.read("s", th, NOW)
+    assert [r["id"] for r in state["analysis_results"]] == [
+        "run1:portfolio_risk",
+        "run1:concentration",
+    ]
+    assert state["current_analysis"]["status"] == "complete"
+
+
+async def test_a_start_retried_after_a_newer_start_changes_nothing(
+    redis_client: Redis, redis_boundary: RedisClient
+) -> None:
+    """A start's reply lost, another client's start of another ticker commits, then the retry
+    of the first arrives: the newer run stays current (the retry must not supersede it), and
+    the retry answers with it. Run ids are remembered per session far enough back."""
+    store = SessionStore(redis_boundary, ttl_s=3600)
+    th = await _session(store)
+    await store.start_analysis("s", th, "AAPL", "run1", NOW)
+    for i in range(40):  # many more starts than the script remembers: the oldest are forgotten
+        await store.start_analysis("s", th, ["MSFT", "GOOGL"][i % 2], f"later{i}", NOW)
+    queued = await redis_client.xlen(keys.RUN_STREAM)
+    version = int(await redis_client.hget(keys.session("s"), "version") or 0)
+    retry = await store.start_analysis("s", th, "GOOGL", "later20", NOW)
+    assert retry.already_running and retry.run_id == "later39"
+    assert await redis_client.xlen(keys.RUN_STREAM) == queued
+    assert int(await redis_client.hget(keys.session("s"), "version") or 0) == version
+    state = await store.read("s", th, NOW)
+    assert state["current_analysis"]["run_id"] == "later39"
+    remembered = (await redis_client.hget(keys.session("s"), "run_recent") or b"").split()
+    assert remembered == [f"later{i}".encode() for i in range(8, 40)]  # bounded, newest kept
+
+
 async def test_results_are_capped_newest_kept(redis_boundary: RedisClient) -> None:
     store = SessionStore(redis_boundary, ttl_s=3600, results_cap=3)
     th = await _session(store)
