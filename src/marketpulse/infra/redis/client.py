@@ -121,16 +121,13 @@ class RedisClient:
         """One command on the pooled client; its reply as redis-py parses it (``options``
         steer redis-py's reply parser, e.g. ``parse_detail=True`` for a ranged XPENDING).
 
-        A failed connection gets one more try on a fresh one, as the bulk path does: the pool
-        hands out its idle connections last in, first out, so one that died with a restarted
-        server can sit under the live ones and fail the first call that reaches it (redis-py's
-        retry did not cover it: the first GET after a restart failed, measured). Like that
-        retry, this may run a command twice: ours are idempotent or at least once by contract."""
+        A failed or silent connection costs redis-py's retry on a fresh one (the pool's, see
+        ``make_client``): the pool hands out its idle connections last in, first out, so one
+        that died with a restarted server can sit under the live ones and fail the first call
+        that reaches it. Like any retry, this may run a command twice: ours are idempotent or
+        at least once by contract."""
         with _translated(str(args[0]), self.url):
-            try:
-                return await self.redis.execute_command(*args, **options)  # type: ignore[no-untyped-call]
-            except (RedisConnectionError, RedisTimeoutError):
-                return await self.redis.execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            return await self.redis.execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     async def ping(self) -> None:
         await self.call("PING")
