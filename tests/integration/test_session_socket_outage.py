@@ -54,6 +54,14 @@ async def test_a_session_socket_is_refused_while_redis_is_down_then_served(
                 answer_ = await server.http.request(method, path, json=body)
                 assert answer_.status_code == 503, (method, path, answer_.text)
                 assert answer_.json()["error"]["code"] == "redis_unavailable", path
+            for path in ("/ws/alerts", "/ws/dashboard"):  # the other sockets answer alike
+                async with asyncio.timeout(30):
+                    with pytest.raises(websockets.InvalidStatus) as other:
+                        async with websockets.connect(f"{server.ws_base}{path}"):
+                            pass
+                denied = other.value.response
+                assert (denied.status_code, denied.headers["Retry-After"]) == (503, "1"), path
+                assert json.loads(denied.body)["error"]["code"] == "redis_unavailable", path
             assert all(r.exc_info is None for r in caplog.records)  # no stack trace anywhere
             redis.start()  # same port, same data
             async with asyncio.timeout(30):

@@ -39,8 +39,8 @@ from marketpulse.alerts.rules import (
     AlertType,
     new_alert_id,
 )
-from marketpulse.errors import AlertNotFound, MarketPulseError, SymbolNotMonitored
-from marketpulse.infra.http_errors import error_responses
+from marketpulse.errors import AlertNotFound, RedisUnavailable, SymbolNotMonitored
+from marketpulse.infra.http_errors import error_responses, redis_unavailable_response
 from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
 from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.market.symbols import INPUT_PATTERN, INPUT_RULE, check_symbol, parse_symbol
@@ -248,9 +248,12 @@ async def alerts_socket(ws: WebSocket) -> None:
     async with contextlib.AsyncExitStack() as stack:
         try:
             events = await stack.enter_async_context(alerts.subscribe())
-        except MarketPulseError as exc:
-            log.warning("alerts socket refused: the event hub is down (%r)", exc)
-            await ws.close(code=1013)  # try again later
+        except RedisUnavailable as exc:  # the hub is down: HTTP 503, as the session socket
+            log.info("alerts socket refused: %s", exc.message)
+            if "websocket.http.response" in ws.scope.get("extensions", {}):
+                await ws.send_denial_response(redis_unavailable_response(exc))
+            else:
+                await ws.close(code=1013)  # try again later
             return
         await ws.accept()
         telemetry.client_connected("alerts")
