@@ -20,20 +20,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pydantic import ValidationError
 
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.store import DELIVERIES_TTL_S, SCRIPTS
-from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
+from marketpulse.infra.redis.stream_group import Entry, StreamGroup
 from marketpulse.timefmt import iso_z
 
 log = logging.getLogger(__name__)
-
-RECLAIM_PAGES = 10  # XAUTOCLAIM pages per reclaim pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +44,10 @@ class OutboxEntry:
     attempt: int
 
 
-def _s(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
-def _entry(raw_id: Any, fields: Any, attempt: int) -> OutboxEntry | None:
-    if not fields:  # trimmed away while pending
-        return None
-    entry_id = _s(raw_id)
+def _entry(entry: Entry, attempt: int) -> OutboxEntry:
+    entry_id, fields = entry
     try:
-        alert: FiredAlert | None = FiredAlert.model_validate_json(fields[b"alert"])
+        alert: FiredAlert | None = FiredAlert.model_validate_json(fields["alert"])
     except (KeyError, ValidationError) as exc:
         log.error("outbox entry %s is not a fired alert: %r", entry_id, exc)
         alert = None
@@ -64,76 +55,48 @@ def _entry(raw_id: Any, fields: Any, attempt: int) -> OutboxEntry | None:
 
 
 class AlertOutbox:
-    """The outbox's stream commands (on the pooled client: a blocking read holds one pooled
-    connection per channel, never the scripts' pipelined one)."""
+    """The outbox's stream commands: one consumer group per channel
+    (``infra/redis/stream_group.py``)."""
 
     def __init__(self, redis: RedisClient, *, deliveries_ttl_s: int = DELIVERIES_TTL_S) -> None:
         self.redis = redis
         self.url = redis.url
         self._ttl = deliveries_ttl_s
         self._delivered = redis.script(SCRIPTS, "outbox_delivered")
+        self._groups: dict[str, StreamGroup] = {}
+
+    def group(self, channel: str) -> StreamGroup:
+        g = self._groups.get(channel)
+        if g is None:
+            g = StreamGroup(self.redis, keys.ALERT_OUTBOX, keys.alert_delivery_group(channel))
+            self._groups[channel] = g
+        return g
 
     async def ensure_groups(self, channels: Sequence[str]) -> None:
-        """Create the stream and each channel's group if missing (idempotent)."""
+        """Create the stream and each channel's group, at the stream's end, if missing
+        (idempotent)."""
         for channel in channels:
-            try:
-                await self.redis.call(
-                    "XGROUP CREATE", keys.ALERT_OUTBOX, keys.alert_delivery_group(channel),
-                    "$", "MKSTREAM",
-                )  # fmt: skip
-            except RedisUnavailable as exc:
-                if "BUSYGROUP" not in exc.message:  # the error reply of a group that exists
-                    raise
+            await self.group(channel).ensure("$")
 
     async def read(
         self, channel: str, consumer: str, count: int, block_ms: int | None
     ) -> list[OutboxEntry]:
         """New fires for ``channel`` (they become ``consumer``'s pending entries); waits up to
         ``block_ms`` for one (None: does not wait)."""
-        block: tuple[str | int, ...] = () if block_ms is None else ("BLOCK", block_ms)
-        reply: Any = await self.redis.call(
-            "XREADGROUP", "GROUP", keys.alert_delivery_group(channel), consumer, "COUNT", count,
-            *block, "STREAMS", keys.ALERT_OUTBOX, ">",
-        )  # fmt: skip
-        out: list[OutboxEntry] = []
-        for _stream, messages in reply or ():
-            for raw_id, fields in messages:
-                e = _entry(raw_id, fields, 1)
-                if e is not None:
-                    out.append(e)
-        return out
+        return [_entry(e, 1) for e in await self.group(channel).read(consumer, count, block_ms)]
 
     async def reclaim(
         self, channel: str, consumer: str, min_idle_ms: int, count: int
     ) -> list[OutboxEntry]:
         """Take over ``channel``'s entries idle for ``min_idle_ms`` (failed deliveries, and
         those of consumers that died), with their delivery counts."""
-        group = keys.alert_delivery_group(channel)
-        claimed: list[tuple[Any, Any]] = []
-        cursor: Any = "0-0"
-        for _ in range(RECLAIM_PAGES):
-            reply: Any = await self.redis.call(
-                "XAUTOCLAIM", keys.ALERT_OUTBOX, group, consumer, min_idle_ms, cursor,
-                "COUNT", count,
-            )  # fmt: skip
-            cursor = reply[0]
-            claimed += reply[1]
-            if _s(cursor) == "0-0":
-                break
+        group = self.group(channel)
+        claimed = await group.reclaim(consumer, min_idle_ms, count)
         if not claimed:
             return []
-        ids = sorted((_s(raw_id) for raw_id, _ in claimed), key=_order)
-        pending: Any = await self.redis.call(
-            "XPENDING", keys.ALERT_OUTBOX, group, ids[0], ids[-1], len(ids) + 1000, consumer,
-            parse_detail=True,
-        )  # fmt: skip
-        counts = {_s(p["message_id"]): int(p["times_delivered"]) for p in pending}
-        out: list[OutboxEntry] = []
-        for raw_id, fields in claimed:
-            e = _entry(raw_id, fields, counts.get(_s(raw_id), 1))
-            if e is not None:
-                out.append(e)
-        return out
+        ids = sorted((entry_id for entry_id, _ in claimed), key=_order)
+        counts = dict(await group.pending(consumer, ids[0], ids[-1], len(ids) + 1000))
+        return [_entry(e, counts.get(e[0], 1)) for e in claimed]
 
     async def delivered(self, channel: str, entry: OutboxEntry, at: datetime) -> None:
         """Record that ``channel`` delivered ``entry``'s fire at ``at`` and acknowledge it."""
@@ -145,31 +108,16 @@ class AlertOutbox:
 
     async def give_up(self, channel: str, entry_id: str) -> None:
         """Acknowledge an entry without delivering it."""
-        await self.redis.call(
-            "XACK", keys.ALERT_OUTBOX, keys.alert_delivery_group(channel), entry_id
-        )
+        await self.group(channel).ack([entry_id])
 
     async def pending(self, channel: str) -> int:
         """The entries of ``channel`` read but not acknowledged (0 without a group)."""
-        try:
-            reply: Any = await self.redis.call(
-                "XPENDING", keys.ALERT_OUTBOX, keys.alert_delivery_group(channel)
-            )
-        except RedisUnavailable as exc:
-            if "NOGROUP" in exc.message:
-                return 0
-            raise
-        return int(reply["pending"])
+        return await self.group(channel).pending_count()
 
     async def prune_consumers(self, channel: str, min_idle_ms: int) -> int:
         """Forget ``channel``'s consumers with nothing pending, silent for ``min_idle_ms``
         (instances that are gone; a live one is recreated by its next read)."""
-        group = keys.alert_delivery_group(channel)
-        consumers: Any = await self.redis.call("XINFO CONSUMERS", keys.ALERT_OUTBOX, group)
-        gone = [c["name"] for c in consumers if c["pending"] == 0 and c["idle"] >= min_idle_ms]
-        for name in gone:
-            await self.redis.call("XGROUP DELCONSUMER", keys.ALERT_OUTBOX, group, name)
-        return len(gone)
+        return await self.group(channel).prune_consumers(min_idle_ms)
 
 
 def _order(entry_id: str) -> tuple[int, int]:
