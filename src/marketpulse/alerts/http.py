@@ -40,8 +40,13 @@ from marketpulse.alerts.rules import (
     new_alert_id,
 )
 from marketpulse.errors import AlertNotFound, RedisUnavailable, SymbolNotMonitored
-from marketpulse.infra.http_errors import error_responses, redis_unavailable_response
-from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
+from marketpulse.infra.http_errors import error_responses
+from marketpulse.infra.ws.connection import (
+    WsClose,
+    receive_text,
+    refuse_unavailable,
+    run_connection,
+)
 from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.market.symbols import INPUT_PATTERN, INPUT_RULE, check_symbol, parse_symbol
 from marketpulse.observability.telemetry import Telemetry
@@ -250,10 +255,7 @@ async def alerts_socket(ws: WebSocket) -> None:
             events = await stack.enter_async_context(alerts.subscribe())
         except RedisUnavailable as exc:  # the hub is down: HTTP 503, as the session socket
             log.info("alerts socket refused: %s", exc.message)
-            if "websocket.http.response" in ws.scope.get("extensions", {}):
-                await ws.send_denial_response(redis_unavailable_response(exc))
-            else:
-                await ws.close(code=1013)  # try again later
+            await refuse_unavailable(ws, exc)
             return
         await ws.accept()
         telemetry.client_connected("alerts")

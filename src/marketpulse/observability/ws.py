@@ -38,10 +38,14 @@ from starlette.requests import HTTPConnection
 
 from marketpulse.alerts.monitor import MonitorService
 from marketpulse.errors import MarketPulseError, RedisUnavailable
-from marketpulse.infra.http_errors import redis_unavailable_response
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import EventHub, Subscription
-from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
+from marketpulse.infra.ws.connection import (
+    WsClose,
+    receive_text,
+    refuse_unavailable,
+    run_connection,
+)
 from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.market.fetcher import DataFetcher
 from marketpulse.market.quotes import StockData, quote_frame
@@ -85,10 +89,7 @@ async def dashboard_socket(ws: WebSocket) -> None:
             quotes = await stack.enter_async_context(hub.subscription(keys.QUOTE_EVENTS_ALL))
         except RedisUnavailable as exc:  # the hub is down: HTTP 503, as the session socket
             log.info("dashboard socket refused: %s", exc.message)
-            if "websocket.http.response" in ws.scope.get("extensions", {}):
-                await ws.send_denial_response(redis_unavailable_response(exc))
-            else:
-                await ws.close(code=1013)  # try again later
+            await refuse_unavailable(ws, exc)
             return
         system = stack.enter_context(feed.listen())
         await ws.accept()

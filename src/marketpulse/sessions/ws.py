@@ -30,11 +30,15 @@ from marketpulse.errors import (
     RedisUnavailable,
     SessionNotFound,
 )
-from marketpulse.infra.http_errors import redis_unavailable_response
 from marketpulse.infra.rate_limit import TokenBucket
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, Subscription
-from marketpulse.infra.ws.connection import WsClose, receive_text, run_connection
+from marketpulse.infra.ws.connection import (
+    WsClose,
+    receive_text,
+    refuse_unavailable,
+    run_connection,
+)
 from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.infra.ws.protocol import send_text_now
 from marketpulse.market.symbols import SYMBOL_RULE, normalize_symbol
@@ -86,10 +90,7 @@ async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> Non
         if ws.client_state is not WebSocketState.CONNECTING:
             raise  # after the accept: the connection's own close handling applies
         log.info("session socket refused: %s", exc.message)
-        if "websocket.http.response" in ws.scope.get("extensions", {}):
-            await ws.send_denial_response(redis_unavailable_response(exc))
-        else:
-            await ws.close(code=1013)
+        await refuse_unavailable(ws, exc)
 
 
 async def _session_socket(ws: WebSocket, session_id: str, token: str) -> None:

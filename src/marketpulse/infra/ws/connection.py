@@ -12,6 +12,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from marketpulse.errors import RedisUnavailable
+from marketpulse.infra.http_errors import redis_unavailable_response
 from marketpulse.infra.ws.protocol import MAX_MESSAGE
 
 
@@ -55,3 +57,13 @@ async def run_connection(ws: WebSocket, *loops: Coroutine[Any, Any, None]) -> No
     if code and ws.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await ws.close(code=code, reason=reason)
+
+
+async def refuse_unavailable(ws: WebSocket, exc: RedisUnavailable) -> None:
+    """Answer a handshake that cannot be served while Redis is unreachable: HTTP 503
+    ``redis_unavailable`` with ``Retry-After`` (naming no internal address); on a server without
+    the ASGI denial-response extension, a close before accept with 1013 ("try again later")."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(redis_unavailable_response(exc))
+    else:
+        await ws.close(code=1013)
