@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from marketpulse.infra.redis.client import RedisClient, make_client
 from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
 from marketpulse.infra.redis.mux import RedisMux
+from support.processes import Proc
 from support.tcp_proxy import TcpProxy
 
 
@@ -148,3 +149,13 @@ def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
         if server.pid:
             os.kill(server.pid, signal.SIGCONT)  # in case the test froze it
         server.stop()
+
+
+@pytest.fixture
+async def procs() -> AsyncIterator[list[Proc]]:
+    """Service processes a test starts (appended as started); any still running at the end is
+    SIGKILLed."""
+    started: list[Proc] = []
+    yield started
+    for p in started:
+        await p.kill(signal.SIGKILL)

@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiohttp import web
 from redis.asyncio import Redis
 
 from marketpulse.alerts.engine import AlertManager
@@ -31,6 +30,8 @@ from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.infra.retry import RetryPolicy
 from marketpulse.market.quotes import StockData
+from support.logs import LogWatch
+from support.webhook import WebhookReceiver
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 DEADLINE = 15.0
@@ -117,52 +118,17 @@ async def test_each_channel_delivers_once_and_history_says_when(
     assert a.q.empty() and b.q.empty()
 
 
-class Hook:
-    """A webhook receiver answering the scripted statuses in turn, then 200."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.keys: list[str | None] = []
-        self.ids: list[object] = []
-        self.got = asyncio.Queue[str | None]()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.ids.append((await request.json())["id"])
-        key = request.headers.get("Idempotency-Key")
-        self.keys.append(key)
-        status = self.statuses.pop(0) if self.statuses else 200
-        if status == 200:
-            self.got.put_nowait(key)
-        return web.Response(status=status)
-
-
-@asynccontextmanager
-async def hook_server(hook: Hook) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/hook", hook.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/hook"
-    finally:
-        await runner.cleanup()
-
-
 async def test_a_failing_webhook_is_retried_from_the_outbox_and_delivered_once(
     redis_boundary: RedisClient,
 ) -> None:
-    hook = Hook([500])
-    async with hook_server(hook) as url:
-        webhook = WebhookNotifier(url, retry=RetryPolicy(max_attempts=1))  # no retry inside
+    async with WebhookReceiver([(500, {})]) as hook:
+        webhook = WebhookNotifier(hook.url, retry=RetryPolicy(max_attempts=1))  # no retry inside
         mgr = manager(redis_boundary, [webhook], reclaim_s=0.5)
         await mgr.add_alert(above(150))
         try:
             async with asyncio.timeout(DEADLINE), delivering(mgr):
                 [fired] = await mgr.check_alerts(quote(0, 151))
-                assert await hook.got.get() == fired.id
+                assert await hook.delivered.get() == fired.id
         finally:
             await webhook.close()
     assert hook.keys == [fired.id, fired.id]  # the 500, then the retry from the outbox
@@ -172,18 +138,8 @@ async def test_a_failing_webhook_is_retried_from_the_outbox_and_delivered_once(
     assert await pending(redis_boundary, "webhook") == 0
 
 
-class GaveUp(logging.Handler):
-    """Sets an event when the delivery loop logs that it gave up."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-        self.seen = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "gave up" in record.getMessage():
-            self.records.append(record)
-            self.seen.set()
+def gave_up(record: logging.LogRecord) -> bool:
+    return "gave up" in record.getMessage()
 
 
 async def test_a_channel_failing_for_good_is_given_up_without_blocking_the_others(
@@ -192,16 +148,11 @@ async def test_a_channel_failing_for_good_is_given_up_without_blocking_the_other
     broken, ok = Broken(), Channel("ok")
     mgr = manager(redis_boundary, [broken, ok], reclaim_s=0.5, delivery_attempts=2)
     await mgr.add_alert(above(150))
-    handler = GaveUp()
-    logger = logging.getLogger("marketpulse.alerts.delivery")
-    logger.addHandler(handler)
-    try:
+    with LogWatch("marketpulse.alerts.delivery", logging.ERROR, gave_up) as handler:
         async with asyncio.timeout(DEADLINE), delivering(mgr):
             [fired] = await mgr.check_alerts(quote(0, 151))
             assert (await ok.q.get())[1].id == fired.id  # not held back by the broken channel
-            await handler.seen.wait()
-    finally:
-        logger.removeHandler(handler)
+            await handler.until(lambda: bool(handler.records))
     assert broken.calls == 2  # its attempts, then given up
     assert len(handler.records) == 1 and handler.records[0].exc_info is None
     assert await pending(redis_boundary, "broken") == 0  # acknowledged once given up
@@ -258,47 +209,25 @@ async def test_entries_a_dead_consumer_took_are_reclaimed_and_delivered(
     assert await pending(redis_boundary, "queue") == 0
 
 
-class Outages(logging.Handler):
-    """The outage log's lines, with an event per line seen."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-        self.changed = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)  # on the loop's thread: the waiter runs after this
-        self.changed.set()
-
-    async def until(self, n: int) -> None:
-        while len(self.records) < n:
-            self.changed.clear()
-            await self.changed.wait()
-
-
 async def test_a_redis_outage_logs_one_line_at_start_and_one_at_end(
     own_redis: EmbeddedRedis,
 ) -> None:
     client = RedisClient.from_url(own_redis.url)
     chan = Channel("queue")
     mgr = manager(client, [chan], reclaim_s=0.5)
-    handler = Outages()
-    outage_logger = logging.getLogger("marketpulse.infra.redis.outage")
-    outage_logger.addHandler(handler)
-    others = GaveUp()  # no give-up and nothing else at ERROR meanwhile
-    logging.getLogger("marketpulse.alerts.delivery").addHandler(others)
+    handler = LogWatch("marketpulse.infra.redis.outage", logging.WARNING)
+    others = LogWatch("marketpulse.alerts.delivery", logging.ERROR, gave_up)  # none meanwhile
     try:
-        await mgr.add_alert(above(150))
-        async with asyncio.timeout(DEADLINE), delivering(mgr):
-            await mgr.check_alerts(quote(0, 151))
-            await chan.q.get()  # the loop runs
-            own_redis.stop()
-            await handler.until(1)
-            own_redis.start()  # same port, empty
-            await handler.until(2)
+        with handler, others:
+            await mgr.add_alert(above(150))
+            async with asyncio.timeout(DEADLINE), delivering(mgr):
+                await mgr.check_alerts(quote(0, 151))
+                await chan.q.get()  # the loop runs
+                own_redis.stop()
+                await handler.until(lambda: len(handler.records) >= 1)
+                own_redis.start()  # same port, empty
+                await handler.until(lambda: len(handler.records) >= 2)
     finally:
-        outage_logger.removeHandler(handler)
-        logging.getLogger("marketpulse.alerts.delivery").removeHandler(others)
         await client.aclose()
     lines = [r.getMessage() for r in handler.records]
     assert len(lines) == 2, lines

@@ -14,42 +14,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
-from aiohttp import web
 from redis.asyncio import Redis
 
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.embedded import free_port
 from support.processes import Proc, start_serve
+from support.webhook import WebhookReceiver
 
 DEADLINE = 30.0
-
-
-class Receiver:
-    """The webhook's receiver: every POST's Idempotency-Key and body id."""
-
-    def __init__(self) -> None:
-        self.keys: list[str | None] = []
-        self.ids: list[object] = []
-        self.got = asyncio.Event()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.ids.append((await request.json())["id"])
-        self.keys.append(request.headers.get("Idempotency-Key"))
-        self.got.set()
-        return web.Response(status=200)
-
-
-@pytest.fixture
-async def procs() -> AsyncIterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        await p.kill(signal.SIGKILL)
 
 
 async def test_a_fire_the_service_died_before_delivering_is_delivered_after_a_restart(
@@ -83,24 +58,20 @@ async def test_a_fire_the_service_died_before_delivering_is_delivered_after_a_re
     assert "webhook" not in row["deliveries"]  # decided and recorded, not delivered
     await first.kill(signal.SIGKILL)
 
-    receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
+    receiver = WebhookReceiver()
     try:
-        await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+        await receiver.start(hook_port)
         second = await start_serve(env, port, log_path)
         procs.append(second)
         ready = time.monotonic()
         async with asyncio.timeout(DEADLINE):
-            await receiver.got.wait()
+            await receiver.delivered.get()
         took = time.monotonic() - ready
         # a graceful stop lets the delivery in flight record itself and acknowledge
         await second.kill(signal.SIGTERM)
         await second.wait_for_line("Application shutdown complete", DEADLINE)
     finally:
-        await runner.cleanup()
+        await receiver.aclose()
     assert set(receiver.keys) == {fire_id}  # one distinct key: the fire id
     assert set(receiver.ids) == {fire_id}
     delivered = await redis_client.hgetall(keys.alert_deliveries(fire_id))

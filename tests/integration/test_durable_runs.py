@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,14 +45,6 @@ def _env(redis_url: str, **extra: str) -> dict[str, str]:
 @pytest.fixture
 def log_path(tmp_path: Path) -> Path:
     return tmp_path / "processes.log"
-
-
-@pytest.fixture
-async def procs() -> AsyncIterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        await p.kill(signal.SIGKILL)
 
 
 async def _session(base: str) -> tuple[str, str]:

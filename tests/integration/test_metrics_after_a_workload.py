@@ -10,13 +10,13 @@ the workload.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.harness import serve, settings_for
+from support.logs import LogWatch
 
 Samples = dict[str, list[tuple[str, dict[str, str], float]]]
 
@@ -141,35 +141,20 @@ async def test_metrics_fed_by_the_fetcher_and_websocket(redis_url: str) -> None:
     assert value(live, "marketpulse_active_sessions") >= 1
 
 
-class _Seen(logging.Handler):
-    """Sets an event when a health warning is logged (the monitor logs from the loop thread)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-        self.event = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("health warning:"):
-            self.records.append(record)
-            self.event.set()
-
-
 async def test_a_crossed_limit_is_logged_shown_in_system_and_counted(redis_url: str) -> None:
     """A 1 MB memory limit is crossed by the first loop-lag sample of the real app: the warning is
     logged, ``/api/system`` lists it, and ``performance_alerts_total{kind="memory"}`` counts it
     once (a limit fires once per crossing)."""
-    seen = _Seen()
-    logger = logging.getLogger("marketpulse.observability.health")
-    logger.addHandler(seen)
-    try:
+    warned = LogWatch(
+        "marketpulse.observability.health",
+        logging.WARNING,
+        lambda r: r.getMessage().startswith("health warning:"),
+    )
+    with warned as seen:
         async with serve(settings_for(redis_url, perf_memory_mb=1.0)) as server:
-            async with asyncio.timeout(10):
-                await seen.event.wait()
+            await seen.until(lambda: bool(seen.records), within=10)
             body = (await server.http.get("/api/system")).json()
             families = await scrape(server.http)
-    finally:
-        logger.removeHandler(seen)
     assert seen.records[0].levelno == logging.WARNING
     assert "memory of rss" in seen.records[0].getMessage()
     [warning] = [w for w in body["health_warnings"] if w["kind"] == "memory"]

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -28,28 +28,18 @@ from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.sessions.metrics import METRIC_NAMES
 from support.harness import serve, settings_for
+from support.logs import LogWatch
 
 DEADLINE = 30.0
 OUTAGE_LOGGER = "marketpulse.infra.redis.outage"
 
 
-class Records(logging.Handler):
-    """Every record of the ``marketpulse`` loggers, with an awaitable arrival."""
+class Records(LogWatch):
+    """Every record of the ``marketpulse`` loggers at INFO and above, with an awaitable
+    arrival, and the outage log's lines by loop."""
 
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self._arrived = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        self._arrived.set()
-
-    async def until(self, found: Callable[[], bool], within: float = DEADLINE) -> None:
-        async with asyncio.timeout(within):
-            while not found():
-                self._arrived.clear()
-                await self._arrived.wait()
+        super().__init__("marketpulse", logging.INFO)
 
     def seen(self, who: str, what: str) -> bool:
         return bool(self.lines(who, what))
@@ -66,16 +56,8 @@ class Records(logging.Handler):
 
 @pytest.fixture
 def records() -> Iterator[Records]:
-    handler = Records()
-    root = logging.getLogger("marketpulse")
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with Records() as handler:
         yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 async def _close_code(ws: Any) -> int | None:

@@ -5,54 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from aiohttp import web
 
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.notifiers import NotificationFailed, WebhookNotifier
 from marketpulse.alerts.rules import AlertCondition
 from marketpulse.infra.retry import RetryPolicy
 from marketpulse.market.quotes import StockData
+from support.webhook import WebhookReceiver
 
 AT = datetime(2026, 1, 5, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=3, base_s=0.5, cap_s=4.0)
 
 
-class Hook:
-    """Answers each POST with the next scripted (status, headers); 200 when the script is out."""
-
-    def __init__(self) -> None:
-        self.script: deque[tuple[int, dict[str, str]]] = deque()
-        self.bodies: list[dict[str, object]] = []
-        self.keys: list[str | None] = []
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.bodies.append(await request.json())
-        self.keys.append(request.headers.get("Idempotency-Key"))
-        status, headers = self.script.popleft() if self.script else (200, {})
-        return web.Response(status=status, headers=headers)
-
-
 @pytest.fixture
-async def hook() -> AsyncIterator[Hook]:
-    h = Hook()
-    app = web.Application()
-    app.router.add_post("/hook", h.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    h.url = f"http://127.0.0.1:{port}/hook"
-    try:
+async def hook() -> AsyncIterator[WebhookReceiver]:
+    async with WebhookReceiver() as h:
         yield h
-    finally:
-        await runner.cleanup()
 
 
 def fired() -> FiredAlert:
@@ -82,11 +54,13 @@ class Waits:
         return hi
 
 
-def notifier(hook: Hook, waits: Waits) -> WebhookNotifier:
+def notifier(hook: WebhookReceiver, waits: Waits) -> WebhookNotifier:
     return WebhookNotifier(hook.url, retry=POLICY, sleep=waits.sleep, uniform=waits.uniform)
 
 
-async def test_transient_answers_are_retried_with_full_jitter_then_delivered(hook: Hook) -> None:
+async def test_transient_answers_are_retried_with_full_jitter_then_delivered(
+    hook: WebhookReceiver,
+) -> None:
     waits = Waits()
     hook.script.extend([(503, {}), (429, {})])
     n = notifier(hook, waits)
@@ -101,7 +75,7 @@ async def test_transient_answers_are_retried_with_full_jitter_then_delivered(hoo
     assert waits.waits == [0.5, 1.0]
 
 
-async def test_retry_after_wins_over_the_jitter(hook: Hook) -> None:
+async def test_retry_after_wins_over_the_jitter(hook: WebhookReceiver) -> None:
     waits = Waits()
     hook.script.append((503, {"Retry-After": "7"}))
     n = notifier(hook, waits)
@@ -112,7 +86,7 @@ async def test_retry_after_wins_over_the_jitter(hook: Hook) -> None:
     assert (len(hook.bodies), waits.waits, waits.draws) == (2, [7.0], [])
 
 
-async def test_it_gives_up_after_the_policy_attempts(hook: Hook) -> None:
+async def test_it_gives_up_after_the_policy_attempts(hook: WebhookReceiver) -> None:
     waits = Waits()
     hook.script.extend([(500, {})] * 5)
     n = notifier(hook, waits)
@@ -124,7 +98,7 @@ async def test_it_gives_up_after_the_policy_attempts(hook: Hook) -> None:
     assert len(hook.bodies) == 3 and len(waits.waits) == 2
 
 
-async def test_a_4xx_fails_at_once(hook: Hook) -> None:
+async def test_a_4xx_fails_at_once(hook: WebhookReceiver) -> None:
     waits = Waits()
     hook.script.append((404, {}))
     n = notifier(hook, waits)
