@@ -22,9 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
@@ -32,6 +29,7 @@ from marketpulse.alerts.notifiers import Notifier
 from marketpulse.alerts.outbox import AlertOutbox, OutboxEntry
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.outage import OutageLog
+from marketpulse.infra.redis.stream_group import consumer_name
 from marketpulse.timefmt import utc_now
 
 log = logging.getLogger(__name__)
@@ -42,11 +40,6 @@ BATCH = 64  # entries per read, delivered concurrently
 BLOCK_S = 2.0
 RETRY_S = 1.0  # after a Redis error, a loop waits this long before it tries again
 MAX_ATTEMPTS = 10
-
-
-def consumer_name() -> str:
-    """Unique per process and start: ``<host>:<pid>:<random>``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

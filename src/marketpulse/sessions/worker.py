@@ -25,9 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +32,7 @@ from functools import partial
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.outage import OutageLog
+from marketpulse.infra.redis.stream_group import consumer_name
 from marketpulse.sessions.analysis import AnalysisEngine
 from marketpulse.sessions.runs import RunEntry, RunQueue
 
@@ -54,11 +52,6 @@ HOP_CREDIT_S = 0.25
 # deploy: a handed-back run is a new entry): it ends with analysis_failed 'worker_lost' instead
 # of taking down worker after worker.
 MAX_DELIVERIES = 5
-
-
-def consumer_name() -> str:
-    """Unique per process and start: ``<host>:<pid>:<random>``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(slots=True)

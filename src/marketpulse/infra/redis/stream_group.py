@@ -13,6 +13,9 @@ Redis fails (the boundary translates).
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +25,11 @@ from marketpulse.infra.redis.client import RedisClient
 RECLAIM_PAGES = 10  # XAUTOCLAIM pages per reclaim pass (each of ``count`` entries)
 
 Entry = tuple[str, dict[str, str]]
+
+
+def consumer_name() -> str:
+    """A consumer name unique per process and start: ``<host>:<pid>:<random>``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def _s(v: bytes | str) -> str:
