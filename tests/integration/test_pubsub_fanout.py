@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +13,7 @@ from redis.asyncio import Redis
 
 from marketpulse.infra.redis.client import make_client
 from marketpulse.infra.redis.pubsub import EventHub
+from support.logs import LogWatch
 from support.tcp_proxy import TcpProxy
 
 DEADLINE = 10.0
@@ -93,3 +95,38 @@ async def test_a_connection_that_stops_answering_ends_its_subscribers(
         stop.set()
         await task
         await client.aclose()
+
+
+async def test_a_server_that_accepts_and_drops_is_not_taken_for_redis_answering() -> None:
+    """A dying redis-server's socket can still accept a connection, then drop it: the hub
+    counts as up only once Redis answers a PING on the new connection, so such a server is one
+    outage (one line), never "answers again" between its drops."""
+    accepted = 0
+    thrice = asyncio.Event()
+
+    async def accept_and_drop(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        if accepted >= 3:
+            thrice.set()
+        writer.close()
+
+    server = await asyncio.start_server(accept_and_drop, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = make_client(f"redis://127.0.0.1:{port}/0")
+    hub = EventHub(client)
+    stop = asyncio.Event()
+    with LogWatch("marketpulse.infra.redis.outage", logging.WARNING) as lines:
+        task = asyncio.ensure_future(hub.run(stop))
+        try:
+            async with asyncio.timeout(DEADLINE):
+                await thrice.wait()
+        finally:
+            stop.set()
+            await task
+            await client.aclose()
+            server.close()
+            await server.wait_closed()
+    said = lines.messages()
+    assert not [m for m in said if "answers again (" in m], said
+    assert len([m for m in said if "is unreachable" in m]) == 1, said

@@ -212,6 +212,13 @@ class EventHub:
                     raise RedisUnavailable(
                         f"redis refused the pub/sub login: {reply}", url=self.url
                     )
+            # up only once Redis answers: a dying server's socket can still accept a
+            # connection (then drop it), and one loading its data answers -LOADING
+            reply = await wire.command("PING")
+            if isinstance(reply, hiredis.ReplyError):
+                if wire.transport is not None:
+                    wire.transport.close()
+                raise RedisUnavailable(f"redis is not serving yet: {reply}", url=self.url)
         return wire
 
     def _end_all(self) -> None:
