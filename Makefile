@@ -18,14 +18,17 @@ test:           ## the whole test suite against a real redis-server (and headles
 	$(call PYTEST,-m "not e2e")
 	$(call PYTEST,-m e2e)   # browser tests in their own process: Playwright drives its own loop
 
-check:          ## format check, lint, strict types, tests
+check: lint types test  ## format check, lint, strict types and import contracts, tests
+
+lint:           ## ruff format --check and ruff on src, tests and bench
 	@scripts/bootstrap
 	$(UV) ruff format --check src tests bench
 	$(UV) ruff check src tests bench
+
+types:          ## mypy --strict (src, tests, bench) and the import contracts
+	@scripts/bootstrap
 	$(UV) mypy
 	$(UV) lint-imports
-	$(call PYTEST,-m "not e2e")
-	$(call PYTEST,-m e2e)
 
 format:
 	@scripts/bootstrap
