@@ -165,7 +165,7 @@ async def test_build_fetcher_chain_and_a_separate_cache_redis(
 ) -> None:
     chain = Settings(redis_url=redis_url, data_source="yahoo,nse,simulated", data_dir=str(tmp_path))
     built = build_fetcher(chain, redis_boundary, None)
-    assert [g.name for g in built.guards] == ["yahoo", "nse", "simulated"]
+    assert [g.name for g in built.guards] == ["yahoo", "nse", "simulated", "ecb"]  # ecb: FX only
     from yfinance import cache
 
     # yfinance's caches go with the service's data, not the user's home

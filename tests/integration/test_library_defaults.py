@@ -99,7 +99,7 @@ def test_data_fetcher_follows_the_configured_market(env: pytest.MonkeyPatch) -> 
     env.setenv("MARKETPULSE_DATA_SOURCE", "replay,simulated")
     env.setenv("MARKETPULSE_MARKET_INTERVAL", "0.25")
     fetcher = DataFetcher()
-    assert [g.name for g in fetcher.guards] == ["replay", "simulated"]
+    assert [g.name for g in fetcher.guards] == ["replay", "simulated", "ecb"]  # ecb: FX only
     assert isinstance(fetcher.clock, WallTickClock)
     assert fetcher.clock._interval_s == 0.25
     assert not fetcher.live

@@ -30,6 +30,10 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 CHARTS = {
     "MSFT": "yahoo_chart_MSFT_1d_6mo_2025-10-29.json",
     "TCS.NS": "yahoo_chart_TCS.NS_1d_1mo_2026-10-05.json",
+    "BATS.L": "yahoo_chart_BATS.L_1d_2026-08-28-to-2026-09-25_2026-09-27.json",
+    "GS2C.DE": "yahoo_chart_GS2C.DE_1d_5d_2025-10-29.json",
+    "INR=X": "yahoo_chart_INR=X_1d_2017-07-10-to-2017-07-13_2024-09-14.json",
+    "EURUSD=X": "yahoo_chart_EURUSD=X_1d_2020-01-01-to-2020-01-03_2024-09-16.json",
 }
 
 

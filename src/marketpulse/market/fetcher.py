@@ -6,8 +6,14 @@ Guarantees:
   against the symbol's last good quote before it is used, cached or returned; a rejected quote
   is logged and the next provider is tried.
 - When every provider fails, the last good quote is returned flagged ``stale`` with ``age_s``;
-  without one, ``QuoteUnavailable`` is raised. A batch never raises for one bad symbol: the
-  symbol is absent from the result and the error logged.
+  without one, ``QuoteUnavailable`` is raised.
+- Exchange rates are quotes of pair symbols (``USDINR=X``, ``market/fx.py``) through the same
+  chain. The chain of ``providers_for`` ends with the ECB reference rates (``ecb``), which only
+  a pair symbol ever reaches (a stock's calls and their counts are as if it were absent): a
+  dated rate served ``stale``, unless the last good quote is more recent, which is then served
+  stale instead. A missing rate is ``QuoteUnavailable``, never 1:1.
+- A batch never raises for one bad symbol: the symbol is absent from the result and the error
+  logged.
 - Live quotes are cached for the TTL; tick-source quotes only for the tick they were made at.
   A batch does one cache read and at most two pipelined writes.
 - The cache is an optimisation: when its Redis fails or does not answer, the fetch goes to the
@@ -34,8 +40,10 @@ from marketpulse.errors import MarketDataError, QuoteUnavailable, ValidationFail
 from marketpulse.market.best_effort import BestEffortRedis
 from marketpulse.market.cache import CachedQuote, CacheLookup, CacheManager, aged
 from marketpulse.market.clock import MarketClock, RedisTickClock, WallTickClock
+from marketpulse.market.fx import parse_pair
 from marketpulse.market.ports import QuoteProvider
 from marketpulse.market.provider_guard import CallObserver, FetchPolicy, GuardedProvider
+from marketpulse.market.providers.reference_rates import ReferenceRates
 from marketpulse.market.quotes import Bar, StockData
 from marketpulse.market.symbols import check_symbol
 from marketpulse.market.validation import validate_quote
@@ -72,7 +80,8 @@ class FetchCounters(CallObserver):
 
 
 def providers_for(settings: Settings) -> list[QuoteProvider]:
-    """The fallback chain of ``settings.data_source`` (seed and replay settings applied)."""
+    """The fallback chain of ``settings.data_source`` (seed and replay settings applied), then
+    the ECB reference rates, the last resort for exchange rates (pair symbols only)."""
     from marketpulse.market.providers import make_tick_source
     from marketpulse.market.providers.tick_provider import TickQuoteProvider
 
@@ -94,6 +103,7 @@ def providers_for(settings: Settings) -> list[QuoteProvider]:
                 replay_step=settings.replay_step,
             )
             chain.append(TickQuoteProvider(source))
+    chain.append(ReferenceRates())
     return chain
 
 
@@ -167,7 +177,7 @@ class DataFetcher:
         norm = check_symbol(symbol)
         at = await self._tick(tick)
         errors: list[str] = []
-        for guard in self.guards:
+        for guard in self._chain(norm):
             try:
                 return await guard.call(
                     "history", norm, partial(guard.provider.history, norm, at, n)
@@ -215,6 +225,20 @@ class DataFetcher:
             closer = getattr(guard.provider, "close", None)
             if closer is not None:
                 await closer()
+
+    def reference_rates(self) -> QuoteProvider | None:
+        """The chain's offline reference rates (the last resort for a pair), for a market read
+        by tick that asks its tick source first; closed with the fetcher."""
+        for guard in self.guards:
+            if isinstance(guard.provider, ReferenceRates):
+                return guard.provider
+        return None
+
+    def _chain(self, symbol: str) -> list[GuardedProvider]:
+        """The guards to try for ``symbol``: the reference rates only for a pair symbol."""
+        if parse_pair(symbol) is not None:
+            return self.guards
+        return [g for g in self.guards if not isinstance(g.provider, ReferenceRates)]
 
     def _guard(self, what: str) -> BestEffortRedis:
         p = self.policy
@@ -275,7 +299,7 @@ class DataFetcher:
         """(quote, from a live provider, error) for one symbol; never raises ours."""
         reasons: list[str] = []
         async with self._gate:
-            for guard in self.guards:
+            for guard in self._chain(symbol):
                 try:
                     quote = await guard.call(
                         "quote", symbol, partial(guard.provider.quote, symbol, tick)
@@ -288,6 +312,12 @@ class DataFetcher:
                         log.warning("quote rejected", extra={"symbol": symbol, "error": str(exc)})
                     reasons.append(f"{guard.name}: {exc}")
                     continue
+                if quote.stale and last_good and last_good.quote.timestamp >= quote.timestamp:
+                    break  # a dated reference rate older than the last good: serve that
+                if quote.stale:
+                    self.counters.stale_served += 1
+                    log.warning("serving reference rate", extra={"symbol": symbol,
+                                "source": guard.name, "reasons": reasons})  # fmt: skip
                 return quote.model_copy(update={"symbol": symbol}), guard.provider.live, None
         if last_good is not None:
             self.counters.stale_served += 1

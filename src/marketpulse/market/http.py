@@ -1,18 +1,21 @@
 """``GET /api/quotes/{symbol}``: the latest quote with its age, source and staleness.
 
-Answers the ``StockData`` JSON (``age_s``, ``source`` and ``stale`` included); an invalid symbol
+Answers the ``StockData`` JSON (``currency``, the ISO 4217 code the prices are in, and
+``age_s``, ``source`` and ``stale`` included). A pair symbol (``USDINR=X``) is an exchange rate,
+possibly the ECB reference rate served ``stale`` with its date as ``timestamp``. An invalid symbol
 is 422 ``invalid_symbol``, no quote at all is 503 ``quote_unavailable``. The fetcher is
 the lifespan state's ``fetcher``; all logic lives there.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict, cast
+from typing import Annotated, TypedDict, cast
 
 from fastapi import APIRouter, Path, Request
 
 from marketpulse.infra.http_errors import error_responses
 from marketpulse.market.fetcher import DataFetcher
+from marketpulse.market.quotes import StockData
 from marketpulse.market.symbols import INPUT_PATTERN, INPUT_RULE, check_symbol
 
 router = APIRouter()
@@ -35,6 +38,13 @@ class MarketState(TypedDict):
             503: "`quote_unavailable`: no source has a quote, not even a stale one",
         },
     ),
+    description=(
+        "The latest quote of a symbol as `StockData` JSON: prices in `currency` (ISO 4217, "
+        "upper case, as the source states it; minor units such as pence converted), with "
+        "`source`, `stale` and `age_s`. A pair symbol such as `USDINR=X` is the price of one "
+        "USD in INR; when no source has it, the ECB reference rate is served `stale` with its "
+        "date as `timestamp`."
+    ),
 )
 async def get_quote(
     symbol: Annotated[
@@ -46,7 +56,6 @@ async def get_quote(
         ),
     ],
     request: Request,
-) -> dict[str, Any]:
+) -> StockData:
     fetcher = cast(MarketState, request.scope["state"])["fetcher"]
-    quote = await fetcher.fetch_stock_data(check_symbol(symbol, exact=True))
-    return quote.model_dump(mode="json")
+    return await fetcher.fetch_stock_data(check_symbol(symbol, exact=True))

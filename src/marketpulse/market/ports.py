@@ -25,6 +25,8 @@ class TickSource(Protocol):
     ``bar(symbol, tick)`` is the bar the market shows at that tick; ``history(symbol, tick, n)``
     is up to ``n`` bars ending at that tick (inclusive), oldest first. Unknown symbols raise
     ``PermanentSourceError``; a tick before the symbol's first bar raises it too.
+    ``currency(symbol)`` is the ISO 4217 code the symbol's prices are in (a pair symbol's
+    quote currency, ``market/fx.py``).
     """
 
     name: str
@@ -34,6 +36,8 @@ class TickSource(Protocol):
     def bar(self, symbol: str, tick: int) -> Bar: ...
 
     def history(self, symbol: str, tick: int, n: int) -> list[Bar]: ...
+
+    def currency(self, symbol: str) -> str: ...
 
 
 class QuoteProvider(Protocol):

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 FloatArray = npt.NDArray[np.float64]  # price paths and return series
 
@@ -18,7 +18,9 @@ class StockData(BaseModel):
 
     ``close`` is the previous session's close in the seed's usage; ``previous_close`` says so
     explicitly. ``stale`` marks a last-good quote served because every source failed; ``age_s``
-    is its age in seconds at the time it was served.
+    is its age in seconds at the time it was served. ``currency`` is the ISO 4217 code (upper
+    case) the prices are in, as the source states it (minor units such as pence already
+    converted, ``market/fx.py``); its default keeps the seed's constructor working.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -35,6 +37,11 @@ class StockData(BaseModel):
     previous_close: float | None = None
     stale: bool = False
     age_s: float = 0.0
+    currency: str = Field(
+        default="USD",
+        description="ISO 4217 code (upper case) the prices are in, as the source states it",
+        examples=["USD", "INR", "GBP"],
+    )
 
     def is_sane(self) -> bool:
         """Positive finite prices and high >= low."""
@@ -58,5 +65,6 @@ class Bar:
 
 
 def quote_frame(quote: StockData) -> str:
-    """``{"type": "quote", "symbol", "price", ..., "source", "stale", "age_s"}`` as JSON text."""
+    """``{"type": "quote", "symbol", "price", ..., "source", "stale", "age_s", "currency"}`` as
+    JSON text."""
     return '{"type":"quote",' + quote.model_dump_json()[1:]

@@ -2,9 +2,10 @@
 
 Server → client:
 
-- ``{"type": "quote", "symbol", "price", "volume", "timestamp", "previous_close", "source",
-  "stale", "age_s", ...}``: a quote of a monitored symbol, each time the monitor observes one
-  (the monitor publishes it on Redis, ``market/events.py``; every instance forwards it).
+- ``{"type": "quote", "symbol", "price", "currency", "volume", "timestamp", "previous_close",
+  "source", "stale", "age_s", ...}``: a quote of a monitored symbol, each time the monitor
+  observes one (the monitor publishes it on Redis, ``market/events.py``; every instance
+  forwards it). ``currency`` is the ISO 4217 code the prices are in.
 - ``{"type": "system", ...}``: this instance's ``/api/system`` report, every
   ``MARKETPULSE_SYSTEM_INTERVAL`` seconds (built once per instance,
   ``observability/system_feed.py``).

@@ -6,8 +6,8 @@ or 403 later drops the warm-up so the next attempt redoes it. Two endpoints are 
 2026 ``api/NextApi/apiClient/GetQuoteApi?functionName=getSymbolData`` (tried first) and the older
 ``api/quote-equity?symbol=X`` (plus its ``section=trade_info`` for the volume), used when the
 new one answers 404. Symbols may carry Yahoo's ``.NS`` suffix (``TCS.NS`` → ``TCS``); ``.BO``
-(BSE) symbols are refused as permanent errors. NSE gives no daily history here: ``history``
-raises ``PermanentSourceError`` and the fallback chain moves on.
+(BSE) symbols are refused as permanent errors. Every NSE quote is in INR. NSE gives no daily
+history here: ``history`` raises ``PermanentSourceError`` and the fallback chain moves on.
 
 Why not nsepy (0.8): it still imports on Python 3.13 (with a ``SyntaxWarning``) but is dead,
 because every URL behind its quotes and history is on NSE's retired ``www1`` site. Why not
@@ -79,6 +79,7 @@ def parse_next_api(symbol: str, body: Any) -> StockData:
             close=float(meta["previousClose"]),
             previous_close=float(meta["previousClose"]),
             source="nse",
+            currency="INR",
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise PermanentSourceError(f"nse: unexpected getSymbolData payload: {exc!r}") from exc
@@ -101,6 +102,7 @@ def parse_quote_equity(symbol: str, body: Any, trade_info: Any) -> StockData:
             close=float(price["previousClose"]),
             previous_close=float(price["previousClose"]),
             source="nse",
+            currency="INR",
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PermanentSourceError(f"nse: unexpected quote-equity payload: {exc!r}") from exc

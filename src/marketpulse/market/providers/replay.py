@@ -122,6 +122,10 @@ class ReplaySource:
     def knows(self, symbol: str) -> bool:
         return self._canonical(symbol) in self._series
 
+    def currency(self, symbol: str) -> str:
+        """USD: every replayed series is a US listing."""
+        return "USD"
+
     def bar(self, symbol: str, tick: int) -> Bar:
         """The real bar of the tick's day; raises ``PermanentSourceError`` if there is none."""
         series, i = self._locate(symbol, tick)

@@ -14,6 +14,11 @@ Guarantees:
 - Bars satisfy ``high >= max(open, close) >= min(open, close) >= low > 0``, prices in cents,
   ``adj_close == close``; volume is log-normal around the base with 3–8× spikes on ~2 % of days.
 - Tick ``t`` is the ``t``-th business day (Mon–Fri) from 2026-01-02, so dates are monotonic.
+- Pair symbols (``USDINR=X``, ``market/fx.py``) of two currencies in the FX level table are
+  exchange rates, not stocks: a deterministic walk around realistic levels
+  (``simulated_fx.py``) on the same dates. A pair of another currency is unknown.
+- ``currency(symbol)``: a pair's quote currency, else the exchange suffix's guess
+  (``fx.currency_for_suffix``: ``.NS``/``.BO`` INR, no suffix USD, ...).
 
 Bars are generated lazily in blocks and cached per symbol as numpy arrays: ``bar`` is O(1)
 amortised. Thread-safe (one lock per instance guards the caches).
@@ -31,6 +36,8 @@ import numpy as np
 import numpy.typing as npt
 
 from marketpulse.errors import PermanentSourceError
+from marketpulse.market.fx import currency_for_suffix, parse_pair
+from marketpulse.market.providers.simulated_fx import FxWalk
 from marketpulse.market.quotes import Bar, FloatArray
 from marketpulse.market.symbols import normalize_symbol
 
@@ -190,13 +197,26 @@ class SimulatedSource:
         self._lock = threading.Lock()
         self._market_blocks: dict[int, FloatArray] = {}
         self._paths: dict[str, _SymbolPath] = {}
+        self._fx = FxWalk(self._seed_u, -history_days)
 
     def knows(self, symbol: str) -> bool:
-        """Any symbol (``market/symbols.py``), case-insensitive."""
-        return normalize_symbol(symbol) is not None
+        """Any symbol (``market/symbols.py``), case-insensitive, except a pair symbol of a
+        currency the FX walk has no level for."""
+        sym = normalize_symbol(symbol)
+        if sym is None:
+            return False
+        pair = parse_pair(sym)
+        return pair is None or (FxWalk.knows(pair[0]) and FxWalk.knows(pair[1]))
+
+    def currency(self, symbol: str) -> str:
+        """A pair's quote currency; otherwise a guess from the exchange suffix."""
+        return currency_for_suffix(symbol)
 
     def bar(self, symbol: str, tick: int) -> Bar:
         """The bar shown at ``tick``; raises ``PermanentSourceError`` for a bad symbol or tick."""
+        pair = self._pair(symbol, tick)
+        if pair is not None:
+            return self._fx.bars(*pair, tick, tick + 1, tick_dates(tick, tick + 1))[0]
         path, i = self._locate(symbol, tick)
         return Bar(
             date=tick_dates(tick, tick + 1)[0],
@@ -212,6 +232,10 @@ class SimulatedSource:
         """Up to ``n`` daily bars ending at ``tick`` (inclusive), oldest first."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
+        pair = self._pair(symbol, tick)
+        if pair is not None:
+            lo = max(-self.history_days, tick - n + 1)
+            return self._fx.bars(*pair, lo, tick + 1, tick_dates(lo, tick + 1)) if n else []
         path, i = self._locate(symbol, tick)
         j = max(0, i - n + 1)
         cols = (path.open, path.high, path.low, path.close, path.volume)
@@ -222,7 +246,17 @@ class SimulatedSource:
             for d, oo, hh, ll, cc, vv in zip(dates, o, h, low, c, v, strict=True)
         ]
 
-    def _locate(self, symbol: str, tick: int) -> tuple[_SymbolPath, int]:
+    def _pair(self, symbol: str, tick: int) -> tuple[str, str] | None:
+        """(ccy, base) when ``symbol`` is an exchange rate the walk has; None for a stock."""
+        sym = self._checked(symbol, tick)
+        pair = parse_pair(sym)
+        if pair is None:
+            return None
+        if not (FxWalk.knows(pair[0]) and FxWalk.knows(pair[1])):
+            raise PermanentSourceError(f"no simulated exchange rate for {sym}")
+        return pair
+
+    def _checked(self, symbol: str, tick: int) -> str:
         sym = normalize_symbol(symbol)
         if sym is None:
             raise PermanentSourceError(f"not a ticker symbol: {symbol!r}")
@@ -231,6 +265,10 @@ class SimulatedSource:
                 f"no data for {sym} at tick {tick}: simulated history starts at tick "
                 f"{-self.history_days}"
             )
+        return sym
+
+    def _locate(self, symbol: str, tick: int) -> tuple[_SymbolPath, int]:
+        sym = self._checked(symbol, tick)
         with self._lock:
             path = self._paths.get(sym)
             if path is None:

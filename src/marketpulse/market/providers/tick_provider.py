@@ -49,6 +49,7 @@ class TickQuoteProvider:
             close=previous if previous is not None else bar.close,
             source=self.name,
             previous_close=previous,
+            currency=self._source.currency(symbol),
         )
 
     async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:

@@ -25,6 +25,13 @@ empty frame still counts as "no data".
 decode error), timeouts and connection errors become ``TransientSourceError``; an unknown or
 delisted symbol (``YFPricesMissingError``, ``YFTzMissingError``, an empty frame) becomes
 ``PermanentSourceError``. NSE symbols use ``.NS`` and BSE ``.BO`` as Yahoo spells them.
+
+Currency: the chart's ``meta.currency``, normalised by ``fx.normalise_currency``; a listing
+priced in a minor unit (London's ``GBp``, Johannesburg's ``ZAc``, Tel Aviv's ``ILA``) has its
+prices (quote and history) divided into the major unit. A chart that states no currency, or one
+we do not know, is a rejected quote (``InvalidQuote``), never a silent USD. Exchange rates are
+charts of pair symbols (``USDINR=X``, ``EURUSD=X``, Yahoo's short ``INR=X`` for USD/INR), whose
+``meta.currency`` is the quote currency.
 """
 
 from __future__ import annotations
@@ -42,7 +49,14 @@ import yfinance as yf
 from yfinance import data as yfdata
 from yfinance import exceptions as yfx
 
-from marketpulse.errors import MarketDataError, PermanentSourceError, TransientSourceError
+from marketpulse.errors import (
+    InvalidQuote,
+    MarketDataError,
+    PermanentSourceError,
+    TransientSourceError,
+    ValidationFailed,
+)
+from marketpulse.market.fx import normalise_currency
 from marketpulse.market.quotes import Bar, StockData
 
 T = TypeVar("T")
@@ -52,6 +66,7 @@ META_KEYS = (
     "regularMarketVolume",
     "regularMarketDayHigh",
     "regularMarketDayLow",
+    "currency",
 )
 
 
@@ -88,8 +103,18 @@ def as_utc(when: Any) -> datetime:
     return datetime.fromtimestamp(int(when), UTC)
 
 
-def frame_bars(frame: Any) -> list[Bar]:
-    """Daily bars (oldest first) from a yfinance history frame; rows without a close dropped."""
+def chart_currency(symbol: str, meta: dict[str, Any]) -> tuple[str, float]:
+    """The chart's ISO currency and the divisor into its major unit; ``InvalidQuote`` when the
+    chart states none (or one we do not know)."""
+    try:
+        return normalise_currency(meta.get("currency"))
+    except ValidationFailed as exc:
+        raise InvalidQuote(f"yahoo {symbol}: {exc.message}") from exc
+
+
+def frame_bars(frame: Any, divisor: float = 1.0) -> list[Bar]:
+    """Daily bars (oldest first) from a yfinance history frame, prices divided by ``divisor``
+    (100 for a chart in pence); rows without a close dropped."""
     bars: list[Bar] = []
     for stamp, row in frame.iterrows():
         close = float(row["Close"])
@@ -99,11 +124,11 @@ def frame_bars(frame: Any) -> list[Bar]:
         bars.append(
             Bar(
                 date=stamp.strftime("%Y-%m-%d"),
-                open=float(row["Open"]),
-                high=float(row["High"]),
-                low=float(row["Low"]),
-                close=close,
-                adj_close=adj if math.isfinite(adj) else close,
+                open=float(row["Open"]) / divisor,
+                high=float(row["High"]) / divisor,
+                low=float(row["Low"]) / divisor,
+                close=close / divisor,
+                adj_close=(adj if math.isfinite(adj) else close) / divisor,
                 volume=int(row["Volume"]) if math.isfinite(float(row["Volume"])) else 0,
             )
         )
@@ -112,26 +137,29 @@ def frame_bars(frame: Any) -> list[Bar]:
 
 def quote_from(symbol: str, frame: Any, meta: dict[str, Any]) -> StockData:
     """The current quote: meta's regular-market fields, the last bar's open, and the close of
-    the bar before the last as the previous close."""
+    the bar before the last as the previous close, in the chart's currency's major unit."""
     if frame is None or frame.empty:
         raise PermanentSourceError(f"yahoo {symbol}: no data (symbol may be delisted)")
+    currency, div = chart_currency(symbol, meta)
     last = frame.iloc[-1]
     earlier = frame.iloc[:-1]["Close"].dropna()
     previous = float(earlier.iloc[-1]) if len(earlier) else None
     try:
         price = float(meta.get("regularMarketPrice") or last["Close"])
         stamp = as_utc(meta.get("regularMarketTime") or frame.index[-1])
+        open_ = float(last["Open"]) if math.isfinite(float(last["Open"])) else price
         return StockData(
             symbol=symbol,
-            price=price,
+            price=price / div,
             volume=int(meta.get("regularMarketVolume") or last["Volume"] or 0),
             timestamp=stamp,
-            high=float(meta.get("regularMarketDayHigh") or last["High"]),
-            low=float(meta.get("regularMarketDayLow") or last["Low"]),
-            open=float(last["Open"]) if math.isfinite(float(last["Open"])) else price,
-            close=previous if previous is not None else price,
-            previous_close=previous,
+            high=float(meta.get("regularMarketDayHigh") or last["High"]) / div,
+            low=float(meta.get("regularMarketDayLow") or last["Low"]) / div,
+            open=open_ / div,
+            close=(previous if previous is not None else price) / div,
+            previous_close=previous / div if previous is not None else None,
             source="yahoo",
+            currency=currency,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PermanentSourceError(f"yahoo {symbol}: unexpected chart data: {exc!r}") from exc
@@ -166,8 +194,9 @@ class YahooProvider:
         return quote_from(symbol, frame, meta)
 
     async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
-        frame, _ = await self._run(symbol, lambda: self._fetch(symbol, "2y"))
-        bars = frame_bars(frame)
+        frame, meta = await self._run(symbol, lambda: self._fetch(symbol, "2y"))
+        _, divisor = chart_currency(symbol, meta)
+        bars = frame_bars(frame, divisor)
         if not bars:
             raise PermanentSourceError(f"yahoo {symbol}: no daily history")
         return bars[-n:]

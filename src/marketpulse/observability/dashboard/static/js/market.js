@@ -8,6 +8,29 @@ import { $, el, showMessage, num, age, normalSymbol, SYMBOL_RE } from "./dom.js"
 const MAX_POINTS = 120;
 const REFRESH_GAP_MS = 2000; // at most one symbol-list reload per gap for unknown symbols
 
+// Decimals to show a price with: the currency's own (JPY 0, USD 2, ...) for a listing; more
+// for an exchange rate (a pair symbol such as USDINR=X), whose small moves are the point.
+function priceDigits(currency, symbol, price) {
+  if (/=X$/.test(symbol)) return Math.abs(price) < 1 ? 6 : 4;
+  try {
+    return new Intl.NumberFormat(undefined, { style: "currency", currency }).resolvedOptions()
+      .maximumFractionDigits;
+  } catch {
+    return 2; // not a code Intl knows
+  }
+}
+
+// The price in its currency for a tooltip (e.g. "₹1,234.50"); the code alone when unknown.
+function money(price, currency, digits) {
+  try {
+    return new Intl.NumberFormat(undefined, {
+      style: "currency", currency, minimumFractionDigits: digits, maximumFractionDigits: digits,
+    }).format(price);
+  } catch {
+    return `${num(price, digits)} ${currency}`;
+  }
+}
+
 function symbolName(item) {
   return typeof item === "string" ? item : item && (item.symbol || item.name);
 }
@@ -95,9 +118,10 @@ export class MarketPanel {
 
   card(symbol) {
     const plot = el("div", { class: "chart", "data-testid": `chart-${symbol}` });
-    const field = (name, label) =>
-      el("div", { class: "field" }, el("span", { class: "label", text: label }),
-        el("span", { class: name, "data-testid": `${name}-${symbol}`, text: "–" }));
+    const value = (name) => el("span", { class: name, "data-testid": `${name}-${symbol}`, text: "–" });
+    const labelled = (label, ...shown) =>
+      el("div", { class: "field" }, el("span", { class: "label", text: label }), ...shown);
+    const field = (name, label) => labelled(label, value(name));
     const node = el(
       "article",
       { class: "card", "data-symbol": symbol, "data-testid": `symbol-${symbol}` },
@@ -108,7 +132,8 @@ export class MarketPanel {
           "aria-label": `remove ${symbol}`, onclick: () => this.remove(symbol),
         }, "remove")),
       el("div", { class: "quote" },
-        field("price", "price"), field("change", "change"), field("volume", "volume"),
+        labelled("price", el("span", {}, value("price"), " ", value("currency"))),
+        field("change", "change"), field("volume", "volume"),
         field("age", "age"), field("source", "source")),
       plot,
     );
@@ -154,11 +179,17 @@ export class MarketPanel {
     entry.at = at;
     const price = Number(quote.price);
     const prev = Number(quote.previous_close ?? quote.close);
+    const currency = String(quote.currency || "USD");
+    const digits = priceDigits(currency, symbol, price);
     const q = (name) => entry.node.querySelector(`.${name}`);
-    q("price").textContent = num(price);
+    q("price").textContent = num(price, digits);
+    q("price").title = money(price, currency, digits);
+    q("currency").textContent = currency;
+    entry.node.dataset.currency = currency;
     if (prev > 0) {
       const diff = price - prev;
-      q("change").textContent = `${diff >= 0 ? "+" : ""}${num(diff)} (${num((diff / prev) * 100)}%)`;
+      q("change").textContent =
+        `${diff >= 0 ? "+" : ""}${num(diff, digits)} (${num((diff / prev) * 100)}%)`;
       q("change").dataset.sign = diff > 0 ? "up" : diff < 0 ? "down" : "flat";
     }
     q("volume").textContent = Number(quote.volume ?? 0).toLocaleString("en-US");
