@@ -80,7 +80,7 @@ class AppState(SessionsState, AlertsState, MarketState, ObservabilityState):
     allowed_origins: frozenset[str]
 
 
-def _market(settings: Settings, fetcher: Any) -> Market:
+def _market(settings: Settings, fetcher: DataFetcher) -> Market:
     first = settings.data_source[0]
     if first in TICK_SOURCES:
         return Market(
@@ -89,7 +89,8 @@ def _market(settings: Settings, fetcher: Any) -> Market:
                 seed=settings.seed,
                 replay_start=settings.replay_start,
                 replay_step=settings.replay_step,
-            )
+            ),
+            reference=fetcher.reference_rates(),
         )
     return Market(feed=fetcher)
 
@@ -140,7 +141,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
             hub=redis.hub,
             engine=engine,
             valuation=valuation,
-            sessions=SessionService(store, market, clock),
+            sessions=SessionService(store, market, clock, base_currency=settings.base_currency),
             alerts=alerts,
             monitor=monitor,
             system_feed=system_feed,

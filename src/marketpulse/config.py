@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from marketpulse.market.fx import is_currency
+
 DATA_SOURCES = frozenset({"simulated", "replay", "yahoo", "nse"})
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_WATCHLIST = ("AAPL", "MSFT", "GOOGL", "TCS.NS", "INFY.NS")
@@ -64,6 +66,8 @@ class Settings(BaseSettings):
     replay_start: str = "2012-03-01"
     replay_step: int = Field(default=1, ge=0)
     seed: int = 42
+    # the currency a new session is valued in unless it names one (ISO 4217)
+    base_currency: str = "USD"
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     cache_ttl: int = Field(default=300, gt=0)
     monitor_interval: float = Field(default=5.0, gt=0)
@@ -94,6 +98,14 @@ class Settings(BaseSettings):
                 f"unknown data source(s) {unknown}; choose from {sorted(DATA_SOURCES)}"
             )
         return names
+
+    @field_validator("base_currency", mode="before")
+    @classmethod
+    def _currency(cls, v: object) -> str:
+        code = str(v).strip().upper()
+        if not is_currency(code):
+            raise ValueError(f"unknown currency {v!r}: an ISO 4217 code such as USD, INR or EUR")
+        return code
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -4,7 +4,8 @@
     ├── SessionError
     │   ├── SessionNotFound        missing, expired, or a wrong/foreign token (indistinguishable)
     │   ├── SessionExists          POST with an id already taken
-    │   └── NotInPortfolio         analyze a ticker the session does not hold
+    │   ├── NotInPortfolio         analyze a ticker the session does not hold
+    │   └── SessionBusy            a change raced by concurrent changes past the retry bound
     ├── AlertNotFound              no alert with this id
     ├── SymbolNotMonitored         DELETE of a symbol that is not monitored
     ├── ValidationFailed           bad input that pydantic did not catch (code, message)
@@ -13,6 +14,7 @@
     │   ├── TransientSourceError   worth retrying: 429, 5xx, timeout, connection error
     │   ├── PermanentSourceError   not worth retrying: unknown symbol, bad payload
     │   ├── InvalidQuote           a quote that failed validation (NaN, high < low, ×100 jump)
+    │   ├── FxUnavailable          no source has a rate for a currency pair (never 1:1)
     │   └── CircuitOpen            the provider's breaker is open
     ├── InsufficientHistory        fewer common returns than a metric needs
     └── RedisUnavailable           Redis did not answer (an unknown outcome, never "failed")
@@ -56,6 +58,13 @@ class NotInPortfolio(SessionError):
 
     code = "not_in_portfolio"
     status = 400
+
+
+class SessionBusy(SessionError):
+    """The session kept changing while this change was being valued; try again."""
+
+    code = "session_busy"
+    status = 409
 
 
 class AlertNotFound(MarketPulseError):
@@ -118,6 +127,13 @@ class InvalidQuote(MarketDataError):
 
     code = "invalid_quote"
     status = 502
+
+
+class FxUnavailable(MarketDataError):
+    """No exchange rate is available for a currency the portfolio holds."""
+
+    code = "fx_unavailable"
+    status = 503
 
 
 class CircuitOpen(MarketDataError):

@@ -25,7 +25,11 @@ async def test_create_returns_token_and_the_documented_state(server: Server) -> 
     assert set(state) == {
         "session_id", "holdings", "total_value", "current_analysis", "analysis_results",
         "last_activity", "version", "basis_version", "prices", "valued_at",
+        "base_currency", "currencies", "fx", "flags",
     }  # fmt: skip
+    assert state["base_currency"] == "USD" and state["fx"] == {"USD": 1.0}
+    assert state["currencies"] == {"AAPL": "USD", "GOOGL": "USD", "MSFT": "USD"}
+    assert state["flags"] == []
     assert state["holdings"] == {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
     expected = round(sum(q * state["prices"][t] for t, q in HOLDINGS.items()), 2)
     assert state["total_value"] == pytest.approx(expected)

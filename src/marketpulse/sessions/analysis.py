@@ -31,10 +31,15 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from marketpulse.config import MetricDelay
-from marketpulse.errors import MarketPulseError, RedisUnavailable
+from marketpulse.errors import FxUnavailable, MarketPulseError, RedisUnavailable
 from marketpulse.market.view import Market
 from marketpulse.sessions.metrics import METRIC_NAMES, compute_metric
-from marketpulse.sessions.portfolio_inputs import MarketStats, inputs_from, market_stats
+from marketpulse.sessions.portfolio_inputs import (
+    MarketStats,
+    in_base_currency,
+    inputs_from,
+    market_stats,
+)
 from marketpulse.sessions.store import RunSnapshot, SessionStore
 from marketpulse.timefmt import iso_z, utc_now
 
@@ -83,9 +88,7 @@ class AnalysisEngine:
         self.rng = rng or random.Random()
         self.telemetry = telemetry
         self.runs: dict[str, asyncio.Task[None]] = {}
-        self._stats_memo: OrderedDict[tuple[tuple[str, ...], int], asyncio.Future[MarketStats]] = (
-            OrderedDict()
-        )
+        self._stats_memo: OrderedDict[StatsKey, asyncio.Future[MarketStats]] = OrderedDict()
         self._closing = False
         self.compute_quiet_s = compute_quiet_s
         self.compute_lead_s = compute_lead_s
@@ -213,7 +216,7 @@ class AnalysisEngine:
         # before the first is due, so the moment a metric is due costs only its timestamp and the
         # checked append.
         try:
-            stats = await self.stats(tuple(run.holdings), run.tick)
+            stats = await self.stats(tuple(run.holdings), run.tick, conversion(run))
             heads = await self.compute(
                 partial(_result_heads, ticker, run, stats), by=begun + due[0][0]
             )
@@ -284,11 +287,15 @@ class AnalysisEngine:
             if self._worker is asyncio.current_task():
                 self._worker = None
 
-    async def stats(self, tickers: tuple[str, ...], tick: int) -> MarketStats:
-        """Σ and momentum of the run's tickers at its tick, shared by every run that holds the
-        same tickers at the same tick (pure function of those two, so a memo is exact). Single
+    async def stats(
+        self, tickers: tuple[str, ...], tick: int, conversion: Conversion = ("", ())
+    ) -> MarketStats:
+        """Σ and momentum of the run's tickers at its tick in its base currency, shared by
+        every run that holds the same tickers, in the same currencies, valued in the same base,
+        at the same tick (a pure function of those, so a memo is exact). ``conversion`` is
+        (base, each ticker's currency); ("", ()) reads the histories unconverted. Single
         flight: runs that start together await one computation; a failed one is not kept."""
-        key = (tickers, tick)
+        key = (tickers, tick, conversion)
         memo = self._stats_memo
         while True:
             fut = memo.get(key)
@@ -302,14 +309,13 @@ class AnalysisEngine:
                     continue  # the run computing it was cancelled, not this one: compute it here
                 raise
 
-    async def _compute_stats(self, key: tuple[tuple[str, ...], int]) -> MarketStats:
+    async def _compute_stats(self, key: StatsKey) -> MarketStats:
         memo = self._stats_memo
         fut = memo[key] = asyncio.get_running_loop().create_future()
         if len(memo) > STATS_MEMO:
             memo.popitem(last=False)
         try:
-            histories = await self.market.histories(key[0], key[1])
-            stats = market_stats(key[0], {s: list(h) for s, h in histories.items()})
+            stats = await self._market_stats(*key)
         except BaseException as exc:
             if memo.get(key) is fut:
                 del memo[key]
@@ -322,11 +328,46 @@ class AnalysisEngine:
         fut.set_result(stats)
         return stats
 
+    async def _market_stats(
+        self, tickers: tuple[str, ...], tick: int, conversion: Conversion
+    ) -> MarketStats:
+        """Σ and momentum from the histories converted into the base currency: each holding
+        in another currency is joined with that currency's rate history (p × fx)."""
+        histories = {s: list(h) for s, h in (await self.market.histories(tickers, tick)).items()}
+        base, currencies = conversion
+        for currency in sorted({c for c in currencies if c != base}):
+            rates = await self.market.rate_history(currency, base, tick)
+            for t, c in zip(tickers, currencies, strict=True):
+                if c == currency:
+                    histories[t] = in_base_currency(histories[t], rates)
+        return market_stats(tickers, histories)
+
+
+StatsKey = tuple[tuple[str, ...], int, "Conversion"]
+Conversion = tuple[str, tuple[str, ...]]
+"""(base currency, each ticker's currency in holdings order)."""
+
+
+def conversion(run: RunSnapshot) -> Conversion:
+    base = run.base_currency
+    return base, tuple(run.currencies.get(t, base) for t in run.holdings)
+
+
+def prices_in_base(run: RunSnapshot) -> dict[str, float]:
+    """The run's prices in its base currency (price × fx of the pinned basis). Raises
+    FxUnavailable for a currency without a rate: never converted at 1:1."""
+    fx = {run.base_currency: 1.0, **run.fx}
+    base, currencies = conversion(run)
+    missing = sorted({c for c in currencies if c not in fx})
+    if missing:
+        raise FxUnavailable(f"no exchange rate into {base} for {', '.join(missing)}")
+    return {t: run.prices[t] * fx[c] for t, c in zip(run.holdings, currencies, strict=True)}
+
 
 def _result_heads(ticker: str, run: RunSnapshot, stats: MarketStats) -> dict[str, str]:
     """Every metric's result head for the run (raises MarketPulseError when the inputs cannot
     be built)."""
-    inputs = inputs_from(run.holdings, run.prices, stats)
+    inputs = inputs_from(run.holdings, prices_in_base(run), stats)
     return {name: _result_head(ticker, run, inputs, name) for name in METRIC_NAMES}
 
 
@@ -344,6 +385,14 @@ def _result_head(ticker: str, run: RunSnapshot, inputs: Any, name: str) -> str:
         "id": f"{run.run_id}:{name}",
     }
     details = dict(result.details)
+    base = run.base_currency
+    details["base_currency"] = base
+    currency = run.currencies.get(ticker, base)
+    if currency != base:
+        details["currency"] = currency
+        details["fx_rate"] = run.fx.get(currency)
+    if inputs.asynchronous:
+        details["asynchronous_markets"] = True
     if result.reason is not None:
         details["reason"] = result.reason
     if details:

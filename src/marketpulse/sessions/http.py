@@ -13,7 +13,12 @@ from marketpulse.infra.redis.pubsub import EventHub
 from marketpulse.observability.telemetry import Telemetry
 from marketpulse.sessions.analysis import AnalysisEngine
 from marketpulse.sessions.portfolio import SESSION_ID_PATTERN
-from marketpulse.sessions.schemas import CreatedSession, CreateSessionBody, HoldingsBody
+from marketpulse.sessions.schemas import (
+    BaseCurrencyBody,
+    CreatedSession,
+    CreateSessionBody,
+    HoldingsBody,
+)
 from marketpulse.sessions.service import SessionService
 from marketpulse.sessions.store import SessionStore
 
@@ -21,9 +26,15 @@ router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
 _SAID = {
     404: "`session_not_found`: missing, expired, or the token is missing, wrong or foreign",
-    409: "`session_exists`: a session with this id exists",
-    422: "invalid input (`invalid_input`, or `invalid_ticker` for a ticker the market lacks)",
-    503: "`redis_unavailable`: Redis did not answer (the outcome of a write is unknown)",
+    409: "`session_exists`: a session with this id exists; `session_busy`: it kept changing",
+    422: (
+        "invalid input (`invalid_input`, `invalid_ticker` for a ticker the market lacks, "
+        "`invalid_currency` for a code that is not ISO 4217)"
+    ),
+    503: (
+        "`redis_unavailable`: Redis did not answer (the outcome of a write is unknown); "
+        "`fx_unavailable`: no source has an exchange rate the valuation needs"
+    ),
 }
 
 
@@ -63,7 +74,9 @@ SessionId = Annotated[str, Path(json_schema_extra={"pattern": SESSION_ID_PATTERN
     responses=error_responses(400, 409, 422, 503, described=_SAID),
 )
 async def create_session(body: CreateSessionBody, request: Request) -> CreatedSession:
-    sid, token, state = await _service(request).create(body.session_id, body.holdings)
+    sid, token, state = await _service(request).create(
+        body.session_id, body.holdings, body.base_currency
+    )
     return CreatedSession(session_id=sid, token=token, state=state)
 
 
@@ -75,12 +88,25 @@ async def get_session(
 
 
 @router.put(
-    "/{session_id}/holdings", responses=error_responses(400, 404, 422, 503, described=_SAID)
+    "/{session_id}/holdings", responses=error_responses(400, 404, 409, 422, 503, described=_SAID)
 )
 async def put_holdings(
     session_id: SessionId, body: HoldingsBody, request: Request, authorization: Auth = None
 ) -> dict[str, Any]:
     return await _service(request).set_holdings(session_id, _token(authorization), body.holdings)
+
+
+@router.put(
+    "/{session_id}/base_currency",
+    responses=error_responses(400, 404, 409, 422, 503, described=_SAID),
+)
+async def put_base_currency(
+    session_id: SessionId, body: BaseCurrencyBody, request: Request, authorization: Auth = None
+) -> dict[str, Any]:
+    """Value the portfolio in another currency from now on: a basis change (a running
+    analysis restarts on the new basis)."""
+    service = _service(request)
+    return await service.set_base_currency(session_id, _token(authorization), body.base_currency)
 
 
 @router.delete(

@@ -11,8 +11,9 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from marketpulse.errors import FxUnavailable
 from marketpulse.market.symbols import normalize_symbol
 
 # used with fullmatch, never match: ``$`` lets a trailing newline through
@@ -53,13 +54,25 @@ def canonical_prices(prices: Mapping[str, float]) -> str:
     return json.dumps({t: prices[t] for t in sorted(prices)}, separators=(",", ":"))
 
 
+def canonical_map(values: Mapping[str, object]) -> str:
+    """Sorted compact JSON of a small map (currencies, fx): equal maps give equal text."""
+    return json.dumps({k: values[k] for k in sorted(values)}, separators=(",", ":"))
+
+
 @dataclass(frozen=True, slots=True)
 class Valuation:
-    """A portfolio valued at one market tick; the text forms are what the session stores."""
+    """A portfolio valued at one market tick in its base currency; the text forms are what the
+    session stores. ``prices`` are each instrument's own currency (``currencies``); ``fx`` maps
+    each currency held to its rate into ``base_currency`` (the base itself at 1). ``flags``:
+    ``fx_stale`` when a rate came from the offline reference rates."""
 
     tick: int
     total_value: float
     prices: Mapping[str, float]
+    base_currency: str = "USD"
+    currencies: Mapping[str, str] = field(default_factory=dict)
+    fx: Mapping[str, float] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
 
     @property
     def total_text(self) -> str:
@@ -69,9 +82,64 @@ class Valuation:
     def prices_text(self) -> str:
         return canonical_prices(self.prices)
 
+    @property
+    def currencies_text(self) -> str:
+        return canonical_map(self.currencies)
 
-def value(holdings: Mapping[str, float], prices: Mapping[str, float], tick: int) -> Valuation:
-    """Total market value (rounded to cents) of holdings at these prices."""
+    @property
+    def fx_text(self) -> str:
+        return canonical_map(self.fx)
+
+    @property
+    def flags_text(self) -> str:
+        return json.dumps(sorted(self.flags), separators=(",", ":"))
+
+
+def fx_needed(currencies: Mapping[str, str], base: str) -> set[str]:
+    """The currencies whose rate into ``base`` a valuation needs (the base itself is 1)."""
+    return {c for c in currencies.values() if c != base}
+
+
+def total_in_base(
+    holdings: Mapping[str, float],
+    prices: Mapping[str, float],
+    currencies: Mapping[str, str],
+    fx: Mapping[str, float],
+) -> float:
+    """Σ q × price × fx[currency], rounded to cents. A missing rate raises FxUnavailable: an
+    amount is never converted at 1:1 (nor left unconverted)."""
+    missing = sorted({currencies[t] for t in holdings if currencies[t] not in fx})
+    if missing:
+        raise FxUnavailable(f"no exchange rate for {', '.join(missing)}")
+    return round(math.fsum(q * prices[t] * fx[currencies[t]] for t, q in holdings.items()), 2)
+
+
+def value(
+    holdings: Mapping[str, float],
+    prices: Mapping[str, float],
+    tick: int,
+    *,
+    base_currency: str = "USD",
+    currencies: Mapping[str, str] | None = None,
+    fx: Mapping[str, float] | None = None,
+    flags: tuple[str, ...] = (),
+) -> Valuation:
+    """Total market value of holdings at these prices, in ``base_currency`` (rounded to cents).
+
+    ``currencies`` maps each holding to its price's currency (default: every one in the base);
+    ``fx`` maps each of those currencies to its rate into the base. Raises FxUnavailable when a
+    rate is missing."""
     mine = {t: float(prices[t]) for t in holdings}
-    total = round(math.fsum(holdings[t] * mine[t] for t in holdings), 2)
-    return Valuation(tick=tick, total_value=total, prices=mine)
+    cur = {t: base_currency for t in holdings} if currencies is None else dict(currencies)
+    rates = {base_currency: 1.0, **(fx or {})}
+    rates = {c: rates[c] for c in sorted(set(cur.values())) if c in rates}
+    total = total_in_base(holdings, mine, cur, rates)
+    return Valuation(
+        tick=tick,
+        total_value=total,
+        prices=mine,
+        base_currency=base_currency,
+        currencies={t: cur[t] for t in holdings},
+        fx={base_currency: 1.0, **rates},
+        flags=flags,
+    )

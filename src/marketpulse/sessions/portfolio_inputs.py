@@ -57,6 +57,7 @@ class PortfolioInputs:
     total_value: float = 0.0
     as_of: str | None = None
     cov_reason: str | None = None
+    asynchronous: bool = False
 
     def index(self, ticker: str) -> int:
         """Position of ``ticker`` in ``tickers``; ValueError if absent."""
@@ -158,6 +159,44 @@ def annualised_cov(returns: FloatArray) -> FloatArray:
     return out
 
 
+# Where a listing trades, by its exchange suffix (no suffix: a US listing). Listings in
+# different regions close at different hours, so their daily closes are asynchronous.
+_REGIONS = {
+    "NS": "india", "BO": "india",
+    "L": "europe", "DE": "europe", "F": "europe", "PA": "europe", "AS": "europe",
+    "MI": "europe", "MC": "europe", "SW": "europe", "ST": "europe", "CO": "europe",
+    "OL": "europe", "BR": "europe", "LS": "europe", "VI": "europe", "HE": "europe",
+    "IR": "europe", "JO": "africa", "TA": "middle_east",
+    "T": "east_asia", "HK": "east_asia", "SS": "east_asia", "SZ": "east_asia",
+    "KS": "east_asia", "KQ": "east_asia", "TW": "east_asia", "SI": "southeast_asia",
+    "AX": "oceania", "NZ": "oceania",
+}  # fmt: skip
+
+
+def trading_region(ticker: str) -> str:
+    """The region whose trading day the listing's daily close ends (``americas`` without a
+    known suffix: US and the Americas close together)."""
+    _, dot, suffix = ticker.rpartition(".")
+    return _REGIONS.get(suffix, "americas") if dot else "americas"
+
+
+def asynchronous_markets(tickers: Sequence[str]) -> bool:
+    """Whether the holdings' daily closes are taken at different hours (NSE and NYSE never
+    overlap): their daily correlations are then biased towards zero (Burns, Engle & Mezrich,
+    "Correlations and Volatilities of Asynchronous Data", 1998)."""
+    return len({trading_region(t) for t in tickers}) > 1
+
+
+def in_base_currency(
+    history: Sequence[tuple[str, float]], rates: Sequence[tuple[str, float]]
+) -> list[tuple[str, float]]:
+    """A (date, price) history converted with a (date, rate into the base) history, on the
+    dates both have (inner join, no filling): p_t × fx_t. Its simple returns are then
+    (1 + r_local)(1 + r_fx) − 1, the base-currency returns."""
+    fx = dict(rates)
+    return [(d, p * fx[d]) for d, p in history if d in fx]
+
+
 @dataclass(frozen=True)
 class MarketStats:
     """The part of the inputs that depends only on which tickers are held and the as-of date
@@ -170,6 +209,7 @@ class MarketStats:
     momentum_12_1: Mapping[str, float | None]
     as_of: str | None
     cov_reason: str | None
+    asynchronous: bool = False
 
 
 def market_stats(
@@ -195,6 +235,7 @@ def market_stats(
         momentum_12_1=MappingProxyType(momentum),
         as_of=str(dates[-1]) if dates.size else None,
         cov_reason=reason,
+        asynchronous=asynchronous_markets(tickers),
     )
 
 
@@ -215,6 +256,7 @@ def inputs_from(
         total_value=total,
         as_of=stats.as_of,
         cov_reason=stats.cov_reason,
+        asynchronous=stats.asynchronous,
     )
 
 

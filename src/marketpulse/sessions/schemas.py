@@ -38,12 +38,34 @@ class HoldingsBody(BaseModel):
     )
 
 
+CURRENCY_SCHEMA: JsonDict = {"pattern": "^[A-Za-z]{3}$"}
+
+
 class CreateSessionBody(HoldingsBody):
     session_id: str | None = Field(
         default=None,
         description="chosen by the server unless given",
         json_schema_extra={"pattern": SESSION_ID_PATTERN},
         examples=["user-123"],
+    )
+    base_currency: str | None = Field(
+        default=None,
+        description=(
+            "ISO 4217 code the portfolio is valued in (total_value, weights, returns); "
+            "default MARKETPULSE_BASE_CURRENCY (USD). An unknown code is 422 invalid_currency"
+        ),
+        json_schema_extra=CURRENCY_SCHEMA,
+        examples=["INR"],
+    )
+
+
+class BaseCurrencyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_currency: str = Field(
+        description="ISO 4217 code; the holdings are revalued in it (a basis change)",
+        json_schema_extra=CURRENCY_SCHEMA,
+        examples=["INR"],
     )
 
 

@@ -7,8 +7,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from marketpulse.errors import QuoteUnavailable, ValidationFailed
+from marketpulse.errors import QuoteUnavailable, SessionBusy, ValidationFailed
 from marketpulse.market.clock import MarketClock
+from marketpulse.market.fx import is_currency
 from marketpulse.market.symbols import check_symbol
 from marketpulse.market.view import Market
 from marketpulse.sessions.portfolio import (
@@ -22,6 +23,8 @@ from marketpulse.sessions.portfolio import (
 from marketpulse.sessions.store import SessionStore, hash_token
 from marketpulse.timefmt import iso_z, utc_now
 
+_BASIS_TRIES = 3  # values of a holdings or base change raced by a concurrent one
+
 
 class SessionService:
     def __init__(
@@ -31,7 +34,9 @@ class SessionService:
         clock: MarketClock,
         *,
         now: Callable[[], datetime] = utc_now,
+        base_currency: str = "USD",
     ) -> None:
+        self.base_currency = base_currency
         self.store = store
         self.market = market
         self.clock = clock
@@ -59,7 +64,23 @@ class SessionService:
     async def current_tick(self) -> int:
         return await self.clock.tick()
 
-    async def _value(self, holdings: Mapping[str, float]) -> Valuation:
+    def clean_currency(self, raw: str | None) -> str:
+        """The ISO 4217 code (upper-cased), the default base when None; ValidationFailed
+        (``invalid_currency``) for a code that is not one."""
+        if raw is None:
+            return self.base_currency
+        code = raw.strip().upper() if isinstance(raw, str) else ""
+        if not is_currency(code):
+            raise ValidationFailed(
+                f"unknown currency {raw!r}: an ISO 4217 code such as USD, INR or EUR",
+                code="invalid_currency",
+            )
+        return code
+
+    async def _value(self, holdings: Mapping[str, float], base: str) -> Valuation:
+        """The holdings valued now in ``base``: each holding's currency is its quote's, each
+        rate the market's. Raises ValidationFailed (a ticker without a price) or FxUnavailable
+        (a rate no source has: never valued at 1:1)."""
         unknown = [t for t in holdings if not self.market.knows(t)]
         if unknown:
             raise ValidationFailed(
@@ -68,20 +89,34 @@ class SessionService:
             )
         tick = await self.current_tick()
         try:
-            prices = await self.market.prices(holdings, tick)
+            priced = await self.market.priced(holdings, tick)
         except QuoteUnavailable as exc:
             raise ValidationFailed(exc.message, code="invalid_ticker") from exc
-        return value(holdings, prices, tick)
+        currencies = {t: priced[t].currency for t in holdings}
+        rates = await self.market.rates(currencies.values(), base, tick)
+        return value(
+            holdings,
+            {t: priced[t].price for t in holdings},
+            tick,
+            base_currency=base,
+            currencies=currencies,
+            fx=rates.rates,
+            flags=("fx_stale",) if rates.stale else (),
+        )
 
     async def create(
-        self, session_id: str | None, raw_holdings: Mapping[str, float]
+        self,
+        session_id: str | None,
+        raw_holdings: Mapping[str, float],
+        base_currency: str | None = None,
     ) -> tuple[str, str, dict[str, Any]]:
-        """(session_id, token, state). Raises ValidationFailed, SessionExists."""
+        """(session_id, token, state). Raises ValidationFailed, SessionExists, FxUnavailable."""
         sid = session_id if session_id is not None else secrets.token_urlsafe(12)
         if not SESSION_ID_RE.fullmatch(sid):
             raise ValidationFailed("session_id must be 1-64 characters of A-Z a-z 0-9 _ -")
         holdings = self.clean_holdings(raw_holdings)
-        val = await self._value(holdings)
+        base = self.clean_currency(base_currency)
+        val = await self._value(holdings, base)
         token = secrets.token_urlsafe(32)
         th = hash_token(token)
         now = iso_z(self.now())
@@ -94,14 +129,47 @@ class SessionService:
     async def set_holdings(
         self, session_id: str, token: str, raw_holdings: Mapping[str, float]
     ) -> dict[str, Any]:
+        """New holdings valued in the session's base currency. Raises ValidationFailed,
+        SessionNotFound, FxUnavailable."""
         th = hash_token(token)
-        if not await self.store.verify(session_id, th):
-            await self.store.read(session_id, th, iso_z(self.now()))  # raises SessionNotFound
         holdings = self.clean_holdings(raw_holdings)
-        val = await self._value(holdings)
-        now = iso_z(self.now())
-        await self.store.set_holdings(session_id, th, holdings, val, now)
-        return await self.store.read(session_id, th, now)
+        return await self._revalue_basis(session_id, th, lambda state: (holdings, None))
+
+    async def set_base_currency(
+        self, session_id: str, token: str, raw_currency: str
+    ) -> dict[str, Any]:
+        """The same holdings valued in a new base currency: a basis change (a running analysis
+        restarts on it). Raises ValidationFailed (``invalid_currency``), SessionNotFound,
+        FxUnavailable."""
+        th = hash_token(token)
+        base = self.clean_currency(raw_currency)
+        return await self._revalue_basis(session_id, th, lambda state: (state["holdings"], base))
+
+    async def _revalue_basis(
+        self,
+        session_id: str,
+        th: str,
+        change: Callable[[dict[str, Any]], tuple[dict[str, float], str | None]],
+    ) -> dict[str, Any]:
+        """Apply ``change`` (state -> new holdings, new base or None to keep it): value the
+        result and store it only if what it was computed from is still stored; a concurrent
+        change of holdings or base sends it round again (bounded), so neither is lost."""
+        for _ in range(_BASIS_TRIES):
+            state = await self.store.read(session_id, th, iso_z(self.now()))
+            holdings, new_base = change(state)
+            base = new_base or state["base_currency"]
+            val = await self._value(holdings, base)
+            now = iso_z(self.now())
+            # a new base is computed from these holdings; new holdings in this base
+            expect_holdings = state["holdings"] if new_base is not None else None
+            expect_base = state["base_currency"] if new_base is None else None
+            done = await self.store.set_holdings(
+                session_id, th, holdings, val, now,
+                expect_holdings=expect_holdings, expect_base=expect_base,
+            )  # fmt: skip
+            if done is not None:
+                return await self.store.read(session_id, th, now)
+        raise SessionBusy("the portfolio kept changing while it was valued; try again")
 
     async def delete(self, session_id: str, token: str) -> None:
         await self.store.delete(session_id, hash_token(token))

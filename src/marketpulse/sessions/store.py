@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -43,6 +43,9 @@ class RunSnapshot:
     prices: dict[str, float]
     tick: int
     superseded_run_id: str | None = None
+    fx: dict[str, float] = field(default_factory=dict)  # currency -> rate into the base
+    currencies: dict[str, str] = field(default_factory=dict)  # ticker -> its price's currency
+    base_currency: str = "USD"
     already_running: bool = False
     taken_over: bool = False  # the run it answers for had lost its worker (a fresh run replaced it)
 
@@ -58,20 +61,30 @@ class ResumedRun:
 
 @dataclass(frozen=True, slots=True)
 class HoldingsAt:
-    """A session's holdings and their version (``hv``): a revaluation is computed for one."""
+    """A session's holdings, their currencies and base currency, and their version (``hv``,
+    which a base-currency change bumps too): a revaluation is computed for one."""
 
     version: bytes
     holdings: dict[str, float]
+    currencies: dict[str, str] = field(default_factory=dict)
+    base_currency: str = "USD"
+
+    def currency(self, ticker: str) -> str:
+        """The holding's currency (a session stored before currencies were: the base)."""
+        return self.currencies.get(ticker, self.base_currency)
 
 
 @dataclass(frozen=True, slots=True)
 class Revaluation:
-    """One session valued at a tick, for the holdings of ``version``."""
+    """One session valued at a tick, for the holdings of ``version``. ``total`` None keeps the
+    last good valuation and only sets ``flags_text`` (a rate was unavailable)."""
 
     session_id: str
     version: bytes
-    total: float
+    total: float | None
     prices_text: str
+    fx_text: str = "{}"
+    flags_text: str = "[]"
 
 
 RevalueOutcome = Literal["updated", "unchanged", "gone"] | HoldingsAt | RedisUnavailable
@@ -108,6 +121,7 @@ def render_state(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
         ((int(k[2:]), v) for k, v in f.items() if k.startswith("r:")), key=lambda kv: kv[0]
     )
     cur = f.get("current_analysis")
+    base = f.get("base_currency") or "USD"
     return {
         "session_id": f["session_id"],
         "holdings": json.loads(f["holdings"]),
@@ -119,6 +133,10 @@ def render_state(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
         "basis_version": int(f["basis_version"]),
         "prices": json.loads(f["prices"]),
         "valued_at": f["valued_at"],
+        "base_currency": base,
+        "currencies": json.loads(f.get("currencies") or "{}"),
+        "fx": json.loads(f.get("fx") or "{}") or {base: 1.0},
+        "flags": json.loads(f.get("flags") or "[]"),
     }
 
 
@@ -174,7 +192,7 @@ class SessionStore:
         born_ms = int(datetime.fromisoformat(now).timestamp() * 1000)
         await self.redis.call("ZADD", keys.SESSION_INDEX, "NX", born_ms, session_id)
         args: list[Arg] = [session_id, token_hash, canonical_holdings(holdings), val.total_text]
-        args += [val.prices_text, now, val.tick, self.ttl_s]
+        args += [val.prices_text, now, val.tick, self.ttl_s, *_money(val)]
         res = await self._script(_SESSION_CREATE, session_id, args)
         if _s(res) == "exists":
             raise SessionExists(f"session {session_id!r} already exists")
@@ -213,8 +231,13 @@ class SessionStore:
         holdings: Mapping[str, float],
         val: Valuation,
         now: str,
-    ) -> int:
-        """New holdings and their valuation; bumps basis_version. Raises SessionNotFound."""
+        *,
+        expect_holdings: Mapping[str, float] | None = None,
+        expect_base: str | None = None,
+    ) -> int | None:
+        """New holdings (or the same in a new base currency) and their valuation; bumps
+        basis_version and returns it. None, writing nothing, when the stored holdings or base
+        currency are no longer the expected ones (value again). Raises SessionNotFound."""
         args: list[Arg] = [
             token_hash,
             canonical_holdings(holdings),
@@ -222,8 +245,12 @@ class SessionStore:
             val.prices_text,
             now,
         ]
-        args += [val.tick, self.ttl_s]
+        args += [val.tick, self.ttl_s, *_money(val)]
+        args += ["" if expect_holdings is None else canonical_holdings(expect_holdings)]
+        args += [expect_base or ""]
         res = await self._script(_SESSION_HOLDINGS, session_id, args)
+        if _s(res) == "moved":
+            return None
         if not isinstance(res, int):
             raise SessionNotFound()
         return res
@@ -283,7 +310,7 @@ class SessionStore:
         res = await self._script(_ANALYSIS_RESUME, session_id, args, run_stream=True)
         if not isinstance(res, list):
             return None
-        return ResumedRun(_snapshot(res[:7]), int(res[7]), int(res[8]))
+        return ResumedRun(_snapshot(res[:10]), int(res[10]), int(res[11]))
 
     async def hand_back_run(self, session_id: str, run_id: str, entry_id: str) -> str | None:
         """Give a run back to the stream (a stopping worker): queued again at once if it is
@@ -335,12 +362,14 @@ class SessionStore:
         sha = _REVALUE.sha
         for r in revaluations:
             sid = r.session_id
+            total = "" if r.total is None else repr(r.total)
             commands.append(
                 ("EVALSHA", sha, 2, keys.session(sid), keys.session_events(sid), tick, r.version,
-                 repr(r.total), r.prices_text, valued_at)
+                 total, r.prices_text, valued_at, r.fx_text, r.flags_text)
             )  # fmt: skip
         for sid in read:
-            commands.append(("HMGET", keys.session(sid), "hv", "holdings"))
+            fields = ("hv", "holdings", "currencies", "base_currency")
+            commands.append(("HMGET", keys.session(sid), *fields))
         replies = await self.redis.pipeline_packed(commands)
         if isinstance(replies[0], RedisUnavailable):
             raise replies[0]
@@ -350,7 +379,7 @@ class SessionStore:
         for h in replies[n + 1 :]:
             if isinstance(h, RedisUnavailable):  # not a hash: nothing this store wrote
                 raise h
-            found.append(None if h[0] is None else _holdings_at(h[0], h[1]))
+            found.append(None if h[0] is None else _holdings_at(h[0], h[1], h[2], h[3]))
         return outcomes, found
 
     async def unindex_gone(self, session_ids: Sequence[str], older_than_ms: int) -> int:
@@ -359,22 +388,36 @@ class SessionStore:
         return int(await self._prune([keys.SESSION_INDEX], [older_than_ms, *session_ids]))
 
 
-def _holdings_at(version: bytes, holdings: bytes) -> HoldingsAt:
-    return HoldingsAt(version, json.loads(holdings))
+def _money(val: Valuation) -> list[Arg]:
+    """The currency fields of a valuation, as the create and holdings scripts take them."""
+    return [val.base_currency, val.currencies_text, val.fx_text, val.flags_text]
+
+
+def _holdings_at(
+    version: bytes, holdings: bytes, currencies: bytes | None, base: bytes | None
+) -> HoldingsAt:
+    return HoldingsAt(
+        version,
+        json.loads(holdings),
+        json.loads(currencies) if currencies else {},
+        _s(base) if base else "USD",
+    )
 
 
 def _revalued(reply: Any) -> RevalueOutcome:
     if isinstance(reply, int):
         return "updated"
-    if isinstance(reply, list):  # ['hv', hv, holdings]: the holdings moved on
-        return _holdings_at(reply[1], reply[2])
+    if isinstance(reply, list):  # ['hv', hv, holdings, currencies, base]: they moved on
+        return _holdings_at(reply[1], reply[2], reply[3] or None, reply[4] or None)
     if isinstance(reply, RedisUnavailable):
         return reply
     return "gone" if reply == b"gone" else "unchanged"  # 'same' or 'old'
 
 
 def _snapshot(res: list[Any]) -> RunSnapshot:
-    kind, run_id, basis, superseded, holdings, prices, tick = (_s(x) for x in res)
+    kind, run_id, basis, superseded, holdings, prices, tick, fx, currencies, base = (
+        _s(x) for x in res
+    )
     return RunSnapshot(
         run_id=run_id,
         basis_version=int(basis),
@@ -384,4 +427,7 @@ def _snapshot(res: list[Any]) -> RunSnapshot:
         superseded_run_id=superseded or None,
         already_running=kind == "running",
         taken_over=kind == "taken_over",
+        fx=json.loads(fx) if fx else {},
+        currencies=json.loads(currencies) if currencies else {},
+        base_currency=base or "USD",
     )

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -28,8 +28,8 @@ from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.lease import Lease
 from marketpulse.infra.redis.outage import OutageLog
 from marketpulse.market.clock import RedisTickClock
-from marketpulse.market.view import Market
-from marketpulse.sessions.portfolio import canonical_prices
+from marketpulse.market.view import FxRates, Market
+from marketpulse.sessions.portfolio import canonical_map, canonical_prices
 from marketpulse.sessions.store import HoldingsAt, Revaluation, RevalueOutcome, SessionStore
 from marketpulse.timefmt import iso_z, utc_now
 
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 CHUNK = 2000
 INDEX_GRACE_S = 60.0  # a missing session indexed more recently may be mid-creation: kept
 PARALLEL_CHUNKS = 3
+NO_FLAGS = "[]"
+FX_STALE = '["fx_stale"]'
+FX_UNAVAILABLE = '["fx_unavailable"]'
 
 
 class SweepTelemetry(Protocol):
@@ -146,18 +149,17 @@ class ValuationLoop:
             known = [s for s in todo if s in self._holdings]
             symbols = {t for s in known for t in self._holdings[s].holdings}
             prices = await self.market.prices(symbols, tick) if symbols else {}
+            rates = await self._rates([self._holdings[s] for s in known], tick)
             texts: dict[frozenset[str], str] = {}
             missing = [s for s in todo if s not in self._holdings]
             revaluations: list[Revaluation] = []
             for sid in known:
                 at = self._holdings[sid]
-                holdings = at.holdings
-                syms = frozenset(holdings)
+                syms = frozenset(at.holdings)
                 prices_text = texts.get(syms)
                 if prices_text is None:
                     prices_text = texts[syms] = canonical_prices({t: prices[t] for t in syms})
-                total = round(math.fsum(q * prices[t] for t, q in holdings.items()), 2)
-                revaluations.append(Revaluation(sid, at.version, total, prices_text))
+                revaluations.append(_revaluation(sid, at, prices, prices_text, rates))
             outcomes, found = await self.store.revalue_many(tick, valued_at, revaluations, missing)
             again: list[str] = []
             gone: list[str] = []
@@ -179,6 +181,18 @@ class ValuationLoop:
                 return
         log.warning("%d sessions changed holdings during three passes; next tick", len(todo))
 
+    async def _rates(self, sessions: list[HoldingsAt], tick: int) -> dict[str, FxRates]:
+        """Per base currency, the rates of every currency those sessions hold into it (a pair
+        no source has is listed as missing, not raised: only its sessions are flagged)."""
+        wanted: dict[str, set[str]] = {}
+        for at in sessions:
+            need = wanted.setdefault(at.base_currency, set())
+            need.update(at.currency(t) for t in at.holdings)
+        return {
+            base: await self.market.rates(need, base, tick, strict=False)
+            for base, need in wanted.items()
+        }
+
     def _account(
         self,
         sid: str,
@@ -197,6 +211,27 @@ class ValuationLoop:
         else:
             counts["sessions"] += 1
             counts["updated" if outcome == "updated" else "unchanged"] += 1
+
+
+def _revaluation(
+    sid: str,
+    at: HoldingsAt,
+    prices: Mapping[str, float],
+    prices_text: str,
+    rates: Mapping[str, FxRates],
+) -> Revaluation:
+    """One session's revaluation in its base currency; without a rate it needs, its last good
+    valuation is kept and flagged ``fx_unavailable`` (never valued at 1:1)."""
+    base = at.base_currency
+    got = rates[base]
+    held = {at.currency(t) for t in at.holdings}
+    if held & got.missing:
+        return Revaluation(sid, at.version, None, prices_text, flags_text=FX_UNAVAILABLE)
+    fx = {c: 1.0 if c == base else got.rates[c] for c in held}
+    total = round(math.fsum(q * prices[t] * fx[at.currency(t)] for t, q in at.holdings.items()), 2)
+    flags = FX_STALE if held & got.stale else NO_FLAGS
+    fx_text = canonical_map({base: 1.0, **fx})
+    return Revaluation(sid, at.version, total, prices_text, fx_text, flags)
 
 
 def _first(group: BaseExceptionGroup[Exception]) -> Exception:

@@ -27,6 +27,13 @@ local function commit(f, now, ttl, ...)
   return v
 end
 
+-- The portfolio_update event: money, prices and rates are JSON text built in Python.
+local function portfolio_update(total, prices, fx, base, flags, basis, ts)
+  return '{"type":"portfolio_update","total_value":' .. total .. ',"prices":' .. prices ..
+    ',"fx":' .. fx .. ',"base_currency":"' .. base .. '","flags":' .. flags ..
+    ',"basis_version":' .. basis .. ',"timestamp":"' .. ts .. '"}'
+end
+
 local function esc(s)  -- JSON string escaping for values we did not build (tickers are [A-Z0-9.^=-])
   return (string.gsub(s, '[%c"\\]', function(c) return string.format('\\u%04x', string.byte(c)) end))
 end

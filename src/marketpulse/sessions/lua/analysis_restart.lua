@@ -4,9 +4,11 @@
 -- The basis moved under a run: restart it pinned to the current basis (the new run is queued on
 -- the run stream in this step, the old entry acknowledged), or fail it past the bound
 -- (analysis_failed 'unstable_basis'), or fail it when the ticker is no longer held.
--- returns 'gone' | 'superseded' | 'failed' | {'restarted', run_id, basis, '', holdings, prices, tick}
+-- returns 'gone' | 'superseded' | 'failed' |
+--   {'restarted', run_id, basis, '', holdings, prices, tick, fx, currencies, base}
 local f = redis.call('HMGET', key, 'run_id', 'run_status', 'run_ticker', 'run_restarts',
-  'basis_version', 'holdings', 'prices', 'tick', 'version', 'run_started', 'run_basis', 'run_entry')
+  'basis_version', 'holdings', 'prices', 'tick', 'version', 'run_started', 'run_basis', 'run_entry', 'fx', 'currencies',
+  'base_currency')
 if not f[5] then return 'gone' end
 if f[1] ~= ARGV[1] or f[2] ~= 'running' then return 'superseded' end
 if f[12] then redis.call('XACK', KEYS[3], ARGV[6], f[12]) end
@@ -27,4 +29,4 @@ redis.call('HSET', key, 'version', v, 'run_id', ARGV[2], 'run_basis', f[5], 'run
   status_fields('running', f[3], ARGV[4], ARGV[2], f[5]))
 publish(v, '{"type":"analysis_restarted","ticker":"' .. esc(f[3]) .. '","run_id":"' .. ARGV[2] ..
   '","basis_version":' .. f[5] .. ',"reason":"' .. ARGV[5] .. '"}')
-return {'restarted', ARGV[2], f[5], '', f[6], f[7], f[8]}
+return {'restarted', ARGV[2], f[5], '', f[6], f[7], f[8], f[13] or '', f[14] or '', f[15] or ''}

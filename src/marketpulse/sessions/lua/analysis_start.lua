@@ -11,15 +11,15 @@
 -- with the current run, changing nothing, even if that run has ended or been superseded since
 -- (starting it again under the same id would append its results twice, or undo the newer run).
 -- returns 'gone' | 'not_held' | {'running'|'started'|'taken_over', run_id, basis,
---                                  superseded_run_id, holdings_json, prices_json, tick}
+--   superseded_run_id, holdings_json, prices_json, tick, fx_json, currencies_json, base}
 local RECENT = 32
 local f = open(ARGV[1], 'holdings', 'run_status', 'run_ticker', 'run_id', 'run_basis', 'run_started',
-  'prices', 'tick', 'basis_version', 'run_entry', 'run_recent')
+  'prices', 'tick', 'basis_version', 'run_entry', 'run_recent', 'fx', 'currencies', 'base_currency')
 if not f then return 'gone' end
 local holdings = f[3]
 local recent = f[13] or ''
 if string.find(recent, ' ' .. ARGV[3] .. ' ', 1, true) then
-  return {'running', f[6], f[7], '', holdings, f[9], f[10]}
+  return {'running', f[6], f[7], '', holdings, f[9], f[10], f[14] or '', f[15] or '', f[16] or ''}
 end
 local _, n_recent = string.gsub(recent, '%S+', '')
 if n_recent >= RECENT then  -- forget the oldest: ' a  b  c ' -> '  b  c '
@@ -35,7 +35,7 @@ if same and run_alive(ARGV[6], f[12], tonumber(ARGV[7])) then
   local v = commit(f, ARGV[4], ARGV[5])
   publish(v, '{"type":"analysis_started","ticker":"' .. esc(f[5]) .. '","run_id":"' .. f[6] ..
     '","basis_version":' .. f[7] .. ',"timestamp":"' .. f[8] .. '"}')
-  return {'running', f[6], f[7], '', holdings, f[9], f[10]}
+  return {'running', f[6], f[7], '', holdings, f[9], f[10], f[14] or '', f[15] or '', f[16] or ''}
 end
 if f[4] == 'running' and f[12] then redis.call('XACK', KEYS[3], ARGV[6], f[12]) end
 local basis = f[11]
@@ -46,7 +46,7 @@ local v = commit(f, ARGV[4], ARGV[5], 'run_id', ARGV[3], 'run_ticker', ARGV[2], 
 if same then
   publish(v, '{"type":"analysis_restarted","ticker":"' .. esc(ARGV[2]) .. '","run_id":"' ..
     ARGV[3] .. '","basis_version":' .. basis .. ',"reason":"worker_lost"}')
-  return {'taken_over', ARGV[3], basis, f[6], holdings, f[9], f[10]}
+  return {'taken_over', ARGV[3], basis, f[6], holdings, f[9], f[10], f[14] or '', f[15] or '', f[16] or ''}
 end
 local superseded = ''
 if f[4] == 'running' then
@@ -56,4 +56,4 @@ if f[4] == 'running' then
 end
 publish(v, '{"type":"analysis_started","ticker":"' .. esc(ARGV[2]) .. '","run_id":"' .. ARGV[3] ..
   '","basis_version":' .. basis .. ',"timestamp":"' .. ARGV[4] .. '"}')
-return {'started', ARGV[3], basis, superseded, holdings, f[9], f[10]}
+return {'started', ARGV[3], basis, superseded, holdings, f[9], f[10], f[14] or '', f[15] or '', f[16] or ''}

@@ -172,7 +172,8 @@ export class PortfolioPanel {
           type: "button", class: "holding", "data-ticker": ticker, "data-testid": `holding-${ticker}`,
           onclick: () => this.analyze(ticker),
         }, el("strong", { text: ticker }), el("span", { class: "qty", text: ` ${qty} @ ` }),
-        el("span", { class: "px", "data-testid": `holding-price-${ticker}`, text: num(prices[ticker]) }))),
+        el("span", { class: "px", "data-testid": `holding-price-${ticker}`, text: num(prices[ticker]) }),
+        el("span", { class: "currency", text: ` ${(state.currencies || {})[ticker] || ""}` }))),
     );
     const run = state.current_analysis;
     if (!run || !run.run_id) return;
@@ -185,6 +186,12 @@ export class PortfolioPanel {
   valuation(v) {
     if (v.total_value !== undefined) $("total-value").textContent = num(v.total_value);
     if (v.basis_version !== undefined) $("basis-version").textContent = `v${v.basis_version}`;
+    if (v.base_currency !== undefined) $("base-currency").textContent = v.base_currency;
+    if (v.flags !== undefined) {
+      // fx_unavailable: the last good valuation is shown (never one converted at 1:1)
+      const words = { fx_unavailable: "exchange rate unavailable: last good value", fx_stale: "reference exchange rate (not live)" };
+      $("valuation-flags").textContent = v.flags.map((f) => words[f] || f).join("; ");
+    }
     const at = v.valued_at || v.timestamp;
     if (at) $("valued-at").textContent = clock(at);
     for (const [ticker, price] of Object.entries(v.prices || {})) {
