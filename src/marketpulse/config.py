@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from marketpulse.market.fx import is_currency
+from marketpulse.market.fx import BASE_CURRENCIES, is_base_currency
 
 DATA_SOURCES = frozenset({"simulated", "replay", "yahoo", "nse"})
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     @classmethod
     def _currency(cls, v: object) -> str:
         code = str(v).strip().upper()
-        if not is_currency(code):
-            raise ValueError(f"unknown currency {v!r}: an ISO 4217 code such as USD, INR or EUR")
+        if not is_base_currency(code):
+            codes = ", ".join(sorted(BASE_CURRENCIES))
+            raise ValueError(f"{v!r} cannot be a base currency; choose one of {codes}")
         return code
 
     @field_validator("allowed_origins", mode="before")

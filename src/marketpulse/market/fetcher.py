@@ -226,7 +226,7 @@ class DataFetcher:
             if closer is not None:
                 await closer()
 
-    def reference_rates(self) -> QuoteProvider | None:
+    def reference_rates(self) -> ReferenceRates | None:
         """The chain's offline reference rates (the last resort for a pair), for a market read
         by tick that asks its tick source first; closed with the fetcher."""
         for guard in self.guards:

@@ -61,6 +61,50 @@ SUFFIX_CURRENCY: dict[str, str] = {
 _PAIR_RE = re.compile(r"^([A-Z]{3})?([A-Z]{3})=X$")
 
 
+BASE_CURRENCIES: frozenset[str] = frozenset(
+    [
+        "AUD",
+        "BRL",
+        "CAD",
+        "CHF",
+        "CNY",
+        "CZK",
+        "DKK",
+        "EUR",
+        "GBP",
+        "HKD",
+        "HUF",
+        "IDR",
+        "ILS",
+        "INR",
+        "ISK",
+        "JPY",
+        "KRW",
+        "MXN",
+        "MYR",
+        "NOK",
+        "NZD",
+        "PHP",
+        "PLN",
+        "RON",
+        "SEK",
+        "SGD",
+        "THB",
+        "TRY",
+        "USD",
+        "ZAR",
+    ]
+)
+"""The currencies a portfolio may be valued in: those the offline reference rates still
+publish, so that a rate into the base exists even when every live source fails (the simulated
+FX walk knows each of them too). ``tests/unit/test_fx.py`` checks both."""
+
+
+def is_base_currency(code: str) -> bool:
+    """Whether a portfolio may be valued in ``code`` (see ``BASE_CURRENCIES``)."""
+    return code in BASE_CURRENCIES
+
+
 def is_currency(code: str) -> bool:
     """True for an upper-case ISO 4217 code this service knows (``KNOWN_CURRENCIES``)."""
     return code in KNOWN_CURRENCIES

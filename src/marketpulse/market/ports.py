@@ -56,6 +56,13 @@ class QuoteProvider(Protocol):
     async def history(self, symbol: str, tick: int, n: int) -> list[Bar]: ...
 
 
+class DatedRates(QuoteProvider, Protocol):
+    """Reference exchange rates with a history by date (the offline ECB rates): a rate source
+    that does not move with the market tick, asked for the dates a history needs."""
+
+    async def history_until(self, symbol: str, until: str | None, n: int) -> list[Bar]: ...
+
+
 class QuoteFeed(Protocol):
     """Quotes and histories after the fetch policy, cache and fallback (the ``DataFetcher``).
 

@@ -20,7 +20,7 @@ from marketpulse.errors import (
     QuoteUnavailable,
 )
 from marketpulse.market.fx import pair_symbol
-from marketpulse.market.ports import QuoteFeed, QuoteProvider, TickSource
+from marketpulse.market.ports import DatedRates, QuoteFeed, TickSource
 
 HISTORY_BARS = 253  # 252 returns: docs/metrics.md
 _MEMO_LIMIT = 4096
@@ -58,7 +58,7 @@ class Market:
         source: TickSource | None = None,
         feed: QuoteFeed | None = None,
         *,
-        reference: QuoteProvider | None = None,
+        reference: DatedRates | None = None,
     ) -> None:
         if source is None and feed is None:
             raise ValueError("a market needs a tick source or a live feed")
@@ -161,11 +161,12 @@ class Market:
             return None
 
     async def rate_history(
-        self, currency: str, base: str, tick: int
+        self, currency: str, base: str, tick: int, *, until: str | None = None
     ) -> tuple[tuple[str, float], ...]:
         """Up to 253 (date, rate into ``base``) pairs ending at ``tick``, oldest first, from
-        the first source that has the pair (the tick source or live feed, then ``reference``).
-        Raises FxUnavailable."""
+        the first source that has the pair (the tick source or live feed, then ``reference``,
+        whose history ends on ``until``, the last date of the prices to convert). Raises
+        FxUnavailable."""
         pair = pair_symbol(currency, base)
         if self.source is None or self.source.knows(pair):
             try:
@@ -173,12 +174,12 @@ class Market:
             except MarketDataError:
                 pass
         if self.reference is not None:
-            key = (pair, -1)  # the reference rates do not move with the tick
+            key = (f"{pair}@{until}", -1)  # the reference rates do not move with the tick
             hit = self._history.get(key)
             if hit is not None:
                 return hit
             try:
-                bars = await self.reference.history(pair, tick, HISTORY_BARS)
+                bars = await self.reference.history_until(pair, until, HISTORY_BARS)
             except MarketDataError:
                 bars = []
             if bars:

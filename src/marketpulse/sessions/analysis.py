@@ -336,10 +336,11 @@ class AnalysisEngine:
         histories = {s: list(h) for s, h in (await self.market.histories(tickers, tick)).items()}
         base, currencies = conversion
         for currency in sorted({c for c in currencies if c != base}):
-            rates = await self.market.rate_history(currency, base, tick)
-            for t, c in zip(tickers, currencies, strict=True):
-                if c == currency:
-                    histories[t] = in_base_currency(histories[t], rates)
+            held = [t for t, c in zip(tickers, currencies, strict=True) if c == currency]
+            until = max((histories[t][-1][0] for t in held if histories[t]), default=None)
+            rates = await self.market.rate_history(currency, base, tick, until=until)
+            for t in held:
+                histories[t] = in_base_currency(histories[t], rates)
         return market_stats(tickers, histories)
 
 

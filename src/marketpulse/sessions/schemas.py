@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
-from pydantic.config import JsonDict
+from pydantic.config import JsonDict, JsonValue
 
+from marketpulse.market.fx import BASE_CURRENCIES
 from marketpulse.market.symbols import INPUT_PATTERN, INPUT_RULE
 from marketpulse.sessions.portfolio import MAX_HOLDINGS, MAX_QUANTITY, SESSION_ID_PATTERN
 
@@ -38,7 +39,8 @@ class HoldingsBody(BaseModel):
     )
 
 
-CURRENCY_SCHEMA: JsonDict = {"pattern": "^[A-Za-z]{3}$"}
+_CODES: list[JsonValue] = [*sorted(BASE_CURRENCIES)]
+CURRENCY_SCHEMA: JsonDict = {"enum": _CODES}  # exactly what the service accepts
 
 
 class CreateSessionBody(HoldingsBody):

@@ -9,7 +9,7 @@ from typing import Any
 
 from marketpulse.errors import QuoteUnavailable, SessionBusy, ValidationFailed
 from marketpulse.market.clock import MarketClock
-from marketpulse.market.fx import is_currency
+from marketpulse.market.fx import BASE_CURRENCIES, is_base_currency, is_currency
 from marketpulse.market.symbols import check_symbol
 from marketpulse.market.view import Market
 from marketpulse.sessions.portfolio import (
@@ -65,14 +65,16 @@ class SessionService:
         return await self.clock.tick()
 
     def clean_currency(self, raw: str | None) -> str:
-        """The ISO 4217 code (upper-cased), the default base when None; ValidationFailed
-        (``invalid_currency``) for a code that is not one."""
+        """The ISO 4217 code as sent (upper case, like every input of the API: taken as sent),
+        the default base when None; ValidationFailed (``invalid_currency``) otherwise."""
         if raw is None:
             return self.base_currency
-        code = raw.strip().upper() if isinstance(raw, str) else ""
-        if not is_currency(code):
+        code = raw if isinstance(raw, str) else ""
+        if not is_base_currency(code):
+            known = "an ISO 4217 code" if is_currency(code) else "not an ISO 4217 code"
             raise ValidationFailed(
-                f"unknown currency {raw!r}: an ISO 4217 code such as USD, INR or EUR",
+                f"{raw!r} cannot be a base currency ({known}); choose one of "
+                f"{', '.join(sorted(BASE_CURRENCIES))}",
                 code="invalid_currency",
             )
         return code

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 
-from currency_converter import (  # type: ignore[import-untyped]  # the package ships no types
+from currency_converter import (  # untyped: pyproject.toml [[tool.mypy.overrides]]
     CurrencyConverter,
     RateNotFoundError,
 )
@@ -113,11 +113,19 @@ class ReferenceRates:
         )
 
     async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
+        return await self.history_until(symbol, None, n)
+
+    async def history_until(self, symbol: str, until: str | None, n: int) -> list[Bar]:
+        """Up to ``n`` daily rates ending on ``until`` (YYYY-MM-DD; None: the file's last
+        day), oldest first: a holding's history from another era (the replay) is converted
+        with the rates of its own dates."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         rates = await self._loaded()
         ccy, base = self._pair(rates, symbol)
         day, _ = self._latest(rates, ccy, base)
+        if until is not None:
+            day = min(day, date.fromisoformat(until))
         first = max(rates.bounds[ccy].first_date, rates.bounds[base].first_date)
         bars: list[Bar] = []
         while len(bars) < n and day >= first:
