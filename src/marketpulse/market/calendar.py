@@ -86,6 +86,7 @@ class MarketState:
     exchange: str
     is_open: bool
     session_date: date | None  # the session a quote now belongs to (None: none ever opened)
+    last_open: datetime | None  # that session's open
     last_close: datetime | None  # that session's close (in the future while it is open)
     next_open: datetime | None  # the first open after now (None: none in the next years)
     estimated: bool
@@ -187,6 +188,7 @@ class ExchangeCalendar:
             exchange=self.name,
             is_open=last is not None and now < last.close,
             session_date=last.day if last else None,
+            last_open=last.open if last else None,
             last_close=last.close if last else None,
             next_open=upcoming.open if upcoming else None,
             estimated=estimated,

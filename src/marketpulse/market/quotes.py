@@ -19,6 +19,14 @@ class StockData(BaseModel):
     ``close`` is the previous session's close in the seed's usage; ``previous_close`` says so
     explicitly. ``stale`` marks a last-good quote served because every source failed; ``age_s``
     is its age in seconds at the time it was served.
+
+    From a live source, for a symbol on an exchange calendar (``market/calendar.py``):
+    ``market_open`` (whether its exchange was open when the quote was served),
+    ``session_date`` (``YYYY-MM-DD``, the session the quote belongs to: the one under way, else
+    the last one; ``previous_close`` is the close of the session before it), ``next_open`` (the
+    next session's open, while closed) and ``estimated`` (the calendar's answer came from an
+    estimate past the library's horizon). None (and False) otherwise: tick-addressed markets
+    keep their own clock, and a symbol without a calendar counts as always open.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -35,6 +43,10 @@ class StockData(BaseModel):
     previous_close: float | None = None
     stale: bool = False
     age_s: float = 0.0
+    market_open: bool | None = None
+    session_date: str | None = None
+    next_open: datetime | None = None
+    estimated: bool = False
 
     def is_sane(self) -> bool:
         """Positive finite prices and high >= low."""
@@ -58,5 +70,6 @@ class Bar:
 
 
 def quote_frame(quote: StockData) -> str:
-    """``{"type": "quote", "symbol", "price", ..., "source", "stale", "age_s"}`` as JSON text."""
+    """``{"type": "quote", "symbol", "price", ..., "source", "stale", "age_s", "market_open",
+    "session_date", "next_open", "estimated"}`` as JSON text."""
     return '{"type":"quote",' + quote.model_dump_json()[1:]
