@@ -40,6 +40,10 @@ async def test_the_closing_print_is_fetched_once_for_every_instance(
     during = await first.fetch_stock_data("AAPL")
     assert during.market_open is True and during.session_date == "2026-12-04"
     wall.set(FRIDAY_CLOSE + timedelta(seconds=5))
+    settling = await first.fetch_stock_data("AAPL")  # the closing price is not out yet
+    assert len(provider.calls) == 1
+    assert settling.timestamp == during.timestamp and settling.market_open is False
+    wall.set(FRIDAY_CLOSE + timedelta(minutes=6))
     closing = await first.fetch_stock_data("AAPL")  # the fresh cache entry predates the close
     assert len(provider.calls) == 2
     assert closing.market_open is False and closing.timestamp == wall.utc()
@@ -50,7 +54,7 @@ async def test_the_closing_print_is_fetched_once_for_every_instance(
     assert served.market_open is False and not served.stale
     assert served.session_date == "2026-12-04"
     assert served.next_open == datetime(2026, 12, 7, 14, 30, tzinfo=UTC)
-    assert served.age_s == 30 * 3600 - 5
+    assert served.age_s == 30 * 3600 - 6 * 60
     assert second.metrics()["closed_served"] == 1
 
 

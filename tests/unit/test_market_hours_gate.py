@@ -29,6 +29,7 @@ from support.fakes import CountingLive, ManualWall, Queued
 START = datetime(2026, 11, 23, tzinfo=UTC)  # Monday
 END = datetime(2026, 12, 1, tzinfo=UTC)
 STEP = timedelta(minutes=15)
+DELAY = timedelta(seconds=FetchPolicy().closing_print_delay_s)  # 5 minutes: within a STEP
 
 
 def at(day: int, hh: int, mm: int = 0) -> datetime:
@@ -103,7 +104,9 @@ async def test_no_call_while_closed_but_one_after_each_close(
     calls = provider.calls_of(symbol)
     for start, end in closed_spells(sessions):
         inside = [c for c in calls if start <= c < end]
-        assert inside == [start], f"{symbol} closed {start}..{end}: calls {inside}"
+        # the first quote at once; a closing print once the closing price had DELAY to settle
+        due = start if start == START else start + STEP  # the first step at close + DELAY
+        assert inside == [due], f"{symbol} closed {start}..{end}: calls {inside}"
     steps_open = 0
     t = START
     while t < END:
@@ -118,17 +121,16 @@ async def test_quotes_say_whether_the_market_is_open_and_their_session(
     _, seen = week
     live = [q for q in seen["AAPL"] if q.market_open]
     assert live and all(q.next_open is None and q.age_s == 0 for q in live)
-    saturday = [
-        q for q in seen["AAPL"] if q.market_open is False and q.session_date == "2026-11-27"
-    ]
-    assert saturday, "the weekend serves Friday's session"
-    closing = saturday[0]
-    assert closing.timestamp == at(27, 18)  # the one poll after the half day's close
-    assert all(q.timestamp == closing.timestamp for q in saturday)  # no newer quote made up
-    assert all(q.next_open == at(30, 14, 30) for q in saturday)
-    assert all(not q.stale and not q.estimated for q in saturday)
+    after = [q for q in seen["AAPL"] if q.market_open is False and q.session_date == "2026-11-27"]
+    settling, closing = after[0], after[1]
+    assert settling.timestamp == at(27, 17, 45)  # at the close: the session's last quote
+    assert closing.timestamp == at(27, 18, 15)  # the one poll after the half day's close
+    assert all(q.timestamp == closing.timestamp for q in after[1:])  # no newer quote made up
+    assert len(after) > 200  # served through the weekend
+    assert all(q.next_open == at(30, 14, 30) for q in after)
+    assert all(not q.stale and not q.estimated for q in after)
     holiday = [q for q in seen["TCS.NS"] if q.session_date == "2026-11-23" and not q.market_open]
-    assert {q.timestamp for q in holiday} == {at(23, 10)}  # Tuesday shows Monday's close
+    assert sorted({q.timestamp for q in holiday}) == [at(23, 9, 45), at(23, 10, 15)]
 
 
 async def test_a_closed_day_does_not_move_the_percentage_change_reference() -> None:
@@ -144,12 +146,15 @@ async def test_a_closed_day_does_not_move_the_percentage_change_reference() -> N
     await monitor.alerts.add_alert(alert)
     await monitor.run_once()  # in session: +0.1 %, fires
     wall.set(at(27, 18) + timedelta(seconds=5))
+    await monitor.run_once()  # closed, the closing price still settling: the last quote
+    wall.set(at(27, 18) + DELAY)
     await monitor.run_once()  # the closing print: +0.2 %
     for hours in (1, 10, 30, 50):  # Friday evening, Saturday, Sunday
         wall.set(at(27, 18) + timedelta(hours=hours))
         await monitor.run_once()
     assert len(provider.calls) == 2
-    closing, served = seen[1], seen[2:]
+    assert seen[1].timestamp == seen[0].timestamp and seen[1].market_open is False
+    closing, served = seen[2], seen[3:]
     assert all(q.previous_close == closing.previous_close == 100.0 for q in served)
     assert all(q.price == closing.price and q.timestamp == closing.timestamp for q in served)
     change = observed_value(AlertType.PERCENTAGE_CHANGE, closing)

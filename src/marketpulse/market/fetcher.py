@@ -20,9 +20,11 @@ Guarantees:
   service's always, unless ``MARKETPULSE_MARKET_HOURS=false``; a fetcher given its providers
   only when given ``calendars``, so a library user or a test opts in): a symbol whose
   exchange is closed (``market/calendar.py``) costs no provider call once a quote of it was
-  fetched after the last close; that quote (the closing print) is served, ``market_open``
-  false, not ``stale``. So each close costs exactly one call per symbol (at least one: a
-  failed one is tried again at the next fetch), and a closed day, weekend or holiday none.
+  fetched ``FetchPolicy.closing_print_delay_s`` (300 s) or more after the last close; that
+  quote (the closing print) is served, ``market_open`` false, not ``stale``; before the delay
+  has passed the session's last quote is. So each close costs exactly one call per symbol
+  (at least one: a failed one is tried again at the next fetch), and a closed day, weekend
+  or holiday none.
   Every quote of a live provider says ``market_open``, ``session_date``, ``next_open`` and
   ``estimated`` for its symbol's exchange (None for a symbol without a calendar, which is
   never gated). A tick source keeps its own clock: with one first, nothing is gated.
@@ -288,8 +290,8 @@ class DataFetcher:
         for s in symbols:
             state = states.get(s)
             if state is not None and not state.is_open:
-                closing = closing_print(lookups[s], state)
-                if closing is not None:  # the close was polled already: no call
+                closing = served_closed(lookups[s], state, now, self.policy.closing_print_delay_s)
+                if closing is not None:  # the close was polled already (or is settling)
                     self.counters.closed_served += 1
                     found[s] = with_market(aged(closing, now, stale=False), state)
                 else:
@@ -376,14 +378,28 @@ class DataFetcher:
             await self.cache_guard.run("write", partial(store, ticked, tick))
 
 
-def closing_print(found: CacheLookup, state: MarketState) -> CachedQuote | None:
-    """The newest known quote of a closed exchange's symbol if it was fetched after the last
-    close (then it is the closing print and needs no call), else None."""
-    if state.last_close is None:
+def served_closed(
+    found: CacheLookup, state: MarketState, now: float, delay_s: float
+) -> CachedQuote | None:
+    """The quote to serve without a call for a symbol of a closed exchange, or None: ask the
+    providers (once: the closing print, or a first quote).
+
+    The closing print is a quote fetched at least ``delay_s`` after the last close (the
+    closing auction's price takes a moment to be published). Until then, a quote fetched
+    during that session is served as it is; after it, the closing print is."""
+    known = max(
+        (q for q in (found.fresh, found.last_good) if q is not None),
+        key=lambda q: q.fetched_at,
+        default=None,
+    )
+    if known is None or state.last_close is None:
         return None
-    close = state.last_close.timestamp()
-    known = [q for q in (found.fresh, found.last_good) if q is not None and q.fetched_at >= close]
-    return max(known, key=lambda q: q.fetched_at, default=None)
+    due = state.last_close.timestamp() + delay_s
+    if known.fetched_at >= due:
+        return known  # the closing print
+    if now < due and state.last_open is not None:
+        return known if known.fetched_at >= state.last_open.timestamp() else None
+    return None
 
 
 def before_session(hit: CachedQuote, state: MarketState | None) -> bool:
