@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     cache_ttl: int = Field(default=300, gt=0)
     monitor_interval: float = Field(default=5.0, gt=0)
+    # live sources: no call for a symbol whose exchange is closed (market/calendar.py)
+    market_hours: bool = True
     # monitored on a first run (no symbols ever chosen); "" or "none" disables
     watchlist: Annotated[tuple[str, ...], NoDecode] = DEFAULT_WATCHLIST
     system_interval: float = Field(default=2.0, gt=0)  # seconds between /ws/dashboard reports

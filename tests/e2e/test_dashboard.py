@@ -8,13 +8,14 @@ bad input in every form. Waits are Playwright's (they wait for a DOM condition),
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, WebSocketRoute, expect
 
 from support.dashboard_page import (
     PHONE,
@@ -65,9 +66,45 @@ def test_live_price_changes_on_screen(page: Page, server: ServerProcess, console
         expect(price).not_to_have_text(shown, timeout=30_000)
     assert len(quote_requests) <= 1, quote_requests
     expect(page.get_by_test_id("source-AAPL")).to_contain_text("simulated")
+    expect(page.get_by_test_id("market-AAPL")).to_have_text("–")  # a tick market: no calendar
     expect(page.get_by_test_id("chart-AAPL").locator("canvas")).to_have_count(1)
     expect(page.get_by_test_id("sys-clients")).to_contain_text(re.compile(r"dashboard [1-9]"))
     shot(page, "02-live-price")
+    assert console.errors == []
+
+
+def test_a_closed_market_says_when_it_opens(
+    page: Page, server: ServerProcess, console: Console
+) -> None:
+    """The market fields of a live source, stubbed onto the simulated quotes of MSFT (over
+    HTTP and on the dashboard socket): the card says "closed, opens <day> <time>"."""
+    closed = {"market_open": False, "session_date": "2026-12-04",
+              "next_open": "2026-12-07T14:30:00Z", "estimated": False}  # fmt: skip
+
+    def http_closed(route: Route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, body=json.dumps(response.json() | closed))
+
+    def socket_closed(ws: WebSocketRoute) -> None:
+        server_side = ws.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "quote" and frame.get("symbol") == "MSFT":
+                frame |= closed
+            ws.send(json.dumps(frame))
+
+        server_side.on_message(to_page)
+
+    page.route("**/api/quotes/MSFT", http_closed)
+    page.route_web_socket("**/ws/dashboard", socket_closed)
+    open_dashboard(page, server)
+    add_symbol(page, "MSFT")
+    market = page.get_by_test_id("market-MSFT")
+    expect(market).to_have_text(re.compile(r"^closed, opens (Mon|Tue)"))  # the browser's zone
+    expect(market).to_have_attribute("title", "session of 2026-12-04")
+    expect(page.get_by_test_id("symbol-MSFT")).to_have_attribute("data-market", "closed")
+    shot(page, "02-closed-market")
     assert console.errors == []
 
 

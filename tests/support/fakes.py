@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from marketpulse.alerts.event import FiredAlert
+from marketpulse.errors import PermanentSourceError
+from marketpulse.market.quotes import Bar, StockData
 
 
 class FakeTime:
@@ -34,3 +37,48 @@ class Queued:
 
     async def send(self, alert: FiredAlert) -> None:
         self.q.put_nowait(alert)
+
+
+class ManualWall:
+    """A wall clock (epoch seconds) a test sets by hand; ``utc()`` is the same instant."""
+
+    def __init__(self, start: datetime) -> None:
+        self.t = start.timestamp()
+
+    def now(self) -> float:
+        return self.t
+
+    def set(self, when: datetime) -> None:
+        self.t = when.timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+    def utc(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+
+class CountingLive:
+    """A live quote provider of our own that counts its calls: each quote is stamped with the
+    wall clock's time, its price rises by 0.1 per call, its previous close is ``previous``."""
+
+    name = "counting"
+    live = True
+
+    def __init__(self, wall: ManualWall, previous: float = 100.0) -> None:
+        self.wall = wall
+        self.previous = previous
+        self.calls: list[tuple[str, datetime]] = []
+
+    async def quote(self, symbol: str, tick: int) -> StockData:
+        self.calls.append((symbol, self.wall.utc()))
+        price = self.previous + 0.1 * len(self.calls)
+        return StockData(symbol=symbol, price=price, volume=1_000, timestamp=self.wall.utc(),
+                         high=price, low=price, open=price, close=self.previous,
+                         previous_close=self.previous, source=self.name)  # fmt: skip
+
+    async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
+        raise PermanentSourceError(f"{self.name}: no history")
+
+    def calls_of(self, symbol: str) -> list[datetime]:
+        return [at for s, at in self.calls if s == symbol]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from marketpulse.alerts.console import parse_alert
+from marketpulse.alerts.console import parse_alert, print_quote
 from marketpulse.alerts.rules import AlertType
 from marketpulse.errors import ValidationFailed
+from marketpulse.market.quotes import StockData
 
 
 def test_parses_each_kind() -> None:
@@ -34,3 +37,16 @@ def test_bad_specs_say_why(spec: str, needle: str) -> None:
     with pytest.raises(ValidationFailed, match=None) as info:
         parse_alert(spec)
     assert needle in info.value.message
+
+
+def test_the_console_says_when_a_quote_is_a_closed_exchanges_closing_print(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stamp = datetime(2026, 12, 4, 21, 0, tzinfo=UTC)
+    base = StockData(symbol="AAPL", price=10.0, volume=1, timestamp=stamp, high=10.0, low=10.0,
+                     open=10.0, close=10.0, source="yahoo")  # fmt: skip
+    print_quote(base.model_copy(update={"market_open": True, "session_date": "2026-12-04"}))
+    print_quote(base.model_copy(update={"market_open": False, "session_date": "2026-12-04"}))
+    open_line, closed_line = capsys.readouterr().out.splitlines()
+    assert "CLOSED" not in open_line
+    assert closed_line.endswith("[yahoo] CLOSED (session 2026-12-04)")

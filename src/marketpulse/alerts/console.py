@@ -22,7 +22,7 @@ from marketpulse.alerts.stock_monitor import StockMonitor
 from marketpulse.config import Settings
 from marketpulse.errors import ValidationFailed
 from marketpulse.market.clock import WallTickClock
-from marketpulse.market.fetcher import DataFetcher, providers_for
+from marketpulse.market.fetcher import DataFetcher, calendars_for, providers_for
 from marketpulse.market.quotes import StockData
 from marketpulse.market.symbols import check_symbol
 
@@ -68,6 +68,8 @@ def parse_alert(spec: str) -> AlertCondition:
 
 def print_quote(quote: StockData) -> None:
     flag = " STALE" if quote.stale else ""
+    if quote.market_open is False:  # a live source's closed exchange: its closing print
+        flag += f" CLOSED (session {quote.session_date})"
     print(
         f"{quote.timestamp.isoformat()} {quote.symbol:<12} {quote.price:>12.2f} "
         f"vol {quote.volume:>12} [{quote.source}]{flag}",
@@ -86,8 +88,11 @@ async def run_monitor(
     except ValidationFailed as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    # the configured market; a new tick every 5 s so the console shows movement
-    fetcher = DataFetcher(providers_for(settings), clock=WallTickClock(CONSOLE_TICK_S))
+    # the configured market; a new tick every 5 s so the console shows movement; a live
+    # market keeps its exchanges' hours as the service does
+    chain = providers_for(settings)
+    calendars = calendars_for(chain) if settings.market_hours else None
+    fetcher = DataFetcher(chain, clock=WallTickClock(CONSOLE_TICK_S), calendars=calendars)
     alerts = AlertManager.in_memory()  # standalone: these alerts live as long as the command
     for c in conditions:
         await alerts.add_alert(c)

@@ -4,8 +4,13 @@ Semantics (also in docs/alerts.md):
 
 - ``price_threshold``: the observed value is the quote's price.
 - ``percentage_change``: ``100 * (price - previous_close) / previous_close``; the previous close
-  is ``StockData.previous_close`` (else ``close``). ``above T`` means a rise of at least T %,
-  ``below T`` a fall of at least T % (change <= -T): thresholds are magnitudes, never negative.
+  is ``StockData.previous_close`` (else ``close``): the close of the session before the quote's
+  own session (``session_date``). The providers guarantee it (``yahoo``: the bar before the
+  quote's session, not the bar before Yahoo's last row; ``nse``: NSE's ``previousClose``), and
+  while an exchange is closed the quote served is the closing print itself (the fetcher's
+  market hours), so a night, a weekend or a holiday neither moves the reference nor makes a
+  new observation. ``above T`` means a rise of at least T %, ``below T`` a fall of at least
+  T % (change <= -T): thresholds are magnitudes, never negative.
 - ``volume_spike``: ``volume / mean(previous 20 observed volumes)``; the current observation is
   *not* part of the mean. Until 20 earlier observations exist (or when their mean is 0) there is
   no value and the alert does nothing.

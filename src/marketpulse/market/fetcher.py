@@ -22,6 +22,23 @@ Guarantees:
   bypassed for ``FetchPolicy.cache_retry_s`` (``market/best_effort.py``). A market tick that
   cannot be read is the last tick read (0 before any).
 - Nothing blocks the loop: blocking providers run in their own bounded thread pools.
+- Market hours (when the first provider is live and the fetcher has ``calendars``: the
+  service's always, unless ``MARKETPULSE_MARKET_HOURS=false``; a fetcher given its providers
+  only when given ``calendars``, so a library user or a test opts in): a symbol whose
+  exchange is closed (``market/calendar.py``) costs no provider call once a quote of it was
+  fetched ``FetchPolicy.closing_print_delay_s`` (300 s) or more after the last close; that
+  quote (the closing print) is served, ``market_open`` false, not ``stale``; before the delay
+  has passed the session's last quote is. So each close costs exactly one call per symbol
+  (at least one: a failed one is tried again at the next fetch), and a closed day, weekend
+  or holiday none.
+  Every quote of a live provider says ``market_open``, ``session_date``, ``next_open`` and
+  ``estimated`` for its symbol's exchange (None for a symbol without a calendar, which is
+  never gated). A tick source keeps its own clock: with one first, nothing is gated.
+
+  The gate is here, not in the monitor, because every live call passes here (the monitor's,
+  ``GET /api/quotes``, the sessions' live market), and because here is the last good quote
+  with the time it was fetched (in Redis: a new poller after a failover does not repeat the
+  closing poll). The instant is the fetcher's ``wall`` clock, the one cache times use.
 """
 
 from __future__ import annotations
@@ -31,6 +48,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -50,6 +68,7 @@ from marketpulse.market.validation import validate_quote
 
 if TYPE_CHECKING:
     from marketpulse.infra.redis.client import RedisClient
+    from marketpulse.market.calendar import Calendars, MarketState
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +89,7 @@ class FetchCounters(CallObserver):
         self.latency_sum_s: defaultdict[str, float] = defaultdict(float)
         self.stale_served = 0
         self.rejected = 0
+        self.closed_served = 0  # quotes served without a call: their exchange is closed
         self._telemetry = telemetry
 
     def observe(self, provider: str, outcome: str, seconds: float) -> None:
@@ -107,14 +127,26 @@ def providers_for(settings: Settings) -> list[QuoteProvider]:
     return chain
 
 
+def calendars_for(chain: Sequence[QuoteProvider]) -> Calendars | None:
+    """The exchange calendars when the chain's first provider is live, else None (a tick
+    source keeps its own clock); pandas_market_calendars is imported only then."""
+    if not chain or not chain[0].live:
+        return None
+    from marketpulse.market.calendar import Calendars
+
+    return Calendars()
+
+
 class DataFetcher:
     """Quotes and daily history for any symbol; see the module docstring for guarantees.
 
     ``DataFetcher()`` follows the service's settings, read when it is built: the chain of
     ``MARKETPULSE_DATA_SOURCE`` (default the simulated market, ``MARKETPULSE_SEED``; replay
     settings apply), and a market that ticks every ``MARKETPULSE_MARKET_INTERVAL`` seconds
-    from construction. Given providers, it reads no settings (the clock then ticks every 5 s).
-    It caches nothing unless given a ``cache`` (the seed's monitor caches what it observes).
+    from construction, with market hours per ``MARKETPULSE_MARKET_HOURS``. Given providers, it
+    reads no settings (the clock then ticks every 5 s) and keeps no market hours unless given
+    ``calendars`` (``market.calendar.Calendars()``). It caches nothing unless given a
+    ``cache`` (the seed's monitor caches what it observes).
     """
 
     def __init__(
@@ -126,14 +158,17 @@ class DataFetcher:
         policy: FetchPolicy | None = None,
         telemetry: FetchTelemetry | None = None,
         wall: Callable[[], float] = time.time,
+        calendars: Calendars | None = None,
     ) -> None:
         self.policy = policy or FetchPolicy()
         self.counters = FetchCounters(telemetry)
         interval_s = 5.0
+        market_hours = False
         if providers is None:
             settings = Settings()  # read only when the caller gave no providers
             providers = providers_for(settings)
             interval_s = settings.market_interval
+            market_hours = settings.market_hours
         chain = list(providers)
         if not chain:
             raise ValueError("DataFetcher needs at least one provider")
@@ -147,6 +182,9 @@ class DataFetcher:
         self._wall = wall
         self._memory_last_good: dict[str, CachedQuote] = {}  # used only without a cache
         self._gate = asyncio.Semaphore(self.policy.max_concurrency)
+        if calendars is None and market_hours:
+            calendars = calendars_for(chain)
+        self.calendars = calendars if self.live else None
 
     async def fetch_stock_data(self, symbol: str, *, tick: int | None = None) -> StockData:
         """The symbol's quote; raises ``ValidationFailed`` (invalid_symbol) or
@@ -214,6 +252,7 @@ class DataFetcher:
             "cache_misses": self.cache.misses if self.cache else 0,
             "stale_served": self.counters.stale_served,
             "rejected": self.counters.rejected,
+            "closed_served": self.counters.closed_served,
             "cache_errors": self.cache_guard.failures,
             "cache_bypassed": self.cache_guard.bypassed,
             "tick_errors": self.tick_guard.failures,
@@ -269,12 +308,22 @@ class DataFetcher:
     ) -> tuple[dict[str, StockData], dict[str, MarketDataError]]:
         lookups = await self._lookup(symbols, tick)
         now = self._wall()
+        states = self._market_states(symbols, now)
         found: dict[str, StockData] = {}
         todo: list[str] = []
         for s in symbols:
+            state = states.get(s)
+            if state is not None and not state.is_open:
+                closing = served_closed(lookups[s], state, now, self.policy.closing_print_delay_s)
+                if closing is not None:  # the close was polled already (or is settling)
+                    self.counters.closed_served += 1
+                    found[s] = with_market(aged(closing, now, stale=False), state)
+                else:
+                    todo.append(s)  # the one poll after the close (or a first quote)
+                continue
             hit = lookups[s].fresh
-            if hit is not None:
-                found[s] = aged(hit, now, stale=False)
+            if hit is not None and not before_session(hit, state):
+                found[s] = with_market(aged(hit, now, stale=False), state)
             else:
                 todo.append(s)
         results = await asyncio.gather(
@@ -287,6 +336,8 @@ class DataFetcher:
             if quote is None:
                 errors[s] = error or QuoteUnavailable(f"no quote for {s}")
                 continue
+            if is_live:
+                quote = with_market(quote, states.get(s))
             found[s] = quote
             if not quote.stale:
                 (live if is_live else ticked)[s] = quote
@@ -325,6 +376,18 @@ class DataFetcher:
             return aged(last_good, self._wall(), stale=True), True, None
         return None, True, QuoteUnavailable(f"no quote for {symbol}: " + "; ".join(reasons))
 
+    def _market_states(self, symbols: list[str], now: float) -> dict[str, MarketState]:
+        """Each symbol's exchange at ``now`` (none without calendars or a calendar)."""
+        if self.calendars is None:
+            return {}
+        at = datetime.fromtimestamp(now, UTC)
+        states: dict[str, MarketState] = {}
+        for s in symbols:
+            state = self.calendars.state(s, at)
+            if state is not None:
+                states[s] = state
+        return states
+
     async def _remember(
         self, live: dict[str, StockData], ticked: dict[str, StockData], tick: int
     ) -> None:
@@ -345,6 +408,52 @@ class DataFetcher:
             await self.cache_guard.run("write", partial(store, ticked, tick))
 
 
+def served_closed(
+    found: CacheLookup, state: MarketState, now: float, delay_s: float
+) -> CachedQuote | None:
+    """The quote to serve without a call for a symbol of a closed exchange, or None: ask the
+    providers (once: the closing print, or a first quote).
+
+    The closing print is a quote fetched at least ``delay_s`` after the last close (the
+    closing auction's price takes a moment to be published). Until then, a quote fetched
+    during that session is served as it is; after it, the closing print is."""
+    known = max(
+        (q for q in (found.fresh, found.last_good) if q is not None),
+        key=lambda q: q.fetched_at,
+        default=None,
+    )
+    if known is None or state.last_close is None:
+        return None
+    due = state.last_close.timestamp() + delay_s
+    if known.fetched_at >= due:
+        return known  # the closing print
+    if now < due and state.last_open is not None:
+        return known if known.fetched_at >= state.last_open.timestamp() else None
+    return None
+
+
+def before_session(hit: CachedQuote, state: MarketState | None) -> bool:
+    """Whether a cached quote was fetched before the session under way opened: it belongs to
+    an earlier session, so the session's first fetch asks the providers."""
+    if state is None or state.last_open is None:
+        return False
+    return hit.fetched_at < state.last_open.timestamp()
+
+
+def with_market(quote: StockData, state: MarketState | None) -> StockData:
+    """The quote as of ``state`` (its exchange when served); unchanged without one."""
+    if state is None:
+        return quote
+    return quote.model_copy(
+        update={
+            "market_open": state.is_open,
+            "session_date": state.session_date.isoformat() if state.session_date else None,
+            "next_open": None if state.is_open else state.next_open,
+            "estimated": state.estimated,
+        }
+    )
+
+
 def build_fetcher(
     settings: Settings,
     redis: RedisClient,
@@ -352,7 +461,10 @@ def build_fetcher(
     telemetry: FetchTelemetry | None = None,
 ) -> DataFetcher:
     """The service's fetcher: ``settings.data_source`` as the fallback chain, the cache in
-    ``cache_redis`` (or ``redis``), the market tick from ``redis``."""
+    ``cache_redis`` (or ``redis``), the market tick from ``redis``, and for a live chain the
+    exchange calendars (unless ``settings.market_hours`` is false)."""
     chain = providers_for(settings)
     cache = CacheManager(redis=cache_redis or redis, ttl=settings.cache_ttl)
-    return DataFetcher(chain, cache=cache, clock=RedisTickClock(redis), telemetry=telemetry)
+    calendars = calendars_for(chain) if settings.market_hours else None
+    return DataFetcher(chain, cache=cache, clock=RedisTickClock(redis), telemetry=telemetry,
+                       calendars=calendars)  # fmt: skip

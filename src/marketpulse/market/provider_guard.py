@@ -47,6 +47,8 @@ class FetchPolicy:
     cache_timeout_s: float = 2.0  # a cache (or tick) read/write slower than this is skipped
     cache_retry_s: float = 5.0  # after a cache failure, bypass the cache this long
     outage_log_every_s: float = 60.0  # at most one cache-outage warning per this interval
+    # market hours: the one call after a close waits this long for the closing price
+    closing_print_delay_s: float = 300.0
     now: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     uniform: Callable[[float, float], float] = random.uniform

@@ -21,6 +21,14 @@ class StockData(BaseModel):
     is its age in seconds at the time it was served. ``currency`` is the ISO 4217 code (upper
     case) the prices are in, as the source states it (minor units such as pence already
     converted, ``market/fx.py``); its default keeps the seed's constructor working.
+
+    From a live source, for a symbol on an exchange calendar (``market/calendar.py``):
+    ``market_open`` (whether its exchange was open when the quote was served),
+    ``session_date`` (``YYYY-MM-DD``, the session the quote belongs to: the one under way, else
+    the last one; ``previous_close`` is the close of the session before it), ``next_open`` (the
+    next session's open, while closed) and ``estimated`` (the calendar's answer came from an
+    estimate past the library's horizon). None (and False) otherwise: tick-addressed markets
+    keep their own clock, and a symbol without a calendar counts as always open.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -42,6 +50,10 @@ class StockData(BaseModel):
         description="ISO 4217 code (upper case) the prices are in, as the source states it",
         examples=["USD", "INR", "GBP"],
     )
+    market_open: bool | None = None
+    session_date: str | None = None
+    next_open: datetime | None = None
+    estimated: bool = False
 
     def is_sane(self) -> bool:
         """Positive finite prices and high >= low."""
@@ -65,6 +77,6 @@ class Bar:
 
 
 def quote_frame(quote: StockData) -> str:
-    """``{"type": "quote", "symbol", "price", ..., "source", "stale", "age_s", "currency"}`` as
-    JSON text."""
+    """``{"type": "quote", "symbol", "price", ..., "source", "stale", "age_s", "currency",
+    "market_open", "session_date", "next_open", "estimated"}`` as JSON text."""
     return '{"type":"quote",' + quote.model_dump_json()[1:]

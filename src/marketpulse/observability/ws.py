@@ -3,9 +3,12 @@
 Server → client:
 
 - ``{"type": "quote", "symbol", "price", "currency", "volume", "timestamp", "previous_close",
-  "source", "stale", "age_s", ...}``: a quote of a monitored symbol, each time the monitor
-  observes one (the monitor publishes it on Redis, ``market/events.py``; every instance
-  forwards it). ``currency`` is the ISO 4217 code the prices are in.
+  "source", "stale", "age_s", "market_open", "session_date", "next_open", "estimated", ...}``: a
+  quote of a monitored symbol, each time the monitor observes one (the monitor publishes it on
+  Redis, ``market/events.py``; every instance forwards it). ``currency`` is the ISO 4217 code
+  the prices are in. From a live source the market fields say whether the symbol's exchange is
+  open and, when closed, its next open (the card shows "closed, opens ..."); they are null for
+  a tick-addressed market.
 - ``{"type": "system", ...}``: this instance's ``/api/system`` report, every
   ``MARKETPULSE_SYSTEM_INTERVAL`` seconds (built once per instance,
   ``observability/system_feed.py``).

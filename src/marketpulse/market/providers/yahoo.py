@@ -136,17 +136,27 @@ def frame_bars(frame: Any, divisor: float = 1.0) -> list[Bar]:
 
 
 def quote_from(symbol: str, frame: Any, meta: dict[str, Any]) -> StockData:
-    """The current quote: meta's regular-market fields, the last bar's open, and the close of
-    the bar before the last as the previous close, in the chart's currency's major unit."""
+    """The current quote: meta's regular-market fields, the open of the quote's session's bar,
+    and as the previous close the close of the last bar *before* that session, in the chart's
+    currency's major unit (``chart_currency``).
+
+    The quote's session is the exchange-local date of ``regularMarketTime`` (the frame's
+    index is in the exchange's zone), so a bar Yahoo already shows for a later day (before
+    its open) neither becomes the session's bar nor moves the previous close: percentage
+    change is measured against the previous session's close (docs/alerts.md)."""
     if frame is None or frame.empty:
         raise PermanentSourceError(f"yahoo {symbol}: no data (symbol may be delisted)")
     currency, div = chart_currency(symbol, meta)
-    last = frame.iloc[-1]
-    earlier = frame.iloc[:-1]["Close"].dropna()
-    previous = float(earlier.iloc[-1]) if len(earlier) else None
     try:
-        price = float(meta.get("regularMarketPrice") or last["Close"])
         stamp = as_utc(meta.get("regularMarketTime") or frame.index[-1])
+        zone = getattr(frame.index, "tz", None)
+        day = (stamp.astimezone(zone) if zone is not None else stamp).date()
+        dates = [when.date() for when in frame.index]
+        upto = frame[[d <= day for d in dates]]
+        last = upto.iloc[-1] if len(upto) else frame.iloc[-1]
+        earlier = frame[[d < day for d in dates]]["Close"].dropna()
+        previous = float(earlier.iloc[-1]) if len(earlier) else None
+        price = float(meta.get("regularMarketPrice") or last["Close"])
         open_ = float(last["Open"]) if math.isfinite(float(last["Open"])) else price
         return StockData(
             symbol=symbol,

@@ -31,6 +31,21 @@ function money(price, currency, digits) {
   }
 }
 
+// The card's market line: "open", "closed, opens Mon, 7 Dec, 15:30" (the next open in the
+// browser's own time zone), "(estimated)" past the calendar library's horizon, or "–" for a
+// quote without a calendar (a simulated or replayed market, an FX pair).
+export function marketText(quote) {
+  const estimated = quote.estimated ? " (estimated)" : "";
+  if (quote.market_open === true) return `open${estimated}`;
+  if (quote.market_open !== false) return "–";
+  const next = quote.next_open ? Date.parse(quote.next_open) : NaN;
+  if (!Number.isFinite(next)) return `closed${estimated}`;
+  const when = new Date(next).toLocaleString(undefined, {
+    weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit",
+  });
+  return `closed, opens ${when}${estimated}`;
+}
+
 function symbolName(item) {
   return typeof item === "string" ? item : item && (item.symbol || item.name);
 }
@@ -134,7 +149,7 @@ export class MarketPanel {
       el("div", { class: "quote" },
         labelled("price", el("span", {}, value("price"), " ", value("currency"))),
         field("change", "change"), field("volume", "volume"),
-        field("age", "age"), field("source", "source")),
+        field("age", "age"), field("source", "source"), field("market", "market")),
       plot,
     );
     $("symbols").append(node);
@@ -196,6 +211,10 @@ export class MarketPanel {
     q("age").textContent = age(quote.age_s);
     q("source").textContent = `${quote.source || "?"}${quote.stale ? " (stale)" : ""}`;
     entry.node.dataset.state = quote.stale ? "stale" : "live";
+    q("market").textContent = marketText(quote);
+    if (quote.session_date) q("market").title = `session of ${quote.session_date}`;
+    entry.node.dataset.market =
+      quote.market_open === false ? "closed" : quote.market_open === true ? "open" : "";
     entry.node.dataset.price = String(price);
     const key = `${price}|${quote.timestamp}|${quote.volume}`;
     if (entry.last === key) return;
