@@ -43,8 +43,9 @@ bench:          ## benchmarks; each prints JSON with a same-run baseline ratio
 	@scripts/bootstrap
 	$(UV) python -m bench
 
-requirements:   ## export requirements.txt for pip users
+requirements:   ## export requirements.txt (runtime) and requirements-dev.txt (tests: + dev, -e .)
 	uv export --frozen --no-dev --no-hashes --no-emit-project -o requirements.txt --quiet
+	uv export --frozen --all-groups --no-hashes -o requirements-dev.txt --quiet
 
 clean:
 	rm -rf .marketpulse .pytest_cache .mypy_cache .ruff_cache
