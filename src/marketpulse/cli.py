@@ -196,5 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(run_monitor(settings, args.symbols, args.alert))
 
 
+def serve_main(argv: list[str] | None = None, prog: str = "marketpulse serve") -> int:
+    """``marketpulse serve`` as a program of its own, with the same flags (the root ``main.py``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=SERVE_DESCRIPTION)
+    add_serve_flags(parser)
+    settings = serve_settings(parser.parse_args(argv))
+    configure_logging(settings.log_level, settings.log_format)
+    return serve(settings)
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
