@@ -90,3 +90,10 @@ def test_a_bad_value_in_dotenv_is_named_with_the_file(
         main(["serve"])
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith("configuration error: MARKETPULSE_PORT (in .env): ")
+
+
+def test_dotenv_example_copied_to_dotenv_gives_the_defaults(user_dir: Path) -> None:
+    """``cp .env.example .env``: every value in it parses, and each is the default."""
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    (user_dir / ".env").write_text(example.read_text())
+    assert Settings().model_dump() == Settings(_env_file=None).model_dump()
