@@ -20,20 +20,20 @@ test:           ## the whole test suite against a real redis-server (and headles
 
 check: lint types test  ## format check, lint, strict types and import contracts, tests
 
-lint:           ## ruff format --check and ruff on src, tests and bench
+lint:           ## ruff format --check and ruff on src, tests, bench and main.py
 	@scripts/bootstrap
-	$(UV) ruff format --check src tests bench
-	$(UV) ruff check src tests bench
+	$(UV) ruff format --check src tests bench main.py
+	$(UV) ruff check src tests bench main.py
 
-types:          ## mypy --strict (src, tests, bench) and the import contracts
+types:          ## mypy --strict (src, tests, bench, main.py) and the import contracts
 	@scripts/bootstrap
 	$(UV) mypy
 	$(UV) lint-imports
 
 format:
 	@scripts/bootstrap
-	$(UV) ruff format src tests bench
-	$(UV) ruff check --fix src tests bench
+	$(UV) ruff format src tests bench main.py
+	$(UV) ruff check --fix src tests bench main.py
 
 demo:           ## against a running server: a session, an analysis, a switch, a restart
 	@scripts/bootstrap
@@ -43,8 +43,9 @@ bench:          ## benchmarks; each prints JSON with a same-run baseline ratio
 	@scripts/bootstrap
 	$(UV) python -m bench
 
-requirements:   ## export requirements.txt for pip users
+requirements:   ## export requirements.txt (runtime) and requirements-dev.txt (tests: + dev, -e .)
 	uv export --frozen --no-dev --no-hashes --no-emit-project -o requirements.txt --quiet
+	uv export --frozen --all-groups --no-hashes -o requirements-dev.txt --quiet
 
 clean:
 	rm -rf .marketpulse .pytest_cache .mypy_cache .ruff_cache

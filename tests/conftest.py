@@ -3,6 +3,8 @@
 The run is hermetic: ``user_caches`` points ``XDG_CACHE_HOME`` (for subprocesses, and for a
 yfinance imported later) and yfinance's caches at the run's temporary folder before any test,
 so nothing a test reads or writes lives in the user's home and no run depends on an earlier one.
+``no_dotenv`` likewise keeps a developer's ``.env`` (read from the working directory) out of every
+``Settings`` the tests and the processes they start build.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from marketpulse.config import ENV_FILE_VAR
 from marketpulse.infra.redis.client import RedisClient, make_client
 from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
 from marketpulse.infra.redis.mux import RedisMux
@@ -35,6 +38,15 @@ def user_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         if yf is not None:
             yf.set_tz_cache_location(str(root / "py-yfinance"))  # before any test uses it
         yield root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_dotenv() -> Iterator[None]:
+    """No dotenv file for the run: ``MARKETPULSE_ENV_FILE`` empty, inherited by subprocesses
+    (a test of ``.env`` itself sets it back)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV_FILE_VAR, "")
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,12 @@ marketpulse worker     run analysis runs from the service's Redis (MARKETPULSE_R
 marketpulse demo       drive a running server: a session, an analysis, a switch, a restart
 marketpulse monitor    a console price monitor with alerts
 
-Settings come from the ``MARKETPULSE_*`` environment (``config.Settings``); ``serve`` also takes
-the ones a user reaches for first as flags (``--host``, ``--port``, ``--data-source``,
-``--redis-url``, ``--market-interval``, ``--log-level``, ``--data-dir``), which win over the
-environment. The flags reach ``Settings`` as strings, so pydantic validates them exactly as it
-does the environment: a bad value of either prints ``configuration error: <name>: <reason>``
-and exits 2.
+Settings come from the ``MARKETPULSE_*`` environment and, under it, from ``.env`` in the working
+directory (``config.Settings``); ``serve`` also takes the ones a user reaches for first as flags
+(``--host``, ``--port``, ``--data-source``, ``--redis-url``, ``--market-interval``,
+``--log-level``, ``--data-dir``), which win over both. The flags reach ``Settings`` as strings,
+so pydantic validates them exactly as it does the environment: a bad value of any prints
+``configuration error: <name>: <reason>`` and exits 2.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from marketpulse.config import Settings
+from marketpulse.config import Settings, env_file
 from marketpulse.observability.log_format import configure_logging
 
 log = logging.getLogger("marketpulse")
@@ -59,22 +60,35 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
             flag(field),
             dest=field,
             metavar=metavar,
-            default=None,  # unset: the environment, then the built-in default
+            default=None,  # unset: the environment, then .env, then the built-in default
             help=f"{meaning} (default: {shown if shown is not None else 'unset'}; "
             f"overrides {env_var(field)})",
         )
 
 
+def source_name(field: str, flags: Mapping[str, str]) -> str:
+    """Where a bad value came from: its flag, its variable, or its variable in the dotenv file."""
+    if field in flags:
+        return flag(field)
+    name = env_var(field)
+    dotenv = env_file()
+    if name not in os.environ and dotenv is not None and Path(dotenv).is_file():
+        return f"{name} (in {dotenv})"
+    return name
+
+
 def _settings(flags: Mapping[str, str] | None = None) -> Settings:
-    """The settings: ``flags`` (by field name) over the environment over the defaults."""
+    """The settings: ``flags`` (by field name) over the environment over ``.env`` over the
+    defaults."""
     given = dict(flags or {})
     try:
         return Settings(**given)  # type: ignore[arg-type]  # strings, validated like the env
     except ValidationError as exc:
         for err in exc.errors():
             field = "_".join(str(p) for p in err["loc"])
-            name = flag(field) if field in given else env_var(field)
-            print(f"configuration error: {name}: {err['msg']}", file=sys.stderr)
+            print(
+                f"configuration error: {source_name(field, given)}: {err['msg']}", file=sys.stderr
+            )
         raise SystemExit(2) from exc
 
 
@@ -144,17 +158,17 @@ def worker(settings: Settings) -> int:
     return 0
 
 
+SERVE_DESCRIPTION = (
+    "Run the service. Each flag overrides its MARKETPULSE_* variable; every setting is read "
+    "from the environment, else from .env in the working directory (MARKETPULSE_ENV_FILE names "
+    "another file), else its default."
+)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marketpulse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    add_serve_flags(
-        sub.add_parser(
-            "serve",
-            help="run the service",
-            description="Run the service. Each flag overrides its MARKETPULSE_* variable; "
-            "every other setting is read from the environment.",
-        )
-    )
+    add_serve_flags(sub.add_parser("serve", help="run the service", description=SERVE_DESCRIPTION))
     sub.add_parser("worker", help="run analysis runs taken from the service's Redis")
     demo = sub.add_parser("demo", help="drive a running server and print each message")
     demo.add_argument("--url", default=None, help="server base URL (default: from settings)")
@@ -180,6 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     from marketpulse.alerts.console import run_monitor
 
     return asyncio.run(run_monitor(settings, args.symbols, args.alert))
+
+
+def serve_main(argv: list[str] | None = None, prog: str = "marketpulse serve") -> int:
+    """``marketpulse serve`` as a program of its own, with the same flags (the root ``main.py``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=SERVE_DESCRIPTION)
+    add_serve_flags(parser)
+    settings = serve_settings(parser.parse_args(argv))
+    configure_logging(settings.log_level, settings.log_format)
+    return serve(settings)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,24 @@
-"""Settings: the only reader of the environment (prefix ``MARKETPULSE_``)."""
+"""Settings: the only reader of the environment (prefix ``MARKETPULSE_``) and of ``.env``.
+
+Where a setting comes from, first found wins: the arguments ``Settings`` is built with (``serve``'s
+flags), the environment, the dotenv file, the default. The dotenv file is ``.env`` in the working
+directory, or the one ``MARKETPULSE_ENV_FILE`` names (read from the environment only; empty: no
+file, which is what the test suite sets); a missing file is no error.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from marketpulse.market.fx import BASE_CURRENCIES, is_base_currency
 
@@ -13,6 +26,14 @@ DATA_SOURCES = frozenset({"simulated", "replay", "yahoo", "nse"})
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_WATCHLIST = ("AAPL", "MSFT", "GOOGL", "TCS.NS", "INFY.NS")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ENV_FILE = ".env"
+ENV_FILE_VAR = "MARKETPULSE_ENV_FILE"
+
+
+def env_file() -> str | None:
+    """The dotenv file settings are read from (under the environment): ``MARKETPULSE_ENV_FILE``
+    if set (empty: none), else ``.env``, relative to the working directory."""
+    return os.environ.get(ENV_FILE_VAR, ENV_FILE) or None
 
 
 class MetricDelay:
@@ -46,7 +67,7 @@ class MetricDelay:
 class Settings(BaseSettings):
     """Every knob of the service; mirrored in ``.env.example``."""
 
-    model_config = SettingsConfigDict(env_prefix="MARKETPULSE_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MARKETPULSE_", env_file=ENV_FILE, extra="ignore")
 
     redis_url: str | None = None
     cache_url: str | None = None
@@ -88,6 +109,20 @@ class Settings(BaseSettings):
     perf_alerts_cap: int = Field(default=50, gt=0)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments (flags) over the environment over the dotenv file over the defaults."""
+        if ENV_FILE_VAR in os.environ:  # it names the file (or none), whatever _env_file says
+            dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=env_file())
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     @field_validator("data_source", mode="before")
     @classmethod

@@ -1,8 +1,10 @@
 """Browser-test fixtures: the real server as a subprocess and Debian's Chromium via Playwright.
 
 Chromium is never downloaded (no ``playwright install``): the tests drive ``/usr/bin/chromium``
-(or ``MARKETPULSE_CHROMIUM``). Without it they skip with a reason, unless ``CI`` is set, where a
-missing browser is a failure. Screenshots go to ``artifacts/screenshots/``.
+(or ``MARKETPULSE_CHROMIUM``). Without it, or without the playwright package (a pip install of
+``requirements.txt`` alone), they skip with a reason, unless ``CI`` is set, where either is a
+failure: a test module that cannot import playwright is then a collection error, as any other.
+Screenshots go to ``artifacts/screenshots/``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,15 +38,52 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def playwright_missing() -> bool:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+NO_PLAYWRIGHT = "the playwright package is not installed (pip install -r requirements-dev.txt)"
+
+
+class NotImported(pytest.Module):
+    """A browser test module left unimported (it imports playwright, which is missing): one
+    skipped ``e2e`` test stands for it, so the run reports the reason (and ``-m e2e`` still
+    selects something) instead of failing to import it."""
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        return [SkippedModule.from_parent(self, name="[not imported]")]
+
+
+class SkippedModule(pytest.Item):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_marker(pytest.mark.e2e)
+
+    def runtest(self) -> None:
+        pytest.skip(NO_PLAYWRIGHT)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, self.name
+
+
+def pytest_pycollect_makemodule(
+    module_path: Path, parent: pytest.Collector
+) -> pytest.Module | None:
+    if playwright_missing() and not os.environ.get("CI"):
+        return NotImported.from_parent(parent, path=module_path)
+    return None  # pytest's own Module: under CI, a missing playwright fails the collection
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     reason = None
     if chromium_path() is None:
         reason = "chromium is not installed (apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            reason = "the playwright package is not installed"
+    elif playwright_missing():
+        reason = NO_PLAYWRIGHT
     if reason is None or os.environ.get("CI"):
         return  # under CI the browser fixture fails loudly instead
     for item in items:

@@ -10,7 +10,6 @@ for the process to exit under a deadline; it never sleeps.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import cast
@@ -19,6 +18,7 @@ from redis.asyncio import Redis
 
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.infra.redis import keys
+from support.environ import without_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed_example.py"
 
@@ -45,7 +45,7 @@ async def run_example(env: dict[str, str]) -> tuple[int, str, str]:
 async def test_the_seed_example_fires_the_aapl_alert_and_exits_0(
     redis_url: str, redis_client: Redis
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPULSE_")}
+    env = without_settings()
     env |= {
         "MARKETPULSE_REDIS_URL": redis_url,
         "MARKETPULSE_DATA_SOURCE": "simulated",

@@ -1,19 +1,23 @@
-"""``marketpulse serve`` flags: listed in --help, over the environment, validated like it."""
+"""``marketpulse serve`` flags: listed in --help, over the environment, validated like it.
+
+The order flags > environment > ``.env`` > defaults: ``test_settings_sources.py``."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from marketpulse.cli import main, make_parser, serve_settings
-from marketpulse.config import Settings
+from marketpulse.config import ENV_FILE_VAR, Settings
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting in the environment (the suite's MARKETPULSE_ENV_FILE, no dotenv, stays)."""
     for name in list(os.environ):
-        if name.startswith("MARKETPULSE_"):
+        if name.startswith("MARKETPULSE_") and name != ENV_FILE_VAR:
             monkeypatch.delenv(name)
 
 
@@ -91,3 +95,12 @@ def test_a_bad_environment_value_is_named_by_its_variable(
         main(["serve", "--host", "127.0.0.1"])
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith("configuration error: MARKETPULSE_PORT: ")
+
+
+def test_the_suite_reads_no_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tests/conftest.py`` empties MARKETPULSE_ENV_FILE for the run (subprocesses inherit it):
+    a developer's ``.env`` in the working directory changes no test."""
+    assert os.environ.get(ENV_FILE_VAR) == ""
+    (tmp_path / ".env").write_text("MARKETPULSE_PORT=8101\n")
+    monkeypatch.chdir(tmp_path)
+    assert settings_for().port == 8000
