@@ -27,7 +27,11 @@ def chart(rows: dict[str, float]) -> pd.DataFrame:
 
 
 def meta(price: float, when: datetime) -> dict[str, object]:
-    return {"regularMarketPrice": price, "regularMarketTime": int(when.timestamp())}
+    return {
+        "regularMarketPrice": price,
+        "regularMarketTime": int(when.timestamp()),
+        "currency": "USD",
+    }
 
 
 def test_a_bar_of_the_next_day_before_its_open_does_not_move_the_previous_close() -> None:
