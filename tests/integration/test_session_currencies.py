@@ -241,3 +241,38 @@ async def test_a_moved_rate_alone_is_a_new_basis(redis_boundary: RedisClient) ->
     after = await service.read(sid, token)
     assert after["basis_version"] == state["basis_version"] + 1
     assert after["fx"]["INR"] == 0.0111 and after["prices"] == state["prices"]
+
+
+class _Guessing(_NoRates):
+    """A fallback source that prices TCS.NS in dollars when switched (a source we own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.guess_usd = False
+
+    def currency(self, symbol: str) -> str:
+        if self.guess_usd and symbol == "TCS.NS":
+            return "USD"
+        return super().currency(symbol)
+
+
+async def test_a_quote_in_another_currency_is_not_mixed_in(redis_boundary: RedisClient) -> None:
+    """A holding's currency is its first good quote's: a later quote in another currency (a
+    fallback source guessing) is not valued with the holding's rate; the last good valuation is
+    kept, flagged ``currency_mismatch``, until the quotes agree again."""
+    source = _Guessing()
+    market = Market(source=source)
+    store = SessionStore(redis_boundary, ttl_s=600)
+    clock = RedisTickClock(redis_boundary)
+    service = SessionService(store, market, clock)
+    loop = ValuationLoop(store, market, interval_s=60.0, clock=clock)
+    sid, token, good = await service.create("guess", MIXED)
+    source.guess_usd = True
+    await loop.run_once()
+    kept = await service.read(sid, token)
+    assert kept["flags"] == ["currency_mismatch"] and kept["currencies"]["TCS.NS"] == "INR"
+    assert kept["total_value"] == good["total_value"] and kept["prices"] == good["prices"]
+    source.guess_usd = False
+    await loop.run_once()
+    back = await service.read(sid, token)
+    assert back["flags"] == [] and back["total_value"] == round(_total(back), 2)

@@ -41,6 +41,7 @@ PARALLEL_CHUNKS = 3
 NO_FLAGS = "[]"
 FX_STALE = '["fx_stale"]'
 FX_UNAVAILABLE = '["fx_unavailable"]'
+MISMATCH = '["currency_mismatch"]'
 
 
 class SweepTelemetry(Protocol):
@@ -148,7 +149,9 @@ class ValuationLoop:
         for _ in range(3):  # a holdings change between reads sends a session round again
             known = [s for s in todo if s in self._holdings]
             symbols = {t for s in known for t in self._holdings[s].holdings}
-            prices = await self.market.prices(symbols, tick) if symbols else {}
+            priced = await self.market.priced(symbols, tick) if symbols else {}
+            prices = {t: p.price for t, p in priced.items()}
+            currencies = {t: p.currency for t, p in priced.items()}
             rates = await self._rates([self._holdings[s] for s in known], tick)
             texts: dict[frozenset[str], str] = {}
             missing = [s for s in todo if s not in self._holdings]
@@ -159,6 +162,11 @@ class ValuationLoop:
                 prices_text = texts.get(syms)
                 if prices_text is None:
                     prices_text = texts[syms] = canonical_prices({t: prices[t] for t in syms})
+                if any(currencies[t] != at.currency(t) for t in at.holdings):
+                    # a fallback source quoting another currency: its price is not comparable
+                    flagged = Revaluation(sid, at.version, None, prices_text, flags_text=MISMATCH)
+                    revaluations.append(flagged)
+                    continue
                 revaluations.append(_revaluation(sid, at, prices, prices_text, rates))
             outcomes, found = await self.store.revalue_many(tick, valued_at, revaluations, missing)
             again: list[str] = []
