@@ -18,6 +18,7 @@ from marketpulse.sessions.schemas import (
     CreatedSession,
     CreateSessionBody,
     HoldingsBody,
+    SessionState,
 )
 from marketpulse.sessions.service import SessionService
 from marketpulse.sessions.store import SessionStore
@@ -77,10 +78,14 @@ async def create_session(body: CreateSessionBody, request: Request) -> CreatedSe
     sid, token, state = await _service(request).create(
         body.session_id, body.holdings, body.base_currency
     )
-    return CreatedSession(session_id=sid, token=token, state=state)
+    return CreatedSession(session_id=sid, token=token, state=SessionState.model_validate(state))
 
 
-@router.get("/{session_id}", responses=error_responses(404, 422, 503, described=_SAID))
+@router.get(
+    "/{session_id}",
+    response_model=SessionState,
+    responses=error_responses(404, 422, 503, described=_SAID),
+)
 async def get_session(
     session_id: SessionId, request: Request, authorization: Auth = None
 ) -> dict[str, Any]:
@@ -88,7 +93,9 @@ async def get_session(
 
 
 @router.put(
-    "/{session_id}/holdings", responses=error_responses(400, 404, 409, 422, 503, described=_SAID)
+    "/{session_id}/holdings",
+    response_model=SessionState,
+    responses=error_responses(400, 404, 409, 422, 503, described=_SAID),
 )
 async def put_holdings(
     session_id: SessionId, body: HoldingsBody, request: Request, authorization: Auth = None
@@ -98,6 +105,7 @@ async def put_holdings(
 
 @router.put(
     "/{session_id}/base_currency",
+    response_model=SessionState,
     responses=error_responses(400, 404, 409, 422, 503, described=_SAID),
 )
 async def put_base_currency(

@@ -9,7 +9,7 @@ refused, not coerced).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 from pydantic.config import JsonDict, JsonValue
@@ -71,7 +71,50 @@ class BaseCurrencyBody(BaseModel):
     )
 
 
+class CurrentAnalysis(BaseModel):
+    ticker: str
+    started_at: str
+    run_id: str
+    basis_version: int
+    status: str = Field(description="running | complete | cancelled | failed")
+
+
+class SessionState(BaseModel):
+    """The session state object (docs/contracts.md): holdings, their valuation in the base
+    currency and the analysis."""
+
+    session_id: str
+    holdings: dict[str, float] = Field(description="ticker -> shares")
+    total_value: float = Field(
+        description="Σ shares × price × fx[currency], in base_currency, rounded to the cent"
+    )
+    current_analysis: CurrentAnalysis | None
+    analysis_results: list[dict[str, Any]] = Field(
+        description="the analysis_result messages kept (newest MARKETPULSE_RESULTS_CAP)"
+    )
+    last_activity: str
+    version: int = Field(description="increases on every committed change")
+    basis_version: int = Field(
+        description="increases when the holdings, the base currency, a price or a rate change"
+    )
+    prices: dict[str, float] = Field(description="ticker -> price, in the ticker's own currency")
+    valued_at: str
+    base_currency: str = Field(description="ISO 4217 code total_value and weights are in")
+    currencies: dict[str, str] = Field(
+        description="ticker -> ISO 4217 code of its price (its quote's)"
+    )
+    fx: dict[str, float] = Field(
+        description="currency -> the price of one unit in base_currency (the base itself 1)"
+    )
+    flags: list[Literal["fx_stale", "fx_unavailable", "currency_mismatch"]] = Field(
+        description=(
+            "fx_stale: a rate is the offline reference rate; fx_unavailable / "
+            "currency_mismatch: the last good valuation is kept (never converted at 1:1)"
+        )
+    )
+
+
 class CreatedSession(BaseModel):
     session_id: str
     token: str
-    state: dict[str, Any]
+    state: SessionState
