@@ -6,8 +6,6 @@ requests sent to the same local server).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 
@@ -32,13 +30,8 @@ BASE = 0.5
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[MarketServer]:
-    srv = MarketServer()
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
+def server(market_server: MarketServer) -> MarketServer:
+    return market_server
 
 
 @pytest.fixture

@@ -10,31 +10,17 @@ import pytest
 from marketpulse.errors import PermanentSourceError, TransientSourceError
 from marketpulse.market.providers.nse import NseProvider
 from marketpulse.market.providers.yahoo import YahooProvider
-from support.market_server import Fault, MarketServer, redirecting_session
+from support.market_server import Fault, MarketServer
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[MarketServer]:
-    srv = MarketServer()
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
+def server(market_server: MarketServer) -> MarketServer:
+    return market_server
 
 
 @pytest.fixture
 async def nse(server: MarketServer) -> AsyncIterator[NseProvider]:
     provider = NseProvider(server.url, timeout_s=5.0)
-    try:
-        yield provider
-    finally:
-        await provider.close()
-
-
-@pytest.fixture
-async def yahoo(server: MarketServer) -> AsyncIterator[YahooProvider]:
-    provider = YahooProvider(session=redirecting_session(server.url), timeout_s=10.0)
     try:
         yield provider
     finally:

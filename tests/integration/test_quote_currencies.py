@@ -4,7 +4,6 @@ ECB reference rates as the last resort (recorded Yahoo and NSE responses on a lo
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -24,26 +23,12 @@ from marketpulse.market.providers.tick_provider import TickQuoteProvider
 from marketpulse.market.providers.yahoo import YahooProvider, chart_currency
 from marketpulse.market.quotes import Bar, StockData, quote_frame
 from support.asgi import with_state
-from support.market_server import CHARTS, Fault, MarketServer, fixture, redirecting_session
+from support.market_server import CHARTS, Fault, MarketServer, fixture
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[MarketServer]:
-    srv = MarketServer()
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
-
-
-@pytest.fixture
-async def yahoo(server: MarketServer) -> AsyncIterator[YahooProvider]:
-    provider = YahooProvider(session=redirecting_session(server.url), timeout_s=10.0)
-    try:
-        yield provider
-    finally:
-        await provider.close()
+def server(market_server: MarketServer) -> MarketServer:
+    return market_server
 
 
 def chart_quote(symbol: str) -> dict[str, list[float | None]]:

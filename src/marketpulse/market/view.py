@@ -75,20 +75,9 @@ class Market:
         return self.source.knows(symbol) if self.source is not None else True
 
     async def prices(self, symbols: Iterable[str], tick: int) -> dict[str, float]:
-        """Close of every symbol at ``tick``. Raises QuoteUnavailable naming the missing ones."""
-        wanted = sorted(set(symbols))
-        if self.source is not None:
-            src = self.source
-            try:
-                return {s: src.bar(s, tick).close for s in wanted}
-            except PermanentSourceError as exc:
-                raise QuoteUnavailable(str(exc)) from exc
-        assert self.feed is not None
-        quotes = await self.feed.fetch_batch_data(wanted, tick=tick)
-        missing = [s for s in wanted if s not in quotes]
-        if missing:
-            raise QuoteUnavailable(f"no price for {', '.join(missing)}")
-        return {s: quotes[s].price for s in wanted}
+        """Close of every symbol at ``tick`` (in its own currency). Raises QuoteUnavailable
+        naming the missing ones."""
+        return {s: p.price for s, p in (await self.priced(symbols, tick)).items()}
 
     async def priced(self, symbols: Iterable[str], tick: int) -> dict[str, Priced]:
         """Close and currency of every symbol at ``tick``; QuoteUnavailable names the missing."""
