@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+
 import pytest
 
 from marketpulse.observability.log_format import LogFormat
