@@ -108,9 +108,12 @@ def serve(settings: Settings) -> int:
 
     embedded: EmbeddedRedis | None = None
     if not settings.redis_url:
-        embedded = EmbeddedRedis(Path(settings.data_dir) / "redis", durable=True)
+        embedded = EmbeddedRedis(Path(settings.data_dir) / "redis", durable=True, password=True)
         log.info(
-            "starting embedded redis-server (%s), data in %s", embedded.binary, embedded.data_dir
+            "starting embedded redis-server (%s) on 127.0.0.1, data in %s, password in %s",
+            embedded.binary,
+            embedded.data_dir,
+            embedded.auth_conf,
         )
         embedded.start()
         settings = settings.model_copy(update={"redis_url": embedded.url})
