@@ -33,6 +33,8 @@ SECRET = "Zq3_secret-TOKEN_value9"
         ),
         (f"redis://:{SECRET}@127.0.0.1:6379/0", "redis://:[redacted]@127.0.0.1:6379/0"),
         (f"rediss://mp:{SECRET}@db.internal:6380/2", "rediss://mp:[redacted]@db.internal:6380/2"),
+        (f"/cb?access_token={SECRET}", "/cb?access_token=[redacted]"),
+        (f"redis://h:1/0?password={SECRET}", "redis://h:1/0?password=[redacted]"),
         ("redis://127.0.0.1:6379/0 token bucket", "redis://127.0.0.1:6379/0 token bucket"),
     ],
 )

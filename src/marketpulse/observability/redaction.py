@@ -4,7 +4,8 @@ Guarantee: a formatted log line (message, arguments, structured fields, tracebac
 a session token or a Redis password, whoever logged it (our code, uvicorn's access and error
 logs, a library). What is rewritten, wherever it appears in the line:
 
-- ``token=<value>`` (a session socket's ``?token=`` in a request line) -> ``token=[redacted]``
+- ``token=<value>`` (a session socket's ``?token=`` in a request line; also ``access_token=``
+  and the like) and ``password=<value>`` (a query parameter of a Redis URL) -> ``[redacted]``
 - ``Bearer <value>`` (an ``Authorization`` header) -> ``Bearer [redacted]``
 - ``marketpulse.token.<value>`` (the socket subprotocol that carries a token)
   -> ``marketpulse.token.[redacted]``
@@ -23,7 +24,7 @@ REDACTED = "[redacted]"
 
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     # a value ends where a query parameter, a quoted field or a JSON string ends
-    (re.compile(r"(?i)(\btoken=)[^\s&\"\\]+"), rf"\g<1>{REDACTED}"),
+    (re.compile(r"(?i)(token=|password=)[^\s&\"\\]+"), rf"\g<1>{REDACTED}"),
     (re.compile(r"(?i)(\bbearer\s+)[^\s\"\\]+"), rf"\g<1>{REDACTED}"),
     (re.compile(r"(\bmarketpulse\.token\.)[^\s,\"\\]+"), rf"\g<1>{REDACTED}"),
     (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:\"']*:)[^\s/@\"']+@"), rf"\g<1>{REDACTED}@"),
