@@ -108,12 +108,17 @@ def serve(settings: Settings) -> int:
 
     embedded: EmbeddedRedis | None = None
     if not settings.redis_url:
-        embedded = EmbeddedRedis(Path(settings.data_dir) / "redis", durable=True)
+        embedded = EmbeddedRedis(Path(settings.data_dir) / "redis", durable=True, password=True)
         log.info(
-            "starting embedded redis-server (%s), data in %s", embedded.binary, embedded.data_dir
+            "starting embedded redis-server (%s) on 127.0.0.1, data in %s, password in %s",
+            embedded.binary,
+            embedded.data_dir,
+            embedded.auth_conf,
         )
         embedded.start()
         settings = settings.model_copy(update={"redis_url": embedded.url})
+        signal.signal(signal.SIGTERM, _raise_terminated)  # uvicorn restores it at its exit
+    terminated = False
     try:
         app = create_app(settings, freeze_heap=True)
         log.info(
@@ -131,11 +136,27 @@ def serve(settings: Settings) -> int:
             log_config=None,  # uvicorn's records go to our root handler, in our format
             timeout_graceful_shutdown=10,
         )
+    except _Terminated:
+        terminated = True  # uvicorn has shut down; stop Redis, then end as SIGTERM would
     finally:
         if embedded is not None:
             embedded.stop()
             log.info("embedded redis-server stopped")
+    if terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
     return 0
+
+
+class _Terminated(Exception):
+    """SIGTERM, seen by ``serve`` with an embedded Redis. uvicorn re-raises the signal it caught
+    once it has shut down gracefully; with the default action the process would end right
+    there and leave the embedded redis-server (in a session of its own) running. Raised
+    instead, it lets ``serve`` stop Redis first and then end by SIGTERM as before."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
 
 
 def worker(settings: Settings) -> int:

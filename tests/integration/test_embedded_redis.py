@@ -52,3 +52,37 @@ def test_a_child_that_exits_at_start_up_is_reported(tmp_path: Path) -> None:
             server.start(timeout_s=30)  # reported when it exits, not at the timeout
     assert server.pid == 0
     assert server.log_path.read_bytes()  # the reason is in the log
+
+
+@pytest.mark.parametrize("binary", binaries())
+def test_the_services_embedded_redis_is_loopback_only_and_needs_its_password(
+    tmp_path: Path, binary: str
+) -> None:
+    """``marketpulse serve``'s mode: bound to 127.0.0.1, protected mode, a generated password
+    kept 0600 in the data dir (not on the command line) and reused on a restart."""
+    server = EmbeddedRedis(tmp_path, durable=False, binary=binary, password=True)
+    with server.running():
+        first_url = server.url
+        assert first_url.startswith("redis://:") and first_url.endswith(
+            f"@127.0.0.1:{server.port}/0"
+        )
+        secret = first_url.split(":")[2].split("@")[0]
+        assert len(secret) >= 40
+        assert secret not in Path(f"/proc/{server.pid}/cmdline").read_text()
+        anonymous = redis.Redis(host="127.0.0.1", port=server.port)
+        try:
+            with pytest.raises(redis.AuthenticationError):
+                anonymous.ping()
+        finally:
+            anonymous.close()
+        client = redis.Redis.from_url(server.url)
+        try:
+            assert client.ping()
+            assert client.config_get("bind") == {"bind": "127.0.0.1"}
+            assert client.config_get("protected-mode") == {"protected-mode": "yes"}
+        finally:
+            client.close()
+    assert server.auth_conf.stat().st_mode & 0o777 == 0o600
+    again = EmbeddedRedis(tmp_path, durable=False, binary=binary, password=True)
+    with again.running():
+        assert again.url.split("@")[0] == first_url.split("@")[0]  # the same password

@@ -15,11 +15,25 @@ import httpx
 import uvicorn
 import websockets
 from fastapi import FastAPI
+from websockets.typing import Subprotocol
 
 from marketpulse.app import AppState, create_app
 from marketpulse.config import Settings
 from marketpulse.infra.redis.embedded import free_port
 from marketpulse.infra.ws.protocol import ws_options
+from marketpulse.sessions.socket_auth import subprotocols
+
+TokenVia = Literal["subprotocol", "query"]
+
+
+async def connect_session(
+    ws_base: str, sid: str, token: str, *, via: TokenVia = "subprotocol", **kw: Any
+) -> websockets.ClientConnection:
+    """Open ``/ws/sessions/{sid}`` with ``token`` carried ``via`` a subprotocol or ``?token=``."""
+    if via == "query":
+        return await websockets.connect(f"{ws_base}/ws/sessions/{sid}?token={token}", **kw)
+    offered = [Subprotocol(p) for p in subprotocols(token)]
+    return await websockets.connect(f"{ws_base}/ws/sessions/{sid}", subprotocols=offered, **kw)
 
 
 @dataclass
@@ -44,8 +58,12 @@ class Server:
         data = r.json()
         return data["session_id"], data["token"], data["state"]
 
-    async def connect(self, sid: str, token: str, **kw: Any) -> Client:
-        ws = await websockets.connect(f"{self.ws_base}/ws/sessions/{sid}?token={token}", **kw)
+    async def connect(
+        self, sid: str, token: str, *, via: TokenVia = "subprotocol", **kw: Any
+    ) -> Client:
+        """A session socket, its snapshot awaited; the token as a subprotocol (the documented
+        way) or, ``via="query"``, as an older client sends it."""
+        ws = await connect_session(self.ws_base, sid, token, via=via, **kw)
         client = Client(ws)
         client.start()
         await client.next("session")
@@ -189,9 +207,8 @@ class Follower:
         async with asyncio.timeout(within):
             while True:  # bounded by the deadline
                 base = self.ws_bases[self._next_base % len(self.ws_bases)]
-                url = f"{base}/ws/sessions/{self.sid}?token={self.token}"
                 try:
-                    ws = await websockets.connect(url, open_timeout=5)
+                    ws = await connect_session(base, self.sid, self.token, open_timeout=5)
                 except (OSError, TimeoutError, websockets.InvalidStatus) as exc:
                     if (
                         isinstance(exc, websockets.InvalidStatus)

@@ -11,6 +11,9 @@ those fields instead of dropping them:
   ``level``, ``logger``, ``message``, every extra field, and ``exc`` / ``stack`` when the record
   has a traceback / stack. A field that would shadow one of those keys is prefixed ``extra_``.
 
+Every line is redacted before it is written (``redaction.py``): tokens and Redis passwords never
+reach the log, from our code, uvicorn's access and error logs or a library.
+
 Only entry points call ``configure_logging``; library code never configures logging.
 """
 
@@ -21,6 +24,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Literal, TextIO
+
+from marketpulse.observability.redaction import RedactingFormatter
 
 LogFormat = Literal["text", "json"]
 
@@ -87,11 +92,12 @@ class JsonLineFormatter(logging.Formatter):
 
 
 def make_formatter(style: LogFormat) -> logging.Formatter:
-    """The formatter for ``MARKETPULSE_LOG_FORMAT``."""
+    """The formatter for ``MARKETPULSE_LOG_FORMAT``; every line it writes is redacted
+    (``redaction.py``: no session token, no Redis password)."""
     if style == "json":
-        return JsonLineFormatter()
+        return RedactingFormatter(JsonLineFormatter())
     if style == "text":
-        return KeyValueFormatter()
+        return RedactingFormatter(KeyValueFormatter())
     raise ValueError(f"log format must be 'text' or 'json', got {style!r}")
 
 

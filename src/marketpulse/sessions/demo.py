@@ -15,6 +15,9 @@ from typing import Any
 
 import httpx
 import websockets
+from websockets.typing import Subprotocol
+
+from marketpulse.sessions.socket_auth import subprotocols
 
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
 
@@ -63,8 +66,10 @@ async def run_demo(base_url: str, restart_wait_s: float = 120.0) -> int:
             return 1
         sid, token = r.json()["session_id"], r.json()["token"]
         say("->", "POST /api/sessions", f"session {sid} (token kept by the client)")
-        ws_url = base_url.replace("http", "ws", 1) + f"/ws/sessions/{sid}?token={token}"
-        async with websockets.connect(ws_url) as ws:
+        ws_url = base_url.replace("http", "ws", 1) + f"/ws/sessions/{sid}"
+        # the token travels as a subprotocol, never in the URL (socket_auth.py)
+        offered = [Subprotocol(p) for p in subprotocols(token)]
+        async with websockets.connect(ws_url, subprotocols=offered) as ws:
             inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
             async def read() -> None:

@@ -1,4 +1,7 @@
-"""WebSocket ``/ws/sessions/{id}?token=``: a session's events in commit order, and its actions.
+"""WebSocket ``/ws/sessions/{id}``: a session's events in commit order, and its actions.
+
+The token comes as the subprotocol ``marketpulse.token.<token>`` (``socket_auth.py``) or, from
+older clients, as ``?token=`` (a URL is logged, redacted; a header is not).
 
 Per connection: refuse a foreign Origin or a bad token at the handshake; subscribe to the
 session's channel (confirmed by Redis) *before* reading the snapshot, send the snapshot, then
@@ -45,6 +48,7 @@ from marketpulse.market.symbols import SYMBOL_RULE, normalize_symbol
 from marketpulse.sessions.analysis import AnalysisEngine
 from marketpulse.sessions.http import sessions_state
 from marketpulse.sessions.portfolio import SESSION_ID_RE
+from marketpulse.sessions.socket_auth import chosen_protocol, offered_token
 from marketpulse.sessions.store import SessionStore, hash_token
 from marketpulse.timefmt import iso_z, utc_now
 
@@ -96,6 +100,8 @@ async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> Non
 async def _session_socket(ws: WebSocket, session_id: str, token: str) -> None:
     edge = sessions_state(ws)
     store, hub = edge["store"], edge["hub"]
+    offered: list[str] = ws.scope.get("subprotocols", [])
+    token = offered_token(offered) or token  # the subprotocol wins over ?token=
     th = hash_token(token)
     if not origin_allowed(ws) or not SESSION_ID_RE.fullmatch(session_id) or not token:
         await ws.close(code=1008)
@@ -114,7 +120,7 @@ async def _session_socket(ws: WebSocket, session_id: str, token: str) -> None:
         except SessionNotFound:
             await ws.close(code=1008)
             return
-        await ws.accept()
+        await ws.accept(subprotocol=chosen_protocol(offered))  # never the token's
         telemetry.client_connected("session")
         try:
             await conn.serve(state, alerts)

@@ -35,6 +35,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra import transport_fix
@@ -53,7 +54,11 @@ def make_client(url: str, max_connections: int = 64) -> Redis:
     """A redis-py client on a blocking pool whose commands are retried on a fresh connection
     when theirs fails or times out (safe: our writes are idempotent). The retry is the pool's:
     redis-py ignores a ``retry`` given to a client built on a pool, so it would not retry at
-    all (``tests/integration/test_redis_boundary.py`` cuts the connections under it)."""
+    all (``tests/integration/test_redis_boundary.py`` cuts the connections under it).
+
+    A connection sends only what the service needs (``acl.py``): no ``CLIENT SETINFO`` and no
+    ``CLIENT MAINT_NOTIFICATIONS`` probe, which a least-privilege ACL user would be refused
+    (each refusal an entry in the server's ``ACL LOG``) on every connect."""
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -62,6 +67,8 @@ def make_client(url: str, max_connections: int = 64) -> Redis:
         health_check_interval=30,
         socket_keepalive=True,
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries=3),
+        driver_info=None,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     client = Redis(connection_pool=pool)
     # the pool is this client's alone: aclose() disconnects it (redis-py leaves a pool passed

