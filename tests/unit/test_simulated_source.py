@@ -149,3 +149,17 @@ def test_factory_builds_the_simulated_source() -> None:
     assert source.bar("AAPL", 4) == SimulatedSource(seed=9).bar("AAPL", 4)
     with pytest.raises(ValueError, match="yahoo"):
         make_tick_source("yahoo", seed=9, replay_start="2012-03-01", replay_step=1)
+
+
+def test_the_symbol_cache_is_bounded_and_an_evicted_path_is_rebuilt_identically(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from marketpulse.market.providers import simulated
+
+    monkeypatch.setattr(simulated, "MAX_PATHS", 2)
+    src = SimulatedSource(seed=5)
+    first = src.history("AAPL", 3000, 253)  # three blocks grown
+    for sym in ("MSFT", "IBM", "TCS.NS"):
+        src.bar(sym, 10)
+    assert len(src._paths) == 2 and "AAPL" not in src._paths
+    assert src.history("AAPL", 3000, 253) == first

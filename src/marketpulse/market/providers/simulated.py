@@ -21,7 +21,9 @@ Guarantees:
   (``fx.currency_for_suffix``: ``.NS``/``.BO`` INR, no suffix USD, ...).
 
 Bars are generated lazily in blocks and cached per symbol as numpy arrays: ``bar`` is O(1)
-amortised. Thread-safe (one lock per instance guards the caches).
+amortised. The cache holds at most ``MAX_PATHS`` symbols (least recently used dropped: a path is
+rebuilt identically), each about 40 bytes per tick from ``-history_days`` to the latest tick
+asked. Thread-safe (one lock per instance guards the caches).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import math
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,6 +48,7 @@ IntArray = npt.NDArray[np.int64]
 
 ANCHOR = np.datetime64("2026-01-02", "D")  # the date of tick 0, a Friday
 BLOCK = 1024  # ticks generated at a time
+MAX_PATHS = 1024  # symbols whose bars are kept (any symbol is a ticker: the cache is bounded)
 MARKET_VOL = 0.011  # daily volatility of the market factor
 MARKET_DRIFT = 0.0003  # daily log drift of the market factor
 SPIKE_P = 0.02  # share of days with a volume spike
@@ -196,7 +200,7 @@ class SimulatedSource:
         self._seed_u = seed % _U64
         self._lock = threading.Lock()
         self._market_blocks: dict[int, FloatArray] = {}
-        self._paths: dict[str, _SymbolPath] = {}
+        self._paths: OrderedDict[str, _SymbolPath] = OrderedDict()
         self._fx = FxWalk(self._seed_u, -history_days)
 
     def knows(self, symbol: str) -> bool:
@@ -274,6 +278,10 @@ class SimulatedSource:
             if path is None:
                 path = _SymbolPath(self._seed_u, sym, self.history_days, self._market_block)
                 self._paths[sym] = path
+                if len(self._paths) > MAX_PATHS:
+                    self._paths.popitem(last=False)
+            else:
+                self._paths.move_to_end(sym)
             path.grow_to(tick)
         return path, tick - path.first
 
