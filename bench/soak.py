@@ -65,7 +65,8 @@ class Tally:
     completed: int = 0
     failed_runs: int = 0
     restarts: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the first ten
+    error_count: int = 0
 
 
 class Server:
@@ -199,7 +200,10 @@ async def user(
         try:
             await cycle(http, base, rng, tally)
         except Exception as exc:  # counted and reported: the soak goes on
-            tally.errors.append(f"user {n}: {type(exc).__name__}: {exc}"[:300])
+            tally.error_count += 1
+            if len(tally.errors) < 10:
+                tally.errors.append(f"user {n}: {type(exc).__name__}: {exc}"[:300])
+            await asyncio.sleep(1.0)  # a user who hit an error waits before trying again
         if until is None or time.monotonic() >= until:
             return
 
@@ -247,7 +251,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 await server.ready(http)
                 base = server.base
                 await asyncio.gather(*(user(n, base, None, tally, http) for n in range(args.users)))
-                warmup_errors = list(tally.errors)
+                warmup_errors = tally.error_count
                 tally = Tally()
                 before: dict[str, Any] = {
                     "fds": server.fds(),
@@ -264,6 +268,10 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 ]
                 while not all(u.done() for u in users):
                     await asyncio.wait(users, timeout=args.sample_s)
+                    if server.proc.poll() is not None:
+                        for u in users:
+                            u.cancel()
+                        raise RuntimeError(f"the server exited with {server.proc.returncode}")
                     samples.append((time.monotonic() - start, server.rss()))
                 await asyncio.gather(*users)
                 elapsed = time.monotonic() - start
@@ -288,7 +296,7 @@ def report(
     before: dict[str, Any],
     after: dict[str, Any],
     tally: Tally,
-    warmup_errors: list[str],
+    warmup_errors: int,
     exit_code: int | None,
     log_text: str,
 ) -> dict[str, Any]:
@@ -303,7 +311,7 @@ def report(
         "asyncio_tasks": after["asyncio_tasks"] <= before["asyncio_tasks"],
         "untimed_keys": after["untimed_keys"] <= before["untimed_keys"],
         "results_delivered": tally.results > 0 and tally.completed > 0,
-        "no_cycle_errors": not tally.errors and not warmup_errors,
+        "no_cycle_errors": tally.error_count == 0 and warmup_errors == 0,
     }
     return {
         "bench": "soak",
@@ -324,8 +332,9 @@ def report(
         "runs_completed": tally.completed,
         "runs_failed": tally.failed_runs,
         "runs_restarted": tally.restarts,
-        "errors": (warmup_errors + tally.errors)[:10],
-        "error_count": len(warmup_errors) + len(tally.errors),
+        "errors": tally.errors,
+        "error_count": tally.error_count,
+        "warmup_errors": warmup_errors,
         "server_exit": exit_code,
         "log_tracebacks": log_text.count("Traceback (most recent call last)"),
         "targets": {
