@@ -14,8 +14,9 @@ JSON object and exits 1 when a target is missed:
   to its working set, is tolerated as warm-up;
 - RSS growth from the users' start to their end at most ``--growth-limit`` MiB (default 30);
 - fds, tasks and untimed keys back to their value before the users (fds within
-  ``FD_SLACK``: the Redis pool keeps idle connections it opened at peak, each one fd, and is
-  bounded by ``MARKETPULSE_REDIS_MAX_CONNECTIONS``; tasks and keys exactly);
+  ``FD_SLACK``: the Redis pool may keep a few more idle connections after the peak than after
+  the warm-up, each one fd, bounded by ``MARKETPULSE_REDIS_MAX_CONNECTIONS``; tasks and keys
+  exactly). Both are measured with the users' HTTP client closed;
 - every user cycle ended (no error) and results were delivered.
 
 Before the baseline, each user runs one warm-up cycle: first-use allocations (imports, pools,
@@ -224,6 +225,20 @@ async def idle_tasks(http: httpx.AsyncClient, base: str, target: int | None) -> 
         await asyncio.sleep(0.5)  # a probe's interval: the figure is what is being measured
 
 
+async def idle_figures(
+    server: Server, probe: httpx.AsyncClient, redis: RedisClient, tasks: int | None
+) -> dict[str, Any]:
+    """The server's figures once idle (no client, tasks settled): fds, asyncio tasks, Redis
+    keys without a TTL, RSS."""
+    idle = await idle_tasks(probe, server.base, tasks)
+    return {
+        "fds": server.fds(),
+        "asyncio_tasks": idle,
+        "untimed_keys": await untimed_keys(redis),
+        "rss_mib": round(server.rss() / MiB, 1),
+    }
+
+
 def slope_mib_per_min(points: list[tuple[float, int]]) -> float:
     """Least-squares slope of (seconds, bytes) in MiB per minute."""
     if len(points) < 2:
@@ -247,41 +262,36 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         limits = httpx.Limits(max_connections=args.users * 2)
         tally = Tally()
         try:
-            async with httpx.AsyncClient(timeout=STEP_S, limits=limits) as http:
-                await server.ready(http)
+            # the probe keeps no connection open, and the users' client is closed before each
+            # measurement: the server's fds are then its own, not our idle keep-alives
+            probe_limits = httpx.Limits(max_keepalive_connections=0)
+            async with httpx.AsyncClient(timeout=STEP_S, limits=probe_limits) as probe:
+                await server.ready(probe)
                 base = server.base
-                await asyncio.gather(*(user(n, base, None, tally, http) for n in range(args.users)))
+                async with httpx.AsyncClient(timeout=STEP_S, limits=limits) as http:
+                    warm = (user(n, base, None, tally, http) for n in range(args.users))
+                    await asyncio.gather(*warm)
                 warmup_errors = tally.error_count
                 tally = Tally()
-                before: dict[str, Any] = {
-                    "fds": server.fds(),
-                    "asyncio_tasks": await idle_tasks(http, base, None),
-                    "untimed_keys": await untimed_keys(redis),
-                    "rss_mib": round(server.rss() / MiB, 1),
-                }
+                before = await idle_figures(server, probe, redis, None)
                 start = time.monotonic()
                 samples: list[tuple[float, int]] = [(0.0, server.rss())]
                 until = start + duration
-                users = [
-                    asyncio.create_task(user(n, base, until, tally, http))
-                    for n in range(args.users)
-                ]
-                while not all(u.done() for u in users):
-                    await asyncio.wait(users, timeout=args.sample_s)
-                    if server.proc.poll() is not None:
-                        for u in users:
-                            u.cancel()
-                        raise RuntimeError(f"the server exited with {server.proc.returncode}")
-                    samples.append((time.monotonic() - start, server.rss()))
-                await asyncio.gather(*users)
+                async with httpx.AsyncClient(timeout=STEP_S, limits=limits) as http:
+                    users = [
+                        asyncio.create_task(user(n, base, until, tally, http))
+                        for n in range(args.users)
+                    ]
+                    while not all(u.done() for u in users):
+                        await asyncio.wait(users, timeout=args.sample_s)
+                        if server.proc.poll() is not None:
+                            for u in users:
+                                u.cancel()
+                            raise RuntimeError(f"the server exited with {server.proc.returncode}")
+                        samples.append((time.monotonic() - start, server.rss()))
+                    await asyncio.gather(*users)
                 elapsed = time.monotonic() - start
-                after: dict[str, Any] = {
-                    "fds": 0,
-                    "asyncio_tasks": await idle_tasks(http, base, before["asyncio_tasks"]),
-                    "untimed_keys": await untimed_keys(redis),
-                    "rss_mib": round(server.rss() / MiB, 1),
-                }
-                after["fds"] = server.fds()
+                after = await idle_figures(server, probe, redis, before["asyncio_tasks"])
         finally:
             code = server.stop()
             await redis.aclose()
