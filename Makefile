@@ -7,7 +7,7 @@ UV := uv run --frozen
 # pytest exits 5 when it collected no tests: say so rather than leave a bare "Error 5"
 PYTEST = @echo '$(UV) pytest $(1)'; $(UV) pytest $(1) || { rc=$$?; [ $$rc != 5 ] || echo 'make: pytest $(1) collected no tests' >&2; exit $$rc; }
 
-.PHONY: run test check lint types format demo bench requirements clean
+.PHONY: run test check lint types format demo bench soak soak-short requirements clean
 
 run:            ## start the service (embedded Redis unless MARKETPULSE_REDIS_URL is set)
 	@scripts/bootstrap
@@ -42,6 +42,14 @@ demo:           ## against a running server: a session, an analysis, a switch, a
 bench:          ## benchmarks; each prints JSON with a same-run baseline ratio
 	@scripts/bootstrap
 	$(UV) python -m bench
+
+soak:           ## 20 users cycling sessions for 10 min, market every 1 s: RSS slope, fds, tasks, keys
+	@scripts/bootstrap
+	$(UV) python bench/soak.py --minutes 10
+
+soak-short:     ## the soak for CI: the same, 90 s (exit 1 when a target is missed)
+	@scripts/bootstrap
+	$(UV) python bench/soak.py --minutes 1.5
 
 requirements:   ## export requirements.txt (runtime) and requirements-dev.txt (tests: + dev, -e .)
 	uv export --frozen --no-dev --no-hashes --no-emit-project -o requirements.txt --quiet

@@ -76,6 +76,7 @@ async def test_fires_once_per_crossing_and_records_history(store: AlertStore) ->
     prices = [140, 151, 152, 149, 150, 150, 160, 140, 155]
     fired = [len(await mgr.check_alerts(quote(i, p))) for i, p in enumerate(prices)]
     assert fired == [0, 1, 0, 0, 1, 0, 0, 0, 1]
+    assert not mgr._locks and not mgr._lock_users  # no lock kept for a symbol between quotes
     await mgr.deliver_pending()
     hist = await mgr.history("AAPL", 10)
     assert [h.quote.price for h in hist] == [155, 150, 151]  # newest first
@@ -208,3 +209,13 @@ async def test_subscribers_receive_fired_alerts_over_redis(redis_boundary: Redis
             await mgr.deliver_pending()
             msg = await anext(events)
     assert FiredAlert.model_validate_json(msg).symbol == "AAPL"
+
+
+async def test_concurrent_checks_of_a_symbol_share_its_lock_then_drop_it(
+    store: AlertStore,
+) -> None:
+    mgr = AlertManager(store, [Recorder()])
+    await mgr.add_alert(above(150))
+    fired = await asyncio.gather(*(mgr.check_alerts(quote(i, 140 + 5 * i)) for i in range(6)))
+    assert sum(len(f) for f in fired) == 1  # 140 .. 165, one crossing, decided under one lock
+    assert not mgr._locks and not mgr._lock_users

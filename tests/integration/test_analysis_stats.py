@@ -105,3 +105,29 @@ async def test_a_failure_reaches_every_waiter_and_is_not_kept(
         feed.fail = False
         await eng.stats(TICKERS, 300)  # tried again, not the memoised failure
     assert feed.calls == Counter(dict.fromkeys(TICKERS, 2))
+
+
+async def test_the_memo_keeps_the_latest_ticks_within_its_bytes(
+    engine: tuple[AnalysisEngine, GatedFeed], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketpulse.sessions import analysis
+
+    eng, feed = engine
+    feed.gate.set()
+    async with asyncio.timeout(DEADLINE):
+        first = await eng.stats(TICKERS, 300)
+        for tick in range(300, 320):
+            await eng.stats(TICKERS, tick)
+            await eng.stats(("AAPL",), tick)
+    assert eng.stats_memo_entries == 2 * (analysis.STATS_TICKS + 1)  # ticks 315 .. 319
+    one = eng.stats_memo_bytes // eng.stats_memo_entries
+    monkeypatch.setattr(analysis, "STATS_MEMO_BYTES", 3 * one)
+    async with asyncio.timeout(DEADLINE):
+        await eng.stats(("AAPL", "MSFT", "IBM"), 320)
+    assert 0 < eng.stats_memo_bytes <= 3 * one
+    # what is kept is exact: a recomputation at a dropped tick equals the first one
+    async with asyncio.timeout(DEADLINE):
+        again = await eng.stats(TICKERS, 300)
+    assert again is not first and again.momentum_12_1 == first.momentum_12_1
+    assert again.cov is not None and first.cov is not None
+    assert again.n_returns == first.n_returns and (again.cov == first.cov).all()

@@ -314,3 +314,21 @@ async def test_scripts_refuse_a_wrong_token_like_a_missing_session(
         await store.start_analysis("s", hash_token(token), "AAPL", "r", NOW)
     with pytest.raises(SessionNotFound):
         await store.start_analysis("missing", hash_token("tok"), "AAPL", "r", NOW)
+
+
+async def test_the_sweep_forgets_a_deleted_session(redis_boundary: RedisClient) -> None:
+    """DELETE unindexes the session, so no sweep finds it gone: the next sweep must still drop
+    its cached holdings (otherwise every deleted session leaks a few hundred bytes)."""
+    from marketpulse.market.providers import SimulatedSource
+    from marketpulse.market.view import Market
+
+    store = SessionStore(redis_boundary, ttl_s=3600)
+    tokens = {sid: await _session(store, sid) for sid in ("a", "b", "c")}
+    loop = ValuationLoop(store, Market(SimulatedSource(seed=1)), interval_s=1)
+    await loop.run_once()
+    assert loop.cached_sessions == 3
+    await store.delete("a", tokens["a"])
+    await store.delete("b", tokens["b"])
+    report = await loop.run_once()
+    assert report.updated == 1 and report.gone == 0
+    assert loop.cached_sessions == 1

@@ -69,6 +69,7 @@ async def test_snapshot_then_quotes_as_the_market_moves_and_system_reports(
         assert report["providers"][0]["name"] == "simulated"
         assert report["connected_clients"]["dashboard"] == 1
         assert {"active_sessions", "loop_lag_ms", "rss_bytes", "health_warnings"} <= set(report)
+        assert report["asyncio_tasks"] > 0
 
 
 async def test_bad_input_gets_an_error_and_the_socket_stays_open(redis_url: str) -> None:

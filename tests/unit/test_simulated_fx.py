@@ -91,3 +91,20 @@ async def test_tick_quotes_carry_the_sources_currency() -> None:
         "USDINR=X", 3).close, 0)  # fmt: skip
     assert rate.is_sane()
     assert (await TickQuoteProvider(ReplaySource()).quote("IBM", 3)).currency == "USD"
+
+
+def test_levels_keep_their_latest_blocks_and_an_older_range_is_computed_identically(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from marketpulse.market.providers import simulated_fx
+
+    spans = [(0, 300), (1000, 1253), (4000, 4253), (7000, 7253), (7001, 7254)]
+    monkeypatch.setattr(simulated_fx, "KEEP_BLOCKS", 100)
+    full = simulated_fx.FxWalk(7, -300)
+    want = {s: full.levels("INR", *s).tolist() for s in spans}
+    monkeypatch.setattr(simulated_fx, "KEEP_BLOCKS", 1)
+    walk = simulated_fx.FxWalk(7, -300)
+    for s in sorted(spans, reverse=True) + spans:  # the newest first: the older are trimmed
+        assert walk.levels("INR", *s).tolist() == want[s]
+    path = walk._paths["INR"]
+    assert path.end - path.first <= 2 * simulated_fx.BLOCK

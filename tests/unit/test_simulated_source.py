@@ -149,3 +149,37 @@ def test_factory_builds_the_simulated_source() -> None:
     assert source.bar("AAPL", 4) == SimulatedSource(seed=9).bar("AAPL", 4)
     with pytest.raises(ValueError, match="yahoo"):
         make_tick_source("yahoo", seed=9, replay_start="2012-03-01", replay_step=1)
+
+
+def test_the_symbol_cache_is_bounded_and_an_evicted_path_is_rebuilt_identically(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from marketpulse.market.providers import simulated
+
+    monkeypatch.setattr(simulated, "MAX_PATHS", 2)
+    src = SimulatedSource(seed=5)
+    first = src.history("AAPL", 3000, 253)  # three blocks grown
+    for sym in ("MSFT", "IBM", "TCS.NS"):
+        src.bar(sym, 10)
+    assert len(src._paths) == 2 and "AAPL" not in src._paths
+    assert src.history("AAPL", 3000, 253) == first
+
+
+def test_paths_keep_their_latest_blocks_and_an_older_tick_is_computed_identically(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from marketpulse.market.providers import simulated
+
+    ticks = [0, 5, 700, 1500, 3000, 4500, 6000, 6001]
+    monkeypatch.setattr(simulated, "KEEP_BLOCKS", 100)
+    monkeypatch.setattr(simulated, "MARKET_BLOCKS", 100)
+    full = SimulatedSource(seed=9)
+    want = {t: (full.bar("AAPL", t), full.history("AAPL", t, 253)) for t in ticks}
+    monkeypatch.setattr(simulated, "KEEP_BLOCKS", 1)
+    monkeypatch.setattr(simulated, "MARKET_BLOCKS", 2)
+    src = SimulatedSource(seed=9)
+    for t in sorted(ticks, reverse=True) + ticks:  # the newest first: the older are trimmed
+        assert (src.bar("AAPL", t), src.history("AAPL", t, 253)) == want[t]
+    path = src._paths["AAPL"]
+    assert path.end - path.first <= 2 * BLOCK  # one kept block, and the one being filled
+    assert len(src._market_blocks) <= 2

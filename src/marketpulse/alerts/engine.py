@@ -103,7 +103,8 @@ class AlertManager:
         self._telemetry = telemetry
         self._index = AlertIndex()
         self._version = -1
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # symbol -> its lock, while in use
+        self._lock_users: dict[str, int] = {}  # symbol -> holders and waiters of its lock
         self._local: set[asyncio.Queue[str]] = set()
         # on Redis the channels consume the outbox; in memory they are sent to inline
         self.delivery: OutboxDelivery | None = None
@@ -213,17 +214,26 @@ class AlertManager:
         if not usable(quote):
             return []
         obs = observation_of(quote) if obs is None else obs
-        lock = self._locks.setdefault(quote.symbol, asyncio.Lock())
-        async with lock:
-            values = await self._values(quote, obs)
-            if self._telemetry is not None:
-                self._count_evaluated(self._telemetry, quote.symbol, values)
-            changes = self._index.observe(quote.symbol, values)
-            if not changes:
-                return []
-            if self.delivery is not None:  # every channel's group exists before a fire
-                await self._ensure_groups(self.delivery)
-            return await self._apply(quote, obs, values, changes)
+        sym = quote.symbol
+        lock = self._locks.setdefault(sym, asyncio.Lock())
+        self._lock_users[sym] = self._lock_users.get(sym, 0) + 1
+        try:
+            async with lock:
+                values = await self._values(quote, obs)
+                if self._telemetry is not None:
+                    self._count_evaluated(self._telemetry, sym, values)
+                changes = self._index.observe(sym, values)
+                if not changes:
+                    return []
+                if self.delivery is not None:  # every channel's group exists before a fire
+                    await self._ensure_groups(self.delivery)
+                return await self._apply(quote, obs, values, changes)
+        finally:  # the last user drops the symbol's lock: none kept for symbols gone quiet
+            users = self._lock_users.pop(sym) - 1
+            if users:
+                self._lock_users[sym] = users
+            else:
+                del self._locks[sym]
 
     async def _values(self, quote: StockData, obs: int) -> dict[AlertType, float | None]:
         sym, index = quote.symbol, self._index

@@ -9,9 +9,12 @@ described in ``market/ports.py``.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from marketpulse.errors import (
     FxUnavailable,
@@ -23,7 +26,12 @@ from marketpulse.market.fx import pair_symbol
 from marketpulse.market.ports import DatedRates, QuoteFeed, TickSource
 
 HISTORY_BARS = 253  # 252 returns: docs/metrics.md
-_MEMO_LIMIT = 4096
+MEMO_TICKS = 4  # histories kept per symbol: a run needs only its pinned tick
+MEMO_BYTES = 8 * 2**20  # and at most this much for all of them (least recently used go first)
+_DATES_INTERNED = 8192  # distinct date strings shared between entries (~33 years of days)
+
+History = tuple[tuple[str, float], ...]
+"""(date, close) pairs, oldest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +54,34 @@ class FxRates:
     missing: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """One memoised history, compact: the date strings are shared with every other entry
+    (interned by the market), the closes one float64 array (~4 KiB for 253 bars where a tuple
+    of pairs costs ~35 KiB)."""
+
+    dates: tuple[str, ...]
+    closes: np.ndarray[tuple[int], np.dtype[np.float64]]
+
+    @property
+    def nbytes(self) -> int:
+        return sys.getsizeof(self.dates) + self.closes.nbytes + _ENTRY_OVERHEAD
+
+    def pairs(self) -> History:
+        return tuple(zip(self.dates, self.closes.tolist(), strict=True))
+
+
+_ENTRY_OVERHEAD = 400  # the entry, its array header and its key, measured with tracemalloc
+
+
 class Market:
     """Prices, exchange rates and adjusted-close histories at a tick, memoised per (symbol,
-    tick). Exchange rates are the quotes of pair symbols (``INRUSD=X``: one INR in USD): a tick
-    source answers those it knows, then ``reference`` (the offline reference rates), served
-    stale; a live feed puts them through its fallback chain like any quote. A rate that no
-    source has raises ``FxUnavailable``; nothing here ever assumes 1:1."""
+    tick). The memo is bounded by ticks (``MEMO_TICKS`` per symbol, the most recent kept) and
+    by bytes (``MEMO_BYTES`` in all, least recently used evicted first). Exchange rates are the
+    quotes of pair symbols (``INRUSD=X``: one INR in USD): a tick source answers those it
+    knows, then ``reference`` (the offline reference rates), served stale; a live feed puts
+    them through its fallback chain like any quote. A rate that no source has raises
+    ``FxUnavailable``; nothing here ever assumes 1:1."""
 
     def __init__(
         self,
@@ -65,7 +95,16 @@ class Market:
         self.source = source
         self.feed = feed
         self.reference = reference
-        self._history: OrderedDict[tuple[str, int], tuple[tuple[str, float], ...]] = OrderedDict()
+        self._history: OrderedDict[tuple[str, int], _Series] = OrderedDict()
+        self._ticks: dict[str, list[int]] = {}  # symbol -> its memoised ticks, ascending
+        self._dates: dict[str, str] = {}  # the interned date strings
+        self._ref_until: dict[str, str | None] = {}  # pair -> the until of its memoised entry
+        self.memo_bytes = 0
+
+    @property
+    def memo_entries(self) -> int:
+        """How many histories are memoised (at most ``MEMO_TICKS`` per symbol)."""
+        return len(self._history)
 
     @property
     def name(self) -> str:
@@ -151,7 +190,7 @@ class Market:
 
     async def rate_history(
         self, currency: str, base: str, tick: int, *, until: str | None = None
-    ) -> tuple[tuple[str, float], ...]:
+    ) -> History:
         """Up to 253 (date, rate into ``base``) pairs ending at ``tick``, oldest first, from
         the first source that has the pair (the tick source or live feed, then ``reference``,
         whose history ends on ``until``, the last date of the prices to convert). Raises
@@ -163,44 +202,72 @@ class Market:
             except MarketDataError:
                 pass
         if self.reference is not None:
-            key = (f"{pair}@{until}", -1)  # the reference rates do not move with the tick
-            hit = self._history.get(key)
-            if hit is not None:
-                return hit
+            # the reference rates do not move with the tick: one entry per pair, keyed by until
+            key = (f"{pair}@ref", -1)
+            hit = self._recall(key)
+            if hit is not None and self._ref_until.get(pair) == until:
+                return hit.pairs()
             try:
                 bars = await self.reference.history_until(pair, until, HISTORY_BARS)
             except MarketDataError:
                 bars = []
             if bars:
-                value = tuple((b.date, b.close) for b in bars)
-                self._remember(key, value)
-                return value
+                self._ref_until[pair] = until
+                return self._remember(key, [(b.date, b.close) for b in bars]).pairs()
         raise FxUnavailable(f"no exchange-rate history for {pair}")
 
-    def _remember(self, key: tuple[str, int], value: tuple[tuple[str, float], ...]) -> None:
-        self._history[key] = value
-        if len(self._history) > _MEMO_LIMIT:
-            self._history.popitem(last=False)
-
-    async def history(self, symbol: str, tick: int) -> tuple[tuple[str, float], ...]:
-        """Up to 253 (date, adjusted close) pairs ending at ``tick``, oldest first."""
-        key = (symbol, tick)
+    def _recall(self, key: tuple[str, int]) -> _Series | None:
         hit = self._history.get(key)
         if hit is not None:
             self._history.move_to_end(key)
-            return hit
+        return hit
+
+    def _remember(self, key: tuple[str, int], bars: Sequence[tuple[str, float]]) -> _Series:
+        """Memoise ``bars`` under ``key`` (symbol, tick), then evict: the symbol's oldest ticks
+        beyond ``MEMO_TICKS``, then the least recently used entries beyond ``MEMO_BYTES``."""
+        intern = self._dates
+        if len(intern) > _DATES_INTERNED:
+            intern.clear()  # only sharing is lost: entries keep their strings
+        dates = tuple(intern.setdefault(d, d) for d, _ in bars)
+        entry = _Series(dates, np.fromiter((c for _, c in bars), np.float64, len(bars)))
+        self._forget(key)
+        self._history[key] = entry
+        self.memo_bytes += entry.nbytes
+        symbol, tick = key
+        ticks = self._ticks.setdefault(symbol, [])
+        ticks.append(tick)
+        ticks.sort()
+        while len(ticks) > MEMO_TICKS:
+            self._forget((symbol, ticks[0]))
+        while self.memo_bytes > MEMO_BYTES and len(self._history) > 1:
+            self._forget(next(iter(self._history)))
+        return entry
+
+    def _forget(self, key: tuple[str, int]) -> None:
+        entry = self._history.pop(key, None)
+        if entry is None:
+            return
+        self.memo_bytes -= entry.nbytes
+        symbol, tick = key
+        ticks = self._ticks[symbol]
+        ticks.remove(tick)
+        if not ticks:
+            del self._ticks[symbol]
+
+    async def history(self, symbol: str, tick: int) -> History:
+        """Up to 253 (date, adjusted close) pairs ending at ``tick``, oldest first."""
+        key = (symbol, tick)
+        hit = self._recall(key)
+        if hit is not None:
+            return hit.pairs()
         if self.source is not None:
             bars = self.source.history(symbol, tick, HISTORY_BARS)
         else:
             assert self.feed is not None
             bars = await self.feed.history(symbol, HISTORY_BARS, tick=tick)
-        value = tuple((b.date, b.adj_close) for b in bars)
-        self._remember(key, value)
-        return value
+        return self._remember(key, [(b.date, b.adj_close) for b in bars]).pairs()
 
-    async def histories(
-        self, symbols: Iterable[str], tick: int
-    ) -> dict[str, tuple[tuple[str, float], ...]]:
+    async def histories(self, symbols: Iterable[str], tick: int) -> dict[str, History]:
         syms = sorted(set(symbols))
         try:
             got = await asyncio.gather(*(self.history(s, tick) for s in syms))

@@ -77,7 +77,7 @@ async def system(request: Request) -> JSONResponse:
 
     ``{"redis": {"ok", "latency_ms"}, "providers": [{"name", "state", ...}],
     "connected_clients": {kind: n}, "active_sessions", "loop_lag_ms", "rss_bytes",
-    "health_warnings": [newest first], "limits": {...}}``
+    "health_warnings": [newest first], "limits": {...}, "asyncio_tasks"}``
     """
     body = await observability_state(request)["system_feed"].report()
     return JSONResponse(body, headers={"Cache-Control": "no-store"})

@@ -56,10 +56,12 @@ class SystemFeed:
 
     async def report(self) -> dict[str, Any]:
         """``{"redis": {"ok", "latency_ms"}, "providers": [...], "connected_clients",
-        "active_sessions", "loop_lag_ms", "rss_bytes", "health_warnings", "limits"}``."""
+        "active_sessions", "loop_lag_ms", "rss_bytes", "health_warnings", "limits",
+        "asyncio_tasks"}``."""
         body: dict[str, Any] = {"redis": await self._redis_health()}
         body["providers"] = await self._providers()
         body.update(self.telemetry.snapshot())
+        body["asyncio_tasks"] = len(asyncio.all_tasks())  # back to its idle count when idle
         return body
 
     async def frame(self) -> str:

@@ -45,7 +45,11 @@ from marketpulse.timefmt import iso_z, utc_now
 
 log = logging.getLogger(__name__)
 
+# The Σ memo: at most this many entries, this many bytes (an entry of n tickers costs about
+# _stats_cost: its n×n covariance and per-ticker momentum) and the latest STATS_TICKS ticks.
 STATS_MEMO = 1024
+STATS_MEMO_BYTES = 32 * 2**20
+STATS_TICKS = 4
 # The compute worker (``AnalysisEngine.compute``): an item with time to spare waits until no new
 # item has arrived for COMPUTE_QUIET_S, and starts at the latest COMPUTE_LEAD_S before it is due.
 COMPUTE_QUIET_S = 0.002
@@ -89,6 +93,8 @@ class AnalysisEngine:
         self.telemetry = telemetry
         self.runs: dict[str, asyncio.Task[None]] = {}
         self._stats_memo: OrderedDict[StatsKey, asyncio.Future[MarketStats]] = OrderedDict()
+        self._stats_bytes = 0  # the memo's cost (_stats_cost of its keys)
+        self._stats_tick = 0  # the newest tick memoised
         self._closing = False
         self.compute_quiet_s = compute_quiet_s
         self.compute_lead_s = compute_lead_s
@@ -311,14 +317,16 @@ class AnalysisEngine:
 
     async def _compute_stats(self, key: StatsKey) -> MarketStats:
         memo = self._stats_memo
+        self._unmemo(key)
         fut = memo[key] = asyncio.get_running_loop().create_future()
-        if len(memo) > STATS_MEMO:
-            memo.popitem(last=False)
+        self._stats_bytes += _stats_cost(key)
+        self._stats_tick = max(self._stats_tick, key[1])
+        self._trim_stats()
         try:
             stats = await self._market_stats(*key)
         except BaseException as exc:
             if memo.get(key) is fut:
-                del memo[key]
+                self._unmemo(key)
             if isinstance(exc, asyncio.CancelledError):
                 fut.cancel()
             else:
@@ -327,6 +335,33 @@ class AnalysisEngine:
             raise
         fut.set_result(stats)
         return stats
+
+    def _unmemo(self, key: StatsKey) -> None:
+        if self._stats_memo.pop(key, None) is not None:
+            self._stats_bytes -= _stats_cost(key)
+
+    def _trim_stats(self) -> None:
+        """Evict the oldest entries while the memo is over its count or bytes, or while the
+        oldest is more than STATS_TICKS ticks behind the newest (a run pinned to it recomputes)."""
+        memo = self._stats_memo
+        while memo:
+            oldest = next(iter(memo))
+            if (
+                len(memo) <= STATS_MEMO
+                and self._stats_bytes <= STATS_MEMO_BYTES
+                and oldest[1] >= self._stats_tick - STATS_TICKS
+            ):
+                return
+            self._unmemo(oldest)
+
+    @property
+    def stats_memo_bytes(self) -> int:
+        """The Σ memo's estimated cost in bytes (at most STATS_MEMO_BYTES)."""
+        return self._stats_bytes
+
+    @property
+    def stats_memo_entries(self) -> int:
+        return len(self._stats_memo)
 
     async def _market_stats(
         self, tickers: tuple[str, ...], tick: int, conversion: Conversion
@@ -342,6 +377,13 @@ class AnalysisEngine:
             for t in held:
                 histories[t] = in_base_currency(histories[t], rates)
         return market_stats(tickers, histories)
+
+
+def _stats_cost(key: StatsKey) -> int:
+    """About what one memoised MarketStats of ``key``'s tickers costs: its covariance (n×n
+    float64), its momentum map and the key, plus the entry and its future."""
+    n = len(key[0])
+    return 8 * n * n + 256 * n + 1024
 
 
 StatsKey = tuple[tuple[str, ...], int, "Conversion"]

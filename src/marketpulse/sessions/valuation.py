@@ -7,6 +7,8 @@ dropped from the index) and bumps nothing when nothing changed; a revaluation ol
 stored one is refused (the tick fences a deposed leader). The sweep is pipelined in chunks and
 keeps a cache of each session's holdings keyed by the holdings version, so the steady state is
 one EVALSHA per session with the total computed here (money never goes through Lua numbers).
+That cache holds only the sessions the last completed sweep found in the index (a deleted
+session is forgotten by the next sweep) and nothing while another instance leads.
 A Redis outage skips ticks and is logged once when it starts and once when it ends
 (``OutageLog("valuation")``, guarantee 10); the first sweep after it revalues every session.
 """
@@ -90,6 +92,11 @@ class ValuationLoop:
         self.outage = OutageLog("valuation")
         self.url = store.redis.url
 
+    @property
+    def cached_sessions(self) -> int:
+        """How many sessions' holdings the sweep keeps (bounded by the index)."""
+        return len(self._holdings)
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.cycle()
@@ -105,6 +112,8 @@ class ValuationLoop:
         try:
             if await self.lease.acquire():
                 await self.run_once()
+            else:
+                self._holdings.clear()  # another instance sweeps: nothing kept for it here
         except* RedisUnavailable as group:  # the sweep's chunks run in a task group
             self.outage.failed(self.url, _first(group))
         except* MarketDataError as group:
@@ -133,13 +142,18 @@ class ValuationLoop:
         valued_at = iso_z(self.now())
         gate = asyncio.Semaphore(PARALLEL_CHUNKS)
 
+        seen: set[str] = set()
+
         async def one(ids: list[str]) -> None:
             async with gate:
                 await self._sweep_chunk(ids, tick, valued_at, counts)
 
         async with asyncio.TaskGroup() as tg:
             async for page in self.store.indexed(CHUNK):
+                seen.update(page)
                 tg.create_task(one(page))
+        for sid in self._holdings.keys() - seen:  # deleted (and unindexed) since the last sweep
+            del self._holdings[sid]
         return SweepReport(tick=tick, seconds=time.perf_counter() - started, **counts)
 
     async def _sweep_chunk(

@@ -21,7 +21,11 @@ Guarantees:
   (``fx.currency_for_suffix``: ``.NS``/``.BO`` INR, no suffix USD, ...).
 
 Bars are generated lazily in blocks and cached per symbol as numpy arrays: ``bar`` is O(1)
-amortised. Thread-safe (one lock per instance guards the caches).
+amortised. The cache is bounded in symbols and in ticks: at most ``MAX_PATHS`` symbols (least
+recently used dropped), each holding its latest ``KEEP_BLOCKS`` blocks of bars (~40 bytes a
+tick), and ``MARKET_BLOCKS`` blocks of market shocks. A bar outside what is kept is computed
+again by a path built from scratch, identically (the same seeds, the same block order), and not
+kept. Thread-safe (one lock per instance guards the caches).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import math
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,6 +50,9 @@ IntArray = npt.NDArray[np.int64]
 
 ANCHOR = np.datetime64("2026-01-02", "D")  # the date of tick 0, a Friday
 BLOCK = 1024  # ticks generated at a time
+MAX_PATHS = 1024  # symbols whose bars are kept (any symbol is a ticker: the cache is bounded)
+KEEP_BLOCKS = 4  # blocks of bars a kept path holds, the latest: an older tick is rebuilt
+MARKET_BLOCKS = 64  # blocks of market shocks kept (least recently used dropped, regenerated)
 MARKET_VOL = 0.011  # daily volatility of the market factor
 MARKET_DRIFT = 0.0003  # daily log drift of the market factor
 SPIKE_P = 0.02  # share of days with a volume spike
@@ -176,6 +184,16 @@ class _SymbolPath:
             )
             self.end = hi
 
+    def trim(self) -> None:
+        """Drop whole leading blocks beyond the latest ``KEEP_BLOCKS`` (copies: the arrays
+        sliced from are freed)."""
+        excess = self.end - self.first - KEEP_BLOCKS * BLOCK
+        if excess >= BLOCK:
+            k = excess // BLOCK * BLOCK
+            o, h, low, c = (a[k:].copy() for a in (self.open, self.high, self.low, self.close))
+            self._set(o, h, low, c, self.volume[k:].copy())
+            self.first += k
+
 
 def tick_dates(lo: int, hi: int) -> list[str]:
     """ISO dates of ticks [lo, hi): business days counted from 2026-01-02 (tick 0)."""
@@ -195,8 +213,8 @@ class SimulatedSource:
         self.history_days = history_days
         self._seed_u = seed % _U64
         self._lock = threading.Lock()
-        self._market_blocks: dict[int, FloatArray] = {}
-        self._paths: dict[str, _SymbolPath] = {}
+        self._market_blocks: OrderedDict[int, FloatArray] = OrderedDict()
+        self._paths: OrderedDict[str, _SymbolPath] = OrderedDict()
         self._fx = FxWalk(self._seed_u, -history_days)
 
     def knows(self, symbol: str) -> bool:
@@ -236,7 +254,7 @@ class SimulatedSource:
         if pair is not None:
             lo = max(-self.history_days, tick - n + 1)
             return self._fx.bars(*pair, lo, tick + 1, tick_dates(lo, tick + 1)) if n else []
-        path, i = self._locate(symbol, tick)
+        path, i = self._locate(symbol, tick, tick - n + 1)
         j = max(0, i - n + 1)
         cols = (path.open, path.high, path.low, path.close, path.volume)
         o, h, low, c, v = (a[j : i + 1].tolist() for a in cols)
@@ -267,14 +285,27 @@ class SimulatedSource:
             )
         return sym
 
-    def _locate(self, symbol: str, tick: int) -> tuple[_SymbolPath, int]:
+    def _locate(self, symbol: str, tick: int, lo: int | None = None) -> tuple[_SymbolPath, int]:
+        """The path holding ticks [lo, tick] of ``symbol`` (``lo`` defaults to ``tick``) and the
+        index of ``tick`` in it: the kept one, or a path built for this call when the kept one
+        no longer holds ``lo``."""
         sym = self._checked(symbol, tick)
+        lo = tick if lo is None else max(lo, -self.history_days)
         with self._lock:
             path = self._paths.get(sym)
             if path is None:
                 path = _SymbolPath(self._seed_u, sym, self.history_days, self._market_block)
                 self._paths[sym] = path
-            path.grow_to(tick)
+                if len(self._paths) > MAX_PATHS:
+                    self._paths.popitem(last=False)
+            else:
+                self._paths.move_to_end(sym)
+            if lo < path.first:  # trimmed away: an old tick, computed again and not kept
+                path = _SymbolPath(self._seed_u, sym, self.history_days, self._market_block)
+                path.grow_to(tick)
+            else:
+                path.grow_to(tick)
+                path.trim()
         return path, tick - path.first
 
     def _market_block(self, block: int) -> FloatArray:
@@ -284,4 +315,8 @@ class SimulatedSource:
             seq = np.random.SeedSequence([self._seed_u, _MARKET_TAG, block + _BIAS])
             z = np.random.default_rng(seq).standard_normal(BLOCK)
             self._market_blocks[block] = z
+            if len(self._market_blocks) > MARKET_BLOCKS:
+                self._market_blocks.popitem(last=False)
+        else:
+            self._market_blocks.move_to_end(block)
         return z

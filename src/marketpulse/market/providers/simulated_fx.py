@@ -15,6 +15,9 @@ Guarantees (the same purity rules as the stock walk in ``simulated.py``):
   rounding). Volume is 0 (FX has no exchange volume). Prices are not rounded to cents: a
   JPYUSD rate is about 0.0067.
 - Tick ``t`` has the same business-day date as the stocks, so histories join on dates.
+
+Levels are kept per currency for its latest ``KEEP_BLOCKS`` blocks of ticks only; an older
+range is computed again by a path built for that call, identically.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 from marketpulse.market.quotes import Bar, FloatArray
 
 BLOCK = 1024
+KEEP_BLOCKS = 4  # blocks of levels kept per currency, the latest
 _BIAS = 2**40
 _FX_TAG = 4  # distinct from the stock walk's tags (1-3)
 PEG_VOL = 0.0002  # daily volatility of a pegged currency
@@ -90,6 +94,15 @@ class _LevelPath:
             self.log_level = np.concatenate((self.log_level, steps[1:]))
             self.end = hi
 
+    def trim(self) -> None:
+        """Drop whole leading blocks beyond the latest ``KEEP_BLOCKS`` (a copy: the array
+        sliced from is freed)."""
+        excess = self.end - self.first - KEEP_BLOCKS * BLOCK
+        if excess >= BLOCK:
+            k = excess // BLOCK * BLOCK
+            self.log_level = self.log_level[k:].copy()
+            self.first += k
+
 
 class FxWalk:
     """Levels of every currency in ``USD_LEVELS`` against USD; thread-safe."""
@@ -113,7 +126,12 @@ class FxWalk:
             if path is None:
                 path = _LevelPath(self._seed, ccy, self._first - 1)  # the first bar's open
                 self._paths[ccy] = path
-            path.grow_to(hi - 1)
+            if lo < path.first:  # trimmed away: computed again, not kept
+                path = _LevelPath(self._seed, ccy, self._first - 1)
+                path.grow_to(hi - 1)
+            else:
+                path.grow_to(hi - 1)
+                path.trim()
             logs = path.log_level[lo - path.first : hi - path.first]
         out: FloatArray = np.exp(logs)
         return out
