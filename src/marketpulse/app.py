@@ -41,6 +41,7 @@ from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.http_errors import error_body, error_responses, install_error_handlers
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.outage import OutageLog
+from marketpulse.infra.ws.limits import ConnectionCounts, WsLimits
 from marketpulse.market import http as routes_quotes
 from marketpulse.market.clock import RedisTickClock
 from marketpulse.market.events import RedisQuotePublisher
@@ -147,6 +148,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
             system_feed=system_feed,
             telemetry=telemetry,
             allowed_origins=settings.origins(),
+            ws_counts=ConnectionCounts(ws_limits(settings)),
         )
         stop = asyncio.Event()
         try:
@@ -219,6 +221,17 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
         }
 
     return app
+
+
+def ws_limits(settings: Settings) -> WsLimits:
+    """The WebSocket limits the settings name (infra/ws/limits.py)."""
+    return WsLimits(
+        msg_rate=settings.ws_msg_rate,
+        msg_hard_rate=max(settings.ws_msg_hard_rate, settings.ws_msg_rate),
+        max_per_session=settings.ws_max_per_session,
+        max_per_client=settings.ws_max_per_client,
+        send_buffer=settings.ws_send_buffer,
+    )
 
 
 def _store(settings: Settings, redis: RedisClient) -> SessionStore:

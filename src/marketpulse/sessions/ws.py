@@ -30,15 +30,16 @@ from marketpulse.errors import (
     RedisUnavailable,
     SessionNotFound,
 )
-from marketpulse.infra.rate_limit import TokenBucket
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, Subscription
 from marketpulse.infra.ws.connection import (
     WsClose,
     receive_text,
+    refuse_limited,
     refuse_unavailable,
     run_connection,
 )
+from marketpulse.infra.ws.limits import MessageRate, WsLimits
 from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.infra.ws.protocol import send_text_now
 from marketpulse.market.symbols import SYMBOL_RULE, normalize_symbol
@@ -51,8 +52,6 @@ from marketpulse.timefmt import iso_z, utc_now
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-RATE = 20.0  # messages per second a client may send on average
-BURST = 40
 CLOSE_GONE = 4404
 _compact = json.JSONEncoder(separators=(",", ":")).encode  # as compact as the events from Redis
 
@@ -95,7 +94,7 @@ async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> Non
 
 async def _session_socket(ws: WebSocket, session_id: str, token: str) -> None:
     edge = sessions_state(ws)
-    store, hub = edge["store"], edge["hub"]
+    store = edge["store"]
     th = hash_token(token)
     if not origin_allowed(ws) or not SESSION_ID_RE.fullmatch(session_id) or not token:
         await ws.close(code=1008)
@@ -103,6 +102,19 @@ async def _session_socket(ws: WebSocket, session_id: str, token: str) -> None:
     if not await store.verify(session_id, th):
         await ws.close(code=1008)
         return
+    counts = edge["ws_counts"]
+    client = ws.client.host if ws.client else "unknown"
+    if refused := counts.refusal(client, session_id):
+        log.info("session socket refused: %s", refused)
+        await refuse_limited(ws, refused)
+        return
+    with counts.held(client, session_id):
+        await _serve(ws, session_id, th)
+
+
+async def _serve(ws: WebSocket, session_id: str, th: str) -> None:
+    edge = sessions_state(ws)
+    store, hub = edge["store"], edge["hub"]
     conn = _Connection(ws, session_id, th)
     telemetry = edge["telemetry"]
     async with (
@@ -130,15 +142,18 @@ class _Connection:
         state = sessions_state(ws)
         self.store: SessionStore = state["store"]
         self.engine: AnalysisEngine = state["engine"]
-        self.out: asyncio.Queue[dict[str, Any] | str | WsClose] = asyncio.Queue()
+        self.out: asyncio.Queue[tuple[str, str] | WsClose] = asyncio.Queue()  # (type, text)
+        self.limits: WsLimits = state["ws_counts"].limits
+        self.queued_bytes = 0  # of the texts in ``out``: bounded by limits.send_buffer
         self.early: list[bytes | None] | None = []  # events before the snapshot is queued
         self.seen_version = 0
         self.ended = False  # the event stream ended (a close is queued)
         self.held: set[str] = set()
-        self.bucket = TokenBucket(RATE, BURST)
+        self.rate = MessageRate(self.limits)
         self.telemetry = state["telemetry"]
         self.send_now = send_text_now(ws.scope)
         self.writing = False  # the writer is awaiting a send that did not go at once
+        self.closing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def serve(self, state: dict[str, Any], alerts: Subscription) -> None:
         self.held = set(state["holdings"])
@@ -147,7 +162,13 @@ class _Connection:
         early, self.early = self.early, None
         for raw in early or ():
             self.on_event(raw)
-        loops = (self._receive(), self._alerts(alerts), self._write(), self._watch_expiry())
+        loops = (
+            self._receive(),
+            self._alerts(alerts),
+            self._write(),
+            self._watch_expiry(),
+            self._closes(),
+        )
         await run_connection(self.ws, *map(_redis_closes, loops))
 
     async def _write(self) -> None:
@@ -155,29 +176,43 @@ class _Connection:
             item = await self.out.get()
             if isinstance(item, WsClose):
                 raise item
+            kind, text = item
+            self.queued_bytes -= len(text)
             started = time.perf_counter()
-            text = item if isinstance(item, str) else _compact(item)
             if self.send_now is None or not self.send_now(text):
                 self.writing = True  # queue behind this one meanwhile (see _emit)
                 try:
                     await self.ws.send_text(text)
                 finally:
                     self.writing = False
-            self._sent(item, started)
+            self._sent(kind, started)
 
     def _emit(self, item: dict[str, Any] | str) -> None:
         """Send ``item`` at once when nothing waits ahead of it and the socket takes it
         synchronously (the usual case: no hop through the writer task per message); otherwise
-        queue it for the writer, which keeps the order."""
+        queue it for the writer, which keeps the order. A client that leaves more than
+        ``limits.send_buffer`` bytes queued (it does not read) is closed with 1008 at once."""
+        if self.ended:
+            return
+        text = item if isinstance(item, str) else _compact(item)
         if self.send_now is not None and not self.writing and self.out.empty():
             started = time.perf_counter()
-            if self.send_now(item if isinstance(item, str) else _compact(item)):
-                self._sent(item, started)
+            if self.send_now(text):
+                self._sent(_type_of(item), started)
                 return
-        self.out.put_nowait(item)
+        if self.queued_bytes + len(text) > self.limits.send_buffer:
+            log.info(
+                "session %s client left %d bytes unread; closing it",
+                self.sid,
+                self.queued_bytes + len(text),
+            )
+            self._end(WsClose(1008, "too slow", now=True))
+            return
+        self.queued_bytes += len(text)
+        self.out.put_nowait((_type_of(item), text))
 
-    def _sent(self, item: dict[str, Any] | str, started: float) -> None:
-        self.telemetry.ws_message("out", _type_of(item), time.perf_counter() - started)
+    def _sent(self, kind: str, started: float) -> None:
+        self.telemetry.ws_message("out", kind, time.perf_counter() - started)
 
     def on_event(self, raw: bytes | None) -> None:
         """The session channel's sink, called by the hub as each event arrives (commit order):
@@ -208,8 +243,17 @@ class _Connection:
         self._emit(text)
 
     def _end(self, close: WsClose) -> None:
+        """End the stream with ``close``: queued behind what is unsent, or at once (``now``)."""
         self.ended = True
-        self.out.put_nowait(close)
+        if close.now:
+            self.closing.set_exception(close)
+        else:
+            self.out.put_nowait(close)
+
+    async def _closes(self) -> None:
+        """Raises the close that ``_end`` asked for at once (the writer may be stuck behind a
+        client that does not read)."""
+        await self.closing
 
     async def _alerts(self, sub: Subscription) -> None:
         while True:
@@ -234,14 +278,18 @@ class _Connection:
     async def _receive(self) -> None:
         while True:
             text = await receive_text(self.ws)
+            verdict = self.rate.check()  # every message counts, binary or not
+            if verdict == "close":
+                log.info("session %s client sent past the hard rate limit; closing it", self.sid)
+                raise WsClose(1008, "rate limit exceeded", now=True)
+            if verdict == "limited":
+                limit = f"at most {self.limits.msg_rate:g} messages per second"
+                self._emit(error_msg("rate_limited", limit))
+                continue
             if text is None:
                 self._emit(
                     error_msg("bad_message", "binary frames are not supported; send JSON text")
                 )
-                continue
-            if not self.bucket.try_acquire():
-                limit = f"at most {self.bucket.rate_per_s:g} messages per second"
-                self._emit(error_msg("rate_limited", limit))
                 continue
             started = time.perf_counter()
             action = await self._handle(text)
