@@ -155,6 +155,7 @@ _SYMBOL_PATH = Path(description=INPUT_RULE, json_schema_extra=_SYMBOL, examples=
 _SAID = {
     422: "invalid input (`invalid_input`, or `invalid_symbol` for a symbol that is not one)",
     503: "`redis_unavailable`: Redis did not answer (the outcome of a write is unknown)",
+    409: "`too_many_alerts` / `too_many_symbols`: the configured cap is reached",
 }
 
 
@@ -168,7 +169,7 @@ async def list_alerts(request: Request) -> dict[str, list[dict[str, Any]]]:
     "/api/alerts",
     tags=["alerts"],
     status_code=201,
-    responses=error_responses(400, 422, 503, described=_SAID),
+    responses=error_responses(400, 409, 422, 503, described=_SAID),
 )
 async def create_alert(request: Request, body: AlertIn) -> dict[str, Any]:
     condition = AlertCondition.model_validate(body.model_dump())
@@ -221,7 +222,7 @@ async def list_symbols(request: Request) -> dict[str, list[str]]:
     "/api/symbols",
     tags=["symbols"],
     status_code=201,
-    responses=error_responses(400, 422, 503, described=_SAID),
+    responses=error_responses(400, 409, 422, 503, described=_SAID),
 )
 async def add_symbol(request: Request, body: SymbolIn) -> dict[str, Any]:
     monitor = _monitor(request)

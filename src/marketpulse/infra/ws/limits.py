@@ -26,19 +26,21 @@ class WsLimits:
     max_per_client: int = 64
     send_buffer: int = 1 << 20  # bytes a socket may leave unsent before it is closed (1008)
     msg_burst: int | None = None  # messages at once; None: twice the rate (at least 1)
+    msg_hard_burst: int | None = None  # likewise for the hard rate
 
 
 class MessageRate:
     """A socket's incoming message rate: ``check()`` answers ``"ok"``, ``"limited"`` (over the
     soft rate: the client gets ``rate_limited``, the message is dropped) or ``"close"`` (over
     the hard rate: the socket is closed with 1008). Over any interval t at most
-    ``2 * msg_hard_rate + msg_hard_rate * t`` messages are answered before the close, and at
+    ``hard burst + msg_hard_rate * t`` messages are answered before the close, and at
     most ``burst + msg_rate * t`` of them are handled."""
 
     def __init__(self, limits: WsLimits) -> None:
         burst = limits.msg_burst or max(1, int(2 * limits.msg_rate))
         self.soft = TokenBucket(limits.msg_rate, burst)
-        self.hard = TokenBucket(limits.msg_hard_rate, max(1, int(2 * limits.msg_hard_rate)))
+        hard = limits.msg_hard_burst or max(burst, int(2 * limits.msg_hard_rate))
+        self.hard = TokenBucket(limits.msg_hard_rate, hard)
 
     def check(self) -> str:
         if not self.hard.try_acquire():
