@@ -43,7 +43,7 @@ async def test_past_the_hard_rate_the_socket_is_closed_with_1008(server: Server)
     )
     sid, token, _ = await server.create_session(HOLDINGS)
     c = await server.connect(sid, token)
-    with LogWatch("marketpulse.sessions.ws", logging.INFO) as watch:
+    with LogWatch("marketpulse.infra.ws", logging.INFO) as watch:
         for _ in range(6):
             await c.send({"action": "dance"})
         assert await asyncio.wait_for(c.closed, 10) == 1008
@@ -142,3 +142,41 @@ async def test_a_client_that_stops_answering_pings_is_closed_with_1011(server: S
                 answered += 1
         assert await ws.close_code() == 1011  # then answers none
     await ws.aclose()
+
+
+async def test_the_per_address_count_spans_every_kind_of_socket(server: Server) -> None:
+    server.state["ws_counts"].limits = WsLimits(max_per_client=2)
+    sid, token, _ = await server.create_session(HOLDINGS)
+    session = await server.connect(sid, token)
+    dashboard = await websockets.connect(f"{server.ws_base}/ws/dashboard")
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(f"{server.ws_base}/ws/alerts")
+    assert refused.value.response.status_code == 429
+    await dashboard.close()
+    await session.close()
+
+
+@pytest.mark.parametrize("path", ["/ws/dashboard", "/ws/alerts"])
+async def test_the_other_sockets_are_rate_limited_too(server: Server, path: str) -> None:
+    server.state["ws_counts"].limits = WsLimits(
+        msg_rate=1e-6, msg_burst=1, msg_hard_rate=1e-6, msg_hard_burst=3
+    )
+    async with websockets.connect(f"{server.ws_base}{path}") as ws:
+        for _ in range(4):
+            await ws.send('{"action":"ping"}')
+        got = await _types_until_closed(ws)
+    assert [t for t in got if t in ("pong", "error")] == ["pong", "error", "error"]
+    assert ws.close_code == 1008
+
+
+async def _types_until_closed(ws: websockets.ClientConnection) -> list[str]:
+    types: list[str] = []
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                msg = json.loads(await ws.recv())
+                types.append(msg["type"])
+                if msg["type"] == "error":
+                    assert msg["code"] == "rate_limited"
+    except websockets.ConnectionClosed:
+        return types

@@ -34,12 +34,14 @@ from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, Subscription
 from marketpulse.infra.ws.connection import (
     WsClose,
+    admitted,
+    message_rate,
+    over_rate,
     receive_text,
-    refuse_limited,
     refuse_unavailable,
     run_connection,
 )
-from marketpulse.infra.ws.limits import MessageRate, WsLimits
+from marketpulse.infra.ws.limits import WsLimits
 from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.infra.ws.protocol import send_text_now
 from marketpulse.market.symbols import SYMBOL_RULE, normalize_symbol
@@ -102,14 +104,9 @@ async def _session_socket(ws: WebSocket, session_id: str, token: str) -> None:
     if not await store.verify(session_id, th):
         await ws.close(code=1008)
         return
-    counts = edge["ws_counts"]
-    client = ws.client.host if ws.client else "unknown"
-    if refused := counts.refusal(client, session_id):
-        log.info("session socket refused: %s", refused)
-        await refuse_limited(ws, refused)
-        return
-    with counts.held(client, session_id):
-        await _serve(ws, session_id, th)
+    async with admitted(ws, "session", session_id) as admit:
+        if admit:
+            await _serve(ws, session_id, th)
 
 
 async def _serve(ws: WebSocket, session_id: str, th: str) -> None:
@@ -149,7 +146,7 @@ class _Connection:
         self.seen_version = 0
         self.ended = False  # the event stream ended (a close is queued)
         self.held: set[str] = set()
-        self.rate = MessageRate(self.limits)
+        self.rate = message_rate(ws)
         self.telemetry = state["telemetry"]
         self.send_now = send_text_now(ws.scope)
         self.writing = False  # the writer is awaiting a send that did not go at once
@@ -278,13 +275,8 @@ class _Connection:
     async def _receive(self) -> None:
         while True:
             text = await receive_text(self.ws)
-            verdict = self.rate.check()  # every message counts, binary or not
-            if verdict == "close":
-                log.info("session %s client sent past the hard rate limit; closing it", self.sid)
-                raise WsClose(1008, "rate limit exceeded", now=True)
-            if verdict == "limited":
-                limit = f"at most {self.limits.msg_rate:g} messages per second"
-                self._emit(error_msg("rate_limited", limit))
+            if limited := over_rate(self.rate, "session"):  # every message counts, binary too
+                self._emit(error_msg("rate_limited", limited))
                 continue
             if text is None:
                 self._emit(

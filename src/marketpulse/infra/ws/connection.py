@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+import logging
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -15,7 +16,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.http_errors import error_body, redis_unavailable_response
+from marketpulse.infra.ws.limits import ConnectionCounts, MessageRate
 from marketpulse.infra.ws.protocol import MAX_MESSAGE, close_now
+
+log = logging.getLogger(__name__)
 
 
 class WsClose(Exception):
@@ -86,3 +90,45 @@ async def refuse_limited(ws: WebSocket, reason: str) -> None:
         await ws.send_denial_response(JSONResponse(body, status_code=429))
     else:
         await ws.close(code=1008, reason=reason)
+
+
+def connection_counts(ws: WebSocket) -> ConnectionCounts:
+    """The instance's socket counts and limits (``ws_counts`` of the app's lifespan state); an
+    app built without them (a test's partial app) gets the default limits and a count of its
+    own per socket."""
+    found = ws.scope.get("state", {}).get("ws_counts")
+    return found if isinstance(found, ConnectionCounts) else ConnectionCounts()
+
+
+@contextlib.asynccontextmanager
+async def admitted(ws: WebSocket, kind: str, session: str | None = None) -> AsyncIterator[bool]:
+    """Count this socket against its client address (and ``session``) while the block runs;
+    yields False, having refused the handshake (``refuse_limited``, one INFO line), when a
+    limit is reached."""
+    counts = connection_counts(ws)
+    client = ws.client.host if ws.client else "unknown"
+    if refused := counts.refusal(client, session):
+        log.info("%s socket of %s refused: %s", kind, client, refused)
+        await refuse_limited(ws, refused)
+        yield False
+        return
+    with counts.held(client, session):
+        yield True
+
+
+def message_rate(ws: WebSocket) -> MessageRate:
+    """A fresh per-socket message rate under the instance's limits."""
+    return MessageRate(connection_counts(ws).limits)
+
+
+def over_rate(rate: MessageRate, kind: str) -> str | None:
+    """Take one client message from ``rate``: None to handle it, else the message of the
+    ``rate_limited`` error to answer instead; past the hard rate raises ``WsClose(1008)``
+    (closed at once, one INFO line)."""
+    verdict = rate.check()
+    if verdict == "close":
+        log.info("%s socket client sent past the hard rate limit; closing it", kind)
+        raise WsClose(1008, "rate limit exceeded", now=True)
+    if verdict == "limited":
+        return f"at most {rate.soft.rate_per_s:g} messages per second"
+    return None
