@@ -45,19 +45,19 @@ FILLER = "x" * 4000
 
 
 @contextlib.contextmanager
-def service(redis_url: str, port: int) -> Iterator[tuple[str, int]]:
+def service(redis_url: str, port: int, log: Path) -> Iterator[tuple[str, int]]:
     env = {
         **os.environ,
         "MARKETPULSE_ENV_FILE": "",
         "MARKETPULSE_REDIS_URL": redis_url,
         "MARKETPULSE_WATCHLIST": "none",
-        "MARKETPULSE_LOG_LEVEL": "WARNING",
+        "MARKETPULSE_LOG_LEVEL": "INFO",
         "MARKETPULSE_MARKET_INTERVAL": "3600",
         "MARKETPULSE_WS_SEND_BUFFER": str(BOUND),
         "MARKETPULSE_WS_MAX_PER_CLIENT": "100000",
     }
     cmd = [str(Path(sys.executable).parent / "marketpulse"), "serve", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -107,16 +107,26 @@ async def open_sockets(base: str) -> int:
     raise RuntimeError("no marketpulse_connected_clients in /metrics")
 
 
+async def subscriber_backlog(redis: Redis) -> int:
+    """Bytes Redis holds for its pub/sub clients (the service's hub) not yet sent."""
+    clients = await redis.client_list(_type="pubsub")
+    return max((int(c.get("omem", 0)) for c in clients), default=0)
+
+
 async def publish(redis: Redis, sids: list[str], rounds: int, start: int) -> None:
+    """Every session's events, paced so that Redis never holds more than 4 MB for the service
+    (its pub/sub output limit would drop the service's connection: that is not the bench)."""
     v = start
     for _ in range(rounds):
-        for i in range(0, len(sids), 50):
+        for i in range(0, len(sids), 10):
             async with redis.pipeline(transaction=False) as pipe:
-                for sid in sids[i : i + 50]:
+                for sid in sids[i : i + 10]:
                     for k in range(EVENTS):
                         body = f'{{"type":"analysis_result","seq":{v + k},"f":"{FILLER}"}}'
                         pipe.publish(keys.session_events(sid), f"{v + k}\n{body}")
                 await pipe.execute()
+            while await subscriber_backlog(redis) > 4 << 20:  # noqa: ASYNC110 - polls Redis, no event to await
+                await asyncio.sleep(0.005)  # wait-ok: the publisher's pacing
         v += EVENTS
     await redis.ping()
 
@@ -138,7 +148,7 @@ async def main(n: int, rounds: int) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as d,
         EmbeddedRedis(Path(d), durable=False).running() as rs,
-        service(rs.url, free_port()) as (base, pid),
+        service(rs.url, free_port(), Path(d) / "service.log") as (base, pid),
     ):
         redis = Redis.from_url(rs.url)
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
@@ -179,6 +189,9 @@ async def main(n: int, rounds: int) -> dict[str, Any]:
             "rss_growth_after_drop_mib": round(rss4 - rss2, 1),
             "closed_by_server": n - still_open,
         }
+        log = (Path(d) / "service.log").read_text()
+        out["stalled"]["closed_1008_too_slow"] = log.count("bytes unread; closing it")
+        out["pubsub_outages"] = log.count("is unreachable")
         out["stalled_vs_reading_growth"] = round((rss3 - rss2) / max(0.1, rss1 - rss0), 2)
         for c in clients:
             c.transport.abort()
