@@ -7,7 +7,11 @@ forward only events committed after it (each carries its version): the hub hands
 queued ahead of it, else queues it for the single writer. One task group holds the
 receive loop, the alert forwarder, the writer and the expiry watchdog, so a disconnect tears all
 of them down. A bad message gets an ``error`` and the connection stays open; a message over
-4 KiB closes with 1009; an expired or deleted session closes with 4404. Redis failing after the
+4 KiB closes with 1009; an expired or deleted session closes with 4404. The limits
+(docs/contracts.md, "Limits"): past the soft message rate a message is answered
+``rate_limited``, past the hard one the socket closes with 1008; a client that leaves more than
+the send buffer unread closes with 1008 at once; a handshake past the per-session or
+per-address socket count is answered 429. Redis failing after the
 accept (a call of a loop or an action: the outcome is unknown) closes with 1012, as the hub's
 loss does: the client reconnects to a fresh snapshot, which says what committed.
 """
@@ -150,7 +154,8 @@ class _Connection:
         self.telemetry = state["telemetry"]
         self.send_now = send_text_now(ws.scope)
         self.writing = False  # the writer is awaiting a send that did not go at once
-        self.closing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.close_at_once: WsClose | None = None  # set by _end(now), raised by _closes
+        self.closing = asyncio.Event()
 
     async def serve(self, state: dict[str, Any], alerts: Subscription) -> None:
         self.held = set(state["holdings"])
@@ -232,7 +237,7 @@ class _Connection:
             return  # already in the snapshot we sent
         if self.out.qsize() >= QUEUE_LIMIT:
             log.warning("session %s client too far behind; closing it", self.sid)
-            self._end(WsClose(1008, "too slow"))
+            self._end(WsClose(1008, "too slow", now=True))
             return
         text = body.decode()
         if body.startswith(b'{"type":"portfolio_update"'):
@@ -243,14 +248,17 @@ class _Connection:
         """End the stream with ``close``: queued behind what is unsent, or at once (``now``)."""
         self.ended = True
         if close.now:
-            self.closing.set_exception(close)
+            self.close_at_once = close
+            self.closing.set()
         else:
             self.out.put_nowait(close)
 
     async def _closes(self) -> None:
         """Raises the close that ``_end`` asked for at once (the writer may be stuck behind a
         client that does not read)."""
-        await self.closing
+        await self.closing.wait()
+        assert self.close_at_once is not None
+        raise self.close_at_once
 
     async def _alerts(self, sub: Subscription) -> None:
         while True:
