@@ -30,9 +30,10 @@ additions for the hot path of analysis events.
    error"): it is handled here instead.
 5. **A send buffer that cannot grow past a bound** (``close_now``, offered as the ASGI
    extension ``marketpulse.close_now``): a connection whose client does not read is closed
-   with a code without waiting for the buffer to drain (uvicorn's ``send`` awaits it): the
-   close frame is queued behind what is buffered and the transport is aborted if that has
-   not gone out within ``ABORT_AFTER_S``, so the buffer is freed either way.
+   with a code without waiting for the buffer to drain (uvicorn's ``send`` awaits it): reading
+   stops at once, the close frame is queued behind what is buffered and the transport is
+   aborted if that has not gone out within ``ABORT_AFTER_S``, so the buffer is freed either
+   way. A client closed for flooding costs nothing more to read.
 
 Everything else (handshake, flow control, keepalive, size limits, close) is uvicorn's. Use
 ``ws_options()`` wherever a uvicorn server for this app is configured (``serve``, tests).
@@ -174,18 +175,19 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_parser_exception()
 
     def close_now(self, code: int, reason: str) -> bool:
-        """Close with ``code`` at once, whatever the send buffer holds: the close frame goes
-        behind it and the transport is aborted after ``ABORT_AFTER_S`` if the client has not
-        read it by then. The app gets ``websocket.disconnect``. False if already closing."""
+        """Close with ``code`` at once, whatever the send buffer holds: nothing more is read
+        from the client; the close frame goes behind what is buffered and the connection ends
+        once it is out, or is aborted after ``ABORT_AFTER_S`` if the client has not read it by
+        then. The app gets ``websocket.disconnect``. False if already closing."""
         if self.close_sent or self.disconnected or self.conn.state is not State.OPEN:
             return False
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-        if self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
+        # nothing more is read from this client (a flood costs nothing past here): the
+        # transport closes once the close frame is out, or is aborted
+        self.transport.close()
         self.close_timer = self.loop.call_later(ABORT_AFTER_S, self.transport.abort)
         return True
 
