@@ -12,7 +12,8 @@ sockets open now.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from marketpulse.infra.rate_limit import TokenBucket
@@ -36,11 +37,11 @@ class MessageRate:
     ``hard burst + msg_hard_rate * t`` messages are answered before the close, and at
     most ``burst + msg_rate * t`` of them are handled."""
 
-    def __init__(self, limits: WsLimits) -> None:
+    def __init__(self, limits: WsLimits, *, now: Callable[[], float] = time.monotonic) -> None:
         burst = limits.msg_burst or max(1, int(2 * limits.msg_rate))
-        self.soft = TokenBucket(limits.msg_rate, burst)
+        self.soft = TokenBucket(limits.msg_rate, burst, now=now)
         hard = limits.msg_hard_burst or max(burst, int(2 * limits.msg_hard_rate))
-        self.hard = TokenBucket(limits.msg_hard_rate, hard)
+        self.hard = TokenBucket(limits.msg_hard_rate, hard, now=now)
 
     def check(self) -> str:
         if not self.hard.try_acquire():
