@@ -9,7 +9,9 @@ the same run:
 - ``paced``: one socket, in another process, sends 90 messages a second (under the hard rate,
   over the soft one: most are answered ``rate_limited``) for the whole phase;
 - ``blast``: one socket sends as fast as it can, is closed with 1008 at the hard limit,
-  reconnects and does it again, for the whole phase.
+  reconnects and does it again, for the whole phase;
+- ``cpu_only``: the control for ``blast`` on a small machine: a process that only burns a CPU
+  for the whole phase, as the blasting process does, and sends nothing.
 
 Prints the p50/p99 of the pings' round trips in each phase and their ratio to the baseline,
 and what the flooder achieved (messages sent, closes).
@@ -104,6 +106,11 @@ async def pinger(url: str, pings: int) -> list[float]:
 
 async def _flood(url: str, mode: str, stop: Any, out: Any) -> None:
     sent = closes = 0
+    if mode == "cpu_only":
+        while not stop.is_set():
+            sum(range(10_000))  # a busy client process, nothing sent
+        out.put({"sent": 0, "closed_1008": 0})
+        return
     while not stop.is_set():
         async with websockets.connect(url, max_queue=None) as ws:
             try:
@@ -144,7 +151,7 @@ async def main(clients: int, pings: int) -> dict[str, Any]:
             "p99": round(pct(base_rtts, 0.99), 2),
         }
         ctx = multiprocessing.get_context("spawn")
-        for mode in ("paced", "blast"):
+        for mode in ("paced", "blast", "cpu_only"):
             stop, q = ctx.Event(), ctx.Queue()
             proc = ctx.Process(target=flood, args=(ws_url(base, *flooder), mode, stop, q))
             proc.start()
