@@ -161,7 +161,9 @@ async def main(sizes: list[int], client: str) -> dict[str, Any]:
         port = free_port()
         env = {**os.environ, "MARKETPULSE_REDIS_URL": rs.url, "MARKETPULSE_PORT": str(port),
                "MARKETPULSE_METRIC_DELAY": str(DELAY), "MARKETPULSE_MARKET_INTERVAL": "3600",
-               "MARKETPULSE_LOG_LEVEL": "WARNING"}  # fmt: skip
+               "MARKETPULSE_LOG_LEVEL": "WARNING",
+               # every client of the load is one address (loopback): past the default 64
+               "MARKETPULSE_WS_MAX_PER_CLIENT": "100000"}  # fmt: skip
         proc = subprocess.Popen(  # noqa: ASYNC220 - starts the server; nothing waits on it here
             [sys.executable, "-m", "marketpulse", "serve"], env=env
         )

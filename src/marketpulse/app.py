@@ -38,9 +38,11 @@ from marketpulse.alerts.notifiers import (
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.config import Settings
 from marketpulse.errors import RedisUnavailable
+from marketpulse.infra.body_limit import BodyLimitMiddleware
 from marketpulse.infra.http_errors import error_body, error_responses, install_error_handlers
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.outage import OutageLog
+from marketpulse.infra.ws.limits import ConnectionCounts, WsLimits
 from marketpulse.market import http as routes_quotes
 from marketpulse.market.clock import RedisTickClock
 from marketpulse.market.events import RedisQuotePublisher
@@ -147,6 +149,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
             system_feed=system_feed,
             telemetry=telemetry,
             allowed_origins=settings.origins(),
+            ws_counts=ConnectionCounts(ws_limits(settings)),
         )
         stop = asyncio.Event()
         try:
@@ -181,8 +184,10 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
         version="0.1.0",
         description="Live portfolio analysis sessions and price alerts on Redis.",
         lifespan=lifespan,
+        responses=error_responses(413),  # any operation, past MARKETPULSE_HTTP_MAX_BODY
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body)
     app.add_middleware(HttpMetricsMiddleware, telemetry=telemetry)
     app.include_router(routes_sessions.router)
     app.include_router(ws_sessions.router)
@@ -219,6 +224,17 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
         }
 
     return app
+
+
+def ws_limits(settings: Settings) -> WsLimits:
+    """The WebSocket limits the settings name (infra/ws/limits.py)."""
+    return WsLimits(
+        msg_rate=settings.ws_msg_rate,
+        msg_hard_rate=max(settings.ws_msg_hard_rate, settings.ws_msg_rate),
+        max_per_session=settings.ws_max_per_session,
+        max_per_client=settings.ws_max_per_client,
+        send_buffer=settings.ws_send_buffer,
+    )
 
 
 def _store(settings: Settings, redis: RedisClient) -> SessionStore:
@@ -270,6 +286,7 @@ def _alerts_wiring(
         telemetry=telemetry,
         reclaim_s=settings.alert_reclaim_s,
         delivery_attempts=settings.alert_delivery_attempts,
+        max_alerts=settings.max_alerts,
     )
     tick_mode = settings.data_source[0] in TICK_SOURCES
     # a first run shows what the market has: replay has no NSE symbols, say, and a symbol no
@@ -286,6 +303,7 @@ def _alerts_wiring(
         cache=None,  # the fetcher caches every quote it fetches
         publisher=RedisQuotePublisher(redis),  # live prices of /ws/dashboard
         watchlist=watchlist,  # a first run monitors these (never re-added once chosen)
+        max_symbols=settings.max_symbols,
         interval_s=(
             min(settings.monitor_interval, settings.market_interval)
             if tick_mode

@@ -131,7 +131,7 @@ def serve(settings: Settings) -> int:
             app,
             host=settings.host,
             port=settings.port,
-            **ws_options(),
+            **ws_options(settings.ws_ping_interval, settings.ws_ping_timeout),
             log_level=settings.log_level.lower(),
             log_config=None,  # uvicorn's records go to our root handler, in our format
             timeout_graceful_shutdown=10,

@@ -107,6 +107,17 @@ class Settings(BaseSettings):
     perf_loop_lag_ms: float = Field(default=250.0, ge=0)
     perf_memory_mb: float = Field(default=1024.0, ge=0)
     perf_alerts_cap: int = Field(default=50, gt=0)
+    # limits on hostile or broken clients (docs/contracts.md, "Limits")
+    ws_msg_rate: float = Field(default=20.0, gt=0)  # per socket; burst 2x; then rate_limited
+    ws_msg_hard_rate: float = Field(default=100.0, gt=0)  # per socket; burst 2x; then 1008
+    ws_max_per_session: int = Field(default=8, ge=1)  # open session sockets, this instance
+    ws_max_per_client: int = Field(default=64, ge=1)  # open sockets per client address
+    ws_send_buffer: int = Field(default=1 << 20, ge=64 << 10)  # bytes unsent; then 1008
+    ws_ping_interval: float = Field(default=20.0, gt=0)  # seconds between server pings
+    ws_ping_timeout: float = Field(default=20.0, gt=0)  # no pong by then: closed (1011)
+    http_max_body: int = Field(default=64 << 10, ge=1024)  # bytes; past it 413
+    max_alerts: int = Field(default=1000, ge=1)  # alert conditions; past it 409
+    max_symbols: int = Field(default=200, ge=1)  # monitored symbols; past it 409
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

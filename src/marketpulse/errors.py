@@ -81,6 +81,17 @@ class SymbolNotMonitored(MarketPulseError):
     status = 404
 
 
+class LimitReached(MarketPulseError):
+    """A configured cap (alerts, monitored symbols) is reached; remove one first."""
+
+    code = "limit_reached"
+    status = 409
+
+    def __init__(self, message: str, code: str = "limit_reached") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class ValidationFailed(MarketPulseError):
     """Invalid input."""
 

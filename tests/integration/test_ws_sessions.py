@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import QUEUE_LIMIT
+from marketpulse.infra.ws.limits import WsLimits
 from marketpulse.sessions.metrics import METRIC_NAMES
 from support.harness import Server, serve, settings_for
 
@@ -284,6 +285,9 @@ async def test_events_queued_while_a_client_lags_reach_it_complete_and_in_order(
     """A client that stops reading while ~20 MB of its session's events come (more than the
     socket buffers hold, so the server pauses writing and queues), then reads while more keep
     coming: every event arrives, once and in commit order."""
+    # a send buffer past what lags here (MARKETPULSE_WS_SEND_BUFFER; test_ws_limits.py has
+    # the client that leaves more unread, and is closed)
+    server.state["ws_counts"].limits = WsLimits(send_buffer=64 << 20)
     sid, token, _ = await server.create_session(HOLDINGS)
     raw = await websockets.connect(f"{server.ws_base}/ws/sessions/{sid}?token={token}")
     await raw.recv()  # the snapshot; the client reads nothing more until the first part is out
@@ -314,11 +318,10 @@ async def test_events_queued_while_a_client_lags_reach_it_complete_and_in_order(
 
 
 async def test_a_client_over_its_message_rate_gets_rate_limited_and_stays_connected(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: Server,
 ) -> None:
     # a burst of 3 and a rate no test outlives: exactly the first three frames are handled
-    monkeypatch.setattr("marketpulse.sessions.ws.RATE", 1e-6)
-    monkeypatch.setattr("marketpulse.sessions.ws.BURST", 3)
+    server.state["ws_counts"].limits = WsLimits(msg_rate=1e-6, msg_burst=3)
     sid, token, _ = await server.create_session(HOLDINGS)
     c = await server.connect(sid, token)
     for _ in range(5):

@@ -89,16 +89,21 @@ _servers: dict[Any, uvicorn.Server] = {}  # app -> the uvicorn server serving it
 
 @contextlib.asynccontextmanager
 async def serve_asgi(
-    app: Any, port: int = 0, *, lifespan: Literal["auto", "on", "off"] = "on"
+    app: Any,
+    port: int = 0,
+    *,
+    lifespan: Literal["auto", "on", "off"] = "on",
+    ws: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn and this app's WebSocket options on a socket that listens
     before uvicorn starts: a client may connect at once (the kernel queues it until uvicorn,
-    past its lifespan startup, accepts). Yields ``http://127.0.0.1:<port>``."""
+    past its lifespan startup, accepts); ``ws`` overrides ``ws_options()``. Yields ``http://127.0.0.1:<port>``."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen()
-    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, **ws_options())
+    options = {**ws_options(), **(ws or {})}
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, **options)
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     _servers[app] = server
@@ -115,7 +120,11 @@ async def serve_asgi(
 async def serve(settings: Settings, *, freeze_heap: bool = False) -> AsyncIterator[Server]:
     app = create_app(settings, freeze_heap=freeze_heap)
     async with (
-        serve_asgi(app, settings.port) as base,
+        serve_asgi(
+            app,
+            settings.port,
+            ws=ws_options(settings.ws_ping_interval, settings.ws_ping_timeout),
+        ) as base,
         httpx.AsyncClient(base_url=base, timeout=10) as http,
     ):
         # readiness probe: answered only once the lifespan startup is done

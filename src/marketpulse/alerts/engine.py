@@ -43,7 +43,7 @@ from marketpulse.alerts.outbox import AlertOutbox
 from marketpulse.alerts.rules import AlertCondition, AlertType, Outcome, observed_value, usable
 from marketpulse.alerts.store import AlertStore, RedisAlertStore
 from marketpulse.config import Settings
-from marketpulse.errors import MarketPulseError
+from marketpulse.errors import LimitReached, MarketPulseError
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.pubsub import Subscription
@@ -79,6 +79,7 @@ class AlertManager:
         telemetry: AlertTelemetry | None = None,
         reclaim_s: float | None = None,
         delivery_attempts: int | None = None,
+        max_alerts: int = 0,
     ) -> None:
         self._owned: RedisClient | None = None
         if store is None:
@@ -100,6 +101,7 @@ class AlertManager:
             self.store.url if isinstance(self.store, RedisAlertStore) else None
         )  # where the store's Redis is, for the monitor's outage log
         self._notify_timeout_s = notify_timeout_s
+        self.max_alerts = max_alerts  # 0: no cap
         self._telemetry = telemetry
         self._index = AlertIndex()
         self._version = -1
@@ -132,8 +134,12 @@ class AlertManager:
     # -- definitions -------------------------------------------------------------------------
 
     async def add_alert(self, condition: AlertCondition) -> AlertCondition:
-        """Store and index ``condition``; it is evaluated from the next quote of its symbol."""
-        await self.store.add(condition)
+        """Store and index ``condition``; it is evaluated from the next quote of its symbol.
+        Raises ``LimitReached`` (``too_many_alerts``) for a new condition past ``max_alerts``."""
+        if not await self.store.add(condition, cap=self.max_alerts):
+            raise LimitReached(
+                f"at most {self.max_alerts} alert conditions; delete one first", "too_many_alerts"
+            )
         self._index.add(condition)
         return condition
 

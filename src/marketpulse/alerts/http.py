@@ -43,10 +43,14 @@ from marketpulse.errors import AlertNotFound, RedisUnavailable, SymbolNotMonitor
 from marketpulse.infra.http_errors import error_responses
 from marketpulse.infra.ws.connection import (
     WsClose,
+    admitted,
+    message_rate,
+    over_rate,
     receive_text,
     refuse_unavailable,
     run_connection,
 )
+from marketpulse.infra.ws.limits import MessageRate
 from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.market.symbols import INPUT_PATTERN, INPUT_RULE, check_symbol, parse_symbol
 from marketpulse.observability.telemetry import Telemetry
@@ -155,6 +159,7 @@ _SYMBOL_PATH = Path(description=INPUT_RULE, json_schema_extra=_SYMBOL, examples=
 _SAID = {
     422: "invalid input (`invalid_input`, or `invalid_symbol` for a symbol that is not one)",
     503: "`redis_unavailable`: Redis did not answer (the outcome of a write is unknown)",
+    409: "`too_many_alerts` / `too_many_symbols`: the configured cap is reached",
 }
 
 
@@ -168,7 +173,7 @@ async def list_alerts(request: Request) -> dict[str, list[dict[str, Any]]]:
     "/api/alerts",
     tags=["alerts"],
     status_code=201,
-    responses=error_responses(400, 422, 503, described=_SAID),
+    responses=error_responses(400, 409, 422, 503, described=_SAID),
 )
 async def create_alert(request: Request, body: AlertIn) -> dict[str, Any]:
     condition = AlertCondition.model_validate(body.model_dump())
@@ -221,7 +226,7 @@ async def list_symbols(request: Request) -> dict[str, list[str]]:
     "/api/symbols",
     tags=["symbols"],
     status_code=201,
-    responses=error_responses(400, 422, 503, described=_SAID),
+    responses=error_responses(400, 409, 422, 503, described=_SAID),
 )
 async def add_symbol(request: Request, body: SymbolIn) -> dict[str, Any]:
     monitor = _monitor(request)
@@ -251,6 +256,8 @@ async def alerts_socket(ws: WebSocket) -> None:
     state = alerts_state(ws)
     alerts, telemetry = state["alerts"], state["telemetry"]
     async with contextlib.AsyncExitStack() as stack:
+        if not await stack.enter_async_context(admitted(ws, "alerts")):
+            return
         try:
             events = await stack.enter_async_context(alerts.subscribe())
         except RedisUnavailable as exc:  # the hub is down: HTTP 503, as the session socket
@@ -260,7 +267,7 @@ async def alerts_socket(ws: WebSocket) -> None:
         await ws.accept()
         telemetry.client_connected("alerts")
         try:
-            await run_connection(ws, _forward(ws, events), _receive(ws))
+            await run_connection(ws, _forward(ws, events), _receive(ws, message_rate(ws)))
         finally:
             telemetry.client_disconnected("alerts")
 
@@ -271,9 +278,14 @@ async def _forward(ws: WebSocket, events: Any) -> None:
     raise WsClose(1012)  # the stream ended: the client reconnects
 
 
-async def _receive(ws: WebSocket) -> None:
+async def _receive(ws: WebSocket, rate: MessageRate) -> None:
     while True:
         text = await receive_text(ws)
+        if limited := over_rate(rate, "alerts"):
+            await ws.send_text(
+                json.dumps({"type": "error", "code": "rate_limited", "message": limited})
+            )
+            continue
         if text is None:
             raise WsClose(1003, "binary frames are not supported")
         await ws.send_text(json.dumps(_answer(text)))

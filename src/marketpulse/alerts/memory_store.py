@@ -28,10 +28,13 @@ class MemoryAlertStore:
         self._cursor: int | None = None
         self._chosen = False  # see RedisAlertStore: an emptied watchlist is never re-seeded
 
-    async def add(self, alert: AlertCondition) -> None:
+    async def add(self, alert: AlertCondition, *, cap: int = 0) -> bool:
+        if cap > 0 and alert.id not in self._alerts and len(self._alerts) >= cap:
+            return False
         self._alerts[alert.id] = alert
         self._states.setdefault(alert.id, AlertState())
         self._version += 1
+        return True
 
     async def remove(self, alert_id: str) -> bool:
         self._states.pop(alert_id, None)
@@ -77,9 +80,11 @@ class MemoryAlertStore:
         rows = [f for f in reversed(self._history) if symbol is None or f.symbol == symbol]
         return [f.delivered(self._deliveries.get(f.id, {})) for f in rows[:limit]]
 
-    async def add_symbol(self, symbol: str) -> bool:
-        self._chosen = True
+    async def add_symbol(self, symbol: str, *, cap: int = 0) -> bool | None:
         new = symbol not in self._symbols
+        if new and cap > 0 and len(self._symbols) >= cap:
+            return None
+        self._chosen = True
         self._symbols.add(symbol)
         return new
 

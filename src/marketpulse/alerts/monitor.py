@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from marketpulse.alerts.engine import AlertManager
-from marketpulse.errors import MarketPulseError, RedisUnavailable
+from marketpulse.errors import LimitReached, MarketPulseError, RedisUnavailable
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.lease import Lease
@@ -80,6 +80,7 @@ class MonitorService:
         on_quote: Callable[[StockData], None] | None = None,
         publisher: QuotePublisher | None = None,
         watchlist: Sequence[str] = (),
+        max_symbols: int = 0,
     ) -> None:
         self.feed = feed
         self.alerts = alerts
@@ -97,6 +98,7 @@ class MonitorService:
         self._processed: int | None = None  # last tick this instance evaluated
         self._polling = False
         self._stop: asyncio.Event | None = None  # run's stop event: ends a catch-up early
+        self.max_symbols = max_symbols  # 0: no cap
         self._watchlist = [check_symbol(s) for s in watchlist]
         self._seeded = not self._watchlist
         self.outages = OutageLog("monitor")
@@ -106,8 +108,15 @@ class MonitorService:
     # -- symbols -----------------------------------------------------------------------------
 
     async def add_symbol(self, symbol: str) -> bool:
-        """Watch ``symbol`` (validated, upper-cased); False if it was already watched."""
-        return await self.alerts.store.add_symbol(check_symbol(symbol))
+        """Watch ``symbol`` (validated, upper-cased); False if it was already watched. Raises
+        ``LimitReached`` (``too_many_symbols``) for a new symbol past ``max_symbols``."""
+        added = await self.alerts.store.add_symbol(check_symbol(symbol), cap=self.max_symbols)
+        if added is None:
+            raise LimitReached(
+                f"at most {self.max_symbols} monitored symbols; remove one first",
+                "too_many_symbols",
+            )
+        return added
 
     async def remove_symbol(self, symbol: str) -> bool:
         return await self.alerts.store.remove_symbol(check_symbol(symbol))

@@ -41,7 +41,7 @@ DELIVERIES_TTL_S = 30 * 86400  # how long a fire's delivery record is kept (hist
 class AlertStore(Protocol):
     """Persistence of the alert engine. ``apply`` is atomic and idempotent per observation."""
 
-    async def add(self, alert: AlertCondition) -> None: ...
+    async def add(self, alert: AlertCondition, *, cap: int = 0) -> bool: ...
     async def remove(self, alert_id: str) -> bool: ...
     async def all(self) -> list[AlertCondition]: ...
     async def version(self) -> int: ...
@@ -51,7 +51,7 @@ class AlertStore(Protocol):
     async def volumes(self, symbol: str, *, obs: int, volume: int) -> list[int]: ...
     async def record_delivery(self, fire_id: str, channel: str, at: datetime) -> None: ...
     async def history(self, symbol: str | None, limit: int) -> list[FiredAlert]: ...
-    async def add_symbol(self, symbol: str) -> bool: ...
+    async def add_symbol(self, symbol: str, *, cap: int = 0) -> bool | None: ...
     async def remove_symbol(self, symbol: str) -> bool: ...
     async def symbols(self) -> list[str]: ...
     async def seed_symbols(self, symbols: Sequence[str]) -> list[str]: ...
@@ -78,21 +78,20 @@ class RedisAlertStore:
         self._volume = redis.script(SCRIPTS, "alert_volume")
         self._seed = redis.script(SCRIPTS, "seed_symbols")
         self._cursor = redis.script(SCRIPTS, "monitor_cursor")
+        self._add = redis.script(SCRIPTS, "alert_add")
+        self._add_symbol = redis.script(SCRIPTS, "symbol_add")
         self.url = redis.url
 
     @property
     def redis(self) -> RedisClient:
         return self._redis
 
-    async def add(self, alert: AlertCondition) -> None:
-        await self._redis.pipeline(
-            [
-                ("HSET", keys.ALERTS, alert.id, alert.model_dump_json()),
-                ("HSETNX", keys.alert_state(alert.id), "armed", "1"),
-                ("INCR", keys.ALERTS_VERSION),
-            ],
-            transaction=True,
-        )
+    async def add(self, alert: AlertCondition, *, cap: int = 0) -> bool:
+        """Atomic: store (or replace) ``alert``; False, storing nothing, when it is new and
+        ``cap`` (> 0) conditions are stored already."""
+        keys_ = [keys.ALERTS, keys.alert_state(alert.id), keys.ALERTS_VERSION]
+        answer = await self._add(keys_, [alert.id, alert.model_dump_json(), cap])
+        return _text(answer) == "ok"
 
     async def remove(self, alert_id: str) -> bool:
         removed, _, _ = await self._redis.pipeline(
@@ -166,11 +165,11 @@ class RedisAlertStore:
         )
         return [f.delivered(_deliveries(r)) for f, r in zip(out, records, strict=True)]
 
-    async def add_symbol(self, symbol: str) -> bool:
-        added, _ = await self._redis.pipeline(
-            [("SADD", keys.SYMBOLS, symbol), ("SET", keys.SYMBOLS_CHOSEN, "1")], transaction=True
-        )
-        return bool(added)
+    async def add_symbol(self, symbol: str, *, cap: int = 0) -> bool | None:
+        """Atomic: monitor ``symbol``; True if added, False if it was monitored already, None
+        (nothing changed) when it is new and ``cap`` (> 0) symbols are monitored already."""
+        added = int(await self._add_symbol([keys.SYMBOLS, keys.SYMBOLS_CHOSEN], [symbol, cap]))
+        return None if added < 0 else bool(added)
 
     async def remove_symbol(self, symbol: str) -> bool:
         removed, _ = await self._redis.pipeline(

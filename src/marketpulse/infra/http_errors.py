@@ -35,6 +35,7 @@ STATUS_MEANINGS: dict[int, str] = {
     400: "the body could not be read (for example it is not UTF-8 text)",
     404: "not found",
     409: "conflict",
+    413: "`payload_too_large`: the request body is over `MARKETPULSE_HTTP_MAX_BODY` bytes",
     422: "invalid input: the message says which part and why",
     503: "a dependency (Redis or every market data source) is unavailable",
 }
@@ -142,9 +143,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
-            exc.status_code, "http_error"
-        )
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            401: "unauthorized",
+            413: "payload_too_large",
+        }.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers = {k: v for k, v in headers.items() if k.lower() != "allow"}

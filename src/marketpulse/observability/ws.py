@@ -46,6 +46,9 @@ from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import EventHub, Subscription
 from marketpulse.infra.ws.connection import (
     WsClose,
+    admitted,
+    message_rate,
+    over_rate,
     receive_text,
     refuse_unavailable,
     run_connection,
@@ -89,6 +92,8 @@ async def dashboard_socket(ws: WebSocket) -> None:
     state = dashboard_state(ws)
     hub, feed, telemetry = state["hub"], state["system_feed"], state["telemetry"]
     async with contextlib.AsyncExitStack() as stack:
+        if not await stack.enter_async_context(admitted(ws, KIND)):
+            return
         try:
             quotes = await stack.enter_async_context(hub.subscription(keys.QUOTE_EVENTS_ALL))
         except RedisUnavailable as exc:  # the hub is down: HTTP 503, as the session socket
@@ -113,6 +118,7 @@ class _Connection:
         self.monitor: MonitorService = state["monitor"]
         self.fetcher: DataFetcher = state["fetcher"]
         self.out: asyncio.Queue[tuple[str, str]] = asyncio.Queue(OUT_QUEUE)
+        self.rate = message_rate(ws)
 
     async def serve(self, quotes: Subscription, system: asyncio.Queue[str]) -> None:
         snapshot = [("system", await self.feed.frame())]
@@ -162,6 +168,9 @@ class _Connection:
         while True:
             text = await receive_text(self.ws)
             started = time.perf_counter()
+            if limited := over_rate(self.rate, KIND):
+                await self.out.put(("error", _error("rate_limited", limited)))
+                continue
             if text is None:
                 action = "invalid"
                 answer = _error("bad_message", "binary frames are not supported; send JSON text")

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from marketpulse.errors import SessionNotFound
 from marketpulse.infra.http_errors import error_responses
 from marketpulse.infra.redis.pubsub import EventHub
+from marketpulse.infra.ws.limits import ConnectionCounts
 from marketpulse.observability.telemetry import Telemetry
 from marketpulse.sessions.analysis import AnalysisEngine
 from marketpulse.sessions.portfolio import SESSION_ID_PATTERN
@@ -47,6 +48,7 @@ class SessionsState(TypedDict):
     hub: EventHub
     engine: AnalysisEngine
     telemetry: Telemetry
+    ws_counts: ConnectionCounts  # open sockets per session and client, and the limits
 
 
 def sessions_state(conn: HTTPConnection) -> SessionsState:

@@ -10,7 +10,11 @@ forward only events committed after it (each carries its version): the hub hands
 queued ahead of it, else queues it for the single writer. One task group holds the
 receive loop, the alert forwarder, the writer and the expiry watchdog, so a disconnect tears all
 of them down. A bad message gets an ``error`` and the connection stays open; a message over
-4 KiB closes with 1009; an expired or deleted session closes with 4404. Redis failing after the
+4 KiB closes with 1009; an expired or deleted session closes with 4404. The limits
+(docs/contracts.md, "Limits"): past the soft message rate a message is answered
+``rate_limited``, past the hard one the socket closes with 1008; a client that leaves more than
+the send buffer unread closes with 1008 at once; a handshake past the per-session or
+per-address socket count is answered 429. Redis failing after the
 accept (a call of a loop or an action: the outcome is unknown) closes with 1012, as the hub's
 loss does: the client reconnects to a fresh snapshot, which says what committed.
 """
@@ -33,15 +37,18 @@ from marketpulse.errors import (
     RedisUnavailable,
     SessionNotFound,
 )
-from marketpulse.infra.rate_limit import TokenBucket
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, Subscription
 from marketpulse.infra.ws.connection import (
     WsClose,
+    admitted,
+    message_rate,
+    over_rate,
     receive_text,
     refuse_unavailable,
     run_connection,
 )
+from marketpulse.infra.ws.limits import WsLimits
 from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.infra.ws.protocol import send_text_now
 from marketpulse.market.symbols import SYMBOL_RULE, normalize_symbol
@@ -55,8 +62,6 @@ from marketpulse.timefmt import iso_z, utc_now
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-RATE = 20.0  # messages per second a client may send on average
-BURST = 40
 CLOSE_GONE = 4404
 _compact = json.JSONEncoder(separators=(",", ":")).encode  # as compact as the events from Redis
 
@@ -99,7 +104,7 @@ async def session_socket(ws: WebSocket, session_id: str, token: str = "") -> Non
 
 async def _session_socket(ws: WebSocket, session_id: str, token: str) -> None:
     edge = sessions_state(ws)
-    store, hub = edge["store"], edge["hub"]
+    store = edge["store"]
     offered: list[str] = ws.scope.get("subprotocols", [])
     token = offered_token(offered) or token  # the subprotocol wins over ?token=
     th = hash_token(token)
@@ -109,6 +114,14 @@ async def _session_socket(ws: WebSocket, session_id: str, token: str) -> None:
     if not await store.verify(session_id, th):
         await ws.close(code=1008)
         return
+    async with admitted(ws, "session", session_id) as admit:
+        if admit:
+            await _serve(ws, session_id, th, chosen_protocol(offered))  # never the token's
+
+
+async def _serve(ws: WebSocket, session_id: str, th: str, subprotocol: str | None) -> None:
+    edge = sessions_state(ws)
+    store, hub = edge["store"], edge["hub"]
     conn = _Connection(ws, session_id, th)
     telemetry = edge["telemetry"]
     async with (
@@ -120,7 +133,7 @@ async def _session_socket(ws: WebSocket, session_id: str, token: str) -> None:
         except SessionNotFound:
             await ws.close(code=1008)
             return
-        await ws.accept(subprotocol=chosen_protocol(offered))  # never the token's
+        await ws.accept(subprotocol=subprotocol)
         telemetry.client_connected("session")
         try:
             await conn.serve(state, alerts)
@@ -136,15 +149,19 @@ class _Connection:
         state = sessions_state(ws)
         self.store: SessionStore = state["store"]
         self.engine: AnalysisEngine = state["engine"]
-        self.out: asyncio.Queue[dict[str, Any] | str | WsClose] = asyncio.Queue()
+        self.out: asyncio.Queue[tuple[str, str] | WsClose] = asyncio.Queue()  # (type, text)
+        self.limits: WsLimits = state["ws_counts"].limits
+        self.queued_bytes = 0  # of the texts in ``out``: bounded by limits.send_buffer
         self.early: list[bytes | None] | None = []  # events before the snapshot is queued
         self.seen_version = 0
         self.ended = False  # the event stream ended (a close is queued)
         self.held: set[str] = set()
-        self.bucket = TokenBucket(RATE, BURST)
+        self.rate = message_rate(ws)
         self.telemetry = state["telemetry"]
         self.send_now = send_text_now(ws.scope)
         self.writing = False  # the writer is awaiting a send that did not go at once
+        self.close_at_once: WsClose | None = None  # set by _end(now), raised by _closes
+        self.closing = asyncio.Event()
 
     async def serve(self, state: dict[str, Any], alerts: Subscription) -> None:
         self.held = set(state["holdings"])
@@ -153,7 +170,13 @@ class _Connection:
         early, self.early = self.early, None
         for raw in early or ():
             self.on_event(raw)
-        loops = (self._receive(), self._alerts(alerts), self._write(), self._watch_expiry())
+        loops = (
+            self._receive(),
+            self._alerts(alerts),
+            self._write(),
+            self._watch_expiry(),
+            self._closes(),
+        )
         await run_connection(self.ws, *map(_redis_closes, loops))
 
     async def _write(self) -> None:
@@ -161,29 +184,43 @@ class _Connection:
             item = await self.out.get()
             if isinstance(item, WsClose):
                 raise item
+            kind, text = item
+            self.queued_bytes -= len(text)
             started = time.perf_counter()
-            text = item if isinstance(item, str) else _compact(item)
             if self.send_now is None or not self.send_now(text):
                 self.writing = True  # queue behind this one meanwhile (see _emit)
                 try:
                     await self.ws.send_text(text)
                 finally:
                     self.writing = False
-            self._sent(item, started)
+            self._sent(kind, started)
 
     def _emit(self, item: dict[str, Any] | str) -> None:
         """Send ``item`` at once when nothing waits ahead of it and the socket takes it
         synchronously (the usual case: no hop through the writer task per message); otherwise
-        queue it for the writer, which keeps the order."""
+        queue it for the writer, which keeps the order. A client that leaves more than
+        ``limits.send_buffer`` bytes queued (it does not read) is closed with 1008 at once."""
+        if self.ended:
+            return
+        text = item if isinstance(item, str) else _compact(item)
         if self.send_now is not None and not self.writing and self.out.empty():
             started = time.perf_counter()
-            if self.send_now(item if isinstance(item, str) else _compact(item)):
-                self._sent(item, started)
+            if self.send_now(text):
+                self._sent(_type_of(item), started)
                 return
-        self.out.put_nowait(item)
+        if self.queued_bytes + len(text) > self.limits.send_buffer:
+            log.info(
+                "session %s client left %d bytes unread; closing it",
+                self.sid,
+                self.queued_bytes + len(text),
+            )
+            self._end(WsClose(1008, "too slow", now=True))
+            return
+        self.queued_bytes += len(text)
+        self.out.put_nowait((_type_of(item), text))
 
-    def _sent(self, item: dict[str, Any] | str, started: float) -> None:
-        self.telemetry.ws_message("out", _type_of(item), time.perf_counter() - started)
+    def _sent(self, kind: str, started: float) -> None:
+        self.telemetry.ws_message("out", kind, time.perf_counter() - started)
 
     def on_event(self, raw: bytes | None) -> None:
         """The session channel's sink, called by the hub as each event arrives (commit order):
@@ -206,7 +243,7 @@ class _Connection:
             return  # already in the snapshot we sent
         if self.out.qsize() >= QUEUE_LIMIT:
             log.warning("session %s client too far behind; closing it", self.sid)
-            self._end(WsClose(1008, "too slow"))
+            self._end(WsClose(1008, "too slow", now=True))
             return
         text = body.decode()
         if body.startswith(b'{"type":"portfolio_update"'):
@@ -214,8 +251,20 @@ class _Connection:
         self._emit(text)
 
     def _end(self, close: WsClose) -> None:
+        """End the stream with ``close``: queued behind what is unsent, or at once (``now``)."""
         self.ended = True
-        self.out.put_nowait(close)
+        if close.now:
+            self.close_at_once = close
+            self.closing.set()
+        else:
+            self.out.put_nowait(close)
+
+    async def _closes(self) -> None:
+        """Raises the close that ``_end`` asked for at once (the writer may be stuck behind a
+        client that does not read)."""
+        await self.closing.wait()
+        assert self.close_at_once is not None
+        raise self.close_at_once
 
     async def _alerts(self, sub: Subscription) -> None:
         while True:
@@ -240,14 +289,13 @@ class _Connection:
     async def _receive(self) -> None:
         while True:
             text = await receive_text(self.ws)
+            if limited := over_rate(self.rate, "session"):  # every message counts, binary too
+                self._emit(error_msg("rate_limited", limited))
+                continue
             if text is None:
                 self._emit(
                     error_msg("bad_message", "binary frames are not supported; send JSON text")
                 )
-                continue
-            if not self.bucket.try_acquire():
-                limit = f"at most {self.bucket.rate_per_s:g} messages per second"
-                self._emit(error_msg("rate_limited", limit))
                 continue
             started = time.perf_counter()
             action = await self._handle(text)

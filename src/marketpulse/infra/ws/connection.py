@@ -7,23 +7,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+import logging
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from marketpulse.errors import RedisUnavailable
-from marketpulse.infra.http_errors import redis_unavailable_response
-from marketpulse.infra.ws.protocol import MAX_MESSAGE
+from marketpulse.infra.http_errors import error_body, redis_unavailable_response
+from marketpulse.infra.ws.limits import ConnectionCounts, MessageRate
+from marketpulse.infra.ws.protocol import MAX_MESSAGE, close_now
+
+log = logging.getLogger(__name__)
 
 
 class WsClose(Exception):
-    """Raised by a connection's loop: close the socket with ``code`` (and ``reason``)."""
+    """Raised by a connection's loop: close the socket with ``code`` (and ``reason``);
+    ``now``: without waiting for the client to read what is buffered (a client that floods
+    or does not read), where the server offers it."""
 
-    def __init__(self, code: int, reason: str = "") -> None:
+    def __init__(self, code: int, reason: str = "", *, now: bool = False) -> None:
         super().__init__(code, reason)
         self.code = code
         self.reason = reason
+        self.now = now
 
 
 async def receive_text(ws: WebSocket) -> str | None:
@@ -43,7 +51,7 @@ async def receive_text(ws: WebSocket) -> str | None:
 async def run_connection(ws: WebSocket, *loops: Coroutine[Any, Any, None]) -> None:
     """Run the loops until one raises ``WsClose`` (the socket is closed with its code) or the
     client disconnects (nothing to close); any other error propagates."""
-    code, reason = 1000, ""
+    code, reason, now = 1000, "", False
     try:
         async with asyncio.TaskGroup() as tg:
             for loop in loops:
@@ -51,10 +59,13 @@ async def run_connection(ws: WebSocket, *loops: Coroutine[Any, Any, None]) -> No
     except* WsClose as eg:
         first = eg.exceptions[0]
         if isinstance(first, WsClose):
-            code, reason = first.code, first.reason
+            code, reason, now = first.code, first.reason, first.now
     except* WebSocketDisconnect:
         code = 0  # the client left
-    if code and ws.client_state == WebSocketState.CONNECTED:
+    closer = close_now(ws.scope) if now else None
+    if code and closer is not None and ws.client_state == WebSocketState.CONNECTED:
+        closer(code, reason)
+    elif code and ws.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await ws.close(code=code, reason=reason)
 
@@ -67,3 +78,57 @@ async def refuse_unavailable(ws: WebSocket, exc: RedisUnavailable) -> None:
         await ws.send_denial_response(redis_unavailable_response(exc))
     else:
         await ws.close(code=1013)
+
+
+async def refuse_limited(ws: WebSocket, reason: str) -> None:
+    """Refuse a handshake past a connection limit (``infra/ws/limits.py``): HTTP 429
+    ``too_many_connections`` naming the limit; without the denial-response extension, or once
+    accepted, a close with 1008 and the reason."""
+    extensions = ws.scope.get("extensions", {})
+    if ws.client_state is WebSocketState.CONNECTING and "websocket.http.response" in extensions:
+        body = error_body("too_many_connections", reason)
+        await ws.send_denial_response(JSONResponse(body, status_code=429))
+    else:
+        await ws.close(code=1008, reason=reason)
+
+
+def connection_counts(ws: WebSocket) -> ConnectionCounts:
+    """The instance's socket counts and limits (``ws_counts`` of the app's lifespan state); an
+    app built without them (a test's partial app) gets the default limits and a count of its
+    own per socket."""
+    found = ws.scope.get("state", {}).get("ws_counts")
+    return found if isinstance(found, ConnectionCounts) else ConnectionCounts()
+
+
+@contextlib.asynccontextmanager
+async def admitted(ws: WebSocket, kind: str, session: str | None = None) -> AsyncIterator[bool]:
+    """Count this socket against its client address (and ``session``) while the block runs;
+    yields False, having refused the handshake (``refuse_limited``, one INFO line), when a
+    limit is reached."""
+    counts = connection_counts(ws)
+    client = ws.client.host if ws.client else "unknown"
+    if refused := counts.refusal(client, session):
+        log.info("%s socket of %s refused: %s", kind, client, refused)
+        await refuse_limited(ws, refused)
+        yield False
+        return
+    with counts.held(client, session):
+        yield True
+
+
+def message_rate(ws: WebSocket) -> MessageRate:
+    """A fresh per-socket message rate under the instance's limits."""
+    return MessageRate(connection_counts(ws).limits)
+
+
+def over_rate(rate: MessageRate, kind: str) -> str | None:
+    """Take one client message from ``rate``: None to handle it, else the message of the
+    ``rate_limited`` error to answer instead; past the hard rate raises ``WsClose(1008)``
+    (closed at once, one INFO line)."""
+    verdict = rate.check()
+    if verdict == "close":
+        log.info("%s socket client sent past the hard rate limit; closing it", kind)
+        raise WsClose(1008, "rate limit exceeded", now=True)
+    if verdict == "limited":
+        return f"at most {rate.soft.rate_per_s:g} messages per second"
+    return None

@@ -20,6 +20,21 @@ additions for the hot path of analysis events.
    it marks only an accepted handshake complete; once the answer's last body part is written
    the handshake is over, so it is marked complete too and nothing is logged.
 
+4. **A protocol violation closes with its code and one INFO line, never a traceback.** Every
+   frame the ``websockets`` parser refuses (bad opcode, unmasked, RSV bits, a control frame
+   too big or fragmented, a continuation without a start, a message over ``MAX_MESSAGE``)
+   closes with the parser's code (1002, 1009) and is logged once at INFO (logger
+   ``marketpulse.infra.ws.protocol``); a text message that is not UTF-8 closes with 1007 the
+   same way. uvicorn 0.54 logs the latter at ERROR with a traceback and, when the client's
+   close frame came in the same read, raises again out of ``data_received`` (asyncio's "Fatal
+   error"): it is handled here instead.
+5. **A send buffer that cannot grow past a bound** (``close_now``, offered as the ASGI
+   extension ``marketpulse.close_now``): a connection whose client does not read is closed
+   with a code without waiting for the buffer to drain (uvicorn's ``send`` awaits it): reading
+   stops at once, the close frame is queued behind what is buffered and the transport is
+   aborted if that has not gone out within ``ABORT_AFTER_S``, so the buffer is freed either
+   way. A client closed for flooding costs nothing more to read.
+
 Everything else (handshake, flow control, keepalive, size limits, close) is uvicorn's. Use
 ``ws_options()`` wherever a uvicorn server for this app is configured (``serve``, tests).
 
@@ -31,6 +46,7 @@ the contract an upgrade must pass before the pin moves.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +59,14 @@ MAX_MESSAGE = 4096  # bytes; a bigger client message closes the connection with 
 SEND_TEXT_EXTENSION = "marketpulse.send_text"
 FLUSH_AT = 64 * 1024  # bytes gathered before a write goes out at once (the transport's pause)
 
+CLOSE_NOW_EXTENSION = "marketpulse.close_now"
+ABORT_AFTER_S = 5.0  # a close frame not written out by then (the client does not read): abort
+PING_INTERVAL_S = 20.0  # uvicorn's defaults, named: a ping every 20 s, closed without a pong
+PING_TIMEOUT_S = 20.0
+
 SendTextNow = Callable[[str], bool]
+CloseNow = Callable[[int, str], bool]
+log = logging.getLogger(__name__)
 
 
 def text_frame(text: str) -> bytes:
@@ -61,6 +84,12 @@ def send_text_now(scope: Any) -> SendTextNow | None:
     """The connection's synchronous text send, if the server offers it."""
     send: SendTextNow | None = scope.get("extensions", {}).get(SEND_TEXT_EXTENSION)
     return send
+
+
+def close_now(scope: Any) -> CloseNow | None:
+    """The connection's immediate close (see the module docstring), if the server offers it."""
+    close: CloseNow | None = scope.get("extensions", {}).get(CLOSE_NOW_EXTENSION)
+    return close
 
 
 class _CoalescingTransport:
@@ -111,6 +140,56 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         scope: Any = getattr(self, "scope", None)  # absent when the handshake was refused
         if scope is not None:
             scope["extensions"][SEND_TEXT_EXTENSION] = self.send_text_now
+            scope["extensions"][CLOSE_NOW_EXTENSION] = self.close_now
+
+    def _peer(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "unknown client"
+
+    def send_receive_event_to_app(self) -> None:
+        """uvicorn's, except that a text message that is not UTF-8 closes with 1007 and one
+        INFO line (see the module docstring)."""
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                log.info("WebSocket %s sent invalid UTF-8; closed with 1007", self._peer())
+                if self.conn.state is State.OPEN:
+                    self.conn.send_close(1007, "invalid UTF-8")
+                    self.handle_parser_exception()
+                # else the client's close frame came first: it is answered as any close is
+                return
+        super().send_receive_event_to_app()
+
+    def handle_parser_exception(self) -> None:
+        """Close with the code the parser chose (or 1007 above), logged once at INFO."""
+        sent = self.conn.close_sent
+        if sent is not None and sent.code != 1007:
+            log.info(
+                "WebSocket %s violated the protocol (%s); closed with %d",
+                self._peer(),
+                sent.reason or "no reason",
+                sent.code,
+            )
+        super().handle_parser_exception()
+
+    def close_now(self, code: int, reason: str) -> bool:
+        """Close with ``code`` at once, whatever the send buffer holds: nothing more is read
+        from the client; the close frame goes behind what is buffered and the connection ends
+        once it is out, or is aborted after ``ABORT_AFTER_S`` if the client has not read it by
+        then. The app gets ``websocket.disconnect``. False if already closing."""
+        if self.close_sent or self.disconnected or self.conn.state is not State.OPEN:
+            return False
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        # nothing more is read from this client (a flood costs nothing past here): the
+        # transport closes once the close frame is out, or is aborted
+        self.transport.close()
+        self.close_timer = self.loop.call_later(ABORT_AFTER_S, self.transport.abort)
+        return True
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
@@ -133,10 +212,16 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         return True
 
 
-def ws_options() -> dict[str, Any]:
-    """uvicorn settings for this app's WebSockets."""
+def ws_options(
+    ping_interval_s: float = PING_INTERVAL_S, ping_timeout_s: float = PING_TIMEOUT_S
+) -> dict[str, Any]:
+    """uvicorn settings for this app's WebSockets: a ping every ``ping_interval_s``; a client
+    that has not answered it within ``ping_timeout_s`` is closed (1011, as ``websockets``
+    does on a keepalive timeout)."""
     return {
         "ws": CoalescingWebSocketProtocol,
         "ws_max_size": MAX_MESSAGE,
         "ws_per_message_deflate": False,
+        "ws_ping_interval": ping_interval_s,
+        "ws_ping_timeout": ping_timeout_s,
     }
