@@ -110,6 +110,20 @@ class CacheManager:
         found = await self.get_many([symbol])
         return found.get(symbol)
 
+    async def latest(self, symbol: str) -> StockData | None:
+        """The latest known quote of ``symbol``: the newer (by fetch time) of its live cached
+        quote and its last good one, or None (what a new alert is evaluated against at once).
+        Counts no hit or miss: this is no fetch."""
+        names = [keys.quote_cache(symbol), keys.last_good_quote(symbol)]
+        try:
+            raw = await self.redis.call("MGET", *names)
+        except RedisUnavailable as exc:
+            raise RedisUnavailable(f"quote cache read failed: {exc.message}", url=exc.url) from exc
+        found = [hit for hit in (decode(raw[0]), decode(raw[1])) if hit is not None]
+        if not found:
+            return None
+        return aged(max(found, key=lambda hit: hit.fetched_at), self._now(), stale=False)
+
     async def set_stock_data(self, symbol: str, data: StockData, ttl: int | None = None) -> None:
         """Cache one live quote for ``ttl`` seconds (default: the manager's TTL)."""
         await self.set_many({symbol: data}, ttl)
