@@ -287,6 +287,7 @@ def _alerts_wiring(
         reclaim_s=settings.alert_reclaim_s,
         delivery_attempts=settings.alert_delivery_attempts,
         max_alerts=settings.max_alerts,
+        quotes=fetcher.cache,  # a new alert is evaluated at once against the latest quote
     )
     tick_mode = settings.data_source[0] in TICK_SOURCES
     # a first run shows what the market has: replay has no NSE symbols, say, and a symbol no

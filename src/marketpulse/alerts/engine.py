@@ -22,6 +22,12 @@ Guarantees:
   ``AlertManager(RedisAlertStore(redis), ...)`` on a client of yours. ``sync()`` picks up
   alerts added or removed by other instances. In process memory only when asked for:
   ``AlertManager.in_memory()`` (or ``store=MemoryAlertStore()``): nothing survives the process.
+- Evaluated at once (docs/alerts.md, "a new alert is evaluated at once"): an alert added or
+  changed here (``add_alert``), or picked up from another instance (``sync``), is evaluated
+  against the latest known quote of its symbol (the ``quotes`` given, the quote cache) through
+  the same store decision as a tick, at the observation the monitor last evaluated (its
+  cursor; without a clock, the quote's time): a later tick at the same quote fires nothing
+  more. Without ``quotes``, or when the quote cannot be had, it waits for the next tick.
 - On Redis, ``subscribe()`` goes through the instance's pub/sub hub
   (``RedisClient.subscription``), whose loop (``RedisClient.run``) the app's lifespan runs.
 """
@@ -32,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from marketpulse.alerts.delivery import MAX_ATTEMPTS, OutboxDelivery
 from marketpulse.alerts.event import FiredAlert
@@ -40,7 +46,14 @@ from marketpulse.alerts.index import AlertIndex, Change
 from marketpulse.alerts.memory_store import MemoryAlertStore
 from marketpulse.alerts.notifiers import ConsoleNotifier, Notifier
 from marketpulse.alerts.outbox import AlertOutbox
-from marketpulse.alerts.rules import AlertCondition, AlertType, Outcome, observed_value, usable
+from marketpulse.alerts.rules import (
+    AlertCondition,
+    AlertType,
+    Outcome,
+    holds,
+    observed_value,
+    usable,
+)
 from marketpulse.alerts.store import AlertStore, RedisAlertStore
 from marketpulse.config import Settings
 from marketpulse.errors import LimitReached, MarketPulseError
@@ -63,6 +76,18 @@ class AlertTelemetry(Protocol):
     def alert_fired(self, n: int = 1) -> None: ...
 
 
+@runtime_checkable
+class LatestQuotes(Protocol):
+    """The latest known quote of a symbol, or None (``market.cache.CacheManager`` in the app;
+    raises ``MarketPulseError`` when it cannot be read)."""
+
+    async def latest(self, symbol: str) -> StockData | None: ...
+
+
+# the types a quote alone decides: a volume spike needs its window, kept by the ticks
+AT_ONCE_TYPES = frozenset({AlertType.PRICE_THRESHOLD, AlertType.PERCENTAGE_CHANGE})
+
+
 def observation_of(quote: StockData) -> int:
     """Observation key of a quote without a market tick: its timestamp in microseconds."""
     return int(quote.timestamp.timestamp() * 1_000_000)
@@ -80,7 +105,9 @@ class AlertManager:
         reclaim_s: float | None = None,
         delivery_attempts: int | None = None,
         max_alerts: int = 0,
+        quotes: LatestQuotes | None = None,
     ) -> None:
+        self.quotes = quotes  # the latest quotes a new alert is evaluated against at once
         self._owned: RedisClient | None = None
         if store is None:
             if redis is None:
@@ -134,13 +161,15 @@ class AlertManager:
     # -- definitions -------------------------------------------------------------------------
 
     async def add_alert(self, condition: AlertCondition) -> AlertCondition:
-        """Store and index ``condition``; it is evaluated from the next quote of its symbol.
-        Raises ``LimitReached`` (``too_many_alerts``) for a new condition past ``max_alerts``."""
+        """Store and index ``condition``, then evaluate it at once against the latest known
+        quote of its symbol (see the module docstring); it fires then if already true. Raises
+        ``LimitReached`` (``too_many_alerts``) for a new condition past ``max_alerts``."""
         if not await self.store.add(condition, cap=self.max_alerts):
             raise LimitReached(
                 f"at most {self.max_alerts} alert conditions; delete one first", "too_many_alerts"
             )
         self._index.add(condition)
+        await self.evaluate_now([condition])
         return condition
 
     async def remove_alert(self, alert_id: str) -> bool:
@@ -160,10 +189,68 @@ class AlertManager:
         for alert in self._index.alerts():
             if alert.id not in stored:
                 self._index.remove(alert.id)
+        # the first sync evaluates every alert (those added before a quote source was given,
+        # or while no monitor ran); later ones, the alerts added or changed elsewhere
+        picked = list(stored.values()) if self._version == -1 else []
         for alert_id, alert in stored.items():
             if self._index.get(alert_id) != alert:
                 self._index.add(alert)
+                if self._version != -1:
+                    picked.append(alert)
         self._version = version
+        await self.evaluate_now(picked)
+
+    async def evaluate_now(self, alerts: Sequence[AlertCondition]) -> list[FiredAlert]:
+        """Evaluate ``alerts`` against the latest known quote of their symbols, through the
+        store's fire decision (at the monitor's cursor, else the quote's time); the fires.
+
+        Only a true condition is applied (a false one is left to the next tick); a volume
+        spike waits for the next tick (its window is the ticks'). Best effort: a quote or a
+        store that cannot be had is logged and the alerts wait for the next tick."""
+        if self.quotes is None:
+            return []
+        wanted = [a for a in alerts if a.alert_type in AT_ONCE_TYPES]
+        if not wanted:
+            return []
+        try:
+            return await self._evaluate_now(self.quotes, wanted)
+        except MarketPulseError as exc:
+            log.warning("new alerts not evaluated at once (the next tick will): %s", exc.message)
+            return []
+
+    async def _evaluate_now(
+        self, quotes: LatestQuotes, alerts: list[AlertCondition]
+    ) -> list[FiredAlert]:
+        cursor = await self.store.cursor()
+        latest: dict[str, StockData | None] = {}
+        fired: list[FiredAlert] = []
+        for alert in alerts:
+            if alert.symbol not in latest:
+                latest[alert.symbol] = await quotes.latest(alert.symbol)
+            quote = latest[alert.symbol]
+            if quote is None or not usable(quote):
+                continue
+            value = observed_value(alert.alert_type, quote)
+            if self._telemetry is not None and value is not None:
+                self._telemetry.alert_evaluated()
+            if value is None or not holds(alert, value):
+                continue
+            obs = observation_of(quote) if cursor is None else cursor
+            if self.delivery is not None:  # every channel's group exists before a fire
+                await self._ensure_groups(self.delivery)
+            candidate = FiredAlert.of(alert, value, quote, obs)
+            outcome = await self.store.apply(
+                alert, obs=obs, truth=True, at=quote.timestamp.timestamp(), fired=candidate
+            )
+            if outcome is not Outcome.FIRED:
+                continue
+            if self._telemetry is not None:
+                self._telemetry.alert_fired()
+            log.info("alert %s fired at once: %s", alert.id, alert.symbol)
+            fired.append(
+                candidate if self.delivery is not None else await self._deliver_inline(candidate)
+            )
+        return fired
 
     def forget(self) -> None:
         """Re-derive every alert's truth at its next observation (after a gap in what this

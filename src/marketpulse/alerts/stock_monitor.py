@@ -19,6 +19,10 @@ Guarantees:
   winds down by itself, but nothing waits for it: when the caller's coroutine is the one
   ``asyncio.run`` runs, asyncio cancels it on the way out (the cycle in flight is cut short,
   the monitor's clients are still closed). ``await`` it, or use ``async with``, to wait.
+- A new alert is evaluated at once (``AlertManager.evaluate_now``): while the loop runs, the
+  cache manager (if it has ``latest``) gives the alert manager the latest quotes, unless it
+  has its own; its first sync (the loop's first cycle, normally) evaluates every alert,
+  those added before monitoring started included.
 - The monitor connects the cache manager when it starts and closes it, and the Redis client an
   ``AlertManager()`` built for itself, when the loop ends (both reconnect if used again).
 """
@@ -31,7 +35,7 @@ from collections.abc import Callable, Coroutine, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from marketpulse.alerts.engine import AlertManager
+from marketpulse.alerts.engine import AlertManager, LatestQuotes
 from marketpulse.alerts.monitor import MonitorService, QuoteSink
 from marketpulse.market.clock import MarketClock
 from marketpulse.market.ports import QuoteFeed
@@ -84,6 +88,7 @@ class StockMonitor:
         )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._wired = False  # whether the cache is the alert manager's quotes (while running)
 
     @property
     def running(self) -> bool:
@@ -106,9 +111,18 @@ class StockMonitor:
         connect = getattr(self.cache_manager, "connect", None)
         if connect is not None:
             await connect()
+        self._wire_quotes()
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._run(self._stop), name="stock-monitor")
         self._task.add_done_callback(_log_failure)
+
+    def _wire_quotes(self) -> None:
+        """While the loop runs, the cache (connected) is where the alert manager finds the
+        latest quote a new alert is evaluated against at once, unless it has its own."""
+        cache = self.cache_manager
+        if self.alert_manager.quotes is None and isinstance(cache, LatestQuotes):
+            self.alert_manager.quotes = cache
+            self._wired = True
 
     def stop_monitoring(self) -> Stopping:
         """Ask the loop to stop; await the result to wait until it has (see the module
@@ -162,6 +176,9 @@ class StockMonitor:
                 tg.create_task(self.alert_manager.run_deliveries(stop), name="alert-delivery")
                 await self.service.run(stop)
         finally:
+            if self._wired:  # the cache is closed: new alerts wait for the next run's ticks
+                self.alert_manager.quotes = None
+                self._wired = False
             close = getattr(self.cache_manager, "close", None)
             if close is not None:
                 await close()
