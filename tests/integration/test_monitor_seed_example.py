@@ -16,8 +16,12 @@ from typing import cast
 
 from redis.asyncio import Redis
 
+from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.event import FiredAlert
+from marketpulse.alerts.rules import AlertCondition, AlertType
+from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
 from support.environ import without_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed_example.py"
@@ -42,18 +46,21 @@ async def run_example(env: dict[str, str]) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_the_seed_example_fires_the_aapl_alert_and_exits_0(
-    redis_url: str, redis_client: Redis
-) -> None:
+def example_env(redis_url: str) -> dict[str, str]:
     env = without_settings()
-    env |= {
+    return env | {
         "MARKETPULSE_REDIS_URL": redis_url,
         "MARKETPULSE_DATA_SOURCE": "simulated",
         "MARKETPULSE_SEED": "43",
         "MARKETPULSE_MARKET_INTERVAL": "0.25",
         "MARKETPULSE_EXAMPLE_SECONDS": "5",
     }
-    code, out, err = await run_example(env)
+
+
+async def test_the_seed_example_fires_the_aapl_alert_and_exits_0(
+    redis_url: str, redis_client: Redis
+) -> None:
+    code, out, err = await run_example(example_env(redis_url))
     assert code == 0, err
     assert "Traceback" not in err, err
     alerts = [line for line in out.splitlines() if line.startswith("ALERT")]
@@ -75,3 +82,33 @@ async def test_the_seed_example_fires_the_aapl_alert_and_exits_0(
     delivered = await redis_client.hgetall(keys.alert_deliveries(fired.id))
     assert list(delivered) == [b"console"]
     assert await redis_client.exists(keys.quote_cache("INFY.NS"))  # CacheManager() was used
+
+
+async def test_run_twice_the_second_run_reports_an_alert_already_true(
+    redis_url: str, redis_boundary: RedisClient, redis_client: Redis
+) -> None:
+    """The second run's monitor finds its cursor past its own (new) clock's ticks: no tick
+    evaluates the alert added between the runs; it is evaluated at once, against the quote
+    the first run cached, and reported."""
+    code, _, err = await run_example(example_env(redis_url))
+    assert code == 0, err
+    # added between the runs, by a manager without the quote cache: nothing evaluates it here
+    between = AlertManager(RedisAlertStore(redis_boundary), [])
+    await between.add_alert(
+        AlertCondition(
+            symbol="TCS.NS",
+            alert_type=AlertType.PRICE_THRESHOLD,
+            threshold=0.01,
+            comparison="above",
+        )
+    )
+    assert await between.history("TCS.NS") == []
+
+    code, out, err = await run_example(example_env(redis_url))
+    assert code == 0, err
+    assert "Traceback" not in err, err
+    tcs = [line for line in out.splitlines() if line.startswith("ALERT TCS.NS price_threshold")]
+    assert len(tcs) == 1, out
+    assert tcs[0].startswith("ALERT TCS.NS price_threshold above 0.01: value ")
+    fired = await between.history("TCS.NS")
+    assert [f.alert_type for f in fired] == [AlertType.PRICE_THRESHOLD]  # fired once
