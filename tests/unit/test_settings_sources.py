@@ -97,3 +97,17 @@ def test_dotenv_example_copied_to_dotenv_gives_the_defaults(user_dir: Path) -> N
     example = Path(__file__).resolve().parents[2] / ".env.example"
     (user_dir / ".env").write_text(example.read_text())
     assert Settings().model_dump() == Settings(_env_file=None).model_dump()
+
+
+def test_every_setting_is_in_the_env_example_and_the_readme() -> None:
+    """A setting added without its line in .env.example or the README's configuration table is
+    one a user cannot find (MARKETPULSE_MARKET_HOURS was missing from .env.example once)."""
+    root = Path(__file__).resolve().parents[2]
+    example = (root / ".env.example").read_text()
+    readme = (root / "README.md").read_text()
+    for name in Settings.model_fields:
+        var = f"MARKETPULSE_{name.upper()}"
+        assert f"{var}=" in example, f"{var} is not in .env.example"
+        assert f"| `{var}`" in readme or f"/ `{var}` |" in readme, (
+            f"{var} is not in the README's configuration table"
+        )
