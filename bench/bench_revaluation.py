@@ -47,7 +47,8 @@ async def main(n: int) -> dict[str, object]:
                     pipe.zadd(keys.SESSION_INDEX, {sid: 0})
                     args: list[str | int] = [sid, th, canonical_holdings(h), val.total_text]
                     args.append(val.prices_text)
-                    args += [NOW, 0, 86400]
+                    args += [NOW, 0, 86400, val.base_currency, val.currencies_text]
+                    args += [val.fx_text, val.flags_text]
                     await create(keys=SessionStore.keys_for(sid), client=pipe, args=args)
                 await pipe.execute()
         used1 = (await redis.info("memory"))["used_memory"]
@@ -63,7 +64,7 @@ async def main(n: int) -> dict[str, object]:
         for start in range(0, n, CHUNK):
             await client.pipeline_packed([
                 ("EVALSHA", sha, 2, keys.session(f"user-{i}"), keys.session_events(f"user-{i}"),
-                 2, 1, "123.45", '{"AAPL":1.0}', NOW)
+                 2, 1, "123.45", '{"AAPL":1.0}', NOW, '{"USD":1.0}', "[]")
                 for i in range(start, min(n, start + CHUNK))
             ])  # fmt: skip
         t4 = time.perf_counter()

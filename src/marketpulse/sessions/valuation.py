@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from marketpulse.infra.redis.lease import Lease
 from marketpulse.infra.redis.outage import OutageLog
 from marketpulse.market.clock import RedisTickClock
 from marketpulse.market.view import FxRates, Market
-from marketpulse.sessions.portfolio import canonical_map, canonical_prices
+from marketpulse.sessions.portfolio import canonical_map, canonical_prices, total_in_base
 from marketpulse.sessions.store import HoldingsAt, Revaluation, RevalueOutcome, SessionStore
 from marketpulse.timefmt import iso_z, utc_now
 
@@ -246,11 +245,12 @@ def _revaluation(
     valuation is kept and flagged ``fx_unavailable`` (never valued at 1:1)."""
     base = at.base_currency
     got = rates[base]
-    held = {at.currency(t) for t in at.holdings}
+    currencies = {t: at.currency(t) for t in at.holdings}
+    held = set(currencies.values())
     if held & got.missing:
         return Revaluation(sid, at.version, None, prices_text, flags_text=FX_UNAVAILABLE)
     fx = {c: 1.0 if c == base else got.rates[c] for c in held}
-    total = round(math.fsum(q * prices[t] * fx[at.currency(t)] for t, q in at.holdings.items()), 2)
+    total = total_in_base(at.holdings, prices, currencies, fx)  # as a create or a change does
     flags = FX_STALE if held & got.stale else NO_FLAGS
     fx_text = canonical_map({base: 1.0, **fx})
     return Revaluation(sid, at.version, total, prices_text, fx_text, flags)
