@@ -59,6 +59,10 @@ class ResumedRun:
     deliveries: int  # times its stream entry has been delivered to a worker (1: the first)
 
 
+MoneyKey = tuple[frozenset[str], str, tuple[tuple[str, str], ...]]
+"""A session's tickers, base currency and each ticker's currency."""
+
+
 @dataclass(frozen=True, slots=True)
 class HoldingsAt:
     """A session's holdings, their currencies and base currency, and their version (``hv``,
@@ -68,6 +72,13 @@ class HoldingsAt:
     holdings: dict[str, float]
     currencies: dict[str, str] = field(default_factory=dict)
     base_currency: str = "USD"
+    # (tickers, base, each ticker's currency): sessions alike in these share a valuation's
+    # prices, rates and flags at a tick (the sweep computes them once per key)
+    money_key: MoneyKey = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        cur = tuple(sorted((t, self.currency(t)) for t in self.holdings))
+        object.__setattr__(self, "money_key", (frozenset(self.holdings), self.base_currency, cur))
 
     def currency(self, ticker: str) -> str:
         """The holding's currency (a session stored before currencies were: the base)."""

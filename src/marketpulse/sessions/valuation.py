@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,9 +30,15 @@ from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.lease import Lease
 from marketpulse.infra.redis.outage import OutageLog
 from marketpulse.market.clock import RedisTickClock
-from marketpulse.market.view import FxRates, Market
-from marketpulse.sessions.portfolio import canonical_map, canonical_prices, total_in_base
-from marketpulse.sessions.store import HoldingsAt, Revaluation, RevalueOutcome, SessionStore
+from marketpulse.market.view import FxRates, Market, Priced
+from marketpulse.sessions.portfolio import canonical_map, canonical_prices
+from marketpulse.sessions.store import (
+    HoldingsAt,
+    MoneyKey,
+    Revaluation,
+    RevalueOutcome,
+    SessionStore,
+)
 from marketpulse.timefmt import iso_z, utc_now
 
 log = logging.getLogger(__name__)
@@ -163,24 +170,16 @@ class ValuationLoop:
             known = [s for s in todo if s in self._holdings]
             symbols = {t for s in known for t in self._holdings[s].holdings}
             priced = await self.market.priced(symbols, tick) if symbols else {}
-            prices = {t: p.price for t, p in priced.items()}
-            currencies = {t: p.currency for t, p in priced.items()}
             rates = await self._rates([self._holdings[s] for s in known], tick)
-            texts: dict[frozenset[str], str] = {}
+            alike: dict[MoneyKey, _Valued] = {}  # computed once per kind of session
             missing = [s for s in todo if s not in self._holdings]
             revaluations: list[Revaluation] = []
             for sid in known:
                 at = self._holdings[sid]
-                syms = frozenset(at.holdings)
-                prices_text = texts.get(syms)
-                if prices_text is None:
-                    prices_text = texts[syms] = canonical_prices({t: prices[t] for t in syms})
-                if any(currencies[t] != at.currency(t) for t in at.holdings):
-                    # a fallback source quoting another currency: its price is not comparable
-                    flagged = Revaluation(sid, at.version, None, prices_text, flags_text=MISMATCH)
-                    revaluations.append(flagged)
-                    continue
-                revaluations.append(_revaluation(sid, at, prices, prices_text, rates))
+                valued = alike.get(at.money_key)
+                if valued is None:
+                    valued = alike[at.money_key] = _valued(at, priced, rates[at.base_currency])
+                revaluations.append(valued.revaluation(sid, at))
             outcomes, found = await self.store.revalue_many(tick, valued_at, revaluations, missing)
             again: list[str] = []
             gone: list[str] = []
@@ -234,26 +233,44 @@ class ValuationLoop:
             counts["updated" if outcome == "updated" else "unchanged"] += 1
 
 
-def _revaluation(
-    sid: str,
-    at: HoldingsAt,
-    prices: Mapping[str, float],
-    prices_text: str,
-    rates: Mapping[str, FxRates],
-) -> Revaluation:
-    """One session's revaluation in its base currency; without a rate it needs, its last good
-    valuation is kept and flagged ``fx_unavailable`` (never valued at 1:1)."""
+@dataclass(frozen=True, slots=True)
+class _Valued:
+    """What every session with the same tickers, currencies and base shares at a tick: the
+    prices text, each ticker's rate into the base, the rates text and the flags; or, when the
+    valuation cannot be made, the flag that keeps the last good one (``fx_of`` None)."""
+
+    prices_text: str
+    prices: dict[str, float]
+    fx_of: dict[str, float] | None
+    fx_text: str
+    flags_text: str
+
+    def revaluation(self, sid: str, at: HoldingsAt) -> Revaluation:
+        if self.fx_of is None:
+            return Revaluation(sid, at.version, None, self.prices_text, flags_text=self.flags_text)
+        fx_of, prices = self.fx_of, self.prices
+        # the same products as portfolio.total_in_base (q × price × fx), so the same cents
+        total = round(math.fsum(q * prices[t] * fx_of[t] for t, q in at.holdings.items()), 2)
+        return Revaluation(sid, at.version, total, self.prices_text, self.fx_text, self.flags_text)
+
+
+def _valued(at: HoldingsAt, priced: Mapping[str, Priced], got: FxRates) -> _Valued:
+    """The shared part of the revaluation of sessions like ``at``. A holding quoted in another
+    currency than its own (a fallback source guessing) flags ``currency_mismatch``; a rate no
+    source has flags ``fx_unavailable``: either keeps the last good valuation (never 1:1)."""
     base = at.base_currency
-    got = rates[base]
-    currencies = {t: at.currency(t) for t in at.holdings}
-    held = set(currencies.values())
+    tickers = at.holdings
+    prices = {t: priced[t].price for t in tickers}
+    prices_text = canonical_prices(prices)
+    if any(priced[t].currency != at.currency(t) for t in tickers):
+        return _Valued(prices_text, prices, None, "", MISMATCH)
+    held = {at.currency(t) for t in tickers}
     if held & got.missing:
-        return Revaluation(sid, at.version, None, prices_text, flags_text=FX_UNAVAILABLE)
+        return _Valued(prices_text, prices, None, "", FX_UNAVAILABLE)
     fx = {c: 1.0 if c == base else got.rates[c] for c in held}
-    total = total_in_base(at.holdings, prices, currencies, fx)  # as a create or a change does
     flags = FX_STALE if held & got.stale else NO_FLAGS
-    fx_text = canonical_map({base: 1.0, **fx})
-    return Revaluation(sid, at.version, total, prices_text, fx_text, flags)
+    fx_of = {t: fx[at.currency(t)] for t in tickers}
+    return _Valued(prices_text, prices, fx_of, canonical_map({base: 1.0, **fx}), flags)
 
 
 def _first(group: BaseExceptionGroup[Exception]) -> Exception:
