@@ -1,0 +1,317 @@
+"""IndicatorBook against batch references written here in numpy, on the replay's real closes.
+
+Each kind equals its batch reference (Wilder's RSI, the SMA, the EMA seeded with the SMA of its
+first n values as TA-Lib does, rolling max/min) to 1e-9 after warm-up, fed bar by bar and fed
+several intraday quotes per session (the live bar replaced), and is None during warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from marketpulse.alerts.indicators import MARGIN, WEEKS_52, IndicatorBook, bars_needed
+from marketpulse.market.providers.replay import load_stock_series
+from marketpulse.market.quotes import FloatArray
+
+TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Stand-in of ``alerts.rules.Indicator`` (same fields) until helper A's model lands."""
+
+    kind: str
+    period: int | None = None
+    fast: int | None = None
+    slow: int | None = None
+    average: str | None = None
+
+
+SPECS = [
+    Spec("rsi"),
+    Spec("rsi", 2),
+    Spec("rsi", 1),
+    Spec("rsi", 30),
+    Spec("sma", 1),
+    Spec("sma", 20),
+    Spec("sma", 200),
+    Spec("ema", 1),
+    Spec("ema", 12),
+    Spec("ema", 100),
+    Spec("price_vs_sma", 50),
+    Spec("price_vs_ema", 26),
+    Spec("ma_cross", fast=50, slow=200, average="sma"),
+    Spec("ma_cross", fast=12, slow=26, average="ema"),
+    Spec("change_sessions", 1),
+    Spec("change_sessions", 5),
+    Spec("change_sessions", 260),
+    Spec("from_52w_high"),
+    Spec("from_52w_low"),
+    Spec("drawdown", 1),
+    Spec("drawdown", 20),
+    Spec("drawdown", 400),
+]
+
+
+# -- the batch references: one value per bar (NaN during warm-up) ----------------------------
+
+
+def nan_like(x: FloatArray) -> FloatArray:
+    return np.full(len(x), np.nan)
+
+
+def ref_sma(x: FloatArray, n: int) -> FloatArray:
+    out = nan_like(x)
+    if len(x) >= n:
+        out[n - 1 :] = sliding_window_view(x, n).mean(axis=1)
+    return out
+
+
+def ref_ema(x: FloatArray, n: int) -> FloatArray:
+    """TA-Lib's EMA (its default): seeded at bar n - 1 with the SMA of the first n values."""
+    out = nan_like(x)
+    if len(x) < n:
+        return out
+    k = 2.0 / (n + 1)
+    e = float(np.mean(x[:n]))
+    out[n - 1] = e
+    for i in range(n, len(x)):
+        e = k * x[i] + (1 - k) * e
+        out[i] = e
+    return out
+
+
+def ref_rsi(x: FloatArray, n: int) -> FloatArray:
+    """Wilder's RSI as TA-Lib: the first averages are the means of the first n gains and
+    losses (at bar n), then avg = (avg * (n - 1) + x) / n; a window without losses is 100."""
+    out = nan_like(x)
+    if len(x) < n + 1:
+        return out
+    d = np.diff(x)
+    gain, loss = np.where(d > 0, d, 0.0), np.where(d < 0, -d, 0.0)
+    g, l_ = float(np.mean(gain[:n])), float(np.mean(loss[:n]))
+    for i in range(n, len(x)):
+        if i > n:
+            g = (g * (n - 1) + gain[i - 1]) / n
+            l_ = (l_ * (n - 1) + loss[i - 1]) / n
+        out[i] = 100.0 if l_ == 0 else 100.0 * g / (g + l_)
+    return out
+
+
+def ref_window(x: FloatArray, n: int, fn: Callable[..., FloatArray]) -> FloatArray:
+    out = nan_like(x)
+    if len(x) >= n:
+        out[n - 1 :] = fn(sliding_window_view(x, n), axis=1)
+    return out
+
+
+def reference(spec: Spec, x: FloatArray) -> FloatArray:
+    """The contract's formula for ``spec`` at every bar of ``x``, by batch computation."""
+    n = spec.period or 14
+    avg = ref_sma if spec.average == "sma" else ref_ema
+    match spec.kind:
+        case "rsi":
+            return ref_rsi(x, n)
+        case "sma":
+            return ref_sma(x, n)
+        case "ema":
+            return ref_ema(x, n)
+        case "price_vs_sma":
+            return 100 * (x / ref_sma(x, n) - 1)
+        case "price_vs_ema":
+            return 100 * (x / ref_ema(x, n) - 1)
+        case "ma_cross":
+            assert spec.fast is not None and spec.slow is not None
+            return 100 * (avg(x, spec.fast) / avg(x, spec.slow) - 1)
+        case "change_sessions":
+            out = nan_like(x)
+            out[n:] = 100 * (x[n:] / x[:-n] - 1)
+            return out
+        case "from_52w_high":
+            return 100 * (1 - x / ref_window(x, WEEKS_52, np.max))
+        case "from_52w_low":
+            return 100 * (x / ref_window(x, WEEKS_52, np.min) - 1)
+        case "drawdown":
+            return 100 * (1 - x / ref_window(x, n, np.max))
+    raise AssertionError(spec.kind)
+
+
+def series(symbol: str, first: str, last: str) -> tuple[list[str], FloatArray]:
+    s = load_stock_series()[symbol]
+    sel = (s.dates >= np.datetime64(first)) & (s.dates <= np.datetime64(last))
+    return [str(d) for d in s.dates[sel]], s.close[sel].astype(np.float64)
+
+
+def close_enough(got: float | None, want: float) -> bool:
+    if math.isnan(want):
+        return got is None
+    return got is not None and math.isclose(got, want, rel_tol=TOL, abs_tol=TOL)
+
+
+CASES = [
+    ("AAPL", "2006-01-01", "2012-12-31"),
+    ("IBM", "2003-01-01", "2008-12-31"),
+    ("MSFT", "2009-01-01", "2012-12-31"),
+    ("GOOG", "2004-08-19", "2008-12-31"),  # from its listing: warm-up on real data
+]
+
+
+@pytest.mark.parametrize(("symbol", "first", "last"), CASES)
+@pytest.mark.parametrize("history", [0, 300])
+def test_bar_by_bar_equals_the_batch_reference(
+    symbol: str, first: str, last: str, history: int
+) -> None:
+    dates, x = series(symbol, first, last)
+    refs = {s: reference(s, x) for s in SPECS}
+    book = IndicatorBook(list(zip(dates[:history], x[:history], strict=True)), specs=SPECS)
+    checked = 0
+    for i in range(history, len(x)):
+        book.observe(dates[i], float(x[i]))
+        assert book.kept <= max(WEEKS_52, 401) + MARGIN  # the bound: drawdown 400 needs 400
+        for spec in SPECS:
+            want = refs[spec][i]
+            got = book.value(spec)
+            assert close_enough(got, want), (spec, dates[i], got, want)
+            checked += not math.isnan(want)
+    assert checked > len(SPECS) * 500  # whole years compared, not only the warm-up
+
+
+@pytest.mark.parametrize(("symbol", "first", "last"), CASES[:3])
+def test_intraday_quotes_replace_the_live_bar(symbol: str, first: str, last: str) -> None:
+    """Each session gets its open, high, low, then its close; after the close every value
+    equals the reference of the closes, and in between it is the reference of the completed
+    closes plus the intraday price as the live bar (checked on a sample of sessions)."""
+    s = load_stock_series()[symbol]
+    sel = (s.dates >= np.datetime64(first)) & (s.dates <= np.datetime64(last))
+    dates = [str(d) for d in s.dates[sel]]
+    x, opens, highs, lows = s.close[sel], s.open[sel], s.high[sel], s.low[sel]
+    refs = {spec: reference(spec, x) for spec in SPECS}
+    book = IndicatorBook([], specs=SPECS)
+    live_checked = 0
+    for i in range(len(x)):
+        for intraday in (opens[i], highs[i], lows[i]):
+            book.observe(dates[i], float(intraday))
+            if i % 97 == 0 or i == WEEKS_52 - 1:
+                live = np.append(x[:i], intraday)
+                for spec in SPECS:
+                    want = reference(spec, live)[-1]
+                    assert close_enough(book.value(spec), want), (spec, dates[i], intraday)
+                    live_checked += not math.isnan(want)
+        book.observe(dates[i], float(x[i]))
+        assert book.session_date == dates[i]
+        for spec in SPECS:
+            got, want = book.value(spec), refs[spec][i]
+            assert close_enough(got, want), (spec, dates[i], got, want)
+    assert live_checked > 100
+
+
+def test_warm_up_is_none_until_the_bars_needed() -> None:
+    dates, x = series("IBM", "2010-01-01", "2012-12-31")
+    book = IndicatorBook([], specs=SPECS)
+    for i in range(len(x)):
+        book.observe(dates[i], float(x[i]))
+        for spec in SPECS:
+            assert (book.value(spec) is None) == (i + 1 < bars_needed(spec)), (spec, i)
+    assert bars_needed(Spec("rsi")) == 15
+    assert bars_needed(Spec("from_52w_high")) == WEEKS_52
+    assert bars_needed(Spec("ma_cross", fast=5, slow=30, average="ema")) == 30
+    assert IndicatorBook([]).value(Spec("sma", 3)) is None
+
+
+def test_a_history_is_a_start_like_any_other() -> None:
+    """A book built from completed closes equals one fed those closes as quotes."""
+    dates, x = series("MSFT", "2010-01-01", "2011-12-31")
+    loaded = IndicatorBook(list(zip(dates[:-10], x[:-10], strict=True)), specs=SPECS)
+    fed = IndicatorBook([], specs=SPECS)
+    for d, c in zip(dates[:-10], x[:-10], strict=True):
+        fed.observe(d, float(c))
+    for d, c in zip(dates[-10:], x[-10:], strict=True):
+        loaded.observe(d, float(c))
+        fed.observe(d, float(c))
+        for spec in SPECS:
+            assert loaded.value(spec) == pytest.approx(fed.value(spec), rel=TOL, abs=TOL)
+
+
+def test_a_quote_of_an_older_session_changes_nothing() -> None:
+    dates, x = series("AAPL", "2011-01-01", "2011-12-31")
+    book = IndicatorBook(list(zip(dates, x, strict=True)))
+    before = [book.value(s) for s in SPECS]
+    book.observe(dates[-5], 1.0)
+    assert [book.value(s) for s in SPECS] == before
+    assert book.session_date == dates[-1]
+
+
+def test_the_book_stays_bounded_and_keeps_its_state_across_trims() -> None:
+    """Years of bars: at most max(252, needs) + MARGIN closes; the talipp objects are purged
+    with them and Wilder's RSI and the EMA carry on (equal to the reference from the start)."""
+    dates, x = series("AAPL", "2000-03-01", "2013-03-01")
+    specs = [Spec("rsi"), Spec("ema", 50), Spec("sma", 10), Spec("drawdown", 30)]
+    book = IndicatorBook([], specs=specs)
+    most = 0
+    for i in range(len(x)):
+        book.observe(dates[i], float(x[i]))
+        most = max(most, book.kept)
+    assert most == WEEKS_52 + MARGIN == book.capacity
+    assert book.bars == len(x)
+    for spec in specs:
+        assert close_enough(book.value(spec), reference(spec, x)[-1]), spec
+    wide = IndicatorBook(list(zip(dates, x, strict=True)), specs=[Spec("drawdown", 400)])
+    assert wide.needs() == 400 and wide.kept == 400
+
+
+def test_rebase_equals_the_divided_prices_from_the_start() -> None:
+    """AAPL's 2:1 split of 2005-02-28 in the unadjusted closes: rebasing the book by 2 the
+    evening before gives, every session after, the reference of the closes before divided
+    by 2 followed by the real ones (no 50 % drop seen by any indicator)."""
+    dates, x = series("AAPL", "2003-01-01", "2006-12-31")
+    split = dates.index("2005-02-28")
+    assert x[split] / x[split - 1] < 0.55  # the split is in the data
+    adjusted = np.concatenate([x[:split] / 2.0, x[split:]])
+    refs = {s: reference(s, adjusted) for s in SPECS}
+    book = IndicatorBook(list(zip(dates[:100], x[:100], strict=True)), specs=SPECS)
+    for i in range(100, split):
+        book.observe(dates[i], float(x[i]))
+    book.rebase(2.0)
+    for i in range(split, len(x)):
+        book.observe(dates[i], float(x[i]))
+        for spec in SPECS:
+            assert close_enough(book.value(spec), refs[spec][i]), (spec, dates[i])
+    assert book.value(Spec("change_sessions", 1)) == pytest.approx(
+        100 * (x[-1] / x[-2] - 1), rel=TOL
+    )
+
+
+@pytest.mark.parametrize("ratio", [0.0, -2.0, math.nan, math.inf])
+def test_rebase_refuses_a_ratio_that_is_not_a_split(ratio: float) -> None:
+    book = IndicatorBook([("2012-01-03", 10.0)])
+    with pytest.raises(ValueError, match="split ratio"):
+        book.rebase(ratio)
+
+
+def test_bad_input_is_refused_with_a_reason() -> None:
+    with pytest.raises(ValueError, match="increasing date order"):
+        IndicatorBook([("2012-01-04", 10.0), ("2012-01-03", 11.0)])
+    with pytest.raises(ValueError, match="positive finite"):
+        IndicatorBook([("2012-01-03", math.nan)])
+    book = IndicatorBook([("2012-01-03", 10.0)])
+    with pytest.raises(ValueError, match="positive finite"):
+        book.observe("2012-01-04", 0.0)
+    with pytest.raises(ValueError, match="unknown indicator kind"):
+        book.value(Spec("macd", 3))
+    with pytest.raises(ValueError, match="needs a period"):
+        book.value(Spec("sma"))
+
+
+def test_a_spec_first_asked_later_is_maintained_from_then_on() -> None:
+    dates, x = series("IBM", "2010-01-01", "2011-06-30")
+    book = IndicatorBook(list(zip(dates[:100], x[:100], strict=True)))
+    late = Spec("ema", 10)
+    for i in range(100, len(x)):
+        book.observe(dates[i], float(x[i]))
+        assert close_enough(book.value(late), reference(late, x)[i])
