@@ -28,6 +28,15 @@ Guarantees:
   the same store decision as a tick, at the observation the monitor last evaluated (its
   cursor; without a clock, the quote's time): a later tick at the same quote fires nothing
   more. Without ``quotes``, or when the quote cannot be had, it waits for the next tick.
+- Rule alerts (issue 19; every alert that is not ``simple``: crossings, indicators, all_of,
+  a re-arm margin, a snooze) are held next to the index, per symbol, and evaluated at each
+  usable quote of their symbol with ``rules.evaluate``; one is applied to the store only when
+  its tri-state (true / false-and-rearm / false-within-margin) differs from the last one this
+  instance applied (after ``forget()`` every one is applied once again), as the index reports
+  only changes. Indicator values come from the ``IndicatorSource`` given (``indicators``,
+  ``alerts/indicator_feed.py`` in the app), told which specs each symbol's alerts want;
+  without one, an alert needing an indicator has no value and does nothing. A snoozed alert's
+  fire is muted: recorded in history, never delivered.
 - On Redis, ``subscribe()`` goes through the instance's pub/sub hub
   (``RedisClient.subscription``), whose loop (``RedisClient.run``) the app's lifespan runs.
 """
@@ -38,6 +47,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from marketpulse.alerts.delivery import MAX_ATTEMPTS, OutboxDelivery
@@ -48,10 +58,16 @@ from marketpulse.alerts.notifiers import ConsoleNotifier, Notifier
 from marketpulse.alerts.outbox import AlertOutbox
 from marketpulse.alerts.rules import (
     AlertCondition,
+    AlertState,
     AlertType,
+    Evaluation,
+    Indicator,
+    IndicatorValues,
     Outcome,
+    evaluate,
     holds,
     observed_value,
+    snoozed,
     usable,
 )
 from marketpulse.alerts.store import AlertStore, RedisAlertStore
@@ -84,8 +100,47 @@ class LatestQuotes(Protocol):
     async def latest(self, symbol: str) -> StockData | None: ...
 
 
+class IndicatorSource(Protocol):
+    """Indicator values per symbol (``alerts/indicator_feed.IndicatorFeed`` in the app).
+
+    ``want(symbol, specs)``: the specs ``symbol``'s alerts observe, all of them (the engine
+    calls it whenever they change); ``drop(symbol)``: it has none any more (its state goes).
+    ``observe(quote)``: the quote as its symbol's live bar; the values, or None (no history
+    yet). The engine calls it once per usable quote of a symbol with indicator alerts, in
+    order (under the symbol's lock)."""
+
+    def want(self, symbol: str, specs: Sequence[Indicator]) -> None: ...
+
+    def drop(self, symbol: str) -> None: ...
+
+    async def observe(self, quote: StockData) -> IndicatorValues | None: ...
+
+
 # the types a quote alone decides: a volume spike needs its window, kept by the ticks
-AT_ONCE_TYPES = frozenset({AlertType.PRICE_THRESHOLD, AlertType.PERCENTAGE_CHANGE})
+AT_ONCE_TYPES = frozenset(
+    {AlertType.PRICE_THRESHOLD, AlertType.PERCENTAGE_CHANGE, AlertType.INDICATOR, AlertType.ALL_OF}
+)
+
+
+def _epoch(at: datetime | None) -> float | None:
+    return None if at is None else at.timestamp()
+
+
+def state_text(alert: AlertCondition, state: AlertState | None, ev: Evaluation | None) -> str:
+    """The alert's state in words: ``armed, RSI(14) 41.2`` / ``fired, price 151``
+    (``disarmed`` for a crossing not yet seen false)."""
+    if state is None:
+        word = "unknown"
+    elif state.armed:
+        word = "armed"
+    else:
+        word = "fired" if state.last_fired_at is not None else "disarmed"
+    if ev is not None and ev.values:
+        shown = ", ".join(
+            f"{label} {'none' if v is None else f'{v:.4g}'}" for label, v in ev.values
+        )
+        word = f"{word}, {shown}"
+    return word
 
 
 def observation_of(quote: StockData) -> int:
@@ -106,8 +161,10 @@ class AlertManager:
         delivery_attempts: int | None = None,
         max_alerts: int = 0,
         quotes: LatestQuotes | None = None,
+        indicators: IndicatorSource | None = None,
     ) -> None:
         self.quotes = quotes  # the latest quotes a new alert is evaluated against at once
+        self.indicators = indicators  # indicator values of rule alerts (None: they have none)
         self._owned: RedisClient | None = None
         if store is None:
             if redis is None:
@@ -131,6 +188,11 @@ class AlertManager:
         self.max_alerts = max_alerts  # 0: no cap
         self._telemetry = telemetry
         self._index = AlertIndex()
+        # rule alerts (not ``simple``): symbol -> id -> alert, and id -> the tri-state this
+        # instance last applied; both bounded by the alerts, an entry leaves with its alert
+        self._rules: dict[str, dict[str, AlertCondition]] = {}
+        self._rule_symbol: dict[str, str] = {}
+        self._rule_tri: dict[str, str] = {}
         self._version = -1
         self._locks: dict[str, asyncio.Lock] = {}  # symbol -> its lock, while in use
         self._lock_users: dict[str, int] = {}  # symbol -> holders and waiters of its lock
@@ -168,17 +230,73 @@ class AlertManager:
             raise LimitReached(
                 f"at most {self.max_alerts} alert conditions; delete one first", "too_many_alerts"
             )
-        self._index.add(condition)
+        self._hold(condition)
         await self.evaluate_now([condition])
         return condition
 
+    async def edit_alert(self, condition: AlertCondition) -> bool:
+        """Replace the existing alert of ``condition.id`` and reset its state as a new one's
+        (a crossing starts disarmed again), then evaluate it at once; False if there is none."""
+        await self.sync()
+        if self._get(condition.id) is None and condition.id not in {
+            a.id for a in await self.store.all()
+        }:
+            return False
+        await self.store.add(condition, reset=True)
+        self._hold(condition)
+        await self.evaluate_now([condition])
+        return True
+
+    async def snooze(self, alert_id: str, until: datetime | None) -> AlertCondition | None:
+        """Snooze ``alert_id`` until ``until`` (None: end the snooze); its state is kept. The
+        alert as stored now, or None if there is none."""
+        await self.sync()
+        alert = self._get(alert_id)
+        if alert is None:
+            return None
+        changed = alert.model_copy(update={"snoozed_until": until})
+        await self.store.add(changed)
+        self._hold(changed)
+        return changed
+
     async def remove_alert(self, alert_id: str) -> bool:
-        self._index.remove(alert_id)
+        self._release(alert_id)
         return await self.store.remove(alert_id)
 
     async def list_alerts(self) -> list[AlertCondition]:
         await self.sync()
-        return sorted(self._index.alerts(), key=lambda a: (a.symbol, a.id))
+        return sorted(self._alerts(), key=lambda a: (a.symbol, a.id))
+
+    async def get_alert(self, alert_id: str) -> AlertCondition | None:
+        await self.sync()
+        return self._get(alert_id)
+
+    async def alert_states(
+        self, alerts: Sequence[AlertCondition]
+    ) -> dict[str, tuple[AlertState | None, Evaluation | None]]:
+        """Each alert's stored state and its evaluation at the latest known quote of its
+        symbol (None without one; a volume spike has no value here: its window is the
+        ticks'). Best effort: a quote or indicator that cannot be had leaves it None."""
+        states = await self.store.states([a.id for a in alerts])
+        latest: dict[str, StockData | None] = {}
+        books: dict[str, IndicatorValues | None] = {}
+        out: dict[str, tuple[AlertState | None, Evaluation | None]] = {}
+        for alert in alerts:
+            ev: Evaluation | None = None
+            if self.quotes is not None:
+                try:
+                    if alert.symbol not in latest:
+                        latest[alert.symbol] = await self.quotes.latest(alert.symbol)
+                    quote = latest[alert.symbol]
+                    if quote is not None and usable(quote):
+                        if alert.indicators() and alert.symbol not in books:
+                            books[alert.symbol] = await self._indicator_values(quote)
+                        ind = books.get(alert.symbol)
+                        ev = evaluate(alert, quote, volumes=(), indicators=ind)
+                except MarketPulseError as exc:
+                    log.info("alert state of %s without values: %s", alert.id, exc.message)
+            out[alert.id] = (states.get(alert.id), ev)
+        return out
 
     async def sync(self) -> None:
         """Bring the index in line with the store if its version moved (cheap when it did not)."""
@@ -186,19 +304,67 @@ class AlertManager:
         if version == self._version:
             return
         stored = {a.id: a for a in await self.store.all()}
-        for alert in self._index.alerts():
+        for alert in self._alerts():
             if alert.id not in stored:
-                self._index.remove(alert.id)
+                self._release(alert.id)
         # the first sync evaluates every alert (those added before a quote source was given,
         # or while no monitor ran); later ones, the alerts added or changed elsewhere
         picked = list(stored.values()) if self._version == -1 else []
         for alert_id, alert in stored.items():
-            if self._index.get(alert_id) != alert:
-                self._index.add(alert)
+            if self._get(alert_id) != alert:
+                self._hold(alert)
                 if self._version != -1:
                     picked.append(alert)
         self._version = version
         await self.evaluate_now(picked)
+
+    def _hold(self, alert: AlertCondition) -> None:
+        """Hold ``alert`` where it is evaluated: the index (simple) or the rule alerts."""
+        self._release(alert.id)
+        if alert.simple:
+            self._index.add(alert)
+            return
+        self._rules.setdefault(alert.symbol, {})[alert.id] = alert
+        self._rule_symbol[alert.id] = alert.symbol
+        if alert.indicators():
+            self._want(alert.symbol)
+
+    def _release(self, alert_id: str) -> None:
+        self._index.remove(alert_id)
+        self._rule_tri.pop(alert_id, None)
+        symbol = self._rule_symbol.pop(alert_id, None)
+        if symbol is None:
+            return
+        held = self._rules[symbol]
+        gone = held.pop(alert_id)
+        if not held:
+            del self._rules[symbol]
+        if gone.indicators():
+            self._want(symbol)
+
+    def _want(self, symbol: str) -> None:
+        """Tell the indicator source the specs ``symbol``'s rule alerts observe now."""
+        if self.indicators is None:
+            return
+        specs = [s for a in self._rules.get(symbol, {}).values() for s in a.indicators()]
+        if specs:
+            self.indicators.want(symbol, specs)
+        else:
+            self.indicators.drop(symbol)
+
+    def _get(self, alert_id: str) -> AlertCondition | None:
+        symbol = self._rule_symbol.get(alert_id)
+        if symbol is not None:
+            return self._rules[symbol][alert_id]
+        return self._index.get(alert_id)
+
+    def _alerts(self) -> list[AlertCondition]:
+        return [*self._index.alerts(), *(a for held in self._rules.values() for a in held.values())]
+
+    async def _indicator_values(self, quote: StockData) -> IndicatorValues | None:
+        if self.indicators is None:
+            return None
+        return await self.indicators.observe(quote)
 
     async def evaluate_now(self, alerts: Sequence[AlertCondition]) -> list[FiredAlert]:
         """Evaluate ``alerts`` against the latest known quote of their symbols, through the
@@ -209,7 +375,7 @@ class AlertManager:
         store that cannot be had is logged and the alerts wait for the next tick."""
         if self.quotes is None:
             return []
-        wanted = [a for a in alerts if a.alert_type in AT_ONCE_TYPES]
+        wanted = [a for a in alerts if a.alert_type in AT_ONCE_TYPES and not a.crossing]
         if not wanted:
             return []
         try:
@@ -230,32 +396,38 @@ class AlertManager:
             quote = latest[alert.symbol]
             if quote is None or not usable(quote):
                 continue
-            value = observed_value(alert.alert_type, quote)
-            if self._telemetry is not None and value is not None:
+            if alert.simple:
+                value = observed_value(alert.alert_type, quote)
+                ev = None if value is None else Evaluation(holds(alert, value), False, value)
+            else:  # an all_of with a volume spike has no value here: the ticks decide it
+                ind = await self._indicator_values(quote) if alert.indicators() else None
+                ev = evaluate(alert, quote, volumes=(), indicators=ind)
+            if self._telemetry is not None and ev is not None:
                 self._telemetry.alert_evaluated()
-            if value is None or not holds(alert, value):
+            if ev is None or not ev.truth:
                 continue
             obs = observation_of(quote) if cursor is None else cursor
             if self.delivery is not None:  # every channel's group exists before a fire
                 await self._ensure_groups(self.delivery)
-            candidate = FiredAlert.of(alert, value, quote, obs)
-            outcome = await self.store.apply(
-                alert, obs=obs, truth=True, at=quote.timestamp.timestamp(), fired=candidate
-            )
+            at = quote.timestamp.timestamp()
+            muted = snoozed(at, _epoch(alert.snoozed_until))
+            evaluated = None if alert.simple else ev
+            candidate = FiredAlert.of(alert, ev.value, quote, obs, ev=evaluated, muted=muted)
+            outcome = await self.store.apply(alert, obs=obs, truth=True, at=at, fired=candidate)
             if outcome is not Outcome.FIRED:
                 continue
             if self._telemetry is not None:
                 self._telemetry.alert_fired()
             log.info("alert %s fired at once: %s", alert.id, alert.symbol)
-            fired.append(
-                candidate if self.delivery is not None else await self._deliver_inline(candidate)
-            )
+            inline = self.delivery is None and not candidate.muted
+            fired.append(await self._deliver_inline(candidate) if inline else candidate)
         return fired
 
     def forget(self) -> None:
         """Re-derive every alert's truth at its next observation (after a gap in what this
         instance observed: a new poller, a restart); the store's state is then corrected."""
         self._index.forget()
+        self._rule_tri.clear()
 
     async def history(self, symbol: str | None = None, limit: int = 50) -> list[FiredAlert]:
         """Fired alerts, newest first, each with the channels that delivered it and when."""
@@ -312,15 +484,20 @@ class AlertManager:
         self._lock_users[sym] = self._lock_users.get(sym, 0) + 1
         try:
             async with lock:
-                values = await self._values(quote, obs)
+                values, prior = await self._values(quote, obs)
                 if self._telemetry is not None:
                     self._count_evaluated(self._telemetry, sym, values)
                 changes = self._index.observe(sym, values)
-                if not changes:
+                rules = self._rules.get(sym)
+                ruled = await self._rule_changes(quote, prior, rules) if rules else []
+                if not changes and not ruled:
                     return []
                 if self.delivery is not None:  # every channel's group exists before a fire
                     await self._ensure_groups(self.delivery)
-                return await self._apply(quote, obs, values, changes)
+                fired = await self._apply(quote, obs, values, changes) if changes else []
+                if ruled:
+                    fired += await self._apply_rules(quote, obs, ruled)
+                return fired
         finally:  # the last user drops the symbol's lock: none kept for symbols gone quiet
             users = self._lock_users.pop(sym) - 1
             if users:
@@ -328,7 +505,9 @@ class AlertManager:
             else:
                 del self._locks[sym]
 
-    async def _values(self, quote: StockData, obs: int) -> dict[AlertType, float | None]:
+    async def _values(
+        self, quote: StockData, obs: int
+    ) -> tuple[dict[AlertType, float | None], list[int]]:
         sym, index = quote.symbol, self._index
         values: dict[AlertType, float | None] = {}
         if index.wants(sym, AlertType.PRICE_THRESHOLD):
@@ -339,7 +518,60 @@ class AlertManager:
         prior = await self.store.volumes(sym, obs=obs, volume=quote.volume)
         if index.wants(sym, AlertType.VOLUME_SPIKE):
             values[AlertType.VOLUME_SPIKE] = observed_value(AlertType.VOLUME_SPIKE, quote, prior)
-        return values
+        return values, prior
+
+    async def _rule_changes(
+        self, quote: StockData, prior: list[int], rules: dict[str, AlertCondition]
+    ) -> list[tuple[AlertCondition, Evaluation]]:
+        """The rule alerts of ``quote``'s symbol whose tri-state differs from the last one
+        this instance applied, with their evaluation (an alert without a value: none)."""
+        held = list(rules.values())
+        ind = None
+        if self.indicators is not None and any(a.indicators() for a in held):
+            ind = await self.indicators.observe(quote)
+        out: list[tuple[AlertCondition, Evaluation]] = []
+        for alert in held:
+            ev = evaluate(alert, quote, volumes=prior, indicators=ind)
+            if ev is None:
+                continue
+            if self._telemetry is not None:
+                self._telemetry.alert_evaluated()
+            if self._rule_tri.get(alert.id) != ev.tri:
+                out.append((alert, ev))
+        return out
+
+    async def _apply_rules(
+        self, quote: StockData, obs: int, ruled: list[tuple[AlertCondition, Evaluation]]
+    ) -> list[FiredAlert]:
+        at = quote.timestamp.timestamp()
+        fired: list[FiredAlert] = []
+        gate = asyncio.Semaphore(APPLY_CONCURRENCY)
+
+        async def one(alert: AlertCondition, ev: Evaluation) -> None:
+            candidate: FiredAlert | None = None
+            if ev.truth:
+                muted = snoozed(at, _epoch(alert.snoozed_until))
+                candidate = FiredAlert.of(alert, ev.value, quote, obs, ev=ev, muted=muted)
+            async with gate:
+                outcome = await self.store.apply(
+                    alert, obs=obs, truth=ev.truth, at=at, fired=candidate, rearm=ev.rearm
+                )
+            if self._rule_symbol.get(alert.id) is not None and self._get(alert.id) == alert:
+                self._rule_tri[alert.id] = ev.tri  # applied (unless changed meanwhile)
+            if outcome is Outcome.FIRED:
+                assert candidate is not None
+                if self._telemetry is not None:
+                    self._telemetry.alert_fired()
+                if self.delivery is None and not candidate.muted:
+                    candidate = await self._deliver_inline(candidate)
+                fired.append(candidate)
+            elif outcome in (Outcome.EXPIRED, Outcome.GONE):
+                await self.remove_alert(alert.id)
+
+        async with asyncio.TaskGroup() as tg:
+            for alert, ev in ruled:
+                tg.create_task(one(alert, ev))
+        return fired
 
     def _count_evaluated(
         self, telemetry: AlertTelemetry, symbol: str, values: dict[AlertType, float | None]

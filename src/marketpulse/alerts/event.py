@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from marketpulse.alerts.rules import AlertCondition, AlertType
+from marketpulse.alerts.rules import AlertCondition, AlertType, Evaluation, why
 from marketpulse.market.quotes import StockData
 
 
@@ -27,7 +27,10 @@ class QuoteUsed(BaseModel):
 class FiredAlert(BaseModel):
     """One firing of one alert. ``id`` is the fire id (the webhook's idempotency key);
     ``deliveries`` maps each channel that delivered it to when (first delivery), ``channels``
-    lists those channels in delivery order (filled when history is read)."""
+    lists those channels in delivery order (filled when history is read). ``muted``: fired
+    while the alert was snoozed, so recorded in history but never delivered. ``values`` holds
+    each observed value by label (an all_of's clauses; ``value`` is then None) and ``why`` the
+    readable reason ("RSI(14) 71.2 >= 70 and price 2810 >= 2800")."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -37,17 +40,31 @@ class FiredAlert(BaseModel):
     alert_type: AlertType
     comparison: str
     threshold: float
-    value: float
+    value: float | None
     observation: int
     fired_at: datetime
     quote: QuoteUsed
     channels: list[str] = Field(default_factory=list)
     deliveries: dict[str, datetime] = Field(default_factory=dict)
+    muted: bool = False
+    values: dict[str, float | None] = Field(default_factory=dict)
+    why: str = ""
 
     @classmethod
     def of(
-        cls, alert: AlertCondition, value: float, quote: StockData, observation: int
+        cls,
+        alert: AlertCondition,
+        value: float | None,
+        quote: StockData,
+        observation: int,
+        *,
+        ev: Evaluation | None = None,
+        muted: bool = False,
     ) -> FiredAlert:
+        """``alert`` firing at ``quote``; ``ev`` (when evaluated by ``rules.evaluate``) gives
+        the values and the reason, else they are made from ``value``."""
+        if ev is None:
+            ev = Evaluation(True, False, value, ((alert.label, value),))
         return cls(
             alert_id=alert.id,
             symbol=alert.symbol,
@@ -65,6 +82,9 @@ class FiredAlert(BaseModel):
                 age_s=quote.age_s,
                 previous_close=quote.previous_close,
             ),
+            muted=muted,
+            values=dict(ev.values),
+            why=why(alert, ev),
         )
 
     def delivered(self, deliveries: dict[str, datetime]) -> FiredAlert:
@@ -75,9 +95,11 @@ class FiredAlert(BaseModel):
     def describe(self) -> str:
         """One readable line: ``AAPL price_threshold above 150: value 151.2 (price 151.2 …)``."""
         q = self.quote
+        value = f"value {self.value:.4g}" if self.value is not None else self.why
+        muted = "MUTED (snoozed) " if self.muted else ""
         return (
-            f"ALERT {self.symbol} {self.alert_type.value} {self.comparison} {self.threshold:g}: "
-            f"value {self.value:.4g} (price {q.price:.2f}, volume {q.volume}, "
+            f"{muted}ALERT {self.symbol} {self.alert_type.value} {self.comparison} "
+            f"{self.threshold:g}: {value} (price {q.price:.2f}, volume {q.volume}, "
             f"at {q.timestamp.isoformat()}, source {q.source}, age {q.age_s:.1f}s) "
             f"[alert {self.alert_id}]"
         )

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from marketpulse.alerts.event import FiredAlert
-from marketpulse.alerts.rules import VOLUME_WINDOW, AlertCondition, AlertState, Outcome, transition
+from marketpulse.alerts.rules import (
+    VOLUME_WINDOW,
+    AlertCondition,
+    AlertState,
+    Evaluation,
+    Outcome,
+    initial_state,
+    transition,
+)
 from marketpulse.alerts.store import HISTORY_CAP
 
 
@@ -28,11 +36,16 @@ class MemoryAlertStore:
         self._cursor: int | None = None
         self._chosen = False  # see RedisAlertStore: an emptied watchlist is never re-seeded
 
-    async def add(self, alert: AlertCondition, *, cap: int = 0) -> bool:
+    async def add(self, alert: AlertCondition, *, cap: int = 0, reset: bool = False) -> bool:
         if cap > 0 and alert.id not in self._alerts and len(self._alerts) >= cap:
             return False
         self._alerts[alert.id] = alert
-        self._states.setdefault(alert.id, AlertState())
+        old = self._states.get(alert.id)
+        if old is None:
+            self._states[alert.id] = initial_state(alert)
+        elif reset:
+            fresh = initial_state(alert)
+            self._states[alert.id] = AlertState(fresh.armed, None, old.last_fired_at, old.muted)
         self._version += 1
         return True
 
@@ -48,21 +61,36 @@ class MemoryAlertStore:
         return self._version
 
     async def apply(
-        self, alert: AlertCondition, *, obs: int, truth: bool, at: float, fired: FiredAlert | None
+        self,
+        alert: AlertCondition,
+        *,
+        obs: int,
+        truth: bool,
+        at: float,
+        fired: FiredAlert | None,
+        rearm: bool | None = None,
     ) -> Outcome:
         state = self._states.get(alert.id)
         if state is None:
             return Outcome.GONE
         expires = None if alert.expires_at is None else alert.expires_at.timestamp()
+        ev = Evaluation(truth, (not truth) if rearm is None else rearm, None)
+        muted_until = None
+        if fired is not None and fired.muted:  # the caller decided it from snoozed_until
+            muted_until = at + 1.0
         new, outcome = transition(
-            state, obs=obs, truth=truth, at=at, cooldown_s=alert.cooldown_s, expires_at=expires
-        )
+            state, obs=obs, ev=ev, at=at, cooldown_s=alert.cooldown_s, expires_at=expires,
+            snoozed_until=muted_until,
+        )  # fmt: skip
         self._states[alert.id] = new
         if outcome is Outcome.FIRED:
             if fired is None:
                 raise ValueError("a true observation needs the alert it would fire")
             self._history.append(fired)
         return outcome
+
+    async def states(self, alert_ids: Sequence[str]) -> dict[str, AlertState]:
+        return {i: self._states[i] for i in alert_ids if i in self._states}
 
     async def volumes(self, symbol: str, *, obs: int, volume: int) -> list[int]:
         window = self._volumes.setdefault(symbol, {})

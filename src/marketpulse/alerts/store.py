@@ -25,7 +25,13 @@ from datetime import datetime
 from typing import Protocol, cast
 
 from marketpulse.alerts.event import FiredAlert
-from marketpulse.alerts.rules import VOLUME_WINDOW, AlertCondition, Outcome
+from marketpulse.alerts.rules import (
+    VOLUME_WINDOW,
+    AlertCondition,
+    AlertState,
+    Outcome,
+    initial_state,
+)
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.scripts import ScriptFolder
@@ -41,13 +47,21 @@ DELIVERIES_TTL_S = 30 * 86400  # how long a fire's delivery record is kept (hist
 class AlertStore(Protocol):
     """Persistence of the alert engine. ``apply`` is atomic and idempotent per observation."""
 
-    async def add(self, alert: AlertCondition, *, cap: int = 0) -> bool: ...
+    async def add(self, alert: AlertCondition, *, cap: int = 0, reset: bool = False) -> bool: ...
     async def remove(self, alert_id: str) -> bool: ...
     async def all(self) -> list[AlertCondition]: ...
     async def version(self) -> int: ...
     async def apply(
-        self, alert: AlertCondition, *, obs: int, truth: bool, at: float, fired: FiredAlert | None
+        self,
+        alert: AlertCondition,
+        *,
+        obs: int,
+        truth: bool,
+        at: float,
+        fired: FiredAlert | None,
+        rearm: bool | None = None,
     ) -> Outcome: ...
+    async def states(self, alert_ids: Sequence[str]) -> dict[str, AlertState]: ...
     async def volumes(self, symbol: str, *, obs: int, volume: int) -> list[int]: ...
     async def record_delivery(self, fire_id: str, channel: str, at: datetime) -> None: ...
     async def history(self, symbol: str | None, limit: int) -> list[FiredAlert]: ...
@@ -86,11 +100,15 @@ class RedisAlertStore:
     def redis(self) -> RedisClient:
         return self._redis
 
-    async def add(self, alert: AlertCondition, *, cap: int = 0) -> bool:
+    async def add(self, alert: AlertCondition, *, cap: int = 0, reset: bool = False) -> bool:
         """Atomic: store (or replace) ``alert``; False, storing nothing, when it is new and
-        ``cap`` (> 0) conditions are stored already."""
+        ``cap`` (> 0) conditions are stored already. A new alert's state is its initial one
+        (``rules.initial_state``: a crossing starts disarmed); ``reset`` (an edit) sets an
+        existing one's so too, else a replaced alert keeps its state."""
         keys_ = [keys.ALERTS, keys.alert_state(alert.id), keys.ALERTS_VERSION]
-        answer = await self._add(keys_, [alert.id, alert.model_dump_json(), cap])
+        armed = "1" if initial_state(alert).armed else "0"
+        args = [alert.id, alert.model_dump_json(), cap, armed, "1" if reset else "0"]
+        answer = await self._add(keys_, args)
         return _text(answer) == "ok"
 
     async def remove(self, alert_id: str) -> bool:
@@ -112,15 +130,26 @@ class RedisAlertStore:
         return int(await self._redis.call("GET", keys.ALERTS_VERSION) or 0)
 
     async def apply(
-        self, alert: AlertCondition, *, obs: int, truth: bool, at: float, fired: FiredAlert | None
+        self,
+        alert: AlertCondition,
+        *,
+        obs: int,
+        truth: bool,
+        at: float,
+        fired: FiredAlert | None,
+        rearm: bool | None = None,
     ) -> Outcome:
         """Decide one observation; a fire (``fired``: the alert as it fires, given when
-        ``truth``) is queued on the outbox and appended to the history in the same step."""
+        ``truth``) is queued on the outbox (unless ``fired.muted``: snoozed) and appended to
+        the history in the same step. ``rearm`` (default: not ``truth``): a false observation
+        beyond the re-arm margin; a false one within it changes nothing."""
         expires = "" if alert.expires_at is None else repr(alert.expires_at.timestamp())
         body, fire_id = ("", "") if fired is None else (fired.model_dump_json(), fired.id)
+        tri = "1" if truth else "0" if (rearm is None or rearm) else "m"
+        muted = "1" if fired is not None and fired.muted else "0"
         args = [
-            str(obs), "1" if truth else "0", repr(at), repr(alert.cooldown_s), expires,
-            body, fire_id, alert.symbol, str(OUTBOX_CAP), str(self._cap),
+            str(obs), tri, repr(at), repr(alert.cooldown_s), expires,
+            body, fire_id, alert.symbol, str(OUTBOX_CAP), str(self._cap), muted,
         ]  # fmt: skip
         if truth and fired is None:
             raise ValueError("a true observation needs the alert it would fire")
@@ -128,6 +157,26 @@ class RedisAlertStore:
             [keys.alert_state(alert.id), keys.ALERT_OUTBOX, keys.ALERT_HISTORY], args
         )
         return Outcome(_text(raw))
+
+    async def states(self, alert_ids: Sequence[str]) -> dict[str, AlertState]:
+        """The stored state of each of ``alert_ids`` that has one (one pipelined read)."""
+        if not alert_ids:
+            return {}
+        fields = ("armed", "obs", "fired_at", "muted")
+        rows = await self._redis.pipeline(
+            [("HMGET", keys.alert_state(i), *fields) for i in alert_ids]
+        )
+        out: dict[str, AlertState] = {}
+        for alert_id, (armed, obs, fired_at, muted) in zip(alert_ids, rows, strict=True):
+            if armed is None and obs is None:
+                continue
+            out[alert_id] = AlertState(
+                armed=armed is None or _text(armed) != "0",
+                last_obs=None if obs is None else int(obs),
+                last_fired_at=None if fired_at is None else float(fired_at),
+                muted=muted is not None and _text(muted) == "1",
+            )
+        return out
 
     async def volumes(self, symbol: str, *, obs: int, volume: int) -> list[int]:
         args = [str(obs), str(volume), str(VOLUME_WINDOW)]
