@@ -13,6 +13,7 @@ import pytest
 
 from marketpulse.alerts.indicator_feed import IndicatorFeed, history_bars
 from marketpulse.alerts.indicators import IndicatorBook
+from marketpulse.alerts.rules import Indicator
 from marketpulse.errors import QuoteUnavailable
 from marketpulse.market.clock import ManualClock
 from marketpulse.market.fetcher import DataFetcher
@@ -84,7 +85,7 @@ async def test_books_equal_the_batch_reference_over_a_year_of_replay() -> None:
         feed.want(sym, SPECS)
     n, lag = history_bars(SPECS), 3
     before = n - 1 - lag  # the history at tick `lag` ends there: its last 1 + lag bars go
-    refs: dict[tuple[str, Spec], np.ndarray] = {}
+    refs: dict[tuple[str, Indicator], np.ndarray] = {}
     for sym in symbols:
         s = load_stock_series()[sym]
         i0 = int(np.searchsorted(s.dates, np.datetime64(START)))

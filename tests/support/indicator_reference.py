@@ -7,27 +7,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from marketpulse.alerts.indicators import WEEKS_52
+from marketpulse.alerts.rules import Indicator
 from marketpulse.market.providers.replay import load_stock_series
 from marketpulse.market.quotes import FloatArray
 
 TOL = 1e-9
 
 
-@dataclass(frozen=True)
-class Spec:
-    """Stand-in of ``alerts.rules.Indicator`` (same fields) until helper A's model lands."""
-
-    kind: str
-    period: int | None = None
-    fast: int | None = None
-    slow: int | None = None
-    average: str | None = None
+def Spec(  # named as the model it builds, positionally
+    kind: str,
+    period: int | None = None,
+    *,
+    fast: int | None = None,
+    slow: int | None = None,
+    average: str | None = None,
+) -> Indicator:
+    """The rule model's ``Indicator`` (validated, defaults applied), built positionally."""
+    given = {"kind": kind, "period": period, "fast": fast, "slow": slow, "average": average}
+    return Indicator.model_validate({k: v for k, v in given.items() if v is not None})
 
 
 # -- the batch references: one value per bar (NaN during warm-up) ----------------------------
@@ -82,7 +84,7 @@ def ref_window(x: FloatArray, n: int, fn: Callable[..., FloatArray]) -> FloatArr
     return out
 
 
-def reference(spec: Spec, x: FloatArray) -> FloatArray:
+def reference(spec: Indicator, x: FloatArray) -> FloatArray:
     """The contract's formula for ``spec`` at every bar of ``x``, by batch computation."""
     n = spec.period or 14
     avg = ref_sma if spec.average == "sma" else ref_ema

@@ -9,11 +9,13 @@ several intraday quotes per session (the live bar replaced), and is None during 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
 from marketpulse.alerts.indicators import MARGIN, WEEKS_52, IndicatorBook, bars_needed
+from marketpulse.alerts.rules import Indicator, IndicatorValues
 from marketpulse.market.providers.replay import load_stock_series
 from support.indicator_reference import TOL, Spec, close_enough, reference, series
 
@@ -191,10 +193,20 @@ def test_bad_input_is_refused_with_a_reason() -> None:
     book = IndicatorBook([("2012-01-03", 10.0)])
     with pytest.raises(ValueError, match="positive finite"):
         book.observe("2012-01-04", 0.0)
+    # the rule model refuses these first; the book does not rely on it
+    unknown: dict[str, Any] = {"kind": "macd", "period": 3}
     with pytest.raises(ValueError, match="unknown indicator kind"):
-        book.value(Spec("macd", 3))
+        book.value(Indicator.model_construct(**unknown))
     with pytest.raises(ValueError, match="needs a period"):
-        book.value(Spec("sma"))
+        book.value(Indicator.model_construct(kind="sma"))
+
+
+def test_a_book_is_the_rule_model_s_indicator_values() -> None:
+    dates, x = series("IBM", "2012-01-01", "2012-12-31")
+    values: IndicatorValues = IndicatorBook(list(zip(dates, x, strict=True)))  # mypy checks
+    assert values.value(Indicator(kind="rsi")) == pytest.approx(
+        reference(Spec("rsi", 14), x)[-1], rel=TOL
+    )
 
 
 def test_a_spec_first_asked_later_is_maintained_from_then_on() -> None:
