@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from marketpulse.alerts.engine import IndicatorSource
 from marketpulse.alerts.indicator_feed import IndicatorFeed, history_bars
 from marketpulse.alerts.indicators import IndicatorBook
 from marketpulse.alerts.rules import Indicator
@@ -80,6 +81,8 @@ async def test_books_equal_the_batch_reference_over_a_year_of_replay() -> None:
     quote: the history it answers then holds later sessions, which the book must not see."""
     _, clock, fetcher = replay()
     feed = IndicatorFeed(fetcher)
+    port: IndicatorSource = feed  # the engine's port (mypy checks the signatures)
+    assert port is feed
     symbols = ("AAPL", "IBM", "MSFT")
     for sym in symbols:
         feed.want(sym, SPECS)
