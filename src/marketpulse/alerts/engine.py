@@ -54,6 +54,7 @@ from marketpulse.alerts.rules import (
     observed_value,
     usable,
 )
+from marketpulse.alerts.split_guard import SplitGuard
 from marketpulse.alerts.store import AlertStore, RedisAlertStore
 from marketpulse.config import Settings
 from marketpulse.errors import LimitReached, MarketPulseError
@@ -131,6 +132,7 @@ class AlertManager:
         self.max_alerts = max_alerts  # 0: no cap
         self._telemetry = telemetry
         self._index = AlertIndex()
+        self.splits = SplitGuard(self.store, self._index)  # issue 19: splits re-base first
         self._version = -1
         self._locks: dict[str, asyncio.Lock] = {}  # symbol -> its lock, while in use
         self._lock_users: dict[str, int] = {}  # symbol -> holders and waiters of its lock
@@ -312,6 +314,7 @@ class AlertManager:
         self._lock_users[sym] = self._lock_users.get(sym, 0) + 1
         try:
             async with lock:
+                quote = await self.splits.before(quote, obs)  # a confirmed split re-based
                 values = await self._values(quote, obs)
                 if self._telemetry is not None:
                     self._count_evaluated(self._telemetry, sym, values)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from marketpulse.errors import PermanentSourceError
-from marketpulse.market.ports import TickSource
+from marketpulse.market.ports import ReportsSplits, TickSource
 from marketpulse.market.quotes import Bar, StockData
 
 
@@ -15,7 +15,8 @@ def bar_time(bar: Bar) -> datetime:
 
 
 class TickQuoteProvider:
-    """Quotes are the bar at the tick: price = close, previous_close = the previous tick's close.
+    """Quotes are the bar at the tick: price = close, previous_close = the previous tick's close;
+    a source that reports splits (``ReportsSplits``) has the quote carry them.
 
     Pure and instantaneous (the sources compute in memory), so it runs on the loop.
     """
@@ -50,6 +51,9 @@ class TickQuoteProvider:
             source=self.name,
             previous_close=previous,
             currency=self._source.currency(symbol),
+            splits=self._source.splits(symbol, tick)
+            if isinstance(self._source, ReportsSplits)
+            else (),
         )
 
     async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
