@@ -13,12 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
 
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.event import FiredAlert
+from marketpulse.alerts.http import router
+from marketpulse.alerts.memory_store import MemoryAlertStore
 from marketpulse.alerts.monitor import MonitorService
 from marketpulse.alerts.rules import AlertCondition, AlertType
-from marketpulse.alerts.store import RedisAlertStore
+from marketpulse.alerts.store import AlertStore, RedisAlertStore
+from marketpulse.infra.http_errors import install_error_handlers
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.clock import ManualClock
@@ -27,7 +35,9 @@ from marketpulse.market.provider_guard import FetchPolicy
 from marketpulse.market.providers import ReplaySource
 from marketpulse.market.providers.simulated import SimulatedSource
 from marketpulse.market.providers.tick_provider import TickQuoteProvider
-from marketpulse.market.quotes import Split
+from marketpulse.market.quotes import Split, StockData
+from marketpulse.observability.telemetry import Telemetry
+from support.asgi import with_state
 
 FAST = FetchPolicy(rate_per_s=1e9, burst=1_000_000)  # no provider rate limit in tests
 SPLIT_TICK = 24  # ReplaySource("2005-01-24"): tick 24 is 2005-02-28, AAPL's 2:1 ex-date
@@ -166,3 +176,88 @@ async def test_two_engines_racing_apply_a_simulated_split_once_and_fire_nothing(
     window = await mgrs[0].store.volumes("AAPL", obs=41, volume=1)
     want = [round(plain.bar("AAPL", t).volume * ratio) for t in range(21, 41)]
     assert window == want
+
+
+T0 = datetime(2021, 7, 15, 15, tzinfo=UTC)
+FOUR = Split(date="2021-07-20", ratio=4.0)
+
+
+def nvda(day: int, price: float, volume: int, *splits: Split) -> StockData:
+    """NVDA on 2021-07-(15 + day) at 15:00 UTC, previous close 'as the source adjusted it'."""
+    return StockData(
+        symbol="NVDA", price=price, volume=volume, timestamp=T0 + timedelta(days=day),
+        high=price, low=price, open=price, close=price, previous_close=price, source="test",
+        splits=splits,
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["redis", "memory"])
+def store(request: pytest.FixtureRequest, redis_boundary: RedisClient) -> AlertStore:
+    return RedisAlertStore(redis_boundary) if request.param == "redis" else MemoryAlertStore()
+
+
+async def run_nvda(store: AlertStore, *splits: Split) -> tuple[AlertManager, list[FiredAlert]]:
+    """Days 0..4 at ~750 with 1,000 shares, then day 5 (07-20) at 187 with 4,000 shares
+    (carrying ``splits``), then day 6 at 186; alerts: price below 500, volume spike 2.5."""
+    rec = Recorder()
+    mgr = AlertManager(store, [rec])
+    await mgr.add_alert(cond(AlertType.PRICE_THRESHOLD, 500, "below", "NVDA"))
+    await mgr.add_alert(cond(AlertType.VOLUME_SPIKE, 2.5, "above", "NVDA"))
+    for day in range(-20, 5):
+        await mgr.check_alerts(nvda(day, 750 + day % 3, 1000), obs=day + 100)
+    await mgr.check_alerts(nvda(5, 187.0, 4000, *splits), obs=105)
+    await mgr.check_alerts(nvda(6, 186.0, 4100, *splits), obs=106)  # still reported
+    await mgr.deliver_pending()
+    return mgr, rec.seen
+
+
+async def test_a_recorded_split_fires_nothing_on_either_store(store: AlertStore) -> None:
+    mgr, fired = await run_nvda(store, FOUR)
+    assert fired == []
+    assert sorted(a.threshold for a in await mgr.list_alerts()) == [2.5, 125.0]
+    [action] = await mgr.splits.actions("NVDA", 10)
+    assert (action.ratio, action.price_before, action.price_after) == (4.0, 751.0, 187.0)
+    assert await mgr.splits.actions("AAPL", 10) == []
+    assert await mgr.history(None, 10) == []  # the fires' history holds fires only
+
+
+@pytest.mark.parametrize(
+    "splits",
+    [(), (Split(date="2021-07-20", ratio=2.0),), (Split(date="2021-07-14", ratio=4.0),)],
+    ids=["none-reported", "other-ratio", "before-the-earlier-observation"],
+)
+async def test_an_unconfirmed_jump_stays_a_price_move(
+    store: AlertStore, splits: tuple[Split, ...]
+) -> None:
+    mgr, fired = await run_nvda(store, *splits)
+    assert sorted((f.alert_type.value, f.observation) for f in fired) == [
+        ("price_threshold", 105),
+        ("volume_spike", 105),
+    ]
+    assert sorted(a.threshold for a in await mgr.list_alerts()) == [2.5, 500.0]
+    assert await mgr.splits.actions(None, 10) == []
+
+
+async def test_history_api_shows_the_corporate_action(redis_boundary: RedisClient) -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(router)
+    mgr, _ = await run_nvda(RedisAlertStore(redis_boundary), FOUR)
+    clock = ManualClock(0)
+    fetcher = DataFetcher([TickQuoteProvider(SimulatedSource(seed=42))], clock=clock)
+    state = {
+        "alerts": mgr,
+        "monitor": MonitorService(fetcher, mgr, redis=redis_boundary, clock=clock),
+        "telemetry": Telemetry(),
+    }
+    await mgr.check_alerts(nvda(7, 120.0, 4000), obs=107)  # a fire after the split: <= 125
+    transport = httpx.ASGITransport(app=with_state(app, state))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as api:
+        rows = (await api.get("/api/alerts/history", params={"symbol": "NVDA"})).json()["history"]
+        limited = (await api.get("/api/alerts/history", params={"limit": 1})).json()["history"]
+    assert [r.get("kind", "fire") for r in rows] == ["fire", "corporate_action"]  # newest first
+    assert rows[0]["threshold"] == 125.0 and rows[0]["value"] == 120.0
+    action = rows[1]
+    assert (action["action"], action["split_date"], action["ratio"]) == ("split", "2021-07-20", 4.0)
+    assert {r["threshold_after"] for r in action["rebased"]} == {125.0}
+    assert len(limited) == 1 and "kind" not in limited[0]
