@@ -15,7 +15,7 @@ two observations, ``jump = r / (1 + R)``. We accept ``|ln(jump / r)| <= min(ln 1
   behaviour: the alerts fire as for any move);
 - ``|ln r| / 2``: the jump must be nearer (in log terms) to "split seen" (``r``) than to "no
   jump" (1), so a source that already adjusted both prices (Yahoo's adjusted history) is never
-  taken for a split, even for a 5:4 split (``ln 1.25 / 2``, about ±12 %).
+  taken for a split, even for a 5:4 split (``ln 1.25 / 2``, about ±11 %).
 
 What a confirmed split of ratio ``r`` re-bases (``rebased``): a price threshold ``T`` becomes
 ``T / r`` (an indicator of price level, ``sma``/``ema``, likewise once rule alerts exist: the

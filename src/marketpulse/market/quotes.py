@@ -103,5 +103,5 @@ class Bar:
 
 def quote_frame(quote: StockData) -> str:
     """``{"type": "quote", "symbol", "price", ..., "source", "stale", "age_s", "currency",
-    "market_open", "session_date", "next_open", "estimated"}`` as JSON text."""
+    "market_open", "session_date", "next_open", "estimated", "splits"}`` as JSON text."""
     return '{"type":"quote",' + quote.model_dump_json()[1:]
