@@ -26,6 +26,7 @@ class TickQuoteProvider:
     def __init__(self, source: TickSource) -> None:
         self._source = source
         self.name = source.name
+        self._splits = source if isinstance(source, ReportsSplits) else None
 
     def knows(self, symbol: str) -> bool:
         """Whether the source has data for ``symbol`` (``symbol`` upper-cased)."""
@@ -51,9 +52,7 @@ class TickQuoteProvider:
             source=self.name,
             previous_close=previous,
             currency=self._source.currency(symbol),
-            splits=self._source.splits(symbol, tick)
-            if isinstance(self._source, ReportsSplits)
-            else (),
+            splits=self._splits.splits(symbol, tick) if self._splits is not None else (),
         )
 
     async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
