@@ -34,6 +34,7 @@ CHARTS = {
     "GS2C.DE": "yahoo_chart_GS2C.DE_1d_5d_2025-10-29.json",
     "INR=X": "yahoo_chart_INR=X_1d_2017-07-10-to-2017-07-13_2024-09-14.json",
     "EURUSD=X": "yahoo_chart_EURUSD=X_1d_2020-01-01-to-2020-01-03_2024-09-16.json",
+    "NVDA": "yahoo_chart_NVDA_1d_split_2021-02-01-to-2022-01-31_2024-09-16.json",
 }
 
 

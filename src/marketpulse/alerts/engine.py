@@ -70,6 +70,7 @@ from marketpulse.alerts.rules import (
     snoozed,
     usable,
 )
+from marketpulse.alerts.split_guard import SplitGuard
 from marketpulse.alerts.store import AlertStore, RedisAlertStore
 from marketpulse.config import Settings
 from marketpulse.errors import LimitReached, MarketPulseError
@@ -193,6 +194,7 @@ class AlertManager:
         self._rules: dict[str, dict[str, AlertCondition]] = {}
         self._rule_symbol: dict[str, str] = {}
         self._rule_tri: dict[str, str] = {}
+        self.splits = SplitGuard(self.store, self._index)  # issue 19: splits re-base first
         self._version = -1
         self._locks: dict[str, asyncio.Lock] = {}  # symbol -> its lock, while in use
         self._lock_users: dict[str, int] = {}  # symbol -> holders and waiters of its lock
@@ -484,6 +486,7 @@ class AlertManager:
         self._lock_users[sym] = self._lock_users.get(sym, 0) + 1
         try:
             async with lock:
+                quote = await self.splits.before(quote, obs)  # a confirmed split re-based
                 values, prior = await self._values(quote, obs)
                 if self._telemetry is not None:
                     self._count_evaluated(self._telemetry, sym, values)

@@ -4,7 +4,8 @@
   type, comparison other than above/below, negative or NaN threshold, invalid symbol) is a 422
   ``invalid_input`` with the reason, and nothing is stored. The body (``AlertIn``) is taken as
   written, never coerced, so the OpenAPI schema says exactly what is accepted.
-- ``GET /api/alerts/history?symbol=&limit=``: fired alerts, newest first.
+- ``GET /api/alerts/history?symbol=&limit=``: fired alerts and corporate actions (a split
+  applied: ``"kind": "corporate_action"``, ``alerts/splits.py``), newest first (market time).
 - ``GET/POST /api/symbols``, ``DELETE /api/symbols/{symbol}``: the monitored set.
 - ``/ws/alerts``: every fired alert as ``{"type": "alert", ...}``; ``{"action": "ping"}`` gets a
   ``pong``, anything else an ``error`` (the connection stays open). It subscribes through the
@@ -198,8 +199,11 @@ async def alert_history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, list[dict[str, Any]]]:
     sym = check_symbol(symbol, exact=True) if symbol else None
-    rows = await _alerts(request).history(sym, limit)
-    return {"history": [r.model_dump(mode="json") for r in rows]}
+    alerts = _alerts(request)
+    rows = [(r.fired_at, r.model_dump(mode="json")) for r in await alerts.history(sym, limit)]
+    rows += [(a.at, a.model_dump(mode="json")) for a in await alerts.splits.actions(sym, limit)]
+    rows.sort(key=lambda r: r[0], reverse=True)  # stable: a fire keeps its place among fires
+    return {"history": [r for _, r in rows[:limit]]}
 
 
 @router.delete(

@@ -20,7 +20,20 @@ from marketpulse.alerts.rules import (
     initial_state,
     transition,
 )
-from marketpulse.alerts.store import HISTORY_CAP
+from marketpulse.alerts.splits import CorporateAction, Rebased
+from marketpulse.alerts.store import HISTORY_CAP, SplitApplied
+
+SEEN_SYMBOLS = 10_000  # symbols whose last observations are kept (least recently seen dropped)
+
+
+class _Seen:
+    """The last two observations of a symbol: (obs, price, day) each."""
+
+    __slots__ = ("before", "last")
+
+    def __init__(self, last: tuple[int, float, str]) -> None:
+        self.last = last
+        self.before: tuple[int, float, str] | None = None
 
 
 class MemoryAlertStore:
@@ -35,6 +48,9 @@ class MemoryAlertStore:
         self._symbols: set[str] = set()
         self._cursor: int | None = None
         self._chosen = False  # see RedisAlertStore: an emptied watchlist is never re-seeded
+        self._seen: OrderedDict[str, _Seen] = OrderedDict()  # bounded: SEEN_SYMBOLS
+        self._splits: OrderedDict[tuple[str, str], int] = OrderedDict()  # bounded: history_cap
+        self._actions: deque[CorporateAction] = deque(maxlen=history_cap)
 
     async def add(self, alert: AlertCondition, *, cap: int = 0, reset: bool = False) -> bool:
         if cap > 0 and alert.id not in self._alerts and len(self._alerts) >= cap:
@@ -141,3 +157,56 @@ class MemoryAlertStore:
     async def advance_cursor(self, tick: int) -> None:
         if self._cursor is None or tick > self._cursor:
             self._cursor = tick
+
+    # -- splits (see RedisAlertStore) ------------------------------------------------------------
+
+    async def observe_price(
+        self, symbol: str, *, obs: int, price: float, day: str
+    ) -> tuple[float, str] | None:
+        seen = self._seen.get(symbol)
+        if seen is None:
+            self._seen[symbol] = _Seen((obs, price, day))
+            while len(self._seen) > SEEN_SYMBOLS:
+                self._seen.popitem(last=False)
+            return None
+        self._seen.move_to_end(symbol)
+        if obs > seen.last[0]:
+            previous = seen.last
+            seen.before, seen.last = previous, (obs, price, day)
+            return previous[1], previous[2]
+        if obs == seen.last[0] and seen.before is not None:
+            return seen.before[1], seen.before[2]
+        return None
+
+    async def raw_alerts(self) -> dict[str, str]:
+        return {k: a.model_dump_json() for k, a in self._alerts.items()}
+
+    async def apply_split(
+        self, action: CorporateAction, rewrites: Sequence[tuple[str, str, str, str]]
+    ) -> SplitApplied:
+        marker = (action.symbol, action.split_date)
+        if marker in self._splits:
+            return SplitApplied(False, [], self._splits[marker])
+        self._splits[marker] = action.observation
+        while len(self._splits) > self._cap:
+            self._splits.popitem(last=False)
+        window = self._volumes.get(action.symbol, {})
+        for k in window:
+            if k < action.observation:
+                window[k] = int(window[k] * action.ratio + 0.5)
+        done: list[str] = []
+        entries: list[Rebased] = []
+        for alert_id, old, new, entry in rewrites:
+            current = self._alerts.get(alert_id)
+            if current is not None and current.model_dump_json() == old:
+                self._alerts[alert_id] = AlertCondition.model_validate_json(new)
+                done.append(alert_id)
+                entries.append(Rebased.model_validate_json(entry))
+        if done:
+            self._version += 1
+        self._actions.append(action.model_copy(update={"rebased": entries}))
+        return SplitApplied(True, done, action.observation)
+
+    async def corporate_actions(self, symbol: str | None, limit: int) -> list[CorporateAction]:
+        rows = [a for a in reversed(self._actions) if symbol is None or a.symbol == symbol]
+        return rows[:limit]

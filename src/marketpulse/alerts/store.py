@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol, cast
+from typing import NamedTuple, Protocol, cast
 
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.rules import (
@@ -32,6 +32,7 @@ from marketpulse.alerts.rules import (
     Outcome,
     initial_state,
 )
+from marketpulse.alerts.splits import CorporateAction
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.scripts import ScriptFolder
@@ -42,6 +43,17 @@ SCRIPTS = ScriptFolder("marketpulse.alerts")
 HISTORY_CAP = 10_000
 OUTBOX_CAP = 100_000  # outbox entries kept (approximately): far beyond any delivery backlog
 DELIVERIES_TTL_S = 30 * 86400  # how long a fire's delivery record is kept (history reads it)
+SPLIT_SEEN_TTL_S = 30 * 86400  # a symbol's last observations, kept while it is observed
+SPLIT_MARKER_TTL_S = 400 * 86400  # a split applied: far past any source's report of it
+
+
+class SplitApplied(NamedTuple):
+    """What ``apply_split`` did: ``applied`` (this call applied it; else it had been, at
+    observation ``at``) and the ids of the alerts it rewrote."""
+
+    applied: bool
+    rewritten: list[str]
+    at: int | None
 
 
 class AlertStore(Protocol):
@@ -71,6 +83,15 @@ class AlertStore(Protocol):
     async def seed_symbols(self, symbols: Sequence[str]) -> list[str]: ...
     async def cursor(self) -> int | None: ...
     async def advance_cursor(self, tick: int) -> None: ...
+    # splits (issue 19, docs/alerts.md "Splits"; ``alerts/split_guard.py``)
+    async def observe_price(
+        self, symbol: str, *, obs: int, price: float, day: str
+    ) -> tuple[float, str] | None: ...
+    async def raw_alerts(self) -> dict[str, str]: ...
+    async def apply_split(
+        self, action: CorporateAction, rewrites: Sequence[tuple[str, str, str, str]]
+    ) -> SplitApplied: ...
+    async def corporate_actions(self, symbol: str | None, limit: int) -> list[CorporateAction]: ...
 
 
 def _text(raw: bytes | str) -> str:
@@ -94,6 +115,8 @@ class RedisAlertStore:
         self._cursor = redis.script(SCRIPTS, "monitor_cursor")
         self._add = redis.script(SCRIPTS, "alert_add")
         self._add_symbol = redis.script(SCRIPTS, "symbol_add")
+        self._split_observe = redis.script(SCRIPTS, "split_observe")
+        self._split_apply = redis.script(SCRIPTS, "split_apply")
         self.url = redis.url
 
     @property
@@ -200,6 +223,8 @@ class RedisAlertStore:
             raw = await self._redis.call("XREVRANGE", keys.ALERT_HISTORY, start, "-", "COUNT", page)
             rows = cast(list[tuple[bytes, dict[bytes, bytes]]], raw or [])
             for _, fields in rows:
+                if b"alert" not in fields:
+                    continue  # another kind of entry (a corporate action)
                 if symbol is None or _text(fields[b"symbol"]) == symbol:
                     out.append(FiredAlert.model_validate_json(fields[b"alert"]))
                     if len(out) == limit:
@@ -246,3 +271,68 @@ class RedisAlertStore:
     async def advance_cursor(self, tick: int) -> None:
         """Move the cursor to ``tick`` unless it is already past it (atomic)."""
         await self._cursor([keys.MONITOR_CURSOR], [tick])
+
+    # -- splits --------------------------------------------------------------------------------
+
+    async def observe_price(
+        self, symbol: str, *, obs: int, price: float, day: str
+    ) -> tuple[float, str] | None:
+        """Record observation ``obs`` of ``symbol`` (its price and session day); the price and
+        day of the observation before it, or None (``split_observe.lua``)."""
+        args = [str(obs), repr(price), day, str(SPLIT_SEEN_TTL_S)]
+        raw = await self._split_observe([keys.split_seen(symbol)], args)
+        if not raw:
+            return None
+        return float(_text(raw[0])), _text(raw[1])
+
+    async def raw_alerts(self) -> dict[str, str]:
+        """Every stored alert definition as stored (id -> JSON)."""
+        raw: dict[bytes, bytes] = await self._redis.call("HGETALL", keys.ALERTS)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def apply_split(
+        self, action: CorporateAction, rewrites: Sequence[tuple[str, str, str, str]]
+    ) -> SplitApplied:
+        """Atomic and once per (symbol, ex-date) (``split_apply.lua``): multiply the volume
+        baseline by the ratio, rewrite each alert ``(id, JSON as read, new JSON, its entry in
+        the event's rebased list)`` still stored as read, append the action to the history
+        and publish it on the dashboards' channel."""
+        head = action.model_dump_json(exclude={"rebased"})[:-1]
+        args: list[str] = [
+            str(action.observation), repr(action.ratio), str(SPLIT_MARKER_TTL_S),
+            str(self._cap), action.symbol, head, keys.QUOTE_EVENTS_ALL,
+        ]  # fmt: skip
+        for rewrite in rewrites:
+            args.extend(rewrite)
+        keys_ = [
+            keys.split_applied(action.symbol, action.split_date),
+            keys.volume_window(action.symbol),
+            keys.ALERTS,
+            keys.ALERTS_VERSION,
+            keys.ALERT_HISTORY,
+        ]
+        raw = await self._split_apply(keys_, args)
+        answer = [_text(x) for x in raw]
+        if answer[0] == "done":
+            return SplitApplied(False, [], int(answer[1]))
+        return SplitApplied(True, answer[1:], action.observation)
+
+    async def corporate_actions(self, symbol: str | None, limit: int) -> list[CorporateAction]:
+        """The corporate actions of the history stream, newest first (of ``symbol``)."""
+        out: list[CorporateAction] = []
+        start = "+"
+        page = max(limit, 100)
+        while len(out) < limit:
+            raw = await self._redis.call("XREVRANGE", keys.ALERT_HISTORY, start, "-", "COUNT", page)
+            rows = cast(list[tuple[bytes, dict[bytes, bytes]]], raw or [])
+            for _, fields in rows:
+                if fields.get(b"kind") != b"corporate_action":
+                    continue
+                if symbol is None or _text(fields[b"symbol"]) == symbol:
+                    out.append(CorporateAction.model_validate_json(fields[b"event"]))
+                    if len(out) == limit:
+                        break
+            if len(rows) < page:
+                break
+            start = "(" + _text(rows[-1][0])
+        return out

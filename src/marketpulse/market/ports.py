@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from marketpulse.market.quotes import Bar, StockData
+from marketpulse.market.quotes import Bar, Split, StockData
 
 
 class TickSource(Protocol):
@@ -38,6 +38,14 @@ class TickSource(Protocol):
     def history(self, symbol: str, tick: int, n: int) -> list[Bar]: ...
 
     def currency(self, symbol: str) -> str: ...
+
+
+@runtime_checkable
+class ReportsSplits(Protocol):
+    """A tick source that reports splits (the simulated market's test schedule): the splits of
+    ``symbol`` recent at ``tick`` (a live chart's window), oldest first, for the quote to carry."""
+
+    def splits(self, symbol: str, tick: int) -> tuple[Split, ...]: ...
 
 
 class QuoteProvider(Protocol):

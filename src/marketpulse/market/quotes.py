@@ -13,6 +13,23 @@ from pydantic import BaseModel, ConfigDict, Field
 FloatArray = npt.NDArray[np.float64]  # price paths and return series
 
 
+class Split(BaseModel):
+    """A stock split a provider reports: from ``date`` (``YYYY-MM-DD``, the exchange's first
+    session at the new share count, the ex-date) one old share is ``ratio`` new ones, so
+    prices divide by ``ratio`` and volumes multiply by it (4:1 is 4.0; a 1:10 reverse split is
+    0.1). Yahoo's ``numerator / denominator``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    date: str = Field(description="the ex-date, YYYY-MM-DD", examples=["2021-07-20"])
+    ratio: float = Field(
+        gt=0,
+        allow_inf_nan=False,
+        description="new shares per old share (4:1 is 4.0; a 1:10 reverse split 0.1)",
+        examples=[4.0],
+    )
+
+
 class StockData(BaseModel):
     """One quote of one symbol (the seed's model, plus where it came from and how fresh it is).
 
@@ -54,6 +71,14 @@ class StockData(BaseModel):
     session_date: str | None = None
     next_open: datetime | None = None
     estimated: bool = False
+    splits: tuple[Split, ...] = Field(
+        default=(),
+        description=(
+            "the splits the source reported with this quote (Yahoo: those in the chart it "
+            "was read from, the last 5 days), oldest first; a jump between two observations "
+            "is a split only when one of these confirms it (docs/alerts.md, Splits)"
+        ),
+    )
 
     def is_sane(self) -> bool:
         """Positive finite prices and high >= low."""
@@ -78,5 +103,5 @@ class Bar:
 
 def quote_frame(quote: StockData) -> str:
     """``{"type": "quote", "symbol", "price", ..., "source", "stale", "age_s", "currency",
-    "market_open", "session_date", "next_open", "estimated"}`` as JSON text."""
+    "market_open", "session_date", "next_open", "estimated", "splits"}`` as JSON text."""
     return '{"type":"quote",' + quote.model_dump_json()[1:]

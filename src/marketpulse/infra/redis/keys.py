@@ -123,3 +123,15 @@ ALERTS_VERSION = f"{PREFIX}:alerts:version"
 
 MONITOR_CURSOR = f"{PREFIX}:monitor:cursor"
 """Last market tick the monitor evaluated completely (only ever increases)."""
+
+
+def split_seen(symbol: str) -> str:
+    """Hash: the last two observations of a symbol (key, price, day), which a split's jump is
+    measured across (``alerts/lua/split_observe.lua``; expires when the symbol goes quiet)."""
+    return f"{PREFIX}:split:seen:{symbol}"
+
+
+def split_applied(symbol: str, ex_date: str) -> str:
+    """Marker of a split applied (value: the observation that applied it): set once, by the
+    script that re-bases (``alerts/lua/split_apply.lua``), so a split is applied once."""
+    return f"{PREFIX}:split:applied:{symbol}:{ex_date}"

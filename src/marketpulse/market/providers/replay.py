@@ -16,6 +16,11 @@ Guarantees:
   before 2000-03-01), raises ``PermanentSourceError``.
 - ``history`` returns up to ``n`` consecutive trading days of the symbol ending at the tick's
   day, oldest first (a daily series whatever ``step`` is).
+- Splits: the data's own. ``adj_close / close`` moves by a dividend's few percent at most, and
+  by the ratio on a split's ex-date (AAPL 2:1 on 2000-06-21 and 2005-02-28, MSFT 2:1 on
+  2003-02-18): a move beyond 25 % is a split of that ratio (the nearest fraction with a
+  denominator up to 10). ``splits(symbol, tick)`` reports those of the last ``SPLIT_WINDOW``
+  trading days up to the tick's day, as Yahoo's 5-day chart would.
 
 The package's dicts are parsed into numpy arrays once per process (``load_stock_series``).
 """
@@ -28,12 +33,13 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from fractions import Fraction
 
 import numpy as np
 import numpy.typing as npt
 
 from marketpulse.errors import PermanentSourceError
-from marketpulse.market.quotes import Bar, FloatArray
+from marketpulse.market.quotes import Bar, FloatArray, Split
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,8 @@ DayArray = npt.NDArray[np.datetime64]
 IntArray = npt.NDArray[np.int64]
 
 SERIES = ("AAPL", "FB", "GOOG", "IBM", "MSFT")
+SPLIT_WINDOW = 5  # trading days a split stays reported from its ex-date (Yahoo's 5-day chart)
+SPLIT_MOVE = 1.25  # an adjustment factor moving more than this (or 1/this) in a day is a split
 ALIASES: Mapping[str, str] = {"GOOGL": "GOOG"}
 CALENDAR_SERIES = "AAPL"  # its trading days contain those of every other series
 
@@ -67,6 +75,26 @@ class DailySeries:
             adj_close=float(self.adj_close[i]),
             volume=int(self.volume[i]),
         )
+
+
+@functools.cache
+def series_splits(name: str) -> tuple[tuple[int, Split], ...]:
+    """(index in the series, the split) of each split in one series, from its adjustment
+    factor (see the module docstring)."""
+    series = load_stock_series()[name]
+    factor = series.adj_close / series.close
+    moves = factor[1:] / factor[:-1]
+    found = np.nonzero((moves > SPLIT_MOVE) | (moves < 1.0 / SPLIT_MOVE))[0]
+    return tuple(
+        (
+            int(i) + 1,
+            Split(
+                date=str(series.dates[i + 1]),
+                ratio=float(Fraction(float(moves[i])).limit_denominator(10)),
+            ),
+        )
+        for i in found
+    )
 
 
 @functools.cache
@@ -130,6 +158,16 @@ class ReplaySource:
         """The real bar of the tick's day; raises ``PermanentSourceError`` if there is none."""
         series, i = self._locate(symbol, tick)
         return series.bar(i)
+
+    def splits(self, symbol: str, tick: int) -> tuple[Split, ...]:
+        """The splits of the last ``SPLIT_WINDOW`` trading days of the symbol up to the tick's
+        day, oldest first (none where the symbol has no data)."""
+        try:
+            _, i = self._locate(symbol, tick)
+        except PermanentSourceError:
+            return ()
+        events = series_splits(self._canonical(symbol))
+        return tuple(split for at, split in events if i - SPLIT_WINDOW < at <= i)
 
     def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
         """Up to ``n`` daily bars of the symbol ending at the tick's day, oldest first."""

@@ -19,6 +19,11 @@ Guarantees:
   (``simulated_fx.py``) on the same dates. A pair of another currency is unknown.
 - ``currency(symbol)``: a pair's quote currency, else the exchange suffix's guess
   (``fx.currency_for_suffix``: ``.NS``/``.BO`` INR, no suffix USD, ...).
+- Splits (for tests; none by default): ``splits={"AAPL": [(tick, 4.0)]}`` makes the market
+  split that symbol 4:1 at that tick: from it on, its bars are the walk's prices divided by the
+  product of the ratios so far (rounded to cents) and its volumes multiplied by it; earlier
+  bars are unadjusted, as a live source shows them. ``splits(symbol, tick)`` reports the
+  splits of the last ``SPLIT_WINDOW`` ticks (Yahoo's 5-day chart), which the quote carries.
 
 Bars are generated lazily in blocks and cached per symbol as numpy arrays: ``bar`` is O(1)
 amortised. The cache is bounded in symbols and in ticks: at most ``MAX_PATHS`` symbols (least
@@ -34,7 +39,7 @@ import math
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +48,7 @@ import numpy.typing as npt
 from marketpulse.errors import PermanentSourceError
 from marketpulse.market.fx import currency_for_suffix, parse_pair
 from marketpulse.market.providers.simulated_fx import FxWalk
-from marketpulse.market.quotes import Bar, FloatArray
+from marketpulse.market.quotes import Bar, FloatArray, Split
 from marketpulse.market.symbols import normalize_symbol
 
 IntArray = npt.NDArray[np.int64]
@@ -201,14 +206,29 @@ def tick_dates(lo: int, hi: int) -> list[str]:
     return [str(d) for d in days]
 
 
+SPLIT_WINDOW = 5  # ticks a split stays reported after its ex-date (Yahoo's live chart: 5 days)
+
+
 class SimulatedSource:
     """Deterministic correlated random walk for any ticker (see the module docstring)."""
 
     name: str = "simulated"
 
-    def __init__(self, seed: int = 42, history_days: int = 300) -> None:
+    def __init__(
+        self,
+        seed: int = 42,
+        history_days: int = 300,
+        *,
+        splits: Mapping[str, Sequence[tuple[int, float]]] | None = None,
+    ) -> None:
         if history_days < 0:
             raise ValueError(f"history_days must be >= 0, got {history_days}")
+        self._splits: dict[str, list[tuple[int, float]]] = {}
+        for symbol, events in (splits or {}).items():
+            sym = normalize_symbol(symbol)
+            if sym is None or any(not (math.isfinite(r) and r > 0) for _, r in events):
+                raise ValueError(f"a split needs a symbol and a ratio > 0: {symbol!r} {events}")
+            self._splits[sym] = sorted(events)
         self.seed = seed
         self.history_days = history_days
         self._seed_u = seed % _U64
@@ -236,7 +256,7 @@ class SimulatedSource:
         if pair is not None:
             return self._fx.bars(*pair, tick, tick + 1, tick_dates(tick, tick + 1))[0]
         path, i = self._locate(symbol, tick)
-        return Bar(
+        bar = Bar(
             date=tick_dates(tick, tick + 1)[0],
             open=float(path.open[i]),
             high=float(path.high[i]),
@@ -245,6 +265,31 @@ class SimulatedSource:
             adj_close=float(path.close[i]),
             volume=int(path.volume[i]),
         )
+        return self._split_bars(symbol, tick, [bar])[0] if self._splits else bar
+
+    def splits(self, symbol: str, tick: int) -> tuple[Split, ...]:
+        """The splits of ``symbol`` at ticks in ``(tick - SPLIT_WINDOW, tick]``, oldest first."""
+        events = self._splits.get(normalize_symbol(symbol) or "", [])
+        return tuple(
+            Split(date=tick_dates(at, at + 1)[0], ratio=r)
+            for at, r in events
+            if tick - SPLIT_WINDOW < at <= tick
+        )
+
+    def _split_bars(self, symbol: str, last: int, bars: list[Bar]) -> list[Bar]:
+        """``bars`` (ending at tick ``last``) as the split schedule shows them."""
+        events = self._splits.get(normalize_symbol(symbol) or "")
+        if not events:
+            return bars
+        out: list[Bar] = []
+        for tick, bar in zip(range(last - len(bars) + 1, last + 1), bars, strict=True):
+            f = math.prod(r for at, r in events if at <= tick)
+            if f == 1.0:
+                out.append(bar)
+                continue
+            o, h, low, c = (round(x / f, 2) for x in (bar.open, bar.high, bar.low, bar.close))
+            out.append(Bar(bar.date, o, h, low, c, c, round(bar.volume * f)))
+        return out
 
     def history(self, symbol: str, tick: int, n: int) -> list[Bar]:
         """Up to ``n`` daily bars ending at ``tick`` (inclusive), oldest first."""
@@ -259,10 +304,11 @@ class SimulatedSource:
         cols = (path.open, path.high, path.low, path.close, path.volume)
         o, h, low, c, v = (a[j : i + 1].tolist() for a in cols)
         dates = tick_dates(path.first + j, tick + 1)
-        return [
+        bars = [
             Bar(date=d, open=oo, high=hh, low=ll, close=cc, adj_close=cc, volume=vv)
             for d, oo, hh, ll, cc, vv in zip(dates, o, h, low, c, v, strict=True)
         ]
+        return self._split_bars(symbol, tick, bars) if self._splits else bars
 
     def _pair(self, symbol: str, tick: int) -> tuple[str, str] | None:
         """(ccy, base) when ``symbol`` is an exchange rate the walk has; None for a stock."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from marketpulse.errors import PermanentSourceError
-from marketpulse.market.ports import TickSource
+from marketpulse.market.ports import ReportsSplits, TickSource
 from marketpulse.market.quotes import Bar, StockData
 
 
@@ -15,7 +15,8 @@ def bar_time(bar: Bar) -> datetime:
 
 
 class TickQuoteProvider:
-    """Quotes are the bar at the tick: price = close, previous_close = the previous tick's close.
+    """Quotes are the bar at the tick: price = close, previous_close = the previous tick's close;
+    a source that reports splits (``ReportsSplits``) has the quote carry them.
 
     Pure and instantaneous (the sources compute in memory), so it runs on the loop.
     """
@@ -25,6 +26,7 @@ class TickQuoteProvider:
     def __init__(self, source: TickSource) -> None:
         self._source = source
         self.name = source.name
+        self._splits = source if isinstance(source, ReportsSplits) else None
 
     def knows(self, symbol: str) -> bool:
         """Whether the source has data for ``symbol`` (``symbol`` upper-cased)."""
@@ -50,6 +52,7 @@ class TickQuoteProvider:
             source=self.name,
             previous_close=previous,
             currency=self._source.currency(symbol),
+            splits=self._splits.splits(symbol, tick) if self._splits is not None else (),
         )
 
     async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:

@@ -57,7 +57,7 @@ from marketpulse.errors import (
     ValidationFailed,
 )
 from marketpulse.market.fx import normalise_currency
-from marketpulse.market.quotes import Bar, StockData
+from marketpulse.market.quotes import Bar, Split, StockData
 
 T = TypeVar("T")
 META_KEYS = (
@@ -135,6 +135,20 @@ def frame_bars(frame: Any, divisor: float = 1.0) -> list[Bar]:
     return bars
 
 
+def frame_splits(frame: Any) -> tuple[Split, ...]:
+    """The splits of a yfinance history frame read with ``actions=True`` (its ``Stock Splits``
+    column: Yahoo's ``events.splits`` as ``numerator / denominator`` on the ex-date's row, 0
+    elsewhere), oldest first; each date is the exchange's (the frame's index zone)."""
+    if frame is None or "Stock Splits" not in getattr(frame, "columns", ()):
+        return ()
+    out: list[Split] = []
+    for stamp, ratio in frame["Stock Splits"].items():
+        r = float(ratio)
+        if math.isfinite(r) and r > 0 and r != 1.0:
+            out.append(Split(date=stamp.strftime("%Y-%m-%d"), ratio=r))
+    return tuple(out)
+
+
 def quote_from(symbol: str, frame: Any, meta: dict[str, Any]) -> StockData:
     """The current quote: meta's regular-market fields, the open of the quote's session's bar,
     and as the previous close the close of the last bar *before* that session, in the chart's
@@ -143,7 +157,10 @@ def quote_from(symbol: str, frame: Any, meta: dict[str, Any]) -> StockData:
     The quote's session is the exchange-local date of ``regularMarketTime`` (the frame's
     index is in the exchange's zone), so a bar Yahoo already shows for a later day (before
     its open) neither becomes the session's bar nor moves the previous close: percentage
-    change is measured against the previous session's close (docs/alerts.md)."""
+    change is measured against the previous session's close (docs/alerts.md).
+
+    The quote carries the splits the chart lists (``frame_splits``; the live quote reads 5 days)
+    for the alert engine to confirm a jump with (docs/alerts.md, Splits)."""
     if frame is None or frame.empty:
         raise PermanentSourceError(f"yahoo {symbol}: no data (symbol may be delisted)")
     currency, div = chart_currency(symbol, meta)
@@ -170,6 +187,7 @@ def quote_from(symbol: str, frame: Any, meta: dict[str, Any]) -> StockData:
             previous_close=previous / div if previous is not None else None,
             source="yahoo",
             currency=currency,
+            splits=frame_splits(frame),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PermanentSourceError(f"yahoo {symbol}: unexpected chart data: {exc!r}") from exc
@@ -217,7 +235,7 @@ class YahooProvider:
             period=period,
             interval="1d",
             auto_adjust=False,
-            actions=False,
+            actions=True,  # the splits (``frame_splits``); dividends are read but unused
             timeout=self._timeout_s,
         )
         meta = ticker.get_history_metadata() or {}
