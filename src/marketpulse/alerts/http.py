@@ -324,6 +324,8 @@ class AlertIn(AlertCondition):
         indicator does not take (not even null)."""
         if not isinstance(data, dict):
             return data
+        if data.get("alert_type") != AlertType.ALL_OF.value and "threshold" not in data:
+            raise ValueError("threshold is required (only an all_of alert has none)")
         specs = [data.get("indicator")]
         clauses = data.get("all_of")
         if isinstance(clauses, list):

@@ -146,6 +146,8 @@ _NAMES = {
 
 
 def _period(name: str, v: object) -> int:
+    if isinstance(v, float) and v.is_integer():  # JSON's 14.0 is the integer 14
+        v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_PERIOD:
         raise ValueError(f"indicator {name} must be an integer in 1..{MAX_PERIOD}, got {v!r}")
     return v
