@@ -229,6 +229,9 @@ def _alert_variant(kind: str) -> dict[str, Any]:
             "rearm_margin": {"enum": [0], "description": "none (each clause has its own)"},
         }  # fmt: skip
         required = ["symbol", "alert_type", "comparison", "all_of"]
+    # what GET answers can be sent back: the other kinds' fields as null
+    for other in ("indicator", "all_of"):
+        props.setdefault(other, {"type": "null", "description": "not for this kind of alert"})
     return {
         "type": "object", "additionalProperties": False, "required": required,
         "properties": {**common, **props},
