@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from marketpulse.alerts import http as routes_alerts
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.http import AlertsState
+from marketpulse.alerts.indicator_feed import IndicatorFeed
 from marketpulse.alerts.monitor import MonitorService
 from marketpulse.alerts.notifiers import (
     ConsoleNotifier,
@@ -288,6 +289,7 @@ def _alerts_wiring(
         delivery_attempts=settings.alert_delivery_attempts,
         max_alerts=settings.max_alerts,
         quotes=fetcher.cache,  # a new alert is evaluated at once against the latest quote
+        indicators=IndicatorFeed(fetcher),  # indicator rules: books from the fetcher's history
     )
     tick_mode = settings.data_source[0] in TICK_SOURCES
     # a first run shows what the market has: replay has no NSE symbols, say, and a symbol no

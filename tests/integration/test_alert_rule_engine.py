@@ -64,6 +64,9 @@ class Source:
         self.observed += 1
         return Book(self.rsi) if quote.symbol in self.wanted else None
 
+    def rebase(self, symbol: str, ratio: float) -> None:
+        pass  # no split in these tests
+
 
 @pytest.fixture(params=["redis", "memory"])
 def store(request: pytest.FixtureRequest, redis_boundary: RedisClient) -> AlertStore:

@@ -24,7 +24,8 @@ from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.http import router
 from marketpulse.alerts.memory_store import MemoryAlertStore
 from marketpulse.alerts.monitor import MonitorService
-from marketpulse.alerts.rules import AlertCondition, AlertType
+from marketpulse.alerts.indicator_feed import IndicatorFeed
+from marketpulse.alerts.rules import AlertCondition, AlertType, Indicator
 from marketpulse.alerts.store import AlertStore, RedisAlertStore
 from marketpulse.infra.http_errors import install_error_handlers
 from marketpulse.infra.redis import keys
@@ -261,3 +262,51 @@ async def test_history_api_shows_the_corporate_action(redis_boundary: RedisClien
     assert (action["action"], action["split_date"], action["ratio"]) == ("split", "2021-07-20", 4.0)
     assert {r["threshold_after"] for r in action["rebased"]} == {125.0}
     assert len(limited) == 1 and "kind" not in limited[0]
+
+
+@pytest.mark.parametrize("added_at", [1, SPLIT_TICK + 1], ids=["book-rebased", "history-adjusted"])
+async def test_a_replayed_split_moves_no_indicator(
+    redis_boundary: RedisClient, added_at: int
+) -> None:
+    """Indicator rules across AAPL's 2:1 of 2005-02-28: a book loaded before the split is
+    re-based by the split guard, one loaded after it reads a split-adjusted history
+    (``indicators.split_adjusted``). AAPL's genuine 20-session drawdown stays under 35 %
+    through April 2005; a halved price read as a fall would show ~50 %."""
+    src = ReplaySource(start="2005-01-24", step=1)
+    clock = ManualClock(1)
+    rec = Recorder()
+    fetcher = DataFetcher([TickQuoteProvider(src)], clock=clock, policy=FAST)
+    mgr = AlertManager(
+        RedisAlertStore(redis_boundary), [rec], quotes=fetcher.cache, indicators=None
+    )
+    mgr.use_indicators(IndicatorFeed(fetcher))
+    monitor = MonitorService(fetcher, mgr, redis=redis_boundary, clock=clock)
+    await monitor.add_symbol("AAPL")
+    drawdown = Indicator(kind="drawdown", period=20)
+
+    def rule(comparison: str) -> AlertCondition:
+        return AlertCondition(
+            symbol="AAPL",
+            alert_type=AlertType.INDICATOR,
+            indicator=drawdown,
+            threshold=35,
+            comparison=comparison,
+        )
+
+    if added_at > 1:
+        clock.set(added_at)
+        await monitor.run_once()
+    calm = await mgr.add_alert(rule("below"))  # true from its first value: fires once
+    crash = await mgr.add_alert(rule("above"))  # never genuinely true in these weeks
+    for t in (SPLIT_TICK - 1, SPLIT_TICK, SPLIT_TICK + 3, LAST_TICK):
+        if t > added_at:
+            clock.set(t)
+            await monitor.run_once()
+    await mgr.deliver_pending()
+
+    assert [f.alert_id for f in rec.seen] == [calm.id]
+    assert crash.id not in {f.alert_id for f in rec.seen}
+    book = mgr.indicators.book("AAPL") if isinstance(mgr.indicators, IndicatorFeed) else None
+    assert book is not None
+    value = book.value(drawdown)
+    assert value is not None and 0 <= value < 35

@@ -107,7 +107,8 @@ class IndicatorSource(Protocol):
     ``want(symbol, specs)``: the specs ``symbol``'s alerts observe, all of them (the engine
     calls it whenever they change); ``drop(symbol)``: it has none any more (its state goes).
     ``observe(quote)``: the quote as its symbol's live bar; the values, or None (no history
-    yet). The engine calls it once per usable quote of a symbol with indicator alerts, in
+    yet). ``rebase(symbol, ratio)``: a split of ``ratio`` took effect (the split guard).
+    The engine calls ``observe`` once per usable quote of a symbol with indicator alerts, in
     order (under the symbol's lock)."""
 
     def want(self, symbol: str, specs: Sequence[Indicator]) -> None: ...
@@ -115,6 +116,8 @@ class IndicatorSource(Protocol):
     def drop(self, symbol: str) -> None: ...
 
     async def observe(self, quote: StockData) -> IndicatorValues | None: ...
+
+    def rebase(self, symbol: str, ratio: float) -> None: ...
 
 
 # the types a quote alone decides: a volume spike needs its window, kept by the ticks
@@ -194,7 +197,12 @@ class AlertManager:
         self._rules: dict[str, dict[str, AlertCondition]] = {}
         self._rule_symbol: dict[str, str] = {}
         self._rule_tri: dict[str, str] = {}
-        self.splits = SplitGuard(self.store, self._index)  # issue 19: splits re-base first
+        # issue 19: a confirmed split re-bases the symbol's alerts before its quote is evaluated
+        self.splits = SplitGuard(
+            self.store, get=self._get, hold=self._hold, rederive=self._rederive
+        )
+        if indicators is not None:
+            self.use_indicators(indicators)
         self._version = -1
         self._locks: dict[str, asyncio.Lock] = {}  # symbol -> its lock, while in use
         self._lock_users: dict[str, int] = {}  # symbol -> holders and waiters of its lock
@@ -424,6 +432,21 @@ class AlertManager:
             inline = self.delivery is None and not candidate.muted
             fired.append(await self._deliver_inline(candidate) if inline else candidate)
         return fired
+
+    def use_indicators(self, indicators: IndicatorSource) -> None:
+        """Take indicator values from ``indicators`` from now on (``StockMonitor`` gives its
+        fetcher's when the manager has none): it is told the specs held and re-based by
+        splits."""
+        self.indicators = indicators
+        self.splits.on_split.append(indicators.rebase)
+        for symbol in list(self._rules):
+            self._want(symbol)
+
+    def _rederive(self, symbol: str) -> None:
+        """Re-derive the truths of ``symbol``'s alerts at its next observation."""
+        self._index.forget(symbol)
+        for alert_id in self._rules.get(symbol, {}):
+            self._rule_tri.pop(alert_id, None)
 
     def forget(self) -> None:
         """Re-derive every alert's truth at its next observation (after a gap in what this

@@ -37,6 +37,7 @@ from marketpulse.alerts.indicators import (
     IndicatorBook,
     IndicatorSpec,
     bars_needed,
+    split_adjusted,
 )
 from marketpulse.errors import MarketDataError, ValidationFailed
 from marketpulse.infra.retry import Backoff
@@ -116,6 +117,14 @@ class IndicatorFeed:
         self._books.pop(symbol, None)
         self._retry.pop(symbol, None)
 
+    def rebase(self, symbol: str, ratio: float) -> None:
+        """A split of ``ratio`` took effect for ``symbol`` (the engine's split guard, before
+        the quote that shows it): its loaded book is re-based (``IndicatorBook.rebase``). A
+        book loaded later reads a split-adjusted history (``split_adjusted``)."""
+        book = self._books.get(symbol)
+        if book is not None:
+            book.rebase(ratio)
+
     def symbols(self) -> list[str]:
         return sorted(self._specs)
 
@@ -155,7 +164,7 @@ class IndicatorFeed:
         n = history_bars(specs)
         try:
             bars = await self._feed.history(symbol, n)
-            closes = [(b.date, b.close) for b in bars if b.date < session]
+            closes = split_adjusted(bars, session)  # a split in the window: no false drop
             book = IndicatorBook(closes, specs=specs)
         except (MarketDataError, ValidationFailed, ValueError) as exc:
             if self._specs.get(symbol) is not specs:

@@ -35,9 +35,12 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Literal, Protocol
 
 from talipp.indicators import EMA, RSI, SMA
+
+from marketpulse.market.quotes import Bar
 
 WEEKS_52 = 252  # sessions in the 52-week window
 MARGIN = 32  # closes kept beyond the need before a trim (a trim is amortised over them)
@@ -419,3 +422,36 @@ def _rescale(kind: str, ind: Any, ratio: float) -> None:
         ind.avg_loss[:] = [x / ratio for x in ind.avg_loss]
     else:
         ind.output_values = [None if x is None else x / ratio for x in ind.output_values]
+
+
+SPLIT_MOVE = 1.25  # a day's move of the adjustment factor beyond this (or 1/this) is a split
+
+
+def split_adjusted(bars: Sequence[Bar], until: str) -> list[tuple[str, float]]:
+    """The closes of ``bars`` dated before ``until`` (a session date), in the units of the
+    latest bar dated ``until`` or earlier: a split between a bar and that one divides the bar's
+    close by its ratio, so the series runs on into the live price without a false drop.
+
+    A split is read off the adjustment factor ``adj_close / close``: it moves by a dividend's
+    few percent at most, and by the split's ratio on its ex-date (a move beyond ``SPLIT_MOVE``;
+    the ratio is the nearest fraction with a denominator up to 10). A source whose closes are
+    already split-adjusted (yfinance) shows no such move and is left as it is."""
+    kept = [b for b in bars if b.date <= until]
+    out: list[tuple[str, float]] = []
+    divisor = 1.0
+    for k in range(len(kept) - 1, -1, -1):
+        bar = kept[k]
+        if k < len(kept) - 1:
+            move = _factor(kept[k + 1]) / _factor(bar)
+            if move > SPLIT_MOVE or move < 1.0 / SPLIT_MOVE:
+                divisor *= float(Fraction(move).limit_denominator(10))
+        if bar.date < until:
+            out.append((bar.date, bar.close / divisor))
+    out.reverse()
+    return out
+
+
+def _factor(bar: Bar) -> float:
+    if bar.close > 0 and math.isfinite(bar.adj_close) and bar.adj_close > 0:
+        return bar.adj_close / bar.close
+    return 1.0

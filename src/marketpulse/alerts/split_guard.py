@@ -11,10 +11,10 @@ lock, before anything is evaluated (``AlertManager.check_alerts``). It
    the symbol's price thresholds divided by the ratio, each alert rewritten in the store only
    if unchanged since read, the volume baseline multiplied by the ratio, a ``corporate_action``
    entry in the alert history, published for the dashboards;
-3. brings this engine's index in line with the stored definitions of the symbol (an instance
-   that lost the race reads what the winner wrote) and has the index re-derive the symbol's
-   truths at this observation (``AlertIndex.forget``): truth does not change with a re-base
-   (``price / r`` against ``T / r``), so nothing fires or re-arms falsely;
+3. brings this engine's alerts (the index's and the rule alerts) in line with the stored
+   definitions of the symbol (an instance that lost the race reads what the winner wrote) and
+   has the engine re-derive the symbol's truths at this observation: truth does not change
+   with a re-base (``price / r`` against ``T / r``), so nothing fires or re-arms falsely;
 4. returns the quote to evaluate: with its previous close divided by the ratio when it is the
    pre-split one (``splits.rebased_quote``), so percentage change sees no -75 %.
 
@@ -31,7 +31,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
-from marketpulse.alerts.index import AlertIndex
 from marketpulse.alerts.rules import AlertCondition
 from marketpulse.alerts.splits import (
     CorporateAction,
@@ -50,9 +49,18 @@ SETTLED = 1024
 
 
 class SplitGuard:
-    def __init__(self, store: AlertStore, index: AlertIndex) -> None:
+    def __init__(
+        self,
+        store: AlertStore,
+        *,
+        get: Callable[[str], AlertCondition | None],
+        hold: Callable[[AlertCondition], None],
+        rederive: Callable[[str], None],
+    ) -> None:
         self._store = store
-        self._index = index
+        self._get = get  # the engine's held definition of an alert id
+        self._hold = hold  # (re)holds a definition where the engine evaluates it
+        self._rederive = rederive  # re-derives a symbol's truths at its next observation
         self._settled: OrderedDict[tuple[str, str], None] = OrderedDict()
         # called with (symbol, ratio) once this instance has applied or seen a split: the
         # indicator books re-base there (IndicatorBook.rebase, issue 19 helper B)
@@ -96,9 +104,9 @@ class SplitGuard:
             log.info("%s (observation %d)", action.describe(), obs)
         # this engine's index: the symbol's stored definitions (the winner's rewrites)
         for alert in await self._store.all():
-            if alert.symbol == sym and self._index.get(alert.id) != alert:
-                self._index.add(alert)
-        self._index.forget(sym)
+            if alert.symbol == sym and self._get(alert.id) != alert:
+                self._hold(alert)
+        self._rederive(sym)
         for rebase in self.on_split:
             rebase(sym, split.ratio)
         self._settled[(sym, split.date)] = None

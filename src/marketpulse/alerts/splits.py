@@ -34,7 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from marketpulse.alerts.rules import AlertCondition, AlertType
+from marketpulse.alerts.rules import AlertCondition, AlertType, Indicator
 from marketpulse.market.quotes import Split, StockData
 
 MAX_MOVE = 1.25  # the market's own move across a split we still confirm: -20 % .. +25 %
@@ -70,15 +70,37 @@ def confirm(
     return None
 
 
+def _in_price(alert_type: AlertType, indicator: Indicator | None) -> bool:
+    """Whether a threshold of this kind is a price (re-based by a split): the price itself and
+    an average's level (``sma``, ``ema``); every other kind is a ratio or a percentage."""
+    if alert_type is AlertType.PRICE_THRESHOLD:
+        return True
+    return indicator is not None and indicator.kind in ("sma", "ema")
+
+
 def rebased(alert: AlertCondition, ratio: float) -> AlertCondition | None:
     """``alert`` in post-split units (a split of ``ratio``), or None when nothing in it is a
-    price (percentage change and volume spike are ratios)."""
-    if alert.alert_type is AlertType.PRICE_THRESHOLD:
-        return alert.model_copy(update={"threshold": alert.threshold / ratio})
-    # HOOK (issue 19, rule alerts of alerts/rules.py, helper A): an ``indicator`` alert of
-    # kind sma/ema has its threshold divided likewise, and each ``all_of`` clause of type
-    # price_threshold or indicator sma/ema; every other kind is a ratio or a percentage.
-    return None
+    price (percentage change, volume spike, RSI, the relative indicators are ratios): a price
+    threshold and its re-arm margin are divided by the ratio, for the alert and for each
+    ``all_of`` clause of a price kind."""
+    if _in_price(alert.alert_type, alert.indicator):
+        return alert.model_copy(
+            update={
+                "threshold": alert.threshold / ratio,
+                "rearm_margin": alert.rearm_margin / ratio,
+            }
+        )
+    if alert.all_of is None or not any(_in_price(c.alert_type, c.indicator) for c in alert.all_of):
+        return None
+    clauses = tuple(
+        c.model_copy(
+            update={"threshold": c.threshold / ratio, "rearm_margin": c.rearm_margin / ratio}
+        )
+        if _in_price(c.alert_type, c.indicator)
+        else c
+        for c in alert.all_of
+    )
+    return alert.model_copy(update={"all_of": clauses})
 
 
 def rebased_quote(quote: StockData, split: Split) -> StockData:

@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import Any
 
 from marketpulse.alerts.engine import AlertManager, LatestQuotes
+from marketpulse.alerts.indicator_feed import IndicatorFeed
 from marketpulse.alerts.monitor import MonitorService, QuoteSink
 from marketpulse.market.clock import MarketClock
 from marketpulse.market.ports import QuoteFeed
@@ -78,6 +79,7 @@ class StockMonitor:
             clock = getattr(data_fetcher, "clock", None)
         self.cache_manager = cache_manager
         self.alert_manager = alert_manager
+        self.data_fetcher = data_fetcher
         self.service = MonitorService(
             data_fetcher,
             alert_manager,
@@ -123,6 +125,8 @@ class StockMonitor:
         if self.alert_manager.quotes is None and isinstance(cache, LatestQuotes):
             self.alert_manager.quotes = cache
             self._wired = True
+        if self.alert_manager.indicators is None:  # indicator rules read the fetcher's history
+            self.alert_manager.use_indicators(IndicatorFeed(self.data_fetcher))
 
     def stop_monitoring(self) -> Stopping:
         """Ask the loop to stop; await the result to wait until it has (see the module
