@@ -22,9 +22,9 @@ from fastapi import FastAPI
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.http import router
+from marketpulse.alerts.indicator_feed import IndicatorFeed
 from marketpulse.alerts.memory_store import MemoryAlertStore
 from marketpulse.alerts.monitor import MonitorService
-from marketpulse.alerts.indicator_feed import IndicatorFeed
 from marketpulse.alerts.rules import AlertCondition, AlertType, Indicator
 from marketpulse.alerts.store import AlertStore, RedisAlertStore
 from marketpulse.infra.http_errors import install_error_handlers
