@@ -132,9 +132,11 @@ class LocalCluster:
         """``CLUSTER INFO`` (section ``cluster``) or ``INFO <section>`` as a dict."""
         words = ("CLUSTER", "INFO") if section == "cluster" else ("INFO", section)
         async with node.client(timeout_s=1.0) as r:
-            raw = _text(await _command(r, *words))
+            reply = await _command(r, *words)
+        if isinstance(reply, dict):  # redis-py parses INFO (not CLUSTER INFO)
+            return {str(k): _text(v) for k, v in reply.items()}
         out: dict[str, str] = {}
-        for line in raw.splitlines():
+        for line in _text(reply).splitlines():
             k, sep, v = line.partition(":")
             if sep:
                 out[k.strip()] = v.strip()
@@ -242,9 +244,13 @@ class LocalCluster:
         every node)."""
         async with replica.client() as r:
             await _command(r, "CLUSTER", "FAILOVER")
-        async with asyncio.timeout(DEADLINE_S):
-            while (await self._info(replica, "replication")).get("role") != "master":
-                pass  # a probe per round trip
+        try:
+            async with asyncio.timeout(DEADLINE_S):
+                while (await self._info(replica, "replication")).get("role") != "master":
+                    pass  # a probe per round trip
+        except TimeoutError as exc:
+            tail = replica.server.log_path.read_text()[-2000:]
+            raise AssertionError(f"{replica.addr} did not take over:\n{tail}") from exc
         await self.until_serving()
 
     async def begin_migration(self, slot: int, to: Node) -> Node:

@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import (
@@ -100,13 +101,17 @@ def make_client(url: str, max_connections: int = 64) -> Redis:
     return client
 
 
-def make_cluster_client(url: str, max_connections: int = 64) -> RedisCluster:
+def make_cluster_client(
+    url: str, max_connections: int = 64, nodes: Sequence[tuple[str, int]] = ()
+) -> RedisCluster:
     """redis-py's cluster client for ``call`` and ``pipeline`` on a cluster: the URL's
     credentials and TLS, ``max_connections`` per node (``RedisClient`` waits for one rather
     than let redis-py raise ``MaxConnectionsError``), the same connection set-up as
-    ``make_client`` (no ``CLIENT SETINFO``)."""
+    ``make_client`` (no ``CLIENT SETINFO``). ``nodes``: every node known so far, where it may
+    start (else only the URL's node, which may be the one that is down)."""
     return RedisCluster.from_url(
         url,
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
         max_connections=max_connections,
         decode_responses=False,
         health_check_interval=30,
@@ -207,7 +212,7 @@ class RedisClient:
             await cluster.aclose()
             raise
         url = self._source_url or self.mux.endpoint.url_with_credentials()
-        self._cluster_redis = make_cluster_client(url, self._max_connections)
+        self._cluster_redis = make_cluster_client(url, self._max_connections, cluster.nodes)
         self._cluster_slots = asyncio.Semaphore(self._max_connections)
         self._cluster = cluster
         self.mux.cluster = cluster

@@ -193,6 +193,11 @@ class ClusterMux:
     def endpoint(self, addr: Addr) -> Endpoint:
         return dataclasses.replace(self.seed, host=addr[0], port=addr[1])
 
+    @property
+    def nodes(self) -> list[Addr]:
+        """Every node (primary or replica) of the last map, and the seed."""
+        return list(dict.fromkeys([*self._known, (self.seed.host, self.seed.port)]))
+
     def primaries(self) -> list[Endpoint]:
         return [self.endpoint(a) for a in sorted({a for a in self._slots if a is not None})]
 
@@ -242,8 +247,7 @@ class ClusterMux:
             await probe.aclose()
 
     async def _load(self) -> None:
-        asked = list(dict.fromkeys([*self._known, (self.seed.host, self.seed.port)]))
-        tasks = [asyncio.ensure_future(self._ask_slots(a)) for a in asked]
+        tasks = [asyncio.ensure_future(self._ask_slots(a)) for a in self.nodes]
         last: BaseException | None = None
         try:
             for next_done in asyncio.as_completed(tasks):
