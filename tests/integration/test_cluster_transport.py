@@ -180,7 +180,7 @@ async def test_a_killed_primary_fails_calls_then_they_recover_on_its_replica(
         await client.mux.execute("SET", key, "kept")
         primary = await cluster.primary_of(key)
         async with primary.client() as r:
-            assert await r.execute_command("WAIT", 1, 5000) == 1  # on its replica too
+            assert await r.wait(1, 5000) == 1  # on its replica too
         cluster.kill9(primary)
         failed = 0
         while True:  # each call ends (refused, CLUSTERDOWN, retried with backoff, then raised)
@@ -204,7 +204,7 @@ async def test_a_frozen_primary_makes_calls_time_out_not_hang(
         await fast_mux.execute("SET", key, "v")
         primary = await cluster.primary_of(key)
         async with primary.client() as r:
-            assert await r.execute_command("WAIT", 1, 5000) == 1
+            assert await r.wait(1, 5000) == 1
         cluster.freeze(primary)
         timed_out = 0
         while True:
