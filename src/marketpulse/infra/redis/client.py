@@ -204,6 +204,7 @@ class RedisClient:
             raise RedisUnavailable(f"redis INFO: {exc}", url=self.url) from exc
         if not (isinstance(info, dict) and int(info.get("cluster_enabled", 0) or 0) == 1):
             self._topology = SingleNode(self.mux.endpoint)
+            self.mux.divert = False  # the plain hot path from now on
             return
         cluster = ClusterMux(self.mux.endpoint, timeout_s=self.mux.timeout_s)
         try:

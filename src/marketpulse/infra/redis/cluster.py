@@ -422,8 +422,8 @@ class ClusterMux:
 
         got = await asyncio.gather(*(one(c) for c in commands), return_exceptions=True)
         for r in got:
-            if isinstance(r, BaseException):
-                raise r
+            if isinstance(r, BaseException) and type(r) is not hiredis.ReplyError:
+                raise r  # a failure (an error reply is a reply, an exception object too)
         return [
             RedisUnavailable(f"redis: {r}", url=self.url) if type(r) is hiredis.ReplyError else r
             for r in got
