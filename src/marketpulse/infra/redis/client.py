@@ -196,12 +196,13 @@ class RedisClient:
         await asyncio.shield(task)
 
     async def _ask_topology(self) -> None:
-        try:
-            info: Any = await self.redis.execute_command("INFO", "cluster")  # type: ignore[no-untyped-call]
+        try:  # bounded as a mux call is: the pooled client has no reply timeout of its own
+            async with asyncio.timeout(self.mux.timeout_s):
+                info: Any = await self.redis.execute_command("INFO", "cluster")  # type: ignore[no-untyped-call]
         except ResponseError:
             info = {}  # refused (a proxy, an ACL without INFO): served as one server
-        except RedisError as exc:
-            raise RedisUnavailable(f"redis INFO: {exc}", url=self.url) from exc
+        except (RedisError, TimeoutError) as exc:
+            raise RedisUnavailable(f"redis INFO: {exc or 'no reply'}", url=self.url) from exc
         if not (isinstance(info, dict) and int(info.get("cluster_enabled", 0) or 0) == 1):
             self._topology = SingleNode(self.mux.endpoint)
             self.mux.divert = False  # the plain hot path from now on
