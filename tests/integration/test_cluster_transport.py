@@ -45,8 +45,8 @@ async def client(cluster: LocalCluster) -> AsyncIterator[RedisClient]:
 
 @pytest.fixture
 async def fast_mux(cluster: LocalCluster) -> AsyncIterator[ClusterMux]:
-    """The cluster transport with a 1 s reply timeout (the service's is 10 s)."""
-    mux = ClusterMux(Endpoint(port=cluster.nodes[0].port), timeout_s=1.0, probe_s=1.0)
+    """The cluster transport with a 1 s reply timeout (the service's is 10 s) and one retry."""
+    mux = ClusterMux(Endpoint(port=cluster.nodes[0].port), timeout_s=1.0, probe_s=1.0, retries=1)
     try:
         yield mux
     finally:

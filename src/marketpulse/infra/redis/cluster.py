@@ -65,6 +65,7 @@ RETRY_BACKOFF = Backoff(base_s=0.05, cap_s=1.0)  # TRYAGAIN, CLUSTERDOWN, a lost
 PROBE_S = 2.0  # how long one node may take to answer CLUSTER SLOTS
 
 Addr = tuple[str, int]
+_AGAIN: Any = object()  # ``_direct``: take the whole procedure
 _BUSY = ("TRYAGAIN", "CLUSTERDOWN", "LOADING", "MASTERDOWN")
 # commands that name no key: any primary answers them (SCRIPT LOAD: every primary must)
 _KEYLESS = frozenset({b"PING", b"INFO", b"TIME", b"SCRIPT", b"ECHO", b"CLUSTER", b"DBSIZE"})
@@ -326,28 +327,36 @@ class ClusterMux:
         slot: int | None,
         packed: bytes,
         *,
-        eval_packed: bytes | None = None,
+        eval_packed: tuple[Arg, ...] | None = None,
         lane: str = "hot",
+        lost: RedisUnavailable | None = None,
     ) -> Any:
         """The reply to ``packed`` from the primary of ``slot`` (an error reply is returned,
         not raised), through redirections, busy answers and lost nodes (module docstring).
-        ``eval_packed``: the EVAL to send instead when the node answers NOSCRIPT."""
+        ``eval_packed``: the EVAL to send instead when the node answers NOSCRIPT (unpacked)."""
         call = _Call(slot, packed, eval_packed)
+        if lost is not None:  # the first attempt was ``_direct``'s
+            await self._after_loss(call, lost)
         while True:
             addr = call.ask or await self._addr(slot)
             try:
                 reply = await self._conn(addr, lane).send(call.packed, asking=call.ask is not None)
-            except RedisUnavailable:
-                call.failures += 1
-                if call.failures > self.retries or self._closed:
-                    raise
-                await asyncio.sleep(RETRY_BACKOFF.delay(call.failures))
-                with contextlib.suppress(RedisUnavailable):  # the next attempt says
-                    await self.refresh()
+            except RedisUnavailable as exc:
+                await self._after_loss(call, exc)
                 continue
             call.ask = None
             if type(reply) is not hiredis.ReplyError or not await self._again(call, str(reply)):
                 return reply
+
+    async def _after_loss(self, call: _Call, exc: RedisUnavailable) -> None:
+        """A node lost, refused or silent: raise ``exc`` past the retries, else back off and
+        reload the map before the next attempt."""
+        call.failures += 1
+        if call.failures > self.retries or self._closed:
+            raise exc
+        await asyncio.sleep(RETRY_BACKOFF.delay(call.failures))
+        with contextlib.suppress(RedisUnavailable):  # the next attempt says
+            await self.refresh()
 
     async def _again(self, call: _Call, text: str) -> bool:
         """Whether an error reply is one to resend on (``call`` updated for it)."""
@@ -374,14 +383,35 @@ class ClusterMux:
                     await self.refresh()
             return True
         if call.eval_packed is not None and text.startswith("NOSCRIPT"):
-            call.packed, call.eval_packed = call.eval_packed, None
+            call.packed, call.eval_packed = pack(call.eval_packed), None
             return True
         return False
+
+    async def _direct(self, slot: int | None, packed: bytes) -> Any:
+        """The common case in one hop: the slot's primary has a live connection; ``_AGAIN``
+        when anything is off (no map yet, no connection, any error reply), for ``route`` to
+        resend with the whole procedure (a script resent is idempotent); the
+        ``RedisUnavailable`` of a lost connection (its first failure, for ``route``)."""
+        if slot is None:
+            return _AGAIN
+        conn = self._conns.get((self._slots[slot], "hot"))  # type: ignore[arg-type]
+        if conn is None or conn.closed:
+            return _AGAIN
+        try:
+            reply = await conn.send(packed)
+        except RedisUnavailable as exc:
+            return exc
+        return _AGAIN if type(reply) is hiredis.ReplyError else reply
 
     async def execute(self, *args: Arg) -> Any:
         """One command on the primary of its first key's slot (any primary for none); its
         reply. Raises ``RedisUnavailable`` on an error reply or when the cluster fails."""
-        reply = await self.route(command_slot(args), pack(args))
+        slot = command_slot(args)
+        packed = pack(args)
+        reply = await self._direct(slot, packed)
+        if reply is _AGAIN or type(reply) is RedisUnavailable:
+            lost = None if reply is _AGAIN else reply
+            reply = await self.route(slot, packed, lost=lost)
         if type(reply) is hiredis.ReplyError:
             raise RedisUnavailable(f"redis {args[0]!s}: {reply}", url=self.url) from reply
         return reply
@@ -390,11 +420,12 @@ class ClusterMux:
         """A script on the primary of its keys' slot (``CrossSlotKeys`` if they span slots)."""
         n = len(keys)
         slot = keys_slot(keys)
-        reply = await self.route(
-            slot,
-            pack(("EVALSHA", sha, n, *keys, *args)),
-            eval_packed=pack(("EVAL", source, n, *keys, *args)),
-        )
+        packed = pack(("EVALSHA", sha, n, *keys, *args))
+        reply = await self._direct(slot, packed)
+        if reply is _AGAIN or type(reply) is RedisUnavailable:
+            lost = None if reply is _AGAIN else reply
+            evaled = ("EVAL", source, n, *keys, *args)
+            reply = await self.route(slot, packed, eval_packed=evaled, lost=lost)
         if type(reply) is hiredis.ReplyError:
             raise RedisUnavailable(f"redis script {sha[:12]}: {reply}", url=self.url) from reply
         return reply
@@ -436,7 +467,7 @@ class _Call:
 
     slot: int | None
     packed: bytes
-    eval_packed: bytes | None
+    eval_packed: tuple[Arg, ...] | None  # packed only when needed: a script's whole text
     ask: Addr | None = None
     hops: int = 0
     failures: int = 0
