@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +25,7 @@ from marketpulse.config import ENV_FILE_VAR
 from marketpulse.infra.redis.client import RedisClient, make_client
 from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
 from marketpulse.infra.redis.mux import RedisMux
+from support.cluster import LocalCluster, running_cluster
 from support.processes import Proc
 from support.tcp_proxy import TcpProxy
 
@@ -66,6 +68,37 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real Redis Cluster on loopback for the run (3 primaries, 3 replicas; started by the
+    first test that asks for it, about 2.5 s): ``support/cluster.py``. Built with ``redis-cli
+    --cluster create``: skipped, saying so, where only valkey-server (no redis-cli) is found."""
+    if shutil.which("redis-cli") is None:
+        pytest.skip("no redis-cli to create the test cluster (apt-get install redis-tools)")
+    with running_cluster(Path(tmp_path_factory.mktemp("redis-cluster"))) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def cluster(redis_cluster: LocalCluster) -> LocalCluster:
+    """The run's cluster, serving (what an earlier test killed, froze or failed over is
+    healed: the topology may differ) and emptied before the test."""
+    await redis_cluster.heal()
+    await redis_cluster.flush()
+    return redis_cluster
+
+
+@pytest.fixture(params=["standalone", pytest.param("cluster", marks=pytest.mark.cluster)])
+def any_redis_url(request: pytest.FixtureRequest) -> str:
+    """A ``MARKETPULSE_REDIS_URL`` for each topology, emptied first: the test Redis, then one
+    node of the test cluster (a test taking it runs on both; the service finds out which)."""
+    if request.param == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("cluster")
+        return cluster.url
+    url: str = request.getfixturevalue("redis_url")
+    return url
 
 
 @pytest.fixture

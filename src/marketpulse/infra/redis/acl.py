@@ -24,6 +24,14 @@ COMMANDS: tuple[str, ...] = (
     # CLIENT SETINFO)
     "ping",
     "select",
+    # the topology, asked once per client before its first command (client.py: INFO cluster);
+    # on a Redis Cluster the slot map (cluster.py, redis-py's RedisCluster: CLUSTER SLOTS,
+    # COMMAND for its key positions) and a redirection mid-migration (ASKING)
+    "info",
+    "cluster|slots",
+    "command",
+    "command|getkeys",
+    "asking",
     # scripts: every read-modify-write (EVALSHA; EVAL or SCRIPT LOAD when the server lost them)
     "evalsha",
     "eval",

@@ -71,6 +71,7 @@ class EmbeddedRedis:
     port: int = 0
     durable: bool = True
     password: bool = False
+    extra_args: tuple[str, ...] = ()  # more ``--option value`` words (the test cluster's)
     binary: str = field(default_factory=find_redis_server)
     _proc: subprocess.Popen[bytes] | None = None
     _log_copier: threading.Thread | None = None
@@ -133,6 +134,7 @@ class EmbeddedRedis:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
         else:
             args += ["--appendonly", "no"]
+        args += self.extra_args
         # its own session: a Ctrl-C in the terminal reaches the service, which shuts down with
         # Redis still up (releasing its lease, flushing) and then stops it
         proc = subprocess.Popen(

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import hiredis
 from redis.asyncio import Redis
@@ -30,7 +31,7 @@ class Endpoint:
     path: str | None = None  # a unix socket instead of host:port
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
     ssl_context: ssl.SSLContext | None = None
 
     @classmethod
@@ -61,6 +62,15 @@ class Endpoint:
             return f"unix://{self.path}?db={self.db}"
         scheme = "rediss" if self.ssl_context is not None else "redis"
         return f"{scheme}://{self.host}:{self.port}/{self.db}"
+
+    def url_with_credentials(self) -> str:
+        """The server as a URL redis-py accepts, credentials included: never log it."""
+        if self.path is not None:
+            return f"unix://{self.path}?db={self.db}"
+        scheme = "rediss" if self.ssl_context is not None else "redis"
+        user = quote(self.username or "", safe="")
+        auth = f"{user}:{quote(self.password, safe='')}@" if self.password is not None else ""
+        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
 
     def login(self, *, select_db: bool = True) -> list[tuple[Arg, ...]]:
         """The commands a fresh connection sends first (AUTH, SELECT), each answering +OK."""

@@ -20,15 +20,21 @@ Guarantees:
   hiredis ``ReplyError`` or the connection error): the mux is part of the Redis boundary, so
   its callers need no translation layer of their own on the hot path.
 
-Not thread-safe; one mux per event loop. Standalone Redis only (as the rest of this service).
+On a Redis Cluster a mux is one primary's connection (``cluster.py`` routes between them); the
+instance's mux (``RedisClient.mux``) is built with a ``decide`` hook, awaited before its first
+call, which asks the server whether it is a cluster node and, if so, sets ``cluster``: every
+call then goes to the ``ClusterMux``. On one server the hook runs once and the hot path pays
+one attribute test for it (``divert``).
+
+Not thread-safe; one mux per event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, cast
 
 import hiredis
 from redis.asyncio import Redis
@@ -39,6 +45,17 @@ from marketpulse.infra.retry import Backoff
 
 # full jitter under 20 ms, 40 ms, ... capped at 0.5 s: redis-py's default, 10 ms * 2**failures
 RETRY_BACKOFF = Backoff(base_s=0.02, cap_s=0.5)
+ASKING = pack(("ASKING",))
+
+
+class Diverted(Protocol):
+    """Where the calls of a mux go once the server turned out to be a cluster node."""
+
+    async def execute(self, *args: Arg) -> Any: ...
+
+    async def evalsha(
+        self, sha: str, source: str, keys: Sequence[str], args: Sequence[Arg]
+    ) -> Any: ...
 
 
 class _Wire(asyncio.Protocol):
@@ -136,6 +153,22 @@ class RedisMux:
         self._wire: _Wire | None = None
         self._connecting: asyncio.Future[_Wire] | None = None
         self._closed = False
+        # set by RedisClient: until ``decide`` has run (and for good on a cluster), calls take
+        # the slow path through ``_diverted``
+        self.divert = False
+        self.decide: Callable[[], Awaitable[None]] | None = None
+        self.cluster: Diverted | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def abort(self) -> None:
+        """Close now: calls in flight fail (and are retried by their router), none may start."""
+        self._closed = True
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            wire.abort(ConnectionError("redis connection closed: the node left the slot map"))
 
     @classmethod
     def for_client(cls, redis: Redis, **kw: Any) -> RedisMux:
@@ -180,6 +213,8 @@ class RedisMux:
     async def execute(self, *args: Arg) -> Any:
         """Send one command; its reply (bytes, int, list, None). Raises RedisUnavailable on an
         error reply and when the connection fails after the retries."""
+        if self.divert:
+            return await self._diverted(None, args)
         reply = await self._send(pack(args))
         if isinstance(reply, hiredis.ReplyError):
             raise RedisUnavailable(f"redis {args[0]!s}: {reply}", url=self.url) from reply
@@ -187,12 +222,42 @@ class RedisMux:
 
     async def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """Run a Lua script by its SHA1, loading it with EVAL when the server lacks it."""
+        if self.divert:
+            return await self._diverted((sha, source, keys), args)
         reply = await self._send(pack(("EVALSHA", sha, len(keys), *keys, *args)))
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             reply = await self._send(pack(("EVAL", source, len(keys), *keys, *args)))
         if isinstance(reply, hiredis.ReplyError):  # a bug, or a server out of memory
             raise RedisUnavailable(f"redis script {sha[:12]}: {reply}", url=self.url) from reply
         return reply
+
+    async def _diverted(
+        self, script: tuple[str, str, Sequence[str]] | None, args: Sequence[Arg]
+    ) -> Any:
+        """A call before the topology is known, or on a cluster."""
+        if self.cluster is None and self.decide is not None:
+            await self.decide()  # raises RedisUnavailable when the server cannot be asked
+        cluster = self.cluster
+        if cluster is None:
+            self.divert = False  # one server: the plain path from now on
+            if script is None:
+                return await self.execute(*args)
+            return await self.evalsha(*script, args)
+        if script is None:
+            return await cluster.execute(*args)
+        return await cluster.evalsha(*script, args)
+
+    async def send(self, packed: bytes, *, asking: bool = False) -> Any:
+        """The reply to one packed command, an error reply returned as is (a cluster router's
+        call). With ``asking``, ``ASKING`` goes first in the same write."""
+        if not asking:
+            return await self._send(packed)
+        try:
+            wire = await self._connected()
+            wire.send(ASKING)  # its +OK resolves a future nobody awaits
+            return await wire.send(packed)
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            raise RedisUnavailable(f"redis: {exc}", url=self.url) from exc
 
     async def _send(self, packed: bytes) -> Any:
         """The reply to ``packed``, retried on a fresh connection when one fails."""
