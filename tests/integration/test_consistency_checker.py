@@ -23,7 +23,7 @@ from typing import Any, cast
 import httpx
 from redis.asyncio import Redis
 
-from marketpulse.infra.redis import keys
+from marketpulse.infra.redis import keys, partitions
 from marketpulse.infra.redis.embedded import free_port
 from marketpulse.sessions.store import SessionStore, render_state
 from support.harness import Client, Follower, Server, serve, settings_for
@@ -403,13 +403,15 @@ async def test_checker_finds_no_violation_through_delays_drops_and_cuts(
 
 async def _runs_held(redis: Redis, proc: Proc) -> dict[str, str]:
     """The runs a process's worker holds (pending for its consumer): session id -> run id."""
-    pending: Any = await redis.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 1000)
     held = {}
-    for p in pending:
-        if f":{proc.pid}:" in p["consumer"].decode():
-            found: Any = await redis.xrange(keys.RUN_STREAM, p["message_id"], p["message_id"])
-            for _, fields in found:
-                held[fields[b"s"].decode()] = fields[b"r"].decode()
+    for partition in partitions.ALL:
+        stream = keys.run_stream(partition)
+        pending: Any = await redis.xpending_range(stream, keys.RUN_GROUP, "-", "+", 1000)
+        for p in pending:
+            if f":{proc.pid}:" in p["consumer"].decode():
+                found: Any = await redis.xrange(stream, p["message_id"], p["message_id"])
+                for _, fields in found:
+                    held[fields[b"s"].decode()] = fields[b"r"].decode()
     return held
 
 

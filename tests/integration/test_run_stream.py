@@ -56,20 +56,23 @@ async def engine(store: SessionStore) -> AsyncIterator[AnalysisEngine]:
     await eng.shutdown()
 
 
+STREAM = keys.run_stream(keys.session_partition("s"))  # the session's partition's stream
+
+
 async def _entry_of(redis: Redis) -> str:
     raw: Any = await redis.hget(keys.session("s"), "run_entry")
     return str(raw.decode())
 
 
 async def _pending(redis: Redis) -> dict[str, str]:
-    got: Any = await redis.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 100)
+    got: Any = await redis.xpending_range(STREAM, keys.RUN_GROUP, "-", "+", 100)
     return {p["message_id"].decode(): p["consumer"].decode() for p in got}
 
 
 async def _silence(redis: Redis, entry: str, consumer: str) -> None:
     """The entry's worker has not been heard of for longer than the bound."""
     ms = int(RECLAIM_S * 1000) + 1
-    await redis.xclaim(keys.RUN_STREAM, keys.RUN_GROUP, consumer, 0, [entry], idle=ms, justid=True)
+    await redis.xclaim(STREAM, keys.RUN_GROUP, consumer, 0, [entry], idle=ms, justid=True)
 
 
 async def _finished(engine: AnalysisEngine, redis: Redis, run_id: str) -> list[str]:
@@ -86,7 +89,7 @@ async def test_a_run_is_queued_in_the_step_that_makes_it_current(
     store: SessionStore, queue: RunQueue, redis_client: Redis
 ) -> None:
     await store.start_analysis("s", TH, "AAPL", "r1", NOW)
-    entries: Any = await redis_client.xrange(keys.RUN_STREAM)
+    entries: Any = await redis_client.xrange(STREAM)
     assert [(e[0].decode(), e[1]) for e in entries] == [
         (await _entry_of(redis_client), {b"s": b"s", b"r": b"r1", b"t": b"AAPL"})
     ]
@@ -112,7 +115,7 @@ async def test_analyze_again_is_a_noop_while_alive_and_takes_over_a_dead_run(
     assert again.already_running and again.run_id == "r1"  # taken, heartbeated: alive
     await _silence(redis_client, taken.entry_id, "dead-worker")
     async with redis_client.pubsub() as ps:
-        await ps.subscribe(keys.session_events("s"))
+        await ps.ssubscribe(keys.session_events("s"))
         await ps.get_message(timeout=DEADLINE)
         over = await store.start_analysis("s", TH, "AAPL", "r3", NOW)
         msg = await ps.get_message(timeout=DEADLINE)
@@ -157,7 +160,7 @@ async def test_a_stopping_worker_hands_its_run_back_at_once(
     await slow.shutdown()
     new_entry = await _entry_of(redis_client)
     assert new_entry != old_entry and await _pending(redis_client) == {}
-    got: Any = await redis_client.xrange(keys.RUN_STREAM, new_entry, new_entry)
+    got: Any = await redis_client.xrange(STREAM, new_entry, new_entry)
     (raw,) = got
     assert raw[1] == {b"s": b"s", b"r": b"r1", b"t": b"AAPL", b"h": b"1"}
     fast = AnalysisEngine(store, Market(source=SimulatedSource(seed=1)), delay=MetricDelay(0, 0))
@@ -174,11 +177,11 @@ async def test_a_heartbeat_never_takes_a_run_from_another_worker(
 ) -> None:
     await store.start_analysis("s", TH, "AAPL", "r1", NOW)
     (taken,) = await queue.read("w1", 10, None)
-    assert await queue.heartbeat("w1", [taken.entry_id]) == []
+    assert await queue.heartbeat("w1", [taken.key]) == []
     await _silence(redis_client, taken.entry_id, "w1")
     (reclaimed,) = await queue.reclaim("w2", int(RECLAIM_S * 1000), 10)
     assert reclaimed.entry_id == taken.entry_id and not reclaimed.fresh
-    assert await queue.heartbeat("w1", [taken.entry_id]) == [taken.entry_id]
+    assert await queue.heartbeat("w1", [taken.key]) == [taken.key]
     assert await _pending(redis_client) == {taken.entry_id: "w2"}
 
 
@@ -211,9 +214,9 @@ async def test_consumers_of_workers_gone_are_forgotten_once_nothing_is_pending(
 ) -> None:
     await store.start_analysis("s", TH, "AAPL", "r1", NOW)
     (taken,) = await queue.read("busy", 10, None)
-    await redis_client.xgroup_createconsumer(keys.RUN_STREAM, keys.RUN_GROUP, "idle")
+    await redis_client.xgroup_createconsumer(STREAM, keys.RUN_GROUP, "idle")
     assert await queue.prune_consumers(0) == 1  # "idle" has nothing pending: forgotten
-    consumers: Any = await redis_client.xinfo_consumers(keys.RUN_STREAM, keys.RUN_GROUP)
+    consumers: Any = await redis_client.xinfo_consumers(STREAM, keys.RUN_GROUP)
     assert [c["name"] for c in consumers] == [b"busy"]
     assert await _pending(redis_client) == {taken.entry_id: "busy"}
 
