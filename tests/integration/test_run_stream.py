@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from marketpulse.config import MetricDelay
-from marketpulse.infra.redis import keys
+from marketpulse.infra.redis import keys, partitions
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.providers.simulated import SimulatedSource
 from marketpulse.market.view import Market
@@ -26,6 +27,7 @@ from marketpulse.sessions.portfolio import value
 from marketpulse.sessions.runs import RunQueue
 from marketpulse.sessions.store import SessionStore, hash_token
 from marketpulse.sessions.worker import MAX_DELIVERIES, RunWorker
+from support.logs import LogWatch
 
 HOLDINGS = {"AAPL": 100.0, "GOOGL": 50.0, "MSFT": 75.0}
 NOW = "2026-01-02T00:00:00.000Z"
@@ -236,3 +238,51 @@ async def test_a_run_that_keeps_losing_its_workers_ends_with_worker_lost(
     assert json.loads(stored)["status"] == "failed"
     await worker.heartbeat_once()
     assert await _pending(redis_client) == {}
+
+
+async def test_a_read_the_server_unblocks_is_retried_not_an_outage(
+    store: SessionStore, queue: RunQueue, engine: AnalysisEngine, redis_client: Redis
+) -> None:
+    """A Redis Cluster ends a blocked ``XREADGROUP`` with ``UNBLOCKED`` on a failover (7.0);
+    ``CLIENT UNBLOCK ... ERROR`` gives the same reply here. The worker logs it at INFO and reads
+    again at once: no outage is logged, and a run queued afterwards is taken and finished."""
+    worker = RunWorker(engine, queue, reclaim_s=RECLAIM_S, consumer="w")
+    stop = asyncio.Event()
+    with (
+        LogWatch("marketpulse.sessions.worker", logging.INFO) as infos,
+        LogWatch("marketpulse.infra.redis.outage") as outages,
+    ):
+        running = asyncio.ensure_future(worker.run(stop))
+        try:
+            async with asyncio.timeout(DEADLINE):  # one blocked read per partition
+                while True:
+                    clients: Any = await redis_client.client_list()
+                    blocked = [c["id"] for c in clients if c.get("cmd") == "xreadgroup"]
+                    if len(blocked) >= partitions.COUNT:
+                        break
+                    await asyncio.sleep(0.01)  # wait-ok: polls Redis's own count of blocked reads
+            for client_id in blocked:
+                await redis_client.execute_command(  # type: ignore[no-untyped-call]
+                    "CLIENT", "UNBLOCK", client_id, "ERROR"
+                )
+            await infos.until(lambda: any("UNBLOCKED" in m for m in infos.messages()), DEADLINE)
+            async with redis_client.pubsub() as ps:
+                await ps.ssubscribe(keys.session_events("s"))
+                await store.start_analysis("s", TH, "AAPL", "r1", NOW)
+                async with asyncio.timeout(DEADLINE):  # taken and run to the end
+                    while True:
+                        msg = await ps.get_message(timeout=DEADLINE)
+                        if (
+                            msg
+                            and msg["type"] == "smessage"
+                            and b'"analysis_complete"' in msg["data"]
+                        ):
+                            break
+            assert sorted(await _finished(engine, redis_client, "r1")) == sorted(
+                f"r1:{m}" for m in METRIC_NAMES
+            )
+        finally:
+            stop.set()
+            await running
+    assert worker.transient_errors >= 1
+    assert outages.records == []
