@@ -61,12 +61,12 @@ class NaiveStore(SessionStore):
             key, mapping={f"r:{seq}": result_json, "rseq": seq, "run_done": done}
         )
         v = await self.redis.redis.hincrby(key, "version", 1)
-        await self.redis.redis.publish(
+        await self.redis.redis.spublish(
             chan, f"{v}\n" + '{"type":"analysis_result",' + result_json[1:]
         )
         if len(done.split()) >= n:
             await self.redis.redis.hset(key, "run_status", "complete")
-            await self.redis.redis.publish(
+            await self.redis.redis.spublish(
                 chan,
                 f"{v}\n"
                 + json.dumps(
