@@ -30,6 +30,7 @@ import uvloop
 import websockets
 
 from lean_ws import LeanWebSocket
+from marketpulse.infra.redis import keys, partitions
 from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
 
 DELAY = 0.5  # every metric takes exactly this long, so the overhead is wall - DELAY
@@ -182,11 +183,13 @@ async def main(sizes: list[int], client: str) -> dict[str, Any]:
             import redis
 
             sync = redis.Redis.from_url(rs.url)
-            (first,) = cast(list[bytes], sync.zrange("mp:sessions", 0, 0))
-            sid = first.decode()
-            out["redis_bytes_one_session_with_5_results"] = sync.memory_usage(
-                f"mp:{{{sid}}}:session"
+            first = next(
+                ids[0]
+                for p in partitions.ALL
+                if (ids := cast(list[bytes], sync.zrange(keys.session_index(p), 0, 0)))
             )
+            sid = first.decode()
+            out["redis_bytes_one_session_with_5_results"] = sync.memory_usage(keys.session(sid))
             sync.close()
         finally:
             proc.terminate()

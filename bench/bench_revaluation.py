@@ -44,7 +44,7 @@ async def main(n: int) -> dict[str, object]:
                     h = {UNIVERSE[(i + k) % len(UNIVERSE)]: float(10 + k) for k in range(3)}
                     val = value(h, prices0, 0)
                     sid = f"user-{i}"
-                    pipe.zadd(keys.SESSION_INDEX, {sid: 0})
+                    pipe.zadd(keys.session_index(keys.session_partition(sid)), {sid: 0})
                     args: list[str | int] = [sid, th, canonical_holdings(h), val.total_text]
                     args.append(val.prices_text)
                     args += [NOW, 0, 86400, val.base_currency, val.currencies_text]

@@ -24,7 +24,7 @@ from typing import Any
 import uvloop
 
 from marketpulse.config import MetricDelay
-from marketpulse.infra.redis import keys
+from marketpulse.infra.redis import keys, partitions
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.market.providers.simulated import SimulatedSource
@@ -88,7 +88,8 @@ async def one_round(url: str, n: int, r: int, hop_only: bool) -> dict[str, Any]:
     stop.set()
     await running
     await engine.shutdown()
-    await redis.call("DEL", keys.RUN_STREAM)  # the runs handed back: not the next round's
+    streams = [keys.run_stream(p) for p in partitions.ALL]
+    await redis.call("DEL", *streams)  # the runs handed back: not the next round's
     await redis.aclose()
     hops = [(taken[s] - started[s]) * 1000 for s in sids]
     return {

@@ -124,7 +124,7 @@ async def publish(redis: Redis, sids: list[str], rounds: int, start: int) -> Non
                 for sid in sids[i : i + 10]:
                     for k in range(EVENTS):
                         body = f'{{"type":"analysis_result","seq":{v + k},"f":"{FILLER}"}}'
-                        pipe.publish(keys.session_events(sid), f"{v + k}\n{body}")
+                        pipe.spublish(keys.session_events(sid), f"{v + k}\n{body}")
                 await pipe.execute()
             while await subscriber_backlog(redis) > 4 << 20:  # noqa: ASYNC110 - polls Redis, no event to await
                 await asyncio.sleep(0.005)  # wait-ok: the publisher's pacing

@@ -99,7 +99,8 @@ def redis_py_ops(redis: Redis, th: str) -> dict[str, Op]:
             ticker = ["AAPL", "MSFT"][i // 6 % 2]
             args: list[str | int] = [th, ticker, run, NOW, 3600, keys.RUN_GROUP, 10_000]
             args += [100_000, sid]
-            return await start(keys=[*ks, keys.RUN_STREAM], args=args)
+            stream = keys.run_stream(keys.session_partition(sid))
+            return await start(keys=[*ks, stream], args=args)
         return await append(keys=ks, args=[run, 1, 500, 5, f"{run}:{i % 6}", BODY])
 
     async def spread(w: int, i: int) -> object:

@@ -31,7 +31,7 @@ import uvloop
 
 from marketpulse.app import run_worker
 from marketpulse.config import Settings
-from marketpulse.infra.redis import keys
+from marketpulse.infra.redis import keys, partitions
 from marketpulse.infra.redis.client import RedisClient, make_client
 from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.sessions.portfolio import value
@@ -51,15 +51,19 @@ ENV = {
 
 async def fresh_stream(redis: RedisClient) -> None:
     """An empty run stream and group with no consumers (the last layout's are gone)."""
-    await redis.call("DEL", keys.RUN_STREAM)
+    await redis.call("DEL", *(keys.run_stream(p) for p in partitions.ALL))
     await RunQueue(redis).ensure_group()
+
+
+def session_ids(layout: str, runs: int) -> list[str]:
+    return [f"{layout.rstrip('-')}-{i}" for i in range(runs)]
 
 
 async def queue_backlog(redis: RedisClient, layout: str, runs: int) -> list[str]:
     """R fresh sessions, each with one run queued on the stream; no worker has read any."""
     store = SessionStore(redis, ttl_s=3600)
     val = value(HOLDINGS, dict.fromkeys(HOLDINGS, 1.0), 0)
-    sids = [f"{layout.rstrip('-')}-{i}" for i in range(runs)]
+    sids = session_ids(layout, runs)
     gate = asyncio.Semaphore(64)
 
     async def one(sid: str) -> None:
@@ -76,13 +80,16 @@ class Completions:
     backlog is queued). A worker acknowledges ended runs in batches, at its next heartbeat, so
     the stream's pending count would time the heartbeat, not the runs."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sids: list[str]) -> None:
         self._redis = make_client(url)
         self._pubsub = self._redis.pubsub()
+        self.sids = sids
         self.done: set[str] = set()
 
     async def __aenter__(self) -> Completions:
-        await self._pubsub.psubscribe(keys.session_events("*"))
+        # sharded channels: no pattern subscription; one SSUBSCRIBE per session's channel
+        for i in range(0, len(self.sids), 500):
+            await self._pubsub.ssubscribe(*(keys.session_events(s) for s in self.sids[i : i + 500]))
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -93,21 +100,23 @@ class Completions:
         async with asyncio.timeout(deadline_s):
             while len(self.done) < n:
                 msg = await self._pubsub.get_message(timeout=1.0)
-                if msg is None or msg["type"] != "pmessage":
+                if msg is None or msg["type"] != "smessage":
                     continue
                 if b'"type":"analysis_complete"' in msg["data"]:
-                    sid = msg["channel"].decode().split("{", 1)[1].split("}", 1)[0]
+                    sid = msg["channel"].decode().split(":events:", 1)[1]
                     if sid.startswith(prefix):
                         self.done.add(sid)
 
 
 async def consumers(redis: RedisClient, n: int, deadline_s: float) -> None:
-    """Until ``n`` workers are blocked reading the stream (Redis 7.0 lists a consumer only
-    once it has read an entry, so the clients blocked in ``XREADGROUP`` are counted)."""
+    """Until ``n`` workers are blocked reading the streams, one read per partition each (Redis
+    7.0 lists a consumer only once it has read an entry, so the clients blocked in
+    ``XREADGROUP`` are counted)."""
     async with asyncio.timeout(deadline_s):
         while True:
             clients = await redis.call("CLIENT LIST")
-            if sum(1 for c in clients if c.get("cmd") == "xreadgroup") >= n:
+            blocked = sum(1 for c in clients if c.get("cmd") == "xreadgroup")
+            if blocked >= n * partitions.COUNT:
                 return
             await asyncio.sleep(0.05)  # wait-ok: a bench polling Redis's own count
 
@@ -129,7 +138,7 @@ async def in_process(url: str, runs: int) -> dict[str, Any]:
     await fresh_stream(redis)
     os.environ.update(ENV | {"MARKETPULSE_REDIS_URL": url})
     stop = asyncio.Event()
-    async with Completions(url) as done:
+    async with Completions(url, session_ids("inproc", runs)) as done:
         sids = await queue_backlog(redis, "inproc", runs)
         t0 = time.perf_counter()
         worker = asyncio.ensure_future(run_worker(Settings(), stop))
@@ -155,7 +164,7 @@ async def processes(url: str, runs: int, n: int) -> dict[str, Any]:
         await consumers(redis, n, 60)
         for p in procs:
             p.send_signal(signal.SIGSTOP)
-        async with Completions(url) as done:
+        async with Completions(url, session_ids(f"proc{n}-", runs)) as done:
             sids = await queue_backlog(redis, f"proc{n}-", runs)
             t0 = time.perf_counter()
             for p in procs:

@@ -62,6 +62,7 @@ from marketpulse.sessions import http as routes_sessions
 from marketpulse.sessions import ws as ws_sessions
 from marketpulse.sessions.analysis import AnalysisEngine
 from marketpulse.sessions.http import SessionsState
+from marketpulse.sessions.migrate import migrate, migrate_until_done
 from marketpulse.sessions.runs import RunQueue
 from marketpulse.sessions.service import SessionService
 from marketpulse.sessions.store import SessionStore
@@ -113,6 +114,12 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
             if settings.cache_url
             else None
         )
+        # the data in the partitioned key layout before anything reads it (once; see migrate.py)
+        migrating = False
+        try:
+            await migrate(redis, stream_maxlen=settings.run_stream_maxlen)
+        except RedisUnavailable:
+            migrating = True  # Redis unreachable: the lifespan task below retries
         fetcher = build_fetcher(settings, redis, cache_redis, telemetry)
         telemetry.watch_cache_outages(
             lambda: (
@@ -156,6 +163,11 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(redis.run(stop), name="event-hub")
+                if migrating:
+                    tg.create_task(
+                        migrate_until_done(redis, stop, stream_maxlen=settings.run_stream_maxlen),
+                        name="migration",
+                    )
                 tg.create_task(valuation.run(stop), name="valuation")
                 tg.create_task(LoopLagMonitor(telemetry).run(stop), name="loop-lag")
                 tg.create_task(system_feed.run(stop), name="system-feed")
@@ -266,6 +278,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     fetcher = build_fetcher(settings, redis, None, telemetry)
     engine = _engine(settings, _store(settings, redis), _market(settings, fetcher), telemetry)
     try:
+        await migrate_until_done(redis, stop, stream_maxlen=settings.run_stream_maxlen)
         await RunWorker(engine, RunQueue(redis), reclaim_s=settings.run_reclaim_s).run(stop)
     finally:
         await engine.shutdown()

@@ -67,13 +67,13 @@ async def _scenario(store: SessionStore, rng: random.Random) -> tuple[list[str],
 async def _events(redis_client: Redis, sid: str, pubsub: PubSub) -> list[str]:
     """Every event published on the session's channel so far, in order (up to a sentinel)."""
     channel = keys.session_events(sid)
-    await redis_client.publish(channel, "end")
+    await redis_client.spublish(channel, "end")
     out: list[str] = []
     while True:
         msg = await pubsub.get_message(timeout=DEADLINE)
         if msg is None:
             raise AssertionError("no sentinel")
-        if msg["type"] != "message" or msg["channel"].decode() != channel:
+        if msg["type"] != "smessage" or msg["channel"].decode() != channel:
             continue
         data = msg["data"].decode()
         if data == "end":
@@ -91,8 +91,8 @@ async def test_a_batch_appends_exactly_as_one_at_a_time_appends(
             rng = random.Random(seed)
             store = SessionStore(redis_boundary, ttl_s=3600, results_cap=rng.randint(2, 8))
             async with redis_client.pubsub() as ps_a, redis_client.pubsub() as ps_b:
-                await ps_a.subscribe(keys.session_events("a"))
-                await ps_b.subscribe(keys.session_events("b"))
+                await ps_a.ssubscribe(keys.session_events("a"))
+                await ps_b.ssubscribe(keys.session_events("b"))
                 batched, single = await _scenario(store, rng)
                 assert batched == single, f"seed {seed}"
                 statuses_seen.update(batched)

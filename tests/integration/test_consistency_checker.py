@@ -23,7 +23,7 @@ from typing import Any, cast
 import httpx
 from redis.asyncio import Redis
 
-from marketpulse.infra.redis import keys
+from marketpulse.infra.redis import keys, partitions
 from marketpulse.infra.redis.embedded import free_port
 from marketpulse.sessions.store import SessionStore, render_state
 from support.harness import Client, Follower, Server, serve, settings_for
@@ -61,12 +61,12 @@ class NaiveStore(SessionStore):
             key, mapping={f"r:{seq}": result_json, "rseq": seq, "run_done": done}
         )
         v = await self.redis.redis.hincrby(key, "version", 1)
-        await self.redis.redis.publish(
+        await self.redis.redis.spublish(
             chan, f"{v}\n" + '{"type":"analysis_result",' + result_json[1:]
         )
         if len(done.split()) >= n:
             await self.redis.redis.hset(key, "run_status", "complete")
-            await self.redis.redis.publish(
+            await self.redis.redis.spublish(
                 chan,
                 f"{v}\n"
                 + json.dumps(
@@ -403,13 +403,15 @@ async def test_checker_finds_no_violation_through_delays_drops_and_cuts(
 
 async def _runs_held(redis: Redis, proc: Proc) -> dict[str, str]:
     """The runs a process's worker holds (pending for its consumer): session id -> run id."""
-    pending: Any = await redis.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 1000)
     held = {}
-    for p in pending:
-        if f":{proc.pid}:" in p["consumer"].decode():
-            found: Any = await redis.xrange(keys.RUN_STREAM, p["message_id"], p["message_id"])
-            for _, fields in found:
-                held[fields[b"s"].decode()] = fields[b"r"].decode()
+    for partition in partitions.ALL:
+        stream = keys.run_stream(partition)
+        pending: Any = await redis.xpending_range(stream, keys.RUN_GROUP, "-", "+", 1000)
+        for p in pending:
+            if f":{proc.pid}:" in p["consumer"].decode():
+                found: Any = await redis.xrange(stream, p["message_id"], p["message_id"])
+                for _, fields in found:
+                    held[fields[b"s"].decode()] = fields[b"r"].decode()
     return held
 
 
@@ -471,6 +473,10 @@ async def test_checker_finds_no_violation_with_three_instances_one_killed(
             )
         )
         try:
+            # the load runs a while first: each partition's first run goes to the instance
+            # that blocked on its stream first, so at the very start one instance holds the
+            # first run of every session (and killing it would orphan them all)
+            await asyncio.sleep(1.5)  # wait-ok: load before the fault
             victim, orphans = await _one_holding_a_run(redis_client, procs)
             alive.remove(victim)
             await procs[victim].kill(signal.SIGKILL)

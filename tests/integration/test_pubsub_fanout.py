@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import make_client
 from marketpulse.infra.redis.pubsub import EventHub
 from support.logs import LogWatch
@@ -130,3 +132,31 @@ async def test_a_server_that_accepts_and_drops_is_not_taken_for_redis_answering(
     said = lines.messages()
     assert not [m for m in said if "answers again (" in m], said
     assert len([m for m in said if "is unreachable" in m]) == 1, said
+
+
+async def test_session_channels_are_sharded_and_share_the_connection_with_classic_ones(
+    hub: EventHub, redis_client: Redis
+) -> None:
+    """A session's channel is SSUBSCRIBEd (a classic PUBLISH never reaches it, an SPUBLISH
+    does, in order), next to a classic channel on the same connection; after the last local
+    subscriber leaves (SUNSUBSCRIBE) and a new one comes at once, the new one gets what follows
+    and the confirmation of the old SUNSUBSCRIBE ends nobody."""
+    channel = keys.session_events("s")
+    async with asyncio.timeout(DEADLINE), contextlib.AsyncExitStack() as stack:
+        alerts = await stack.enter_async_context(hub.subscription(keys.ALERT_EVENTS))
+        session = await stack.enter_async_context(hub.subscription(channel))
+        assert await redis_client.publish(channel, "classic") == 0  # not a classic subscriber
+        for i in range(3):
+            assert await redis_client.spublish(channel, f"e{i}") == 1
+        await redis_client.publish(keys.ALERT_EVENTS, "alert")
+        assert [await session.get() for _ in range(3)] == [b"e0", b"e1", b"e2"]
+        assert await alerts.get() == b"alert"
+        hub.unsubscribe_now(session)
+        again = await stack.enter_async_context(hub.subscription(channel))
+        await redis_client.spublish(channel, "after")
+        assert await again.get() == b"after"
+        assert hub.subscriber_count == 2 and not hub._leaving
+        sub_count: Any = await redis_client.execute_command(  # type: ignore[no-untyped-call]
+            "PUBSUB", "SHARDNUMSUB", channel
+        )
+        assert sub_count == [channel.encode(), 1]

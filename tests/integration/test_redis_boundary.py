@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.errors import RedisUnavailable
+from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.clock import RedisTickClock
 from marketpulse.sessions.store import Revaluation, SessionStore, hash_token
@@ -59,7 +60,7 @@ async def test_error_replies_raise_redis_unavailable_on_every_path(
         with pytest.raises(RedisUnavailable) as caught:
             await redis_boundary.pipeline([("INCR", "text")])
         assert_translated(caught.value)
-        await redis_client.set("mp:{s}:session", "a string, not a hash")
+        await redis_client.set(keys.session("s"), "a string, not a hash")
         with pytest.raises(RedisUnavailable) as caught:  # a script's error reply, via the mux
             await SessionStore(redis_boundary, ttl_s=60).read("s", hash_token("t"), "now")
         assert_translated(caught.value)

@@ -45,7 +45,7 @@ class Events:
 
     async def next(self, same_change: bool = False) -> tuple[int, dict[str, Any]]:
         msg = await self.ps.get_message(timeout=DEADLINE)
-        assert msg is not None and msg["type"] == "message"
+        assert msg is not None and msg["type"] == "smessage"
         head, _, body = msg["data"].decode().partition("\n")
         version = int(head)
         assert version == self.version + (0 if same_change else 1)
@@ -56,7 +56,7 @@ class Events:
 @pytest.fixture
 async def events(redis_client: Redis) -> AsyncIterator[Events]:
     async with redis_client.pubsub() as ps:
-        await ps.subscribe(keys.session_events("s"))
+        await ps.ssubscribe(keys.session_events("s"))
         await ps.get_message(timeout=DEADLINE)  # the subscribe confirmation
         yield Events(ps)
 

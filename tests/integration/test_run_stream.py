@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from marketpulse.config import MetricDelay
-from marketpulse.infra.redis import keys
+from marketpulse.infra.redis import keys, partitions
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.market.providers.simulated import SimulatedSource
 from marketpulse.market.view import Market
@@ -26,6 +27,7 @@ from marketpulse.sessions.portfolio import value
 from marketpulse.sessions.runs import RunQueue
 from marketpulse.sessions.store import SessionStore, hash_token
 from marketpulse.sessions.worker import MAX_DELIVERIES, RunWorker
+from support.logs import LogWatch
 
 HOLDINGS = {"AAPL": 100.0, "GOOGL": 50.0, "MSFT": 75.0}
 NOW = "2026-01-02T00:00:00.000Z"
@@ -56,20 +58,23 @@ async def engine(store: SessionStore) -> AsyncIterator[AnalysisEngine]:
     await eng.shutdown()
 
 
+STREAM = keys.run_stream(keys.session_partition("s"))  # the session's partition's stream
+
+
 async def _entry_of(redis: Redis) -> str:
     raw: Any = await redis.hget(keys.session("s"), "run_entry")
     return str(raw.decode())
 
 
 async def _pending(redis: Redis) -> dict[str, str]:
-    got: Any = await redis.xpending_range(keys.RUN_STREAM, keys.RUN_GROUP, "-", "+", 100)
+    got: Any = await redis.xpending_range(STREAM, keys.RUN_GROUP, "-", "+", 100)
     return {p["message_id"].decode(): p["consumer"].decode() for p in got}
 
 
 async def _silence(redis: Redis, entry: str, consumer: str) -> None:
     """The entry's worker has not been heard of for longer than the bound."""
     ms = int(RECLAIM_S * 1000) + 1
-    await redis.xclaim(keys.RUN_STREAM, keys.RUN_GROUP, consumer, 0, [entry], idle=ms, justid=True)
+    await redis.xclaim(STREAM, keys.RUN_GROUP, consumer, 0, [entry], idle=ms, justid=True)
 
 
 async def _finished(engine: AnalysisEngine, redis: Redis, run_id: str) -> list[str]:
@@ -86,7 +91,7 @@ async def test_a_run_is_queued_in_the_step_that_makes_it_current(
     store: SessionStore, queue: RunQueue, redis_client: Redis
 ) -> None:
     await store.start_analysis("s", TH, "AAPL", "r1", NOW)
-    entries: Any = await redis_client.xrange(keys.RUN_STREAM)
+    entries: Any = await redis_client.xrange(STREAM)
     assert [(e[0].decode(), e[1]) for e in entries] == [
         (await _entry_of(redis_client), {b"s": b"s", b"r": b"r1", b"t": b"AAPL"})
     ]
@@ -112,7 +117,7 @@ async def test_analyze_again_is_a_noop_while_alive_and_takes_over_a_dead_run(
     assert again.already_running and again.run_id == "r1"  # taken, heartbeated: alive
     await _silence(redis_client, taken.entry_id, "dead-worker")
     async with redis_client.pubsub() as ps:
-        await ps.subscribe(keys.session_events("s"))
+        await ps.ssubscribe(keys.session_events("s"))
         await ps.get_message(timeout=DEADLINE)
         over = await store.start_analysis("s", TH, "AAPL", "r3", NOW)
         msg = await ps.get_message(timeout=DEADLINE)
@@ -157,7 +162,7 @@ async def test_a_stopping_worker_hands_its_run_back_at_once(
     await slow.shutdown()
     new_entry = await _entry_of(redis_client)
     assert new_entry != old_entry and await _pending(redis_client) == {}
-    got: Any = await redis_client.xrange(keys.RUN_STREAM, new_entry, new_entry)
+    got: Any = await redis_client.xrange(STREAM, new_entry, new_entry)
     (raw,) = got
     assert raw[1] == {b"s": b"s", b"r": b"r1", b"t": b"AAPL", b"h": b"1"}
     fast = AnalysisEngine(store, Market(source=SimulatedSource(seed=1)), delay=MetricDelay(0, 0))
@@ -174,11 +179,11 @@ async def test_a_heartbeat_never_takes_a_run_from_another_worker(
 ) -> None:
     await store.start_analysis("s", TH, "AAPL", "r1", NOW)
     (taken,) = await queue.read("w1", 10, None)
-    assert await queue.heartbeat("w1", [taken.entry_id]) == []
+    assert await queue.heartbeat("w1", [taken.key]) == []
     await _silence(redis_client, taken.entry_id, "w1")
     (reclaimed,) = await queue.reclaim("w2", int(RECLAIM_S * 1000), 10)
     assert reclaimed.entry_id == taken.entry_id and not reclaimed.fresh
-    assert await queue.heartbeat("w1", [taken.entry_id]) == [taken.entry_id]
+    assert await queue.heartbeat("w1", [taken.key]) == [taken.key]
     assert await _pending(redis_client) == {taken.entry_id: "w2"}
 
 
@@ -211,9 +216,9 @@ async def test_consumers_of_workers_gone_are_forgotten_once_nothing_is_pending(
 ) -> None:
     await store.start_analysis("s", TH, "AAPL", "r1", NOW)
     (taken,) = await queue.read("busy", 10, None)
-    await redis_client.xgroup_createconsumer(keys.RUN_STREAM, keys.RUN_GROUP, "idle")
+    await redis_client.xgroup_createconsumer(STREAM, keys.RUN_GROUP, "idle")
     assert await queue.prune_consumers(0) == 1  # "idle" has nothing pending: forgotten
-    consumers: Any = await redis_client.xinfo_consumers(keys.RUN_STREAM, keys.RUN_GROUP)
+    consumers: Any = await redis_client.xinfo_consumers(STREAM, keys.RUN_GROUP)
     assert [c["name"] for c in consumers] == [b"busy"]
     assert await _pending(redis_client) == {taken.entry_id: "busy"}
 
@@ -233,3 +238,51 @@ async def test_a_run_that_keeps_losing_its_workers_ends_with_worker_lost(
     assert json.loads(stored)["status"] == "failed"
     await worker.heartbeat_once()
     assert await _pending(redis_client) == {}
+
+
+async def test_a_read_the_server_unblocks_is_retried_not_an_outage(
+    store: SessionStore, queue: RunQueue, engine: AnalysisEngine, redis_client: Redis
+) -> None:
+    """A Redis Cluster ends a blocked ``XREADGROUP`` with ``UNBLOCKED`` on a failover (7.0);
+    ``CLIENT UNBLOCK ... ERROR`` gives the same reply here. The worker logs it at INFO and reads
+    again at once: no outage is logged, and a run queued afterwards is taken and finished."""
+    worker = RunWorker(engine, queue, reclaim_s=RECLAIM_S, consumer="w")
+    stop = asyncio.Event()
+    with (
+        LogWatch("marketpulse.sessions.worker", logging.INFO) as infos,
+        LogWatch("marketpulse.infra.redis.outage") as outages,
+    ):
+        running = asyncio.ensure_future(worker.run(stop))
+        try:
+            async with asyncio.timeout(DEADLINE):  # one blocked read per partition
+                while True:
+                    clients: Any = await redis_client.client_list()
+                    blocked = [c["id"] for c in clients if c.get("cmd") == "xreadgroup"]
+                    if len(blocked) >= partitions.COUNT:
+                        break
+                    await asyncio.sleep(0.01)  # wait-ok: polls Redis's own count of blocked reads
+            for client_id in blocked:
+                await redis_client.execute_command(  # type: ignore[no-untyped-call]
+                    "CLIENT", "UNBLOCK", client_id, "ERROR"
+                )
+            await infos.until(lambda: any("UNBLOCKED" in m for m in infos.messages()), DEADLINE)
+            async with redis_client.pubsub() as ps:
+                await ps.ssubscribe(keys.session_events("s"))
+                await store.start_analysis("s", TH, "AAPL", "r1", NOW)
+                async with asyncio.timeout(DEADLINE):  # taken and run to the end
+                    while True:
+                        msg = await ps.get_message(timeout=DEADLINE)
+                        if (
+                            msg
+                            and msg["type"] == "smessage"
+                            and b'"analysis_complete"' in msg["data"]
+                        ):
+                            break
+            assert sorted(await _finished(engine, redis_client, "r1")) == sorted(
+                f"r1:{m}" for m in METRIC_NAMES
+            )
+        finally:
+            stop.set()
+            await running
+    assert worker.transient_errors >= 1
+    assert outages.records == []

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from marketpulse.infra.redis import keys
+from marketpulse.infra.redis import keys, partitions
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.sessions.portfolio import value
 from marketpulse.sessions.store import Revaluation, SessionStore, hash_token
@@ -26,6 +27,15 @@ async def _session(store: SessionStore, sid: str = "s") -> str:
     th = hash_token("tok")
     await store.create(sid, th, HOLDINGS, value(HOLDINGS, PRICES, 0), NOW)
     return th
+
+
+async def _indexed(redis_client: Redis) -> list[str]:
+    """Every partition's sweep index, merged."""
+    ids: list[str] = []
+    for partition in partitions.ALL:
+        got: Any = await redis_client.zrange(keys.session_index(partition), 0, -1)
+        ids += [x.decode() for x in got]
+    return sorted(ids)
 
 
 async def test_revaluation_during_a_run_restarts_it_on_the_new_basis(redis_url: str) -> None:
@@ -100,7 +110,7 @@ async def test_revaluation_never_refreshes_ttl_nor_recreates_a_session(
     assert report.updated == 1 and report.gone == 1
     assert 0 < await redis_client.pttl(keys.session("a")) <= 5000
     assert not await redis_client.exists(keys.session("b"))
-    assert await redis_client.zrange(keys.SESSION_INDEX, 0, -1) == [b"a"]
+    assert await _indexed(redis_client) == ["a"]
 
 
 async def test_a_sweep_between_indexing_and_writing_a_session_keeps_it_indexed(
@@ -117,11 +127,12 @@ async def test_a_sweep_between_indexing_and_writing_a_session_keeps_it_indexed(
     store = SessionStore(redis_boundary, ttl_s=3600)
     now = iso_z(datetime.now(UTC))
     born = int(datetime.fromisoformat(now).timestamp() * 1000)
-    await redis_client.zadd(keys.SESSION_INDEX, {"young": born, "ghost": 0})  # step one only
+    for sid, score in (("young", born), ("ghost", 0)):  # step one only
+        await redis_client.zadd(keys.session_index(keys.session_partition(sid)), {sid: score})
     loop = ValuationLoop(store, Market(SimulatedSource(seed=1)), interval_s=1)
     report = await loop.run_once()
     assert report.gone == 1  # the ghost
-    assert await redis_client.zrange(keys.SESSION_INDEX, 0, -1) == [b"young"]
+    assert await _indexed(redis_client) == ["young"]
     th = hash_token("tok")
     await store.create("young", th, HOLDINGS, value(HOLDINGS, PRICES, 0), now)  # step two
     report = await loop.run_once()
@@ -194,10 +205,12 @@ async def test_a_start_retried_after_its_run_ended_starts_nothing(
             "ok",
             "complete",
         )
-    queued = await redis_client.xlen(keys.RUN_STREAM)
+    queued = await redis_client.xlen(keys.run_stream(keys.session_partition("s")))
     retry = await store.start_analysis("s", th, "AAPL", "run1", NOW)  # the same call again
     assert retry.run_id == "run1" and retry.already_running
-    assert await redis_client.xlen(keys.RUN_STREAM) == queued  # nothing queued again
+    assert (
+        await redis_client.xlen(keys.run_stream(keys.session_partition("s"))) == queued
+    )  # nothing queued again
     body = json.dumps({"id": "run1:concentration", "run_id": "run1"})
     assert (
         await store.append_result("s", "run1", snap.basis_version, "run1:concentration", body, 2)
@@ -222,11 +235,11 @@ async def test_a_start_retried_after_a_newer_start_changes_nothing(
     await store.start_analysis("s", th, "AAPL", "run1", NOW)
     for i in range(40):  # many more starts than the script remembers: the oldest are forgotten
         await store.start_analysis("s", th, ["MSFT", "GOOGL"][i % 2], f"later{i}", NOW)
-    queued = await redis_client.xlen(keys.RUN_STREAM)
+    queued = await redis_client.xlen(keys.run_stream(keys.session_partition("s")))
     version = int(await redis_client.hget(keys.session("s"), "version") or 0)
     retry = await store.start_analysis("s", th, "GOOGL", "later20", NOW)
     assert retry.already_running and retry.run_id == "later39"
-    assert await redis_client.xlen(keys.RUN_STREAM) == queued
+    assert await redis_client.xlen(keys.run_stream(keys.session_partition("s"))) == queued
     assert int(await redis_client.hget(keys.session("s"), "version") or 0) == version
     state = await store.read("s", th, NOW)
     assert state["current_analysis"]["run_id"] == "later39"

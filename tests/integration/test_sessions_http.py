@@ -8,6 +8,7 @@ from typing import cast
 
 import pytest
 
+from marketpulse.infra.redis import keys, partitions
 from support.harness import Server, serve, settings_for
 
 HOLDINGS = {"AAPL": 100, "GOOGL": 50, "MSFT": 75}
@@ -64,7 +65,7 @@ async def test_wrong_or_foreign_token_looks_like_a_missing_session(server: Serve
 
 async def test_token_is_stored_only_as_a_hash(server: Server) -> None:
     sid, token, _ = await server.create_session(HOLDINGS, "hashed")
-    raw = await server.state["redis"].redis.hgetall(f"mp:{{{sid}}}:session")
+    raw = await server.state["redis"].redis.hgetall(keys.session(sid))
     assert token.encode() not in b"".join(cast(dict[bytes, bytes], raw).values())
 
 
@@ -108,7 +109,9 @@ async def test_bad_input_is_422_with_a_clear_error_and_nothing_stored(
     assert r.status_code == 422
     err = r.json()["error"]
     assert err["code"] in {"invalid_input", "invalid_ticker"} and err["message"]
-    assert await server.state["redis"].redis.zcard("mp:sessions") == 0
+    redis = server.state["redis"].redis
+    for partition in partitions.ALL:
+        assert await redis.zcard(keys.session_index(partition)) == 0
 
 
 async def test_not_json_is_422(server: Server) -> None:

@@ -106,7 +106,7 @@ async def test_a_client_that_stops_reading_is_closed_before_the_send_buffer_boun
             while not watch.records:  # ~2 MB a round: past the socket buffers, then the bound
                 async with redis_client.pipeline(transaction=False) as pipe:
                     for v in range(at, at + 500):
-                        pipe.publish(
+                        pipe.spublish(
                             channel, f'{v}\n{{"type":"analysis_result","seq":{v},"f":"{filler}"}}'
                         )
                     await pipe.execute()

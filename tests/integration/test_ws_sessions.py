@@ -266,7 +266,7 @@ async def test_a_client_too_far_behind_is_closed_1008_not_buffered_without_bound
         for start in range(first, first + QUEUE_LIMIT + 15_000, 1000):
             async with redis_client.pipeline(transaction=False) as pipe:
                 for v in range(start, start + 1000):
-                    pipe.publish(channel, f"{v}\n{payload}")
+                    pipe.spublish(channel, f"{v}\n{payload}")
                 await pipe.execute()
         got = 0
         try:
@@ -300,7 +300,7 @@ async def test_events_queued_while_a_client_lags_reach_it_complete_and_in_order(
         for at in range(start, start + n, 500):
             async with redis_client.pipeline(transaction=False) as pipe:
                 for v in range(at, at + 500):
-                    pipe.publish(
+                    pipe.spublish(
                         channel, f'{v}\n{{"type":"analysis_result","seq":{v},"f":"{filler}"}}'
                     )
                 await pipe.execute()

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from marketpulse.errors import NotInPortfolio, RedisUnavailable, SessionExists, SessionNotFound
-from marketpulse.infra.redis import keys
+from marketpulse.infra.redis import keys, partitions
 from marketpulse.infra.redis.client import Command, RedisClient
 from marketpulse.infra.redis.scripts import Lua, ScriptFolder
 from marketpulse.sessions.portfolio import Valuation, canonical_holdings
@@ -182,11 +182,12 @@ class SessionStore:
         acknowledges runs)."""
         session_keys = self.keys_for(session_id)
         if run_stream:
-            session_keys.append(keys.RUN_STREAM)
+            session_keys.append(keys.run_stream(keys.session_partition(session_id)))
         return await self.redis.mux.evalsha(lua.sha, lua.source, session_keys, args)
 
     @staticmethod
     def keys_for(session_id: str) -> list[str]:
+        """The session's hash and event channel: one hash tag, its partition's."""
         return [keys.session(session_id), keys.session_events(session_id)]
 
     async def create(
@@ -201,7 +202,8 @@ class SessionStore:
         creation time as the score), so a crash between the two steps leaves at most a ghost
         index entry, which the sweep prunes once it is older than its grace (index_prune.lua)."""
         born_ms = int(datetime.fromisoformat(now).timestamp() * 1000)
-        await self.redis.call("ZADD", keys.SESSION_INDEX, "NX", born_ms, session_id)
+        index = keys.session_index(keys.session_partition(session_id))
+        await self.redis.call("ZADD", index, "NX", born_ms, session_id)
         args: list[Arg] = [session_id, token_hash, canonical_holdings(holdings), val.total_text]
         args += [val.prices_text, now, val.tick, self.ttl_s, *_money(val)]
         res = await self._script(_SESSION_CREATE, session_id, args)
@@ -233,7 +235,9 @@ class SessionStore:
         res = await self._script(_SESSION_DELETE, session_id, [token_hash])
         if _s(res) != "ok":
             raise SessionNotFound()
-        await self.redis.call("ZREM", keys.SESSION_INDEX, session_id)
+        await self.redis.call(
+            "ZREM", keys.session_index(keys.session_partition(session_id)), session_id
+        )
 
     async def set_holdings(
         self,
@@ -354,14 +358,17 @@ class SessionStore:
     # -- the valuation sweep -----------------------------------------------------------------
 
     async def indexed(self, page: int) -> AsyncIterator[list[str]]:
-        """The ids of every indexed session, ``page`` at a time, oldest first."""
-        start = 0
-        while True:
-            ids = await self.redis.call("ZRANGE", keys.SESSION_INDEX, start, start + page - 1)
-            if not ids:
-                return
-            start += len(ids)
-            yield [_s(x) for x in ids]
+        """The ids of every indexed session, ``page`` at a time: every partition's index in
+        turn, each oldest first (a page holds one partition's sessions, one slot)."""
+        for partition in partitions.ALL:
+            index = keys.session_index(partition)
+            start = 0
+            while True:
+                ids = await self.redis.call("ZRANGE", index, start, start + page - 1)
+                if not ids:
+                    break
+                start += len(ids)
+                yield [_s(x) for x in ids]
 
     async def revalue_many(
         self, tick: int, valued_at: str, revaluations: Sequence[Revaluation], read: Sequence[str]
@@ -395,8 +402,15 @@ class SessionStore:
 
     async def unindex_gone(self, session_ids: Sequence[str], older_than_ms: int) -> int:
         """Drop from the index those of ``session_ids`` indexed at or before ``older_than_ms``
-        (younger ones may be mid-creation); the number dropped."""
-        return int(await self._prune([keys.SESSION_INDEX], [older_than_ms, *session_ids]))
+        (younger ones may be mid-creation); the number dropped. One script per partition."""
+        by_partition: dict[int, list[str]] = {}
+        for sid in session_ids:
+            by_partition.setdefault(keys.session_partition(sid), []).append(sid)
+        dropped = 0
+        for partition, ids in by_partition.items():
+            index = keys.session_index(partition)
+            dropped += int(await self._prune([index], [older_than_ms, *ids]))
+        return dropped
 
 
 def _money(val: Valuation) -> list[Arg]:

@@ -18,6 +18,11 @@ Guarantees (docs/contracts.md, guarantee 9):
   so an interrupted run resumes within about ``RETRY_S`` of Redis's return, not after the
   reclaim bound. While Redis is down the read does not block, so its first success is seen at
   once.
+- Runs come from every partition's stream (``sessions/runs.py``): one read loop per partition,
+  each blocking at most ``BLOCK_S``, so a run queued on any partition is taken at once. An error
+  reply a Redis Cluster gives in passing (``UNBLOCKED``: a blocked read ended by a failover or
+  ``CLIENT UNBLOCK``; ``MOVED``/``ASK``: a slot moved; ``TTL exhausted``, ``TRYAGAIN``,
+  ``CLUSTERDOWN``) is retryable: logged at INFO and the read tried again, not an outage.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.outage import OutageLog
 from marketpulse.infra.redis.stream_group import consumer_name
 from marketpulse.sessions.analysis import AnalysisEngine
-from marketpulse.sessions.runs import RunEntry, RunQueue
+from marketpulse.sessions.runs import RunEntry, RunKey, RunQueue
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,14 @@ HOP_CREDIT_S = 0.25
 # deploy: a handed-back run is a new entry): it ends with analysis_failed 'worker_lost' instead
 # of taking down worker after worker.
 MAX_DELIVERIES = 5
+# error replies of a cluster in passing (a failover, a slot moving): retry, not an outage
+TRANSIENT = ("UNBLOCKED", "MOVED", "ASK ", "TTL exhausted", "TRYAGAIN", "CLUSTERDOWN")
+TRANSIENT_PAUSE_S = 0.05
+
+
+def transient(exc: RedisUnavailable) -> bool:
+    """An error reply that a retry outlives (see ``TRANSIENT``), not Redis being unreachable."""
+    return any(marker in exc.message for marker in TRANSIENT)
 
 
 @dataclass(slots=True)
@@ -84,8 +97,8 @@ class RunWorker:
         self.reclaim_every_s = reclaim_s / 2
         self.batch = batch
         self.block_ms = int(block_s * 1000)
-        self.held: dict[str, _Held] = {}  # entry id -> the run this worker runs for it
-        self._acks: list[str] = []
+        self.held: dict[RunKey, _Held] = {}  # (partition, entry id) -> the run this worker runs
+        self._acks: list[RunKey] = []
         self._stopping = False
         self.taken = 0
         self.hops_ms: deque[float] = deque(maxlen=10_000)  # enqueue -> taken, fresh runs
@@ -93,6 +106,7 @@ class RunWorker:
         self.url = queue.redis.url
         self._resume_own = False  # an outage may have left runs of ours pending, not held
         self.resumed = 0  # own runs taken back after an outage
+        self.transient_errors = 0  # retryable error replies (see TRANSIENT)
 
     def _failed(self, exc: RedisUnavailable) -> None:
         self.outage.failed(self.url, exc)
@@ -132,7 +146,7 @@ class RunWorker:
     async def resume_own(self) -> int:
         """Take back this worker's pending runs that it does not hold (a run whose task an
         outage ended with an unknown outcome); the runs resumed."""
-        entries = await self.queue.own_pending(self.consumer, skip=self.held.keys())
+        entries = await self.queue.own_pending(self.consumer, skip=set(self.held))
         n = await self._take_all(entries)
         self.resumed += n
         return n
@@ -155,10 +169,10 @@ class RunWorker:
         except RedisUnavailable:
             self._acks.extend(acks)
             raise
-        ids = [eid for eid, h in self.held.items() if not h.task.done()]
+        ids = [key for key, h in self.held.items() if not h.task.done()]
         for i in range(0, len(ids), 500):
-            for eid in await self.queue.heartbeat(self.consumer, ids[i : i + 500]):
-                held = self.held.get(eid)
+            for key in await self.queue.heartbeat(self.consumer, ids[i : i + 500]):
+                held = self.held.get(key)
                 if held is not None:  # superseded, cancelled, or taken over elsewhere
                     held.task.cancel()
 
@@ -197,19 +211,36 @@ class RunWorker:
         return handed
 
     async def _reads(self, stop: asyncio.Event) -> None:
+        """One read loop per partition (a blocked read holds one pooled connection)."""
+        async with asyncio.TaskGroup() as tg:
+            for partition in self.queue.partitions:
+                tg.create_task(self._read_partition(stop, partition), name=f"runs:read:{partition}")
+
+    async def _read_partition(self, stop: asyncio.Event, partition: int) -> None:
         while not stop.is_set():
             try:
                 if self._resume_own:
-                    self._resume_own = False
-                    if n := await self.resume_own():
-                        log.info("run worker resumed %d runs an outage interrupted", n)
+                    self._resume_own = False  # one loop resumes for every partition
+                    try:
+                        if n := await self.resume_own():
+                            log.info("run worker resumed %d runs an outage interrupted", n)
+                    except RedisUnavailable:
+                        self._resume_own = True
+                        raise
                     self._answered()
                 # while Redis is down, do not block: the first read that succeeds ends it
                 block = None if self.outage.down() else self.block_ms
-                entries = await self.queue.read(self.consumer, self.batch, block)
+                entries = await self.queue.read_partition(
+                    partition, self.consumer, self.batch, block
+                )
                 self._answered()
                 await self._take_all(entries)
             except RedisUnavailable as exc:
+                if transient(exc):
+                    self.transient_errors += 1
+                    log.info("run worker: partition %d read: %s; retrying", partition, exc.message)
+                    await _pause(stop, TRANSIENT_PAUSE_S)
+                    continue
                 self._failed(exc)
                 await _pause(stop, RETRY_S)
 
@@ -232,20 +263,23 @@ class RunWorker:
     async def _take_all(self, entries: Sequence[RunEntry]) -> int:
         got = await asyncio.gather(*(self._take(e) for e in entries), return_exceptions=True)
         for g in got:  # a run not taken stays pending for this worker: reclaimed after the bound
-            if isinstance(g, RedisUnavailable):
+            if isinstance(g, RedisUnavailable) and transient(g):
+                self.transient_errors += 1
+                self._resume_own = True  # taken back by the next read
+            elif isinstance(g, RedisUnavailable):
                 self._failed(g)  # taken back by the next read once Redis answers
             elif isinstance(g, BaseException):
                 raise g
         return sum(1 for g in got if g is True)
 
     async def _take(self, entry: RunEntry) -> bool:
-        if entry.entry_id in self.held or self._stopping:
+        if entry.key in self.held or self._stopping:
             return False
         resumed = await self.engine.store.resume_analysis(
             entry.session_id, entry.run_id, entry.entry_id
         )
         if resumed is None:  # ended, superseded or handed back meanwhile: nothing to run
-            self._acks.append(entry.entry_id)
+            self._acks.append(entry.key)
             return False
         if resumed.deliveries > MAX_DELIVERIES:
             log.error(
@@ -253,7 +287,7 @@ class RunWorker:
                 resumed.deliveries - 1,
             )  # fmt: skip
             await self.engine.store.fail_analysis(entry.session_id, entry.run_id, "worker_lost")
-            self._acks.append(entry.entry_id)
+            self._acks.append(entry.key)
             return False
         loop = asyncio.get_running_loop()
         begun = loop.time()
@@ -265,11 +299,11 @@ class RunWorker:
         if task is None:  # the engine is shutting down: the entry is handed back
             return False
         self.taken += 1
-        self.held[entry.entry_id] = _Held(entry, task)
-        task.add_done_callback(partial(self._ended, entry.entry_id))
+        self.held[entry.key] = _Held(entry, task)
+        task.add_done_callback(partial(self._ended, entry.key))
         return True
 
-    def _ended(self, entry_id: str, task: asyncio.Task[None]) -> None:
+    def _ended(self, entry_id: RunKey, task: asyncio.Task[None]) -> None:
         """A run's task is done. Returned: the run ended (complete, failed, superseded, or
         restarted as a new queued run): acknowledge it. Cancelled: superseded or cancelled (its
         entry was acknowledged by that script), no longer ours, or stopping (handed back).

@@ -85,10 +85,14 @@ COMMANDS: tuple[str, ...] = (
     "xgroup|delconsumer",
     "xinfo|consumers",
     "xinfo|groups",
-    # pub/sub: session events, alert events, quotes for the dashboards
+    # pub/sub: alert events and quotes for the dashboards (classic), session events (sharded:
+    # SPUBLISH inside the session scripts, SSUBSCRIBE/SUNSUBSCRIBE by the event hub)
     "publish",
     "subscribe",
     "unsubscribe",
+    "spublish",
+    "ssubscribe",
+    "sunsubscribe",
 )
 
 

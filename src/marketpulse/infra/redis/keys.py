@@ -1,42 +1,81 @@
 """Every Redis key name of the service, in one place.
 
-Session keys carry the hash tag ``{<session_id>}`` so a Redis Cluster keeps a session on one
-slot. Nothing else in the code builds a key; user input never reaches a pattern (ids are
+Session keys live in fixed partitions (``infra/redis/partitions.py``): every key of a session,
+its event channel, and its partition's run stream and sweep index carry the partition's hash tag,
+so each script touches one slot on a Redis Cluster (and the same layout runs on a standalone
+server). Nothing else in the code builds a key; user input never reaches a pattern (ids are
 validated before they get here, and SCAN patterns are built only from constants).
 """
 
 from __future__ import annotations
 
+from marketpulse.infra.redis import partitions
+
 PREFIX = "mp"
 
 
+def _p(partition: int) -> str:
+    return f"{PREFIX}:{{{partitions.tag(partition)}}}"
+
+
 def session(session_id: str) -> str:
-    """Hash holding the whole state of one session."""
-    return f"{PREFIX}:{{{session_id}}}:session"
+    """Hash holding the whole state of one session (its partition's tag)."""
+    return f"{_p(partitions.partition_of(session_id))}:session:{session_id}"
 
 
 def session_events(session_id: str) -> str:
-    """Pub/sub channel of a session's events, published inside the committing script."""
-    return f"{PREFIX}:{{{session_id}}}:events"
+    """Sharded pub/sub channel of a session's events, ``SPUBLISH``ed inside the committing
+    script (same slot as the session)."""
+    return f"{_p(partitions.partition_of(session_id))}:events:{session_id}"
 
 
-SESSION_INDEX = f"{PREFIX}:sessions"
-"""Sorted set of session ids (score = creation time) swept by the valuation loop."""
+def session_index(partition: int) -> str:
+    """Sorted set of a partition's session ids (score = creation time) swept by the valuation
+    loop."""
+    return f"{_p(partition)}:sessions"
+
+
+def run_stream(partition: int) -> str:
+    """Stream of a partition's analysis runs (session id, run id, ticker), added by the script
+    that makes a run current (on the session's slot) and consumed by the group ``RUN_GROUP``."""
+    return f"{_p(partition)}:runs"
+
+
+def session_partition(session_id: str) -> int:
+    return partitions.partition_of(session_id)
+
+
+def sharded_channel(channel: str | bytes) -> bool:
+    """Is ``channel`` a sharded one (``SSUBSCRIBE``): a session's event channel."""
+    raw = channel.decode() if isinstance(channel, bytes) else channel
+    return raw.startswith(f"{PREFIX}:{{") and ":events:" in raw
+
+
+RUN_GROUP = "run-workers"
+"""The consumer group of every ``run_stream`` (a group name, not a key)."""
+
+LAYOUT = f"{PREFIX}:layout"
+"""The key layout the data is in: ``LAYOUT_VERSION`` once ``sessions/migrate.py`` moved the
+keys of the single-stream layout (absent: a fresh database or the old layout)."""
+
+LAYOUT_VERSION = f"partitions:{partitions.COUNT}"
+
+MIGRATE_LEASE = f"{PREFIX}:lease:migrate"
+
+# The layout before the partitions (issue 18), read only by the migration.
+OLD_SESSION_INDEX = f"{PREFIX}:sessions"
+OLD_RUN_STREAM = f"{PREFIX}:{{runs}}:stream"
+
+
+def old_session(session_id: str) -> str:
+    return f"{PREFIX}:{{{session_id}}}:session"
+
 
 MARKET_TICK = f"{PREFIX}:market:tick"
 """The market clock: an integer incremented by the valuation leader, once per revaluation."""
 
 MARKET_SNAPSHOT = f"{PREFIX}:market:snapshot"
 """Hash: tick, valued_at and the prices of the last revaluation, for the dashboard."""
-
-RUN_STREAM = f"{PREFIX}:{{runs}}:stream"
-"""Stream of analysis runs (session id, run id, ticker), added by the script that makes a run
-current and consumed by the run workers' group. One stream, hash-tagged ``{runs}``: on a Redis
-Cluster a script cannot touch a session's slot and this one at once, so Cluster would need the
-stream co-located with the sessions (per-slot streams) or a relay; standalone Redis only today."""
-
-RUN_GROUP = "run-workers"
-"""The consumer group of ``RUN_STREAM`` (a group name, not a key)."""
 
 VALUATION_LEASE = f"{PREFIX}:lease:valuation"
 MONITOR_LEASE = f"{PREFIX}:lease:monitor"

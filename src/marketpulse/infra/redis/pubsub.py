@@ -1,9 +1,20 @@
 """One Redis pub/sub connection per instance, fanned out to in-process subscribers.
 
-Events arrive in the order Redis committed them (they are PUBLISHed inside the committing
+Events arrive in the order Redis committed them (they are published inside the committing
 script, and one subscriber connection receives a channel's messages in publish order), so every
-local subscriber of a channel sees them in commit order. ``subscribe()`` returns only after Redis
-confirmed the subscription: a caller that reads a snapshot afterwards misses nothing.
+local subscriber of a channel sees them in commit order.
+
+Two kinds of channel share the connection: a session's event channel is sharded
+(``keys.sharded_channel``: the scripts ``SPUBLISH`` it on the session's slot; the hub
+``SSUBSCRIBE``s, receives ``smessage`` pushes and ``SUNSUBSCRIBE``s), the alerts' and quotes'
+channels are classic (``SUBSCRIBE``, ``message``). Which connection serves a channel is one
+method, ``_wire_for``: on a standalone server the one connection; a cluster transport gives the
+connection of the primary that owns the channel's slot (one per shard keeps a session's events
+in commit order). A ``sunsubscribe`` push the hub did not ask for (a cluster moved the slot away
+or lost its node) ends that channel's subscribers as a lost connection would (1012: reconnect).
+
+``subscribe()`` returns only after Redis confirmed the subscription: a caller that reads a
+snapshot afterwards misses nothing.
 
 The connection speaks RESP itself (an asyncio protocol with hiredis parsing every push as it
 arrives and handing it to the subscribers' queues synchronously): redis-py's ``PubSub`` costs a
@@ -32,6 +43,7 @@ import hiredis
 from redis.asyncio import Redis
 
 from marketpulse.errors import RedisUnavailable
+from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.endpoint import Arg, Endpoint, pack
 from marketpulse.infra.redis.outage import OutageLog
 from marketpulse.infra.retry import Backoff
@@ -110,11 +122,13 @@ class _SubscriberWire(asyncio.Protocol):
         while (reply := self.reader.gets()) is not False:
             if isinstance(reply, list) and len(reply) == 3:
                 kind = reply[0]
-                if kind == b"message":
+                if kind == b"message" or kind == b"smessage":
                     hub.on_message(reply[1], reply[2])
-                elif kind == b"subscribe":
+                elif kind == b"subscribe" or kind == b"ssubscribe":
                     hub.on_subscribed(reply[1])
-                continue  # unsubscribe confirmations need nothing
+                elif kind == b"sunsubscribe":
+                    hub.on_sunsubscribed(reply[1])
+                continue  # classic unsubscribe confirmations need nothing
             if self.login:
                 fut = self.login.popleft()
                 if not fut.done():
@@ -141,6 +155,7 @@ class EventHub:
         self.liveness_s = liveness_s  # silent this long (PINGed meanwhile): lost
         self._subs: defaultdict[bytes, set[Subscription]] = defaultdict(set)
         self._confirm: dict[bytes, list[asyncio.Future[None]]] = defaultdict(list)
+        self._leaving: dict[bytes, int] = {}  # SUNSUBSCRIBEs sent, not yet confirmed
         self._wire: _SubscriberWire | None = None
         self._up = asyncio.Event()
         self._closed = False
@@ -224,6 +239,7 @@ class EventHub:
     def _end_all(self) -> None:
         subs, self._subs = self._subs, defaultdict(set)
         confirm, self._confirm = self._confirm, defaultdict(list)
+        self._leaving = {}
         for group in subs.values():
             for s in group:
                 s.deliver(None)
@@ -244,6 +260,33 @@ class EventHub:
             if not fut.done():
                 fut.set_result(None)
 
+    def on_sunsubscribed(self, channel: bytes) -> None:
+        """A sharded channel is no longer subscribed: the confirmation of our SUNSUBSCRIBE, or
+        the server dropping it (its slot moved, its node failed over): then the channel's
+        subscribers may miss events and are ended, as on a lost connection."""
+        leaving = self._leaving.get(channel, 0)
+        if leaving:
+            if leaving == 1:
+                del self._leaving[channel]
+            else:
+                self._leaving[channel] = leaving - 1
+            return
+        subs = self._subs.pop(channel, set())
+        for fut in self._confirm.pop(channel, ()):
+            if not fut.done():
+                fut.set_exception(
+                    RedisUnavailable("the shard dropped the subscription", url=self.url)
+                )
+                fut.exception()
+        log.info("pub/sub: %s dropped by the server; %d subscribers ended", channel, len(subs))
+        for sub in subs:
+            sub.deliver(None)
+
+    def _wire_for(self, channel: bytes) -> _SubscriberWire | None:
+        """The connection that serves ``channel``: the one connection of a standalone server
+        (a cluster transport would pick the primary owning the channel's slot)."""
+        return self._wire
+
     async def subscribe(
         self, channel: str, timeout_s: float = 5.0, sink: Sink | None = None
     ) -> Subscription:
@@ -263,15 +306,15 @@ class EventHub:
     async def _subscribe(self, channel: str, timeout_s: float, sink: Sink | None) -> Subscription:
         async with asyncio.timeout(timeout_s):
             await self._up.wait()
-            wire = self._wire
-            assert wire is not None
             key = channel.encode()
+            wire = self._wire_for(key)
+            assert wire is not None
             sub = Subscription(self, channel, sink)
             first = not self._subs[key]
             self._subs[key].add(sub)
             if first:
                 self._confirm[key].append(asyncio.get_running_loop().create_future())
-                wire.write("SUBSCRIBE", key)
+                wire.write("SSUBSCRIBE" if keys.sharded_channel(key) else "SUBSCRIBE", key)
             pending = list(self._confirm.get(key, ()))
             try:
                 if pending:
@@ -289,8 +332,13 @@ class EventHub:
         subs.discard(sub)
         if not subs:
             del self._subs[key]
-            if self._wire is not None and not self._closed:
-                self._wire.write("UNSUBSCRIBE", key)
+            wire = self._wire_for(key)
+            if wire is not None and not self._closed:
+                if keys.sharded_channel(key):
+                    self._leaving[key] = self._leaving.get(key, 0) + 1
+                    wire.write("SUNSUBSCRIBE", key)
+                else:
+                    wire.write("UNSUBSCRIBE", key)
 
     @contextlib.asynccontextmanager
     async def subscription(

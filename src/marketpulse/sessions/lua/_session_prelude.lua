@@ -4,9 +4,10 @@
 -- HMGET and writes in one HSET: a redis.call costs about 1 µs, the bulk of a script's time.
 local key = KEYS[1]
 
--- Publish an event in the same atomic step as the change: "<version>\n<json>".
+-- Publish an event in the same atomic step as the change: "<version>\n<json>". KEYS[2] is the
+-- session's sharded channel, on the session's slot (a script may SPUBLISH only there).
 local function publish(version, json)
-  redis.call('PUBLISH', KEYS[2], tostring(version) .. '\n' .. json)
+  redis.call('SPUBLISH', KEYS[2], tostring(version) .. '\n' .. json)
 end
 
 -- A client action begins: one read of the token, the version (f[1], f[2]) and the fields asked
@@ -45,7 +46,8 @@ local function status_fields(status, ticker, started_at, run_id, basis)
     status .. '"}'
 end
 
--- The run stream is KEYS[3] of the scripts that make a run current, end it or hand it back.
+-- The run stream of the session's partition (same hash tag, same slot) is KEYS[3] of the
+-- scripts that make a run current, end it or hand it back.
 -- Queue a run: one entry naming its session, run and ticker ('h' marks a run handed back by a
 -- stopping worker, whose work restarts); the entry id.
 local function enqueue(maxlen, session_id, run_id, ticker, handed)

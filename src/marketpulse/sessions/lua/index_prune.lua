@@ -1,4 +1,4 @@
--- index_prune: KEYS[1]=session index (zset: session id -> creation time, epoch ms)
+-- index_prune: KEYS[1]=a partition's session index (zset: session id -> creation time, epoch ms)
 --   ARGV[1]=cutoff_ms ARGV[2..]=ids of sessions the sweep found missing
 -- Removes the ids indexed at or before the cutoff. A session is indexed a moment before its
 -- hash is written (two steps, so one key per step on a Cluster): a sweep between the steps
