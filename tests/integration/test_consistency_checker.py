@@ -425,6 +425,13 @@ async def _one_holding_a_run(redis: Redis, procs: Sequence[Proc]) -> tuple[int, 
             await asyncio.sleep(0.05)  # wait-ok: the probe's period
 
 
+async def _runs_spread(redis: Redis, procs: Sequence[Proc]) -> None:
+    """Under load: wait until at least two processes hold runs at once."""
+    async with asyncio.timeout(SETTLE_S):
+        while sum([bool(await _runs_held(redis, proc)) for proc in procs]) < 2:
+            await asyncio.sleep(0.05)  # wait-ok: the probe's period
+
+
 async def test_checker_finds_no_violation_with_three_instances_one_killed(
     redis_url: str, redis_client: Redis, tmp_path: Path
 ) -> None:
@@ -473,10 +480,10 @@ async def test_checker_finds_no_violation_with_three_instances_one_killed(
             )
         )
         try:
-            # the load runs a while first: each partition's first run goes to the instance
-            # that blocked on its stream first, so at the very start one instance holds the
-            # first run of every session (and killing it would orphan them all)
-            await asyncio.sleep(1.5)  # wait-ok: load before the fault
+            # each partition's first run goes to the instance that blocked on its stream
+            # first, so at the very start one instance may hold every session's run (and
+            # killing it would orphan them all): the fault waits until two instances hold runs
+            await _runs_spread(redis_client, procs)
             victim, orphans = await _one_holding_a_run(redis_client, procs)
             alive.remove(victim)
             await procs[victim].kill(signal.SIGKILL)
