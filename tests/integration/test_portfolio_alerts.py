@@ -1,6 +1,6 @@
 """Portfolio alerts on replayed real data (docs/alerts.md, "Portfolio alerts"), on the suite's
 Redis: the revaluations are driven by hand (``ValuationLoop.run_once``, one market tick each),
-the replayed market is AAPL and IBM from 2008-09-02 (the September-October 2008 fall).
+the replayed market is AAPL and IBM from 2008-08-29 (the September-October 2008 fall).
 
 - A drawdown alert fires once per crossing at the threshold and re-arms on recovery (past its
   margin), exactly at the ticks a reference computed here from the replay's closes says; a
@@ -14,16 +14,24 @@ the replayed market is AAPL and IBM from 2008-09-02 (the September-October 2008 
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from marketpulse.infra.redis import keys
+from marketpulse.infra.redis.client import RedisClient
+from marketpulse.infra.redis.embedded import free_port
+from marketpulse.infra.redis.lease import Lease
 from marketpulse.market.providers.replay import ReplaySource
-from support.harness import Server, serve, settings_for
+from support.harness import Client, Server, connect_session, serve, settings_for
+from support.processes import Proc, start_serve
 
-START = "2008-09-02"
+START = "2008-08-29"  # tick 1 is 2008-09-02, tick 2 the high of 2008-09-03
 HOLDINGS = {"AAPL": 10.0, "IBM": 10.0}
 REPLAY = ReplaySource(start=START, step=1)
 
@@ -236,3 +244,63 @@ async def test_the_alerts_expire_and_go_with_their_session(server: Server) -> No
     r = await server.http.delete(f"/api/sessions/{sid}", headers=auth(token))
     assert r.status_code == 204
     assert await redis.call("EXISTS", *names) == 0
+
+
+async def test_the_peak_survives_a_sigkill_and_restart_of_the_service(
+    redis_url: str, redis_boundary: RedisClient, tmp_path: Path, procs: list[Proc]
+) -> None:
+    """``marketpulse serve`` on the suite's Redis, revaluing every 0.3 s. The test holds the
+    valuation lease while it creates the session and the alert, so the first tick watched is
+    known; it SIGKILLs the service with the peak behind it (2008-09-03) and the threshold not
+    yet reached, restarts it, and the alert fires at the tick the reference says: measured
+    from the peak the first process recorded."""
+    port = free_port()
+    env = {
+        "MARKETPULSE_REDIS_URL": redis_url,
+        "MARKETPULSE_DATA_SOURCE": "replay",
+        "MARKETPULSE_REPLAY_START": START,
+        "MARKETPULSE_REPLAY_STEP": "1",
+        "MARKETPULSE_MARKET_INTERVAL": "0.3",
+        "MARKETPULSE_WATCHLIST": "none",
+        "MARKETPULSE_LOG_LEVEL": "INFO",
+    }
+    base = f"http://127.0.0.1:{port}"
+    lease = Lease(redis_boundary, keys.VALUATION_LEASE, ttl_s=120)
+    assert await lease.acquire()  # no revaluation until the alert exists
+    first = await start_serve(env, port, tmp_path / "service.log")
+    procs.append(first)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        r = await http.post("/api/sessions", json={"holdings": HOLDINGS})
+        assert r.status_code == 201, r.text
+        sid, token = r.json()["session_id"], r.json()["token"]
+        alert = {"id": "dd", "kind": "drawdown_from_peak", "threshold": 35, "rearm_margin": 10}
+        r = await http.post(f"/api/sessions/{sid}/alerts", json=alert, headers=auth(token))
+        assert r.status_code == 201, r.text
+        t0 = int(await redis_boundary.call("GET", keys.MARKET_TICK) or 0) + 1
+        client = Client(await connect_session(base.replace("http", "ws"), sid, token))
+        client.start()
+        await client.next("session")
+        await lease.release()
+        track: dict[str, Any] | None = None
+        while track is None or track["tick"] < t0 + 12:  # each revaluation is an event
+            await client.next("portfolio_update", within=30)
+            r = await http.get(f"/api/sessions/{sid}/alerts", headers=auth(token))
+            track = r.json()["track"]
+        await first.kill(signal.SIGKILL)
+        await client.close()
+        before = reference({t0: HOLDINGS}, t0, track["tick"], threshold=35, margin=10)
+        assert before.fires == []  # killed before the threshold
+        peak = max(value(HOLDINGS, t) for t in range(t0, track["tick"] + 1)) / value(HOLDINGS, t0)
+        assert track["peak"] == pytest.approx(peak, rel=1e-12) and track["peak"] > 1.0
+
+        second = await start_serve(env, port, tmp_path / "service.log")
+        procs.append(second)
+        await second.wait_for_line(f"portfolio alert dd of session {sid} fired", 60)
+        r = await http.get(f"/api/sessions/{sid}/alerts/history", headers=auth(token))
+        [fire] = r.json()["history"]
+        after = reference({t0: HOLDINGS}, t0, fire["observation"], threshold=35, margin=10)
+        assert [(t, dd) for t, dd, _ in after.fires] == [
+            (fire["observation"], pytest.approx(fire["value"], rel=1e-9))
+        ]
+        r = await http.get(f"/api/sessions/{sid}/alerts", headers=auth(token))
+        assert r.json()["track"]["peak"] == track["peak"]  # the same peak, read back exactly
