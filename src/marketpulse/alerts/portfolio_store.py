@@ -192,7 +192,8 @@ class PortfolioAlertStore:
 
     async def drop(self, session_id: str) -> None:
         """Delete every portfolio-alert key of a deleted session."""
-        ids = await self.redis.call("HKEYS", keys.portfolio_alerts(session_id))
+        # HGETALL, not HKEYS: the production ACL's commands (infra/redis/acl.py)
+        defs = await self.redis.call("HGETALL", keys.portfolio_alerts(session_id))
         doomed = [keys.portfolio_alerts(session_id), keys.portfolio_track(session_id)]
-        doomed += [keys.portfolio_alert_state(session_id, _text(i)) for i in ids or []]
+        doomed += [keys.portfolio_alert_state(session_id, _text(i)) for i in defs or {}]
         await self.redis.call("DEL", *doomed)
