@@ -39,7 +39,7 @@ from marketpulse.sessions.watch import CommittedResult, ValuedSession
 
 log = logging.getLogger(__name__)
 
-PARALLEL = 32  # sessions of one sweep chunk evaluated at once (their scripts share the mux)
+PARALLEL = 64  # sessions of one sweep chunk evaluated at once (their scripts share the mux)
 
 
 def _when(iso: str) -> datetime:
@@ -108,6 +108,9 @@ class PortfolioAlerts:
         return await self.store.history(session_id, limit)
 
     # -- the PortfolioWatch port ---------------------------------------------------------------
+
+    async def watched(self, session_ids: Sequence[str]) -> list[bool]:
+        return await self.store.have_alerts(session_ids)
 
     async def valued(self, sessions: Sequence[ValuedSession]) -> None:
         """Advance each watched session's index and decide its valuation alerts."""

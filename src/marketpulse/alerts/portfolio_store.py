@@ -95,6 +95,16 @@ class PortfolioAlertStore:
             key=lambda a: a.id,
         )
 
+    async def have_alerts(self, session_ids: Sequence[str]) -> list[bool]:
+        """Whether each session has a portfolio alert: one ``EXISTS`` each, on the bulk path
+        (the sweep asks for every session it values)."""
+        if not session_ids:
+            return []
+        replies = await self.redis.pipeline_packed(
+            [("EXISTS", keys.portfolio_alerts(s)) for s in session_ids]
+        )
+        return [r == 1 for r in replies]
+
     async def alerts_of(self, session_ids: Sequence[str]) -> list[list[PortfolioAlert]]:
         """Each session's alerts, in one round trip (most sessions have none)."""
         if not session_ids:

@@ -232,16 +232,22 @@ class ValuationLoop:
         """The watcher's turn (portfolio alerts) with the sessions valued (stored, or already
         so) at ``tick``: its failure is logged, never the sweep's."""
         assert self.watch is not None
-        points: list[ValuedSession] = []
-        for sid, outcome, val, rev in zip(known, outcomes, valued_of, revaluations, strict=True):
-            if outcome in ("updated", "unchanged") and sid in self._holdings:
-                point = val.point(sid, self._holdings[sid], tick, valued_at, rev)
-                if point is not None:
-                    points.append(point)
-        if not points:
+        rows = [
+            (sid, val, rev)
+            for sid, outcome, val, rev in zip(known, outcomes, valued_of, revaluations, strict=True)
+            if outcome in ("updated", "unchanged") and sid in self._holdings
+        ]
+        if not rows:
             return
         try:
-            await self.watch.valued(points)
+            wanted = await self.watch.watched([sid for sid, _, _ in rows])
+            points = [
+                point
+                for (sid, val, rev), want in zip(rows, wanted, strict=True)
+                if want and (point := val.point(sid, self._holdings[sid], tick, valued_at, rev))
+            ]
+            if points:
+                await self.watch.valued(points)
         except RedisUnavailable as exc:
             log.warning("portfolio alerts skipped this tick: %s", exc.message)
         except Exception:

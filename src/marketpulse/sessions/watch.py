@@ -43,6 +43,11 @@ class CommittedResult:
 
 
 class PortfolioWatch(Protocol):
+    async def watched(self, session_ids: Sequence[str]) -> list[bool]:
+        """Which of these sessions have something to watch (the sweep builds a
+        ``ValuedSession`` only for those: most sessions have no portfolio alert)."""
+        ...
+
     async def valued(self, sessions: Sequence[ValuedSession]) -> None: ...
 
     async def result(self, result: CommittedResult) -> None: ...
