@@ -36,6 +36,8 @@ from marketpulse.alerts.notifiers import (
     RedisPublishNotifier,
     WebhookNotifier,
 )
+from marketpulse.alerts.portfolio import PortfolioAlerts
+from marketpulse.alerts.portfolio_store import PortfolioAlertStore
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.config import Settings
 from marketpulse.errors import RedisUnavailable
@@ -58,6 +60,7 @@ from marketpulse.observability.http_metrics import HttpMetricsMiddleware
 from marketpulse.observability.loop_lag import LoopLagMonitor
 from marketpulse.observability.system_feed import SystemFeed
 from marketpulse.observability.telemetry import Telemetry
+from marketpulse.sessions import alerts_http as routes_portfolio_alerts
 from marketpulse.sessions import http as routes_sessions
 from marketpulse.sessions import ws as ws_sessions
 from marketpulse.sessions.analysis import AnalysisEngine
@@ -81,6 +84,7 @@ class AppState(SessionsState, AlertsState, MarketState, ObservabilityState):
     redis: RedisClient
     market: Market
     valuation: ValuationLoop
+    portfolio_alerts: PortfolioAlerts
     allowed_origins: frozenset[str]
 
 
@@ -131,14 +135,20 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
         market = _market(settings, fetcher)
         store = _store(settings, redis)
         clock = RedisTickClock(redis)
-        engine = _engine(settings, store, market, telemetry)
+        portfolio_alerts = PortfolioAlerts(PortfolioAlertStore(redis))  # the sessions' watcher
+        engine = _engine(settings, store, market, telemetry, portfolio_alerts)
         worker = (
             RunWorker(engine, RunQueue(redis), reclaim_s=settings.run_reclaim_s)
             if settings.workers_in_process
             else None
         )
         valuation = ValuationLoop(
-            store, market, interval_s=settings.market_interval, telemetry=telemetry, clock=clock
+            store,
+            market,
+            interval_s=settings.market_interval,
+            telemetry=telemetry,
+            clock=clock,
+            watch=portfolio_alerts,
         )
         alerts, monitor = _alerts_wiring(settings, redis, fetcher, telemetry)
         system_feed = SystemFeed(telemetry, redis, fetcher, interval_s=settings.system_interval)
@@ -151,7 +161,10 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
             hub=redis.hub,
             engine=engine,
             valuation=valuation,
-            sessions=SessionService(store, market, clock, base_currency=settings.base_currency),
+            portfolio_alerts=portfolio_alerts,
+            sessions=SessionService(
+                store, market, clock, base_currency=settings.base_currency, watch=portfolio_alerts
+            ),
             alerts=alerts,
             monitor=monitor,
             system_feed=system_feed,
@@ -203,6 +216,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body)
     app.add_middleware(HttpMetricsMiddleware, telemetry=telemetry)
     app.include_router(routes_sessions.router)
+    app.include_router(routes_portfolio_alerts.router)
     app.include_router(ws_sessions.router)
     app.include_router(ws_dashboard.router)
     app.include_router(routes_quotes.router)
@@ -261,10 +275,19 @@ def _store(settings: Settings, redis: RedisClient) -> SessionStore:
 
 
 def _engine(
-    settings: Settings, store: SessionStore, market: Market, telemetry: Telemetry
+    settings: Settings,
+    store: SessionStore,
+    market: Market,
+    telemetry: Telemetry,
+    watch: PortfolioAlerts | None,
 ) -> AnalysisEngine:
     return AnalysisEngine(
-        store, market, delay=settings.delay, max_restarts=settings.max_restarts, telemetry=telemetry
+        store,
+        market,
+        delay=settings.delay,
+        max_restarts=settings.max_restarts,
+        telemetry=telemetry,
+        watch=watch,  # committed results reach the session's metric alerts
     )
 
 
@@ -276,7 +299,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     telemetry = Telemetry.from_settings(settings)
     redis = RedisClient.from_url(settings.redis_url, settings.redis_max_connections)
     fetcher = build_fetcher(settings, redis, None, telemetry)
-    engine = _engine(settings, _store(settings, redis), _market(settings, fetcher), telemetry)
+    store = _store(settings, redis)
+    watch = PortfolioAlerts(PortfolioAlertStore(redis))  # a worker's results reach them too
+    engine = _engine(settings, store, _market(settings, fetcher), telemetry, watch)
     try:
         await migrate_until_done(redis, stop, stream_maxlen=settings.run_stream_maxlen)
         await RunWorker(engine, RunQueue(redis), reclaim_s=settings.run_reclaim_s).run(stop)

@@ -24,13 +24,27 @@ class QuoteUsed(BaseModel):
     previous_close: float | None = None
 
 
+class PortfolioDetail(BaseModel):
+    """What a portfolio alert's fire adds (docs/alerts.md, "Portfolio alerts"): the kind of
+    condition, the session's base currency and the holdings that drove it, largest first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    base_currency: str
+    contributors: list[dict[str, str | float | None]] = Field(default_factory=list)
+
+
 class FiredAlert(BaseModel):
     """One firing of one alert. ``id`` is the fire id (the webhook's idempotency key);
     ``deliveries`` maps each channel that delivered it to when (first delivery), ``channels``
     lists those channels in delivery order (filled when history is read). ``muted``: fired
     while the alert was snoozed, so recorded in history but never delivered. ``values`` holds
     each observed value by label (an all_of's clauses; ``value`` is then None) and ``why`` the
-    readable reason ("RSI(14) 71.2 >= 70 and price 2810 >= 2800")."""
+    readable reason ("RSI(14) 71.2 >= 70 and price 2810 >= 2800"). A portfolio alert's fire
+    carries its ``session_id`` and ``portfolio`` (what drove it); its ``quote`` is the
+    portfolio's valuation (``price`` the total value in the base currency, ``source``
+    ``portfolio``)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -49,6 +63,8 @@ class FiredAlert(BaseModel):
     muted: bool = False
     values: dict[str, float | None] = Field(default_factory=dict)
     why: str = ""
+    session_id: str | None = None
+    portfolio: PortfolioDetail | None = None
 
     @classmethod
     def of(

@@ -51,6 +51,7 @@ from marketpulse.alerts.rules import (
     MAX_CLAUSES,
     MAX_PERIOD,
     PERIOD_KINDS,
+    PRICE_TYPES,
     SEED_TYPES,
     AlertCondition,
     AlertType,
@@ -296,7 +297,7 @@ class AlertIn(AlertCondition):
     @field_validator("alert_type", mode="before")
     @classmethod
     def _alert_type(cls, v: object) -> object:
-        known = [t.value for t in AlertType]
+        known = [t.value for t in PRICE_TYPES]
         if isinstance(v, str) and v in known:
             return AlertType(v)
         raise ValueError(f"unknown alert type {v!r}; choose one of {', '.join(known)}")
@@ -646,7 +647,10 @@ async def alerts_socket(ws: WebSocket) -> None:
 
 async def _forward(ws: WebSocket, events: Any) -> None:
     async for raw in events:
-        await ws.send_text(json.dumps({"type": "alert", **json.loads(raw)}))
+        fire = json.loads(raw)
+        if fire.get("session_id") is not None:
+            continue  # a session's portfolio alert: its own sockets get it (sessions/ws.py)
+        await ws.send_text(json.dumps({"type": "alert", **fire}))
     raise WsClose(1012)  # the stream ended: the client reconnects
 
 

@@ -74,6 +74,10 @@ class AlertType(Enum):
     VOLUME_SPIKE = "volume_spike"
     INDICATOR = "indicator"
     ALL_OF = "all_of"
+    PORTFOLIO = "portfolio"  # a fire of a portfolio alert (alerts/portfolio_rules.py), not a rule
+
+
+PRICE_TYPES = tuple(t for t in AlertType if t is not AlertType.PORTFOLIO)
 
 
 SEED_TYPES = frozenset(
@@ -299,7 +303,7 @@ class AlertCondition(BaseModel):
     @field_validator("alert_type", mode="before")
     @classmethod
     def _alert_type(cls, v: object) -> object:
-        return _alert_type(v, tuple(AlertType))
+        return _alert_type(v, PRICE_TYPES)
 
     @field_validator("comparison", mode="before")
     @classmethod

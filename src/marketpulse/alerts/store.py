@@ -39,6 +39,7 @@ from marketpulse.infra.redis.scripts import ScriptFolder
 from marketpulse.timefmt import iso_z
 
 SCRIPTS = ScriptFolder("marketpulse.alerts")
+PORTFOLIO_PREFIX = b"portfolio:"  # the history "symbol" of a portfolio alert's fire
 
 HISTORY_CAP = 10_000
 OUTBOX_CAP = 100_000  # outbox entries kept (approximately): far beyond any delivery backlog
@@ -225,6 +226,8 @@ class RedisAlertStore:
             for _, fields in rows:
                 if b"alert" not in fields:
                     continue  # another kind of entry (a corporate action)
+                if fields.get(b"symbol", b"").startswith(PORTFOLIO_PREFIX):
+                    continue  # a session's portfolio alert: only its token reads it
                 if symbol is None or _text(fields[b"symbol"]) == symbol:
                     out.append(FiredAlert.model_validate_json(fields[b"alert"]))
                     if len(out) == limit:

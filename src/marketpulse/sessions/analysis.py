@@ -41,6 +41,7 @@ from marketpulse.sessions.portfolio_inputs import (
     market_stats,
 )
 from marketpulse.sessions.store import RunSnapshot, SessionStore
+from marketpulse.sessions.watch import CommittedResult, PortfolioWatch
 from marketpulse.timefmt import iso_z, utc_now
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ STATS_TICKS = 4
 COMPUTE_QUIET_S = 0.002
 COMPUTE_LEAD_S = 0.05
 T = TypeVar("T")
+_COMMITTED = ("ok", "complete")  # append statuses of a result that was stored and published
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once, not per dumps()
 
 
@@ -83,8 +85,10 @@ class AnalysisEngine:
         telemetry: AnalysisTelemetry | None = None,
         compute_quiet_s: float = COMPUTE_QUIET_S,
         compute_lead_s: float = COMPUTE_LEAD_S,
+        watch: PortfolioWatch | None = None,
     ) -> None:
         self.store = store
+        self.watch = watch  # told each committed result (portfolio metric alerts)
         self.market = market
         self.delay = delay
         self.max_restarts = max_restarts
@@ -242,18 +246,38 @@ class AnalysisEngine:
             ready = [d for d in due if d[0] <= elapsed]
             due = due[len(ready) :]
             stamp = f',"timestamp":"{iso_z(self.now())}"}}'
+            bodies = [heads[name] + stamp for _, name in ready]
             statuses = await self.store.append_results(
                 session_id,
                 run.run_id,
                 run.basis_version,
-                [(f"{run.run_id}:{name}", heads[name] + stamp) for _, name in ready],
+                [(f"{run.run_id}:{name}", b) for (_, name), b in zip(ready, bodies, strict=True)],
                 len(METRIC_NAMES),
             )
+            if self.watch is not None:
+                committed = [b for b, s in zip(bodies, statuses, strict=True) if s in _COMMITTED]
+                await self._tell(session_id, committed)
             if "superseded" in statuses or "gone" in statuses:
                 return "over"  # wins over stale: a run that is no longer current never restarts
             if "stale" in statuses:
                 return "stale"
         return "complete"
+
+    async def _tell(self, session_id: str, bodies: list[str]) -> None:
+        """The watcher's turn for committed results: its failure is logged, never the run's."""
+        assert self.watch is not None
+        for body in bodies:
+            r = json.loads(body)
+            result = CommittedResult(
+                session_id, r["ticker"], r["metric"], r["value"], r.get("details") or {},
+                r["id"], r["timestamp"],
+            )  # fmt: skip
+            try:
+                await self.watch.result(result)
+            except RedisUnavailable as exc:
+                log.warning("portfolio alerts missed result %s: %s", r["id"], exc.message)
+            except Exception:
+                log.exception("portfolio alerts failed on result %s", r["id"])
 
     async def compute(self, fn: Callable[[], T], *, by: float | None = None) -> T:
         """``fn()`` (CPU work, no I/O), run by the engine's worker one item per event-loop

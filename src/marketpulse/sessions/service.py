@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from marketpulse.errors import QuoteUnavailable, SessionBusy, ValidationFailed
+from marketpulse.errors import QuoteUnavailable, RedisUnavailable, SessionBusy, ValidationFailed
 from marketpulse.market.clock import MarketClock
 from marketpulse.market.fx import BASE_CURRENCIES, is_base_currency, is_currency
 from marketpulse.market.symbols import check_symbol
@@ -21,7 +22,10 @@ from marketpulse.sessions.portfolio import (
     value,
 )
 from marketpulse.sessions.store import SessionStore, hash_token
+from marketpulse.sessions.watch import PortfolioWatch
 from marketpulse.timefmt import iso_z, utc_now
+
+log = logging.getLogger(__name__)
 
 _BASIS_TRIES = 3  # values of a holdings or base change raced by a concurrent one
 
@@ -35,8 +39,10 @@ class SessionService:
         *,
         now: Callable[[], datetime] = utc_now,
         base_currency: str = "USD",
+        watch: PortfolioWatch | None = None,
     ) -> None:
         self.base_currency = base_currency
+        self.watch = watch  # told a deleted session (its portfolio alerts go with it)
         self.store = store
         self.market = market
         self.clock = clock
@@ -175,3 +181,9 @@ class SessionService:
 
     async def delete(self, session_id: str, token: str) -> None:
         await self.store.delete(session_id, hash_token(token))
+        if self.watch is not None:
+            try:
+                await self.watch.deleted(session_id)
+            except RedisUnavailable as exc:  # the session is deleted: its alerts' keys expire
+                log.warning("portfolio alerts of deleted session %s kept until their TTL: %s",
+                            session_id, exc.message)  # fmt: skip

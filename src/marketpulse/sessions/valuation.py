@@ -39,6 +39,7 @@ from marketpulse.sessions.store import (
     RevalueOutcome,
     SessionStore,
 )
+from marketpulse.sessions.watch import PortfolioWatch, ValuedSession
 from marketpulse.timefmt import iso_z, utc_now
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class ValuationLoop:
         telemetry: SweepTelemetry | None = None,
         clock: RedisTickClock | None = None,
         lease: Lease | None = None,
+        watch: PortfolioWatch | None = None,
     ) -> None:
         self.store = store
         self.market = market
@@ -93,6 +95,7 @@ class ValuationLoop:
             store.redis, keys.VALUATION_LEASE, ttl_s=max(3 * interval_s, 2.0)
         )
         self._holdings: dict[str, HoldingsAt] = {}
+        self.watch = watch  # told each valued session (portfolio alerts), after it is stored
         self.last_report: SweepReport | None = None
         self.ticked = asyncio.Event()  # set after every sweep (tests await it)
         self.outage = OutageLog("valuation")
@@ -174,17 +177,21 @@ class ValuationLoop:
             alike: dict[MoneyKey, _Valued] = {}  # computed once per kind of session
             missing = [s for s in todo if s not in self._holdings]
             revaluations: list[Revaluation] = []
+            valued_of: list[_Valued] = []
             for sid in known:
                 at = self._holdings[sid]
                 valued = alike.get(at.money_key)
                 if valued is None:
                     valued = alike[at.money_key] = _valued(at, priced, rates[at.base_currency])
                 revaluations.append(valued.revaluation(sid, at))
+                valued_of.append(valued)
             outcomes, found = await self.store.revalue_many(tick, valued_at, revaluations, missing)
             again: list[str] = []
             gone: list[str] = []
             for sid, outcome in zip(known, outcomes, strict=True):
                 self._account(sid, outcome, counts, again, gone)
+            if self.watch is not None:
+                await self._tell(known, outcomes, valued_of, revaluations, tick, valued_at)
             for sid, holdings_at in zip(missing, found, strict=True):
                 if holdings_at is None:
                     gone.append(sid)
@@ -212,6 +219,39 @@ class ValuationLoop:
             base: await self.market.rates(need, base, tick, strict=False)
             for base, need in wanted.items()
         }
+
+    async def _tell(
+        self,
+        known: list[str],
+        outcomes: list[RevalueOutcome],
+        valued_of: list[_Valued],
+        revaluations: list[Revaluation],
+        tick: int,
+        valued_at: str,
+    ) -> None:
+        """The watcher's turn (portfolio alerts) with the sessions valued (stored, or already
+        so) at ``tick``: its failure is logged, never the sweep's."""
+        assert self.watch is not None
+        rows = [
+            (sid, val, rev)
+            for sid, outcome, val, rev in zip(known, outcomes, valued_of, revaluations, strict=True)
+            if outcome in ("updated", "unchanged") and sid in self._holdings
+        ]
+        if not rows:
+            return
+        try:
+            wanted = await self.watch.watched([sid for sid, _, _ in rows])
+            points = [
+                point
+                for (sid, val, rev), want in zip(rows, wanted, strict=True)
+                if want and (point := val.point(sid, self._holdings[sid], tick, valued_at, rev))
+            ]
+            if points:
+                await self.watch.valued(points)
+        except RedisUnavailable as exc:
+            log.warning("portfolio alerts skipped this tick: %s", exc.message)
+        except Exception:
+            log.exception("portfolio alerts failed on a sweep chunk")
 
     def _account(
         self,
@@ -252,6 +292,17 @@ class _Valued:
         # the same products as portfolio.total_in_base (q × price × fx), so the same cents
         total = round(math.fsum(q * prices[t] * fx_of[t] for t, q in at.holdings.items()), 2)
         return Revaluation(sid, at.version, total, self.prices_text, self.fx_text, self.flags_text)
+
+    def point(
+        self, sid: str, at: HoldingsAt, tick: int, valued_at: str, rev: Revaluation
+    ) -> ValuedSession | None:
+        """What the portfolio watcher is told of this session's valuation (None: not valued)."""
+        if self.fx_of is None or rev.total is None:
+            return None
+        units = {t: self.prices[t] * self.fx_of[t] for t in at.holdings}
+        return ValuedSession(
+            sid, tick, valued_at, at.base_currency, dict(at.holdings), units, float(rev.total)
+        )
 
 
 def _valued(at: HoldingsAt, priced: Mapping[str, Priced], got: FxRates) -> _Valued:

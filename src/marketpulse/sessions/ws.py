@@ -275,7 +275,13 @@ class _Connection:
                 alert = json.loads(raw)
             except ValueError:
                 continue
-            if isinstance(alert, dict) and alert.get("symbol") in self.held:
+            if not isinstance(alert, dict):
+                continue
+            owner = alert.get("session_id")
+            if owner is not None:  # a portfolio alert's fire: only to its own session
+                if owner == self.sid:
+                    self._emit({**alert, "type": "portfolio_alert"})
+            elif alert.get("symbol") in self.held:
                 self._emit({**alert, "type": "alert"})
 
     async def _watch_expiry(self) -> None:

@@ -174,3 +174,24 @@ def split_applied(symbol: str, ex_date: str) -> str:
     """Marker of a split applied (value: the observation that applied it): set once, by the
     script that re-bases (``alerts/lua/split_apply.lua``), so a split is applied once."""
     return f"{PREFIX}:split:applied:{symbol}:{ex_date}"
+
+
+# -- portfolio alerts (issue 20; alerts/portfolio_store.py): session keys, the session's hash
+# tag, the session's TTL (refreshed by each write from the session key's PTTL), deleted with it
+
+
+def portfolio_alerts(session_id: str) -> str:
+    """Hash alert id -> portfolio alert definition JSON of one session."""
+    return f"{PREFIX}:{{{session_id}}}:palerts"
+
+
+def portfolio_alert_state(session_id: str, alert_id: str) -> str:
+    """Armed/fired state of one portfolio alert (the hash ``alert_transition.lua`` decides on,
+    as ``alert_state`` for a price alert)."""
+    return f"{PREFIX}:{{{session_id}}}:palert:{alert_id}:state"
+
+
+def portfolio_track(session_id: str) -> str:
+    """Hash: the session's return index, its peak, the day's reference and the last valuation
+    (``alerts/portfolio_rules.py`` ``Track``)."""
+    return f"{PREFIX}:{{{session_id}}}:ptrack"

@@ -5,6 +5,7 @@
 import { MarketPanel } from "./market.js";
 import { AlertsPanel } from "./alerts.js";
 import { PortfolioPanel } from "./portfolio.js";
+import { PortfolioAlertsPanel } from "./portfolio_alerts.js";
 import { SystemPanel } from "./system.js";
 import { ReconnectingSocket, wsUrl, showConnection } from "./socket.js";
 import { $ } from "./dom.js";
@@ -12,6 +13,8 @@ import { $ } from "./dom.js";
 function start() {
   const market = new MarketPanel();
   const alerts = new AlertsPanel();
+  const portfolioAlerts = new PortfolioAlertsPanel(); // before the session opens: it listens
+  portfolioAlerts.init();
   const portfolio = new PortfolioPanel((alert) => alerts.feed(alert));
   const system = new SystemPanel((warning) => alerts.feed(warning));
   let opened = false;
@@ -34,7 +37,7 @@ function start() {
   portfolio.init();
   system.init();
   live.start();
-  window.marketpulse = { market, alerts, portfolio, system, live };
+  window.marketpulse = { market, alerts, portfolio, portfolioAlerts, system, live };
   document.body.dataset.ready = "true";
 }
 

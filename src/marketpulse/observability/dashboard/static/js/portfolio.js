@@ -87,6 +87,7 @@ export class PortfolioPanel {
     sessionStorage.setItem(STORE_KEY, JSON.stringify(session));
     $("session-view").hidden = false;
     $("session-id").textContent = session.session_id;
+    document.dispatchEvent(new CustomEvent("mp:session", { detail: session })); // portfolio alerts
     if (state) this.render(state);
     const path = `/ws/sessions/${encodeURIComponent(session.session_id)}`;
     this.socket = new ReconnectingSocket(() => wsUrl(path), {
@@ -115,6 +116,7 @@ export class PortfolioPanel {
     $("session-view").hidden = true;
     showMessage($("session-msg"), reason);
     this.session = null;
+    document.dispatchEvent(new CustomEvent("mp:session", { detail: null }));
     return false;
   }
 
@@ -149,7 +151,11 @@ export class PortfolioPanel {
   onMessage(msg) {
     switch (msg.type) {
       case "session": return this.render(msg.state || {});
-      case "portfolio_update": return this.valuation(msg);
+      case "portfolio_update":
+        document.dispatchEvent(new CustomEvent("mp:valued"));
+        return this.valuation(msg);
+      case "portfolio_alert":
+        return document.dispatchEvent(new CustomEvent("mp:portfolio-alert", { detail: msg }));
       case "analysis_started": return this.startRun(msg, "running", "");
       case "analysis_restarted":
         return this.startRun(msg, "restarted", `Prices moved (basis ${msg.basis_version}); restarted: ${msg.reason || ""}`);
