@@ -21,7 +21,7 @@ from pathlib import Path
 from marketpulse.alerts.portfolio import PortfolioAlerts
 from marketpulse.alerts.portfolio_rules import PortfolioAlert
 from marketpulse.alerts.portfolio_store import PortfolioAlertStore
-from marketpulse.infra.redis import keys
+from marketpulse.infra.redis import keys, partitions
 from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.embedded import EmbeddedRedis
 from marketpulse.market.providers import SimulatedSource
@@ -45,7 +45,7 @@ async def _load(client: RedisClient, market: Market, n: int) -> None:
                 h = {UNIVERSE[(i + k) % len(UNIVERSE)]: float(10 + k) for k in range(3)}
                 val = value(h, prices0, 0)
                 sid = f"user-{i}"
-                pipe.zadd(keys.SESSION_INDEX, {sid: 0})
+                pipe.zadd(keys.session_index(partitions.partition_of(sid)), {sid: 0})
                 args: list[str | int] = [sid, hash_token("t"), canonical_holdings(h)]
                 args += [val.total_text, val.prices_text, NOW, 0, 86400, val.base_currency]
                 args += [val.currencies_text, val.fx_text, val.flags_text]

@@ -428,7 +428,9 @@ async def _one_holding_a_run(redis: Redis, procs: Sequence[Proc]) -> tuple[int, 
 async def _runs_spread(redis: Redis, procs: Sequence[Proc]) -> None:
     """Under load: wait until at least two processes hold runs at once."""
     async with asyncio.timeout(SETTLE_S):
-        while sum([bool(await _runs_held(redis, proc)) for proc in procs]) < 2:
+        while True:
+            if sum([bool(await _runs_held(redis, proc)) for proc in procs]) >= 2:
+                return
             await asyncio.sleep(0.05)  # wait-ok: the probe's period
 
 

@@ -236,8 +236,12 @@ async def test_the_alerts_expire_and_go_with_their_session(server: Server) -> No
     await add_alert(server, sid, token, {"id": "tv", "kind": "total_value", "threshold": 1})
     await tick(server)
     redis = server.state["redis"]
-    names = [f"mp:{{{sid}}}:palerts", f"mp:{{{sid}}}:ptrack", f"mp:{{{sid}}}:palert:tv:state"]
-    session_ttl = await redis.call("PTTL", f"mp:{{{sid}}}:session")
+    names = [
+        keys.portfolio_alerts(sid),
+        keys.portfolio_track(sid),
+        keys.portfolio_alert_state(sid, "tv"),
+    ]
+    session_ttl = await redis.call("PTTL", keys.session(sid))
     for name in names:  # the session's TTL, set from it at the last write
         ttl = await redis.call("PTTL", name)
         assert 0 < ttl <= session_ttl, name

@@ -181,17 +181,18 @@ def split_applied(symbol: str, ex_date: str) -> str:
 
 
 def portfolio_alerts(session_id: str) -> str:
-    """Hash alert id -> portfolio alert definition JSON of one session."""
-    return f"{PREFIX}:{{{session_id}}}:palerts"
+    """Hash alert id -> portfolio alert definition JSON of one session (the session's
+    partition tag: its scripts read the session's TTL on the same slot)."""
+    return f"{_p(partitions.partition_of(session_id))}:palerts:{session_id}"
 
 
 def portfolio_alert_state(session_id: str, alert_id: str) -> str:
     """Armed/fired state of one portfolio alert (the hash ``alert_transition.lua`` decides on,
     as ``alert_state`` for a price alert)."""
-    return f"{PREFIX}:{{{session_id}}}:palert:{alert_id}:state"
+    return f"{_p(partitions.partition_of(session_id))}:palert:{session_id}:{alert_id}:state"
 
 
 def portfolio_track(session_id: str) -> str:
     """Hash: the session's return index, its peak, the day's reference and the last valuation
     (``alerts/portfolio_rules.py`` ``Track``)."""
-    return f"{PREFIX}:{{{session_id}}}:ptrack"
+    return f"{_p(partitions.partition_of(session_id))}:ptrack:{session_id}"
