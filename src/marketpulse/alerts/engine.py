@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from marketpulse.alerts.delivery import MAX_ATTEMPTS, OutboxDelivery
@@ -146,6 +146,8 @@ class AlertManager:
                 max_attempts=MAX_ATTEMPTS if delivery_attempts is None else delivery_attempts,
                 notify_timeout_s=notify_timeout_s,
             )
+        # issue 20: called with a "cleared" FiredAlert when an alert re-arms (on Redis)
+        self.on_rearmed: Callable[[FiredAlert], Awaitable[None]] | None = None
 
     @classmethod
     def in_memory(cls, notifiers: Sequence[Notifier] | None = None) -> AlertManager:
@@ -382,11 +384,30 @@ class AlertManager:
                 fired.append(candidate)
             elif outcome in (Outcome.EXPIRED, Outcome.GONE):
                 await self.remove_alert(alert.id)
+            elif outcome is Outcome.REARMED and self.on_rearmed is not None:
+                await self._rearmed(self.on_rearmed, alert, values[alert.alert_type], quote, obs)
 
         async with asyncio.TaskGroup() as tg:
             for change in changes:
                 tg.create_task(one(change))
         return fired
+
+    async def _rearmed(
+        self,
+        hook: Callable[[FiredAlert], Awaitable[None]],
+        alert: AlertCondition,
+        value: float | None,
+        quote: StockData,
+        obs: int,
+    ) -> None:
+        """Issue 20's "back to normal": hand the hook the alert's clearing (best effort)."""
+        if value is None:
+            return
+        cleared = FiredAlert.of(alert, value, quote, obs).model_copy(update={"kind": "cleared"})
+        try:
+            await hook(cleared)
+        except MarketPulseError as exc:
+            log.warning("alert %s back to normal, not queued: %s", alert.id, exc.message)
 
     async def _deliver_inline(self, alert: FiredAlert) -> FiredAlert:
         """The in-memory path: send on every channel now, record who delivered."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +44,10 @@ class FiredAlert(BaseModel):
     quote: QuoteUsed
     channels: list[str] = Field(default_factory=list)
     deliveries: dict[str, datetime] = Field(default_factory=dict)
+    # issue 20: the channels the alert named when it fired (None: it named none, so the
+    # manager's own channels, as before); "cleared": a back-to-normal message
+    routes: tuple[str, ...] | None = None
+    kind: Literal["fired", "cleared"] = "fired"
 
     @classmethod
     def of(
@@ -65,6 +70,7 @@ class FiredAlert(BaseModel):
                 age_s=quote.age_s,
                 previous_close=quote.previous_close,
             ),
+            routes=alert.channels,
         )
 
     def delivered(self, deliveries: dict[str, datetime]) -> FiredAlert:

@@ -68,6 +68,13 @@ class AlertCondition(BaseModel):
     id: str = Field(default_factory=new_alert_id)
     cooldown_s: float = Field(default=0.0, ge=0)
     expires_at: datetime | None = None
+    channels: tuple[str, ...] | None = Field(
+        default=None,
+        description=(
+            "the channels a fire goes to: named channels (/api/channels) and the built-in"
+            " console, websocket and webhook; unset: the built-in ones (as before channels)"
+        ),
+    )
 
     @field_validator("symbol", mode="before")
     @classmethod
@@ -110,6 +117,11 @@ class AlertCondition(BaseModel):
     @property
     def direction(self) -> Literal["above", "below"]:
         return "above" if self.comparison == "above" else "below"
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if v is None else check_routes(v)
 
 
 def observed_value(
@@ -199,3 +211,26 @@ def transition(
     if state.last_fired_at is not None and at < state.last_fired_at + cooldown_s:
         return AlertState(False, obs, state.last_fired_at), Outcome.SUPPRESSED
     return AlertState(False, obs, at), Outcome.FIRED
+
+
+# -- delivery routes (issue 20: alerts/channels.py has the named channels) ------------------------
+
+BUILTIN_CHANNELS: tuple[str, ...] = ("console", "websocket", "webhook")
+CHANNEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,31}$"
+CHANNEL_NAME_RE = re.compile(CHANNEL_NAME_PATTERN)
+MAX_ROUTES = 8
+
+
+def check_routes(names: tuple[str, ...]) -> tuple[str, ...]:
+    """An alert's channel names: each a channel name, no repeats, at most ``MAX_ROUTES``."""
+    if len(names) > MAX_ROUTES:
+        raise ValueError(f"at most {MAX_ROUTES} channels per alert, got {len(names)}")
+    for name in names:
+        if not CHANNEL_NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"channel {name!r} is not a channel name (1-32 of a-z, 0-9, '_', '-';"
+                " starting with a letter or digit)"
+            )
+    if len(set(names)) != len(names):
+        raise ValueError("a channel is named twice")
+    return names
