@@ -54,7 +54,9 @@ async def test_crud_answers_masked_targets(
     listed = (await api.get("/api/channels")).json()["channels"]
     assert [c["name"] for c in listed] == ["tg"] and TOKEN not in str(listed)
     assert TOKEN not in (await api.get("/api/channels/tg")).text
-    r = await api.put("/api/channels/tg", json=tg(digest=True))
+    row = tg(digest=True)
+    del row["name"]
+    r = await api.put("/api/channels/tg", json=row)
     assert r.status_code == 200 and r.json()["digest"] is True and TOKEN not in r.text
     # the row was created with its consumer group on the outbox
     groups = await redis_boundary.call("XINFO", "GROUPS", keys.ALERT_OUTBOX)
@@ -71,8 +73,12 @@ async def test_crud_answers_masked_targets(
         ({"name": "x", "kind": "sms", "target": "x"}, "kind"),
         ({"name": "websocket", "kind": "webhook", "target": "https://h.example.com/"},
          "built-in"),
-        ({"name": "m", "kind": "email", "target": ["nope"]}, "not an e-mail"),
-        ({"name": "a", "kind": "apprise", "target": "nosuchscheme://x"}, "Apprise has no plugin"),
+        ({"name": "m", "kind": "email", "target": ["nope"]}, "pattern"),
+        ({"name": "a", "kind": "apprise", "target": "no scheme"}, "pattern"),
+        ({"name": "d", "kind": "webhook", "target": "https://h.example.com/", "digest": 1},
+         "digest"),
+        ({"name": "q", "kind": "webhook", "target": "https://h.example.com/",
+          "quiet_hours": {"start": "22:00", "end": "07:00", "tz": "Mars/Olympus"}}, "tz"),
         ({"name": "w", "kind": "webhook", "target": "https://h.example.com/", "extra": 1},
          "extra"),
     ],
@@ -94,10 +100,12 @@ async def test_names_taken_the_cap_and_missing_rows(api: httpx.AsyncClient) -> N
     assert (r.status_code, r.json()["error"]["code"]) == (409, "channel_exists")
     r = await api.post("/api/channels", json=tg("d"))
     assert (r.status_code, r.json()["error"]["code"]) == (409, "too_many_channels")
-    r = await api.put("/api/channels/zz", json=tg("zz"))
+    row = tg()
+    del row["name"]
+    r = await api.put("/api/channels/zz", json=row)
     assert (r.status_code, r.json()["error"]["code"]) == (404, "channel_not_found")
-    r = await api.put("/api/channels/a", json=tg("b"))
-    assert r.status_code == 422 and "path" in r.json()["error"]["message"]
+    r = await api.put("/api/channels/a", json=tg("b"))  # the name is the path's alone
+    assert r.status_code == 422 and "name" in r.json()["error"]["message"]
     assert (await api.delete("/api/channels/zz")).status_code == 404
     assert (await api.get("/api/channels/Not%20A%20Name")).status_code == 422
 

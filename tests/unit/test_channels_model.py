@@ -54,6 +54,11 @@ def test_a_url_is_masked_but_keeps_its_scheme_and_a_real_host(url: str, masked: 
     assert mask_url(url) == masked
 
 
+def test_a_url_urlsplit_refuses_is_masked_whole() -> None:
+    assert mask_url("json://[broken/x") == "json://***"
+    assert "[broken/x" in secrets_of("json://[broken/x")
+
+
 def test_the_secrets_of_a_url_are_what_its_mask_hides() -> None:
     url = "tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/987654321"
     secrets = secrets_of(url)
@@ -81,8 +86,7 @@ def test_a_row_answers_masked() -> None:
         ({"name": "m", "kind": "email", "target": ["not-an-address"]}, "not an e-mail"),
         ({"name": "w", "kind": "webhook", "target": "ftp://x.example.com/"}, "http"),
         ({"name": "a", "kind": "apprise", "target": "no scheme"}, "URL"),
-        ({"name": "q", "kind": "webhook", "target": "https://x.example.com/",
-          "quiet_hours": {"start": "22:00", "end": "22:00", "tz": "UTC"}}, "same time"),
+        ({"name": "w", "kind": "webhook", "target": "https://x.example.com/a b"}, "spaces"),
         ({"name": "q", "kind": "webhook", "target": "https://x.example.com/",
           "quiet_hours": {"start": "25:00", "end": "07:00", "tz": "UTC"}}, "HH:MM"),
         ({"name": "q", "kind": "webhook", "target": "https://x.example.com/",
@@ -103,6 +107,8 @@ def test_quiet_hours_across_midnight_in_their_zone() -> None:
     assert quiet.quiet_at(datetime(2026, 1, 6, 1, 29, tzinfo=UTC))  # 06:59 local
     assert not quiet.quiet_at(datetime(2026, 1, 6, 1, 30, tzinfo=UTC))  # 07:00 local: over
     assert quiet.ends_after(at) == datetime(2026, 1, 6, 1, 30, tzinfo=UTC)
+    muted = QuietHours(start="09:00", end="09:00", tz="UTC")  # equal ends: always quiet
+    assert muted.quiet_at(at) and muted.quiet_at(at + timedelta(hours=12))
     day = QuietHours(start="12:00", end="13:00", tz="UTC")
     assert day.quiet_at(datetime(2026, 1, 5, 12, 30, tzinfo=UTC))
     assert not day.quiet_at(datetime(2026, 1, 5, 13, 0, tzinfo=UTC))

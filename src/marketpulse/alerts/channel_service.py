@@ -3,8 +3,8 @@ back-to-normal message (the engine's hook when an alert re-arms).
 
 - At most ``max_channels`` rows (``MARKETPULSE_MAX_CHANNELS``): past it a create is
   ``LimitReached`` (``too_many_channels``, 409). A name taken is ``ChannelExists`` (409), a
-  missing one ``ChannelNotFound`` (404); an Apprise URL no plugin takes is ``ValidationFailed``
-  (422).
+  missing one ``ChannelNotFound`` (404). An Apprise URL no plugin takes is stored: its test
+  send answers "Apprise does not know this URL".
 - Every row's secrets are handed to ``on_secrets`` (the log's redaction) before anything can
   log them; answers show rows masked (``Channel.masked``).
 - ``test(name)`` sends a test message under the per-send timeout and answers the channel's own
@@ -22,9 +22,9 @@ from marketpulse.alerts.channel_store import RedisChannelStore
 from marketpulse.alerts.channels import Channel, mask_text, probe_message
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.rules import BUILTIN_CHANNELS
-from marketpulse.alerts.senders import Sender, apprise_knows
+from marketpulse.alerts.senders import Sender
 from marketpulse.alerts.store import OUTBOX_CAP
-from marketpulse.errors import ChannelExists, ChannelNotFound, LimitReached, ValidationFailed
+from marketpulse.errors import ChannelExists, ChannelNotFound, LimitReached
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,9 @@ class ChannelService:
         return row
 
     def _check(self, channel: Channel) -> None:
+        """Register the row's secrets. An Apprise URL no plugin takes is accepted (the API's
+        schema cannot say which are): its test send and its deliveries answer why."""
         self._secrets(channel)
-        if channel.kind == "apprise":
-            assert isinstance(channel.target, str)
-            if not apprise_knows(channel.target):
-                raise ValidationFailed(
-                    "target: Apprise has no plugin that takes this URL (see the Apprise "
-                    "documentation of the service's URL)"
-                )
 
     async def create(self, channel: Channel) -> Channel:
         self._check(channel)

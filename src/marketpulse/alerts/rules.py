@@ -74,6 +74,11 @@ class AlertCondition(BaseModel):
             "the channels a fire goes to: named channels (/api/channels) and the built-in"
             " console, websocket and webhook; unset: the built-in ones (as before channels)"
         ),
+        json_schema_extra={
+            "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_\-]{0,31}$"},
+            "maxItems": 8,
+            "uniqueItems": True,
+        },
     )
 
     @field_validator("symbol", mode="before")
