@@ -225,3 +225,14 @@ async def test_a_channel_whose_receiver_hangs_delays_no_other(
         await hang.aclose()
         await good.aclose()
         await task
+
+
+async def test_in_memory_an_alert_goes_to_the_notifiers_it_names() -> None:
+    named, other = io.StringIO(), io.StringIO()
+    loud, quiet = ConsoleNotifier(named), ConsoleNotifier(other)
+    quiet.name = "quiet"
+    mgr = AlertManager.in_memory([loud, quiet])
+    await mgr.add_alert(above(150, ("console",)))
+    [fired] = await mgr.check_alerts(quote(0, 151))
+    assert fired.channels == ["console"]
+    assert "ALERT AAPL" in named.getvalue() and other.getvalue() == ""

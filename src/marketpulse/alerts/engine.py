@@ -40,6 +40,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+from marketpulse.alerts.channels import routed
 from marketpulse.alerts.delivery import MAX_ATTEMPTS, OutboxDelivery
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.index import AlertIndex, Change
@@ -433,8 +434,10 @@ class AlertManager:
                 return
             delivered.add(notifier.name)
 
+        # issue 20: an alert that names its channels goes to those only (channels.routed)
+        routed_to = [n for n in self.notifiers if routed(alert, n.name, named=False)]
         async with asyncio.TaskGroup() as tg:
-            for notifier in self.notifiers:
+            for notifier in routed_to:
                 tg.create_task(one(notifier))
         for q in self._local:
             with contextlib.suppress(asyncio.QueueFull):
