@@ -236,3 +236,33 @@ async def test_in_memory_an_alert_goes_to_the_notifiers_it_names() -> None:
     [fired] = await mgr.check_alerts(quote(0, 151))
     assert fired.channels == ["console"]
     assert "ALERT AAPL" in named.getvalue() and other.getvalue() == ""
+
+
+async def test_each_instance_follows_the_rows_a_loop_per_channel(
+    redis_boundary: RedisClient,
+) -> None:
+    store = RedisChannelStore(redis_boundary)
+    deliveries = ChannelDeliveries(
+        AlertOutbox(redis_boundary), store, lambda c: Recorder(), reclaim_s=2.0,
+        max_attempts=3, refresh_s=0.05,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(deliveries.run(stop))
+    try:
+        async with asyncio.timeout(DEADLINE):
+            await store.put(hook("one"), create=True, cap=0)
+            while deliveries.delivery("one") is None:  # each refresh that changes sets it
+                await deliveries.changed.wait()
+                deliveries.changed.clear()
+            await store.put(hook("one", digest=True), create=False, cap=0)  # changed: restarted
+            while (d := deliveries.delivery("one")) is None or not d.channel.digest:
+                await deliveries.changed.wait()
+                deliveries.changed.clear()
+            assert await store.delete("one")
+            while deliveries.running:
+                await deliveries.changed.wait()
+                deliveries.changed.clear()
+        assert deliveries.delivery("one") is None
+    finally:
+        stop.set()
+        await task

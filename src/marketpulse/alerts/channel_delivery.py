@@ -285,6 +285,7 @@ class ChannelDeliveries:
     def _stop(self, name: str) -> None:
         _, stop, task = self.running.pop(name)
         self._deliveries.pop(name, None)
+        self.outbox.forget(name)
         stop.set()
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
@@ -298,4 +299,5 @@ class ChannelDeliveries:
             log.error("channel %s delivery stopped: %r; starting it again", name, exc)
             self.running.pop(name)
             self._deliveries.pop(name, None)
+            self.outbox.forget(name)
             self._start(channel)
