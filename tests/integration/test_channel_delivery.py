@@ -266,3 +266,21 @@ async def test_each_instance_follows_the_rows_a_loop_per_channel(
     finally:
         stop.set()
         await task
+
+
+async def test_a_digest_channel_without_quiet_hours_sends_one_digest_per_release(
+    redis_boundary: RedisClient, manager: AlertManager
+) -> None:
+    row = hook("batch", digest=True)
+    await channel(redis_boundary, row)
+    sent = Recorder()
+    batch = delivery(redis_boundary, row, sent)
+    for i in range(2):
+        await manager.add_alert(above(150, ("batch",)).model_copy(update={"id": f"d{i}"}))
+    fires = await manager.check_alerts(quote(0, 151))
+    async with asyncio.timeout(DEADLINE):
+        assert await batch.run_once() == 0 and batch.held_count == 2
+        assert await batch.release_held() == 2
+    [digest] = sent.sent
+    assert digest.title.startswith("marketpulse: fired 2 times since")
+    assert {f.id for f in digest.fires} == {f.id for f in fires}

@@ -11,9 +11,10 @@ once per (fire, channel).
   ``outbox_delivered.lua``; a failure stays pending and is retried past the reclaim bound) on
   one channel, plus: an entry of an alert that does not name the channel is acknowledged
   unsent; a back-to-normal entry is sent only if the channel asked for them; during the quiet
-  hours a fire is held (``channel_hold.lua``: kept and acknowledged in one step), and once they
-  end the release pass (``release_held``, every ``release_every_s``, and at the end of the
-  quiet hours) sends what is held, as one digest or one message each, then records the
+  hours (and always, for a digest channel without quiet hours) a fire is held
+  (``channel_hold.lua``: kept and acknowledged in one step), and outside them the release pass
+  (``release_held``, every ``release_every_s``, and at the end of the quiet hours) sends what
+  is held, as one digest or one message each, then records the
   deliveries (``channel_released.lua``). One instance releases a channel at a time (a lock); a
   release cut short is sent again whole: at least once, same keys.
 """
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 RELEASE_EVERY_S = 30.0
 RELEASE_CHUNK = 20  # held fires sent one by one per release step (then recorded)
 REFRESH_S = 1.0
+REGROUP_PAUSE_S = 0.2  # a loop whose row was deleted waits this long between reads
 
 
 class ChannelNotifier:
@@ -100,25 +102,36 @@ class ChannelDelivery(OutboxDelivery):
         """Nothing: the group is created with the row (a deleted row's is not made again)."""
 
     async def _regroup(self, exc: RedisUnavailable) -> bool:
-        return False
+        """NOGROUP: the row was deleted (its group with it); this loop is stopped at the next
+        refresh. Not an outage: wait a moment and let the caller go on."""
+        if "NOGROUP" not in exc.message:
+            return False
+        await asyncio.sleep(REGROUP_PAUSE_S)
+        return True
+
+    def _holds(self) -> bool:
+        """Whether a fire is held now: in the quiet hours, or always for a digest channel
+        without quiet hours (one digest per release pass)."""
+        quiet = self.channel.quiet_hours
+        if quiet is None:
+            return self.channel.digest
+        return quiet.quiet_at(self.now())
 
     def wants(self, channel: str, alert: FiredAlert) -> bool:
         return routed(alert, channel, named=True, back_to_normal=self.channel.back_to_normal)
 
     async def _deliver_entry(self, notifier: object, channel: str, entry: OutboxEntry) -> None:
-        quiet = self.channel.quiet_hours
         alert = entry.alert
         if (
-            quiet is not None
-            and alert is not None
+            alert is not None
             and entry.attempt <= self.max_attempts
             and self.wants(channel, alert)
-            and quiet.quiet_at(self.now())
+            and self._holds()
         ):
             try:
                 if await self.store.hold(channel, entry.entry_id, alert, utc_now()):
                     self.held_count += 1
-                    log.info("channel %s holds fire %s until its quiet hours end", channel,
+                    log.info("channel %s holds fire %s for its next release", channel,
                              alert.id)  # fmt: skip
             except RedisUnavailable as exc:  # stays pending: held or sent on a later pass
                 self.outages.failed(exc.url or self.outbox.url, exc)
