@@ -25,7 +25,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from marketpulse.alerts import channels_http as routes_channels
 from marketpulse.alerts import http as routes_alerts
+from marketpulse.alerts.channel_delivery import ChannelDeliveries
+from marketpulse.alerts.channel_service import ChannelService
+from marketpulse.alerts.channel_store import RedisChannelStore
+from marketpulse.alerts.channels import Channel
+from marketpulse.alerts.channels_http import ChannelsState
 from marketpulse.alerts.engine import AlertManager
 from marketpulse.alerts.http import AlertsState
 from marketpulse.alerts.indicator_feed import IndicatorFeed
@@ -36,8 +42,10 @@ from marketpulse.alerts.notifiers import (
     RedisPublishNotifier,
     WebhookNotifier,
 )
+from marketpulse.alerts.outbox import AlertOutbox
 from marketpulse.alerts.portfolio import PortfolioAlerts
 from marketpulse.alerts.portfolio_store import PortfolioAlertStore
+from marketpulse.alerts.senders import Sender, SmtpConfig, sender_for
 from marketpulse.alerts.store import RedisAlertStore
 from marketpulse.config import Settings
 from marketpulse.errors import RedisUnavailable
@@ -58,6 +66,7 @@ from marketpulse.observability import ws as ws_dashboard
 from marketpulse.observability.http import ObservabilityState
 from marketpulse.observability.http_metrics import HttpMetricsMiddleware
 from marketpulse.observability.loop_lag import LoopLagMonitor
+from marketpulse.observability.redaction import register_secrets
 from marketpulse.observability.system_feed import SystemFeed
 from marketpulse.observability.telemetry import Telemetry
 from marketpulse.sessions import alerts_http as routes_portfolio_alerts
@@ -77,7 +86,7 @@ log = logging.getLogger(__name__)
 TICK_SOURCES = ("simulated", "replay")
 
 
-class AppState(SessionsState, AlertsState, MarketState, ObservabilityState):
+class AppState(SessionsState, AlertsState, MarketState, ObservabilityState, ChannelsState):
     """Everything the lifespan builds, as the edges read it (``scope["state"]``)."""
 
     settings: Settings
@@ -151,6 +160,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
             watch=portfolio_alerts,
         )
         alerts, monitor = _alerts_wiring(settings, redis, fetcher, telemetry)
+        channels, channel_deliveries = _channels_wiring(settings, redis, fetcher, alerts)
         system_feed = SystemFeed(telemetry, redis, fetcher, interval_s=settings.system_interval)
         state = AppState(
             settings=settings,
@@ -171,6 +181,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
             telemetry=telemetry,
             allowed_origins=settings.origins(),
             ws_counts=ConnectionCounts(ws_limits(settings)),
+            channels=channels,
         )
         stop = asyncio.Event()
         try:
@@ -186,6 +197,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
                 tg.create_task(system_feed.run(stop), name="system-feed")
                 tg.create_task(monitor.run(stop), name="monitor")
                 tg.create_task(alerts.run_deliveries(stop), name="alert-delivery")
+                tg.create_task(channel_deliveries.run(stop), name="channel-delivery")
                 if worker is not None:
                     tg.create_task(worker.run(stop), name="run-worker")
                 if freeze_heap:
@@ -221,6 +233,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     app.include_router(ws_dashboard.router)
     app.include_router(routes_quotes.router)
     app.include_router(routes_alerts.router)
+    app.include_router(routes_channels.router)
     app.include_router(routes_dashboard.router)
     routes_dashboard.mount_dashboard(app)
 
@@ -352,3 +365,47 @@ def _alerts_wiring(
         ),
     )
     return alerts, monitor
+
+
+def _channels_wiring(
+    settings: Settings, redis: RedisClient, fetcher: DataFetcher, alerts: AlertManager
+) -> tuple[ChannelService, ChannelDeliveries]:
+    """The named channels (issue 20): their service (the API's) and their deliveries (a
+    lifespan task); an alert that re-arms queues its back-to-normal message through them."""
+    if settings.smtp_password:
+        register_secrets([settings.smtp_password])
+    smtp = SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        user=settings.smtp_user,
+        password=settings.smtp_password,
+        sender=settings.smtp_from,
+        starttls=settings.smtp_starttls,
+        ca_file=settings.smtp_ca_file,
+        timeout_s=settings.channel_timeout_s,
+    )
+
+    def make_sender(channel: Channel) -> Sender:
+        return sender_for(
+            channel, smtp, retry=fetcher.policy.retry, timeout_s=settings.channel_timeout_s
+        )
+
+    store = RedisChannelStore(redis)
+    service = ChannelService(
+        store,
+        make_sender,
+        max_channels=settings.max_channels,
+        timeout_s=settings.channel_timeout_s,
+        on_secrets=register_secrets,
+    )
+    deliveries = ChannelDeliveries(
+        AlertOutbox(redis),
+        store,
+        make_sender,
+        reclaim_s=settings.alert_reclaim_s,
+        max_attempts=settings.alert_delivery_attempts,
+        notify_timeout_s=settings.channel_timeout_s,
+        on_secrets=register_secrets,
+    )
+    alerts.on_rearmed = service.cleared
+    return service, deliveries

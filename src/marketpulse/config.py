@@ -120,6 +120,16 @@ class Settings(BaseSettings):
     max_symbols: int = Field(default=200, ge=1)  # monitored symbols; past it 409
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # named delivery channels (issue 20; alerts/channels.py): e-mail goes through this server
+    smtp_host: str | None = None  # unset: e-mail channels answer "no SMTP server"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = None  # with smtp_password: AUTH (after STARTTLS)
+    smtp_password: str | None = None
+    smtp_from: str = "marketpulse@localhost"
+    smtp_starttls: bool = True  # upgrade with STARTTLS (required when true)
+    smtp_ca_file: str | None = None  # a CA bundle for the server's certificate (else the system's)
+    max_channels: int = Field(default=50, ge=1, le=1000)  # named channels; past it 409
+    channel_timeout_s: float = Field(default=10.0, gt=0, le=120)  # one send on one channel
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,8 @@
     │   └── SessionBusy            a change raced by concurrent changes past the retry bound
     ├── AlertNotFound              no alert with this id
     ├── SymbolNotMonitored         DELETE of a symbol that is not monitored
+    ├── ChannelNotFound            no delivery channel with this name
+    ├── ChannelExists              POST of a channel whose name is taken
     ├── ValidationFailed           bad input that pydantic did not catch (code, message)
     ├── MarketDataError
     │   ├── QuoteUnavailable       no source could give a quote (and no stale one either)
@@ -79,6 +81,20 @@ class SymbolNotMonitored(MarketPulseError):
 
     code = "symbol_not_monitored"
     status = 404
+
+
+class ChannelNotFound(MarketPulseError):
+    """No delivery channel with this name."""
+
+    code = "channel_not_found"
+    status = 404
+
+
+class ChannelExists(MarketPulseError):
+    """A delivery channel with this name exists already (PUT changes it)."""
+
+    code = "channel_exists"
+    status = 409
 
 
 class LimitReached(MarketPulseError):

@@ -23,7 +23,8 @@ MAX_EXAMPLES = 10  # per operation and phase (the coverage phase adds its own ca
 
 
 async def test_schemathesis_with_every_check_finds_nothing(redis_url: str, tmp_path: Path) -> None:
-    async with serve(settings_for(redis_url)) as server:
+    # a channel's test send reaches out (schemathesis makes channels): bound each one to 1 s
+    async with serve(settings_for(redis_url, channel_timeout_s=1.0)) as server:
         proc = await asyncio.create_subprocess_exec(
             str(SCHEMATHESIS),
             "run",

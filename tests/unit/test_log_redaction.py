@@ -8,9 +8,10 @@ import logging
 
 import pytest
 
+from marketpulse.alerts.channels import Channel
 from marketpulse.observability.log_format import LogFormat
 from marketpulse.observability.log_format import configure_logging as install
-from marketpulse.observability.redaction import redact
+from marketpulse.observability.redaction import redact, register_secrets
 
 SECRET = "Zq3_secret-TOKEN_value9"
 
@@ -61,3 +62,14 @@ def test_no_way_of_logging_a_token_reaches_the_output(style: LogFormat) -> None:
     text = out.getvalue()
     assert SECRET not in text
     assert text.count("[redacted]") >= 3  # the traceback also shows the raising line
+
+
+def test_a_registered_channel_secret_is_redacted_wherever_it_appears() -> None:
+    """Issue 20: the masked pieces of a channel's target (a bot token in an Apprise URL's host,
+    a path token) are registered and leave every line, whoever logged them."""
+    row = Channel(name="tg", kind="apprise", target="tgram://7654321:ZyXwVuTsRqPoN/99887766")
+    register_secrets(row.secrets())
+    line = "DEBUG apprise: Loaded Telegram URL: tgram://7654321:ZyXwVuTsRqPoN/99887766 ok"
+    out = redact(line)
+    assert "ZyXwVuTsRqPoN" not in out and "99887766" not in out
+    assert out.startswith("DEBUG apprise: Loaded Telegram URL: tgram://")

@@ -12,6 +12,9 @@ Guarantees (docs/contracts.md, guarantee 11):
   over the entries idle past ``reclaim_s``, its own failures and a dead consumer's entries
   alike, and delivers them again. An entry past ``max_attempts`` deliveries (XPENDING's count)
   is given up: one ERROR line, then acknowledged.
+- A channel sends only the fires of alerts that name it (``AlertCondition.channels``; an
+  alert that names none goes to these channels, as before); any other entry is acknowledged
+  unsent.
 - ``run(stop)`` stops reading at once; deliveries in flight get ``shutdown_s`` to finish. What
   is not acknowledged stays pending for any consumer (reclaimed after the bound).
 - A Redis outage logs one WARNING when it starts and one when it ends (``OutageLog``).
@@ -25,6 +28,8 @@ import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+from marketpulse.alerts.channels import routed
+from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.notifiers import Notifier
 from marketpulse.alerts.outbox import AlertOutbox, OutboxEntry
 from marketpulse.errors import RedisUnavailable
@@ -90,6 +95,11 @@ class OutboxDelivery:
         self.outages = OutageLog("alert delivery")
         self.delivered = 0
         self._in_flight: dict[str, set[str]] = {}  # channel -> entry ids being delivered here
+
+    def wants(self, channel: str, alert: FiredAlert) -> bool:
+        """Whether ``channel`` sends this entry (``channels.routed``: the alert named it, or
+        named no channel at all; a back-to-normal entry is for named channels only)."""
+        return routed(alert, channel, named=False)
 
     def channels(self) -> list[str]:
         return [n.name for n in self.notifiers]
@@ -223,6 +233,9 @@ class OutboxDelivery:
             what = "unreadable" if alert is None else f"fire {alert.id} ({alert.symbol})"
             log.error("alert delivery on %s gave up on %s after %d attempts (entry %s)",
                       channel, what, entry.attempt - 1, entry.entry_id)  # fmt: skip
+            await self._quietly(self.outbox.give_up(channel, entry.entry_id))
+            return
+        if not self.wants(channel, alert):  # not this channel's: acknowledged unsent
             await self._quietly(self.outbox.give_up(channel, entry.entry_id))
             return
         try:

@@ -46,10 +46,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from marketpulse.alerts.channels import routed
 from marketpulse.alerts.delivery import MAX_ATTEMPTS, OutboxDelivery
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.index import AlertIndex, Change
@@ -218,6 +219,8 @@ class AlertManager:
                 max_attempts=MAX_ATTEMPTS if delivery_attempts is None else delivery_attempts,
                 notify_timeout_s=notify_timeout_s,
             )
+        # issue 20: called with a "cleared" FiredAlert when an alert re-arms (on Redis)
+        self.on_rearmed: Callable[[FiredAlert], Awaitable[None]] | None = None
 
     @classmethod
     def in_memory(cls, notifiers: Sequence[Notifier] | None = None) -> AlertManager:
@@ -640,11 +643,30 @@ class AlertManager:
                 fired.append(candidate)
             elif outcome in (Outcome.EXPIRED, Outcome.GONE):
                 await self.remove_alert(alert.id)
+            elif outcome is Outcome.REARMED and self.on_rearmed is not None:
+                await self._rearmed(self.on_rearmed, alert, values[alert.alert_type], quote, obs)
 
         async with asyncio.TaskGroup() as tg:
             for change in changes:
                 tg.create_task(one(change))
         return fired
+
+    async def _rearmed(
+        self,
+        hook: Callable[[FiredAlert], Awaitable[None]],
+        alert: AlertCondition,
+        value: float | None,
+        quote: StockData,
+        obs: int,
+    ) -> None:
+        """Issue 20's "back to normal": hand the hook the alert's clearing (best effort)."""
+        if value is None:
+            return
+        cleared = FiredAlert.of(alert, value, quote, obs).model_copy(update={"kind": "cleared"})
+        try:
+            await hook(cleared)
+        except MarketPulseError as exc:
+            log.warning("alert %s back to normal, not queued: %s", alert.id, exc.message)
 
     async def _deliver_inline(self, alert: FiredAlert) -> FiredAlert:
         """The in-memory path: send on every channel now, record who delivered."""
@@ -670,8 +692,10 @@ class AlertManager:
                 return
             delivered.add(notifier.name)
 
+        # issue 20: an alert that names its channels goes to those only (channels.routed)
+        routed_to = [n for n in self.notifiers if routed(alert, n.name, named=False)]
         async with asyncio.TaskGroup() as tg:
-            for notifier in self.notifiers:
+            for notifier in routed_to:
                 tg.create_task(one(notifier))
         for q in self._local:
             with contextlib.suppress(asyncio.QueueFull):

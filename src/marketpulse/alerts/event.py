@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,6 +66,10 @@ class FiredAlert(BaseModel):
     why: str = ""
     session_id: str | None = None
     portfolio: PortfolioDetail | None = None
+    # issue 20: the channels the alert named when it fired (None: it named none, so the
+    # manager's own channels, as before); "cleared": a back-to-normal message
+    routes: tuple[str, ...] | None = None
+    kind: Literal["fired", "cleared"] = "fired"
 
     @classmethod
     def of(
@@ -101,6 +106,7 @@ class FiredAlert(BaseModel):
             muted=muted,
             values=dict(ev.values),
             why=why(alert, ev),
+            routes=alert.channels,
         )
 
     def delivered(self, deliveries: dict[str, datetime]) -> FiredAlert:

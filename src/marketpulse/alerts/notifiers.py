@@ -119,7 +119,10 @@ class WebhookNotifier:
             raise TransientSourceError(f"webhook unreachable: {exc!r}") from exc
 
     async def send(self, alert: FiredAlert) -> None:
-        body = alert.model_dump_json()
+        await self.post(alert.model_dump_json(), alert.id)
+
+    async def post(self, body: str, key: str) -> None:
+        """POST ``body`` (JSON) with ``Idempotency-Key: key``, retried per the policy."""
 
         def retrying(attempt: int, error: TransientSourceError, delay: float) -> None:
             log.warning(
@@ -128,7 +131,7 @@ class WebhookNotifier:
 
         try:
             await call_with_retry(
-                lambda _attempt: self._post_once(body, alert.id),
+                lambda _attempt: self._post_once(body, key),
                 self.retry,
                 sleep=self._sleep,
                 uniform=self._uniform,

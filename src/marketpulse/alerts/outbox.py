@@ -72,6 +72,10 @@ class AlertOutbox:
             self._groups[channel] = g
         return g
 
+    def forget(self, channel: str) -> None:
+        """Drop ``channel``'s group handle (a named channel deleted or restarted)."""
+        self._groups.pop(channel, None)
+
     async def ensure_groups(self, channels: Sequence[str]) -> None:
         """Create the stream and each channel's group, at the stream's end, if missing
         (idempotent)."""

@@ -294,6 +294,18 @@ class AlertCondition(BaseModel):
     all_of: tuple[AlertClause, ...] | None = None
     rearm_margin: float = 0.0
     snoozed_until: datetime | None = None
+    channels: tuple[str, ...] | None = Field(
+        default=None,
+        description=(
+            "the channels a fire goes to: named channels (/api/channels) and the built-in"
+            " console, websocket and webhook; unset: the built-in ones (as before channels)"
+        ),
+        json_schema_extra={
+            "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_\-]{0,31}$"},
+            "maxItems": 8,
+            "uniqueItems": True,
+        },
+    )
 
     @field_validator("symbol", mode="before")
     @classmethod
@@ -321,6 +333,11 @@ class AlertCondition(BaseModel):
         if not ALERT_ID_RE.fullmatch(v):
             raise ValueError("id must be 1-64 characters of letters, digits, '_' or '-'")
         return v
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if v is None else check_routes(v)
 
     @model_validator(mode="after")
     def _shape(self) -> AlertCondition:
@@ -596,3 +613,26 @@ def transition(
     if state.last_fired_at is not None and at < state.last_fired_at + cooldown_s:
         return replace(state, armed=False, last_obs=obs), Outcome.SUPPRESSED
     return AlertState(False, obs, at, snoozed(at, snoozed_until)), Outcome.FIRED
+
+
+# -- delivery routes (issue 20: alerts/channels.py has the named channels) ------------------------
+
+BUILTIN_CHANNELS: tuple[str, ...] = ("console", "websocket", "webhook")
+CHANNEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,31}$"
+CHANNEL_NAME_RE = re.compile(CHANNEL_NAME_PATTERN)
+MAX_ROUTES = 8
+
+
+def check_routes(names: tuple[str, ...]) -> tuple[str, ...]:
+    """An alert's channel names: each a channel name, no repeats, at most ``MAX_ROUTES``."""
+    if len(names) > MAX_ROUTES:
+        raise ValueError(f"at most {MAX_ROUTES} channels per alert, got {len(names)}")
+    for name in names:
+        if not CHANNEL_NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"channel {name!r} is not a channel name (1-32 of a-z, 0-9, '_', '-';"
+                " starting with a letter or digit)"
+            )
+    if len(set(names)) != len(names):
+        raise ValueError("a channel is named twice")
+    return names

@@ -11,6 +11,11 @@ logs, a library). What is rewritten, wherever it appears in the line:
   -> ``marketpulse.token.[redacted]``
 - ``scheme://user:<password>@`` (a Redis URL with credentials) -> ``scheme://user:[redacted]@``
 
+- every secret registered with ``register_secrets`` (the masked pieces of the delivery
+  channels' targets: an Apprise URL's tokens, a webhook URL's path and query, passwords; see
+  ``alerts/channels.py``) -> ``***``, wherever it appears (a library's error text included). At
+  most ``MAX_SECRETS`` are kept, the latest registered; a deleted channel's stay (harmless).
+
 The redaction works on the finished line, not on the record, so no way of passing a value
 (``%s`` arguments, ``extra``, an exception's text) goes around it.
 """
@@ -21,6 +26,11 @@ import logging
 import re
 
 REDACTED = "[redacted]"
+SECRET_MASK = "***"
+MAX_SECRETS = 4096
+
+_secrets: dict[str, None] = {}  # insertion-ordered: the oldest is dropped past MAX_SECRETS
+_ordered: list[str] = []  # the same, longest first (what ``redact`` replaces)
 
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     # a value ends where a query parameter, a quoted field or a JSON string ends
@@ -35,7 +45,23 @@ def redact(text: str) -> str:
     """``text`` with every token and URL password replaced by ``[redacted]``."""
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
+    for secret in _ordered:
+        if secret in text:
+            text = text.replace(secret, SECRET_MASK)
     return text
+
+
+def register_secrets(secrets: list[str]) -> None:
+    """Redact each of ``secrets`` from every log line from now on (empty strings ignored)."""
+    global _ordered
+    new = [s for s in secrets if s and s not in _secrets]
+    if not new:
+        return
+    for s in new:
+        _secrets[s] = None
+    while len(_secrets) > MAX_SECRETS:
+        del _secrets[next(iter(_secrets))]
+    _ordered = sorted(_secrets, key=len, reverse=True)
 
 
 class RedactingFormatter(logging.Formatter):

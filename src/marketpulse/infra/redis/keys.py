@@ -196,3 +196,29 @@ def portfolio_track(session_id: str) -> str:
     """Hash: the session's return index, its peak, the day's reference and the last valuation
     (``alerts/portfolio_rules.py`` ``Track``)."""
     return f"{_p(partitions.partition_of(session_id))}:ptrack:{session_id}"
+
+
+CHANNELS = f"{PREFIX}:{{alerts}}:channels"
+"""Hash channel name -> the channel's row JSON (``alerts/channels.py``): the named delivery
+channels (e-mail, Apprise, webhook). Same hash tag as ``ALERT_OUTBOX``: the script that creates a
+row creates its consumer group on the outbox in the same step."""
+
+CHANNELS_VERSION = f"{PREFIX}:{{alerts}}:channels:version"
+"""Counter bumped with every change of ``CHANNELS``: instances restart their channel loops."""
+
+
+def channel_held(name: str) -> str:
+    """List of the fire JSONs one channel holds during its quiet hours (capped), released as
+    one digest or one message each when they end."""
+    return f"{PREFIX}:{{alerts}}:channel:{name}:held"
+
+
+def channel_held_info(name: str) -> str:
+    """Hash ``count`` (fires held, also past the list's cap) and ``since`` (the first one's
+    time) of one channel's held fires."""
+    return f"{PREFIX}:{{alerts}}:channel:{name}:heldinfo"
+
+
+def channel_release_lock(name: str) -> str:
+    """The lock (``SET NX PX``) of the instance releasing one channel's held fires."""
+    return f"{PREFIX}:{{alerts}}:channel:{name}:releasing"
