@@ -256,12 +256,12 @@ async def test_history_api_shows_the_corporate_action(redis_boundary: RedisClien
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as api:
         rows = (await api.get("/api/alerts/history", params={"symbol": "NVDA"})).json()["history"]
         limited = (await api.get("/api/alerts/history", params={"limit": 1})).json()["history"]
-    assert [r.get("kind", "fire") for r in rows] == ["fire", "corporate_action"]  # newest first
+    assert [r["kind"] for r in rows] == ["fired", "corporate_action"]  # newest first
     assert rows[0]["threshold"] == 125.0 and rows[0]["value"] == 120.0
     action = rows[1]
     assert (action["action"], action["split_date"], action["ratio"]) == ("split", "2021-07-20", 4.0)
     assert {r["threshold_after"] for r in action["rebased"]} == {125.0}
-    assert len(limited) == 1 and "kind" not in limited[0]
+    assert len(limited) == 1 and limited[0]["kind"] == "fired"
 
 
 @pytest.mark.parametrize("added_at", [1, SPLIT_TICK + 1], ids=["book-rebased", "history-adjusted"])

@@ -50,12 +50,18 @@ COMMANDS: tuple[str, ...] = (
     # hashes: sessions, alert definitions and state, delivery records
     "hget",
     "hmget",
+    # lists: a named channel's fires held during its quiet hours (alerts/channel_store.py)
+    "rpush",
+    "lrange",
+    "llen",
+    "ltrim",
     "hset",
     "hsetnx",
     "hdel",
     "hgetall",
     "hexists",
     "hlen",
+    "hincrby",
     # sets and sorted sets: monitored symbols, the session index, volume windows
     "sadd",
     "srem",
@@ -83,6 +89,7 @@ COMMANDS: tuple[str, ...] = (
     "xpending",
     "xgroup|create",
     "xgroup|delconsumer",
+    "xgroup|destroy",
     "xinfo|consumers",
     "xinfo|groups",
     # pub/sub: alert events and quotes for the dashboards (classic), session events (sharded:
