@@ -25,6 +25,7 @@ from marketpulse.config import ENV_FILE_VAR
 from marketpulse.infra.redis.client import RedisClient, make_client
 from marketpulse.infra.redis.embedded import EmbeddedRedis, free_port
 from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.observability.redaction import forget_secrets
 from support.cluster import LocalCluster, running_cluster
 from support.processes import Proc
 from support.tcp_proxy import TcpProxy
@@ -204,3 +205,12 @@ async def procs() -> AsyncIterator[list[Proc]]:
     yield started
     for p in started:
         await p.kill(signal.SIGKILL)
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_from_another_test() -> Iterator[None]:
+    """The log's registered secrets (channel URLs' pieces, observability/redaction.py) are
+    process-wide: each test starts and ends without another test's."""
+    forget_secrets()
+    yield
+    forget_secrets()

@@ -250,7 +250,9 @@ def secrets_of(url: str) -> list[str]:
     pieces += path.split("/")
     pieces += [v for _, _, v in (p.partition("=") for p in query.split("&"))]
     pieces.append(fragment)
-    long = {p for p in pieces if len(p) >= SECRET_MIN}
+    # a plain word ("hooks", "marketpulse") is a path, not a token: masking it in every log line
+    # would hide ordinary text; a token has a digit or a symbol (the API masks them all anyway)
+    long = {p for p in pieces if len(p) >= SECRET_MIN and not p.isalpha()}
     if password and len(password) >= 3:
         long.add(password)
     return sorted(long, key=len, reverse=True)

@@ -64,6 +64,13 @@ def register_secrets(secrets: list[str]) -> None:
     _ordered = sorted(_secrets, key=len, reverse=True)
 
 
+def forget_secrets() -> None:
+    """Forget every registered secret (a process that builds one app after another: tests)."""
+    global _ordered
+    _secrets.clear()
+    _ordered = []
+
+
 class RedactingFormatter(logging.Formatter):
     """Formats with ``inner``, then redacts the whole line (see the module docstring)."""
 
