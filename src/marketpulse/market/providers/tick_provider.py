@@ -14,6 +14,28 @@ def bar_time(bar: Bar) -> datetime:
     return datetime.strptime(bar.date, "%Y-%m-%d").replace(tzinfo=UTC)
 
 
+def quote_of_bar(
+    symbol: str, bar: Bar, previous_close: float | None, *, source: str, currency: str
+) -> StockData:
+    """The quote a daily bar makes: price = close, stamped at the bar's day, ``close`` and
+    ``previous_close`` the previous bar's close (the bar's own without one). The one
+    construction of a quote from a bar: the tick providers' quotes and the alert backtest's
+    (``alerts/backtest.py``) replayed history are the same quotes."""
+    return StockData(
+        symbol=symbol,
+        price=bar.close,
+        volume=bar.volume,
+        timestamp=bar_time(bar),
+        high=bar.high,
+        low=bar.low,
+        open=bar.open,
+        close=previous_close if previous_close is not None else bar.close,
+        source=source,
+        previous_close=previous_close,
+        currency=currency,
+    )
+
+
 class TickQuoteProvider:
     """Quotes are the bar at the tick: price = close, previous_close = the previous tick's close.
 
@@ -38,18 +60,8 @@ class TickQuoteProvider:
                 previous = self._source.bar(symbol, tick - 1).close
             except PermanentSourceError:
                 previous = None  # the symbol's first bar: nothing before it
-        return StockData(
-            symbol=symbol,
-            price=bar.close,
-            volume=bar.volume,
-            timestamp=bar_time(bar),
-            high=bar.high,
-            low=bar.low,
-            open=bar.open,
-            close=previous if previous is not None else bar.close,
-            source=self.name,
-            previous_close=previous,
-            currency=self._source.currency(symbol),
+        return quote_of_bar(
+            symbol, bar, previous, source=self.name, currency=self._source.currency(symbol)
         )
 
     async def history(self, symbol: str, tick: int, n: int) -> list[Bar]:

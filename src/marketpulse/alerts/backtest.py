@@ -1,0 +1,371 @@
+"""The backtest: a dry run of one alert rule over the symbols' daily history (issue 19).
+
+``Backtester(feed, calendars).run(rule, symbols, start, end)`` replays each symbol's daily bars
+from ``QuoteFeed.history`` through exactly what the live monitor runs, and touches no store:
+
+- each bar becomes the quote a tick provider makes of it (``quote_of_bar``,
+  ``market/providers/tick_provider.py``: price = close, previous close = the bar before);
+- a quote that is not ``usable`` is not an observation (as in ``AlertManager.check_alerts``);
+- the volume window is the previous ``VOLUME_WINDOW`` observations' volumes (the current one
+  not in the mean), seeded with the bars before ``start``: as a monitor that watched the
+  symbol before the range;
+- indicators come from an ``IndicatorBook`` built as ``IndicatorFeed`` builds it: the
+  ``history_bars(specs) - 1`` closes before the first session of the range, then each quote
+  as its session's bar (``session_of``);
+- ``rules.evaluate`` and ``rules.transition`` decide, from ``initial_state(rule)`` (a
+  crossing starts disarmed), with the rule's cooldown, expiry and snooze; a fire is the
+  ``FiredAlert`` the engine would record (its value, values, why and quote).
+
+So a backtest of a window equals what the monitor fires when the window is replayed
+(tests/integration/test_backtest_property.py).
+
+It answers per symbol: the fires (time, value, quote, why; ``muted`` when snoozed), their
+count, the time in the true state (sessions, and seconds: an observation's truth holds until
+the next observation, the last one's until the end of the range's last day), and what was
+suppressed: a fire inside the cooldown, a bar on a day the exchange calendar
+(``market/calendar.py``) says is not a session (not observed at all, as the live fetcher
+makes no observation while the exchange is closed), a fire muted by the snooze. An alert that
+expires stops there (the live engine deletes it).
+
+Bounds: 1..``MAX_SYMBOLS`` symbols, a range of at most ``MAX_RANGE_DAYS`` days, at most
+``MAX_LISTED`` fires and suppressions listed per symbol (counts are always exact;
+``truncated`` says so), histories of at most ``MAX_BARS`` bars. A range the source's history
+does not cover raises ``InsufficientHistory`` (422) naming the dates it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from marketpulse.alerts.event import FiredAlert, QuoteUsed
+from marketpulse.alerts.indicator_feed import history_bars, session_of
+from marketpulse.alerts.indicators import IndicatorBook
+from marketpulse.alerts.rules import (
+    VOLUME_WINDOW,
+    AlertCondition,
+    Outcome,
+    evaluate,
+    initial_state,
+    transition,
+    usable,
+)
+from marketpulse.errors import InsufficientHistory, ValidationFailed
+from marketpulse.market.calendar import Calendars, ExchangeCalendar
+from marketpulse.market.ports import QuoteFeed
+from marketpulse.market.providers.tick_provider import quote_of_bar
+from marketpulse.market.quotes import Bar, StockData
+from marketpulse.market.symbols import check_symbol
+
+MAX_SYMBOLS = 50
+MAX_RANGE_DAYS = 3 * 366  # three years of calendar days
+MAX_LISTED = 250  # fires, and suppressions of each kind, listed per symbol
+MAX_BARS = 4_000  # bars asked of a history (the range, its warm-up, up to the source's now)
+SOURCE = "backtest"  # the quotes' source: replayed history, not a live provider
+CONCURRENCY = 8  # histories fetched at once
+
+
+def _epoch(at: datetime | None) -> float | None:
+    return None if at is None else at.timestamp()
+
+
+@dataclass(slots=True)
+class SymbolResult:
+    """One symbol's dry run (see the module docstring)."""
+
+    symbol: str
+    history_first: str | None = None
+    history_last: str | None = None
+    observations: int = 0
+    evaluated: int = 0  # observations with a value (after warm-up)
+    sessions_true: int = 0
+    seconds_true: float = 0.0
+    fires: list[FiredAlert] = field(default_factory=list)
+    fire_count: int = 0
+    muted_count: int = 0
+    cooldown: list[dict[str, Any]] = field(default_factory=list)
+    cooldown_count: int = 0
+    closed: list[str] = field(default_factory=list)
+    closed_count: int = 0
+    expired_at: datetime | None = None
+    warmup: int = 0  # bars before the range (the volume window, indicators, previous close)
+
+    @property
+    def truncated(self) -> bool:
+        return (
+            self.fire_count > len(self.fires)
+            or self.cooldown_count > len(self.cooldown)
+            or self.closed_count > len(self.closed)
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "history": {
+                "first": self.history_first,
+                "last": self.history_last,
+                "warmup_bars": self.warmup,
+            },
+            "observations": self.observations,
+            "evaluated": self.evaluated,
+            "fire_count": self.fire_count,
+            "muted_count": self.muted_count,
+            "time_true": {"sessions": self.sessions_true, "seconds": self.seconds_true},
+            "fires": [_fire_json(f) for f in self.fires],
+            "suppressed": {
+                "cooldown_count": self.cooldown_count,
+                "cooldown": self.cooldown,
+                "closed_market_count": self.closed_count,
+                "closed_market": self.closed,
+                "snoozed_count": self.muted_count,
+            },
+            "expired_at": None if self.expired_at is None else self.expired_at.isoformat(),
+            "truncated": self.truncated,
+        }
+
+
+def _fire_json(f: FiredAlert) -> dict[str, Any]:
+    return {
+        "time": f.fired_at.isoformat(),
+        "value": f.value,
+        "values": f.values,
+        "why": f.why,
+        "muted": f.muted,
+        "quote": f.quote.model_dump(mode="json"),
+    }
+
+
+def check_range(start: date, end: date) -> None:
+    """Raises ``ValidationFailed`` for an empty or too long range."""
+    if end < start:
+        raise ValidationFailed(f"end {end} is before start {start}")
+    if (end - start).days > MAX_RANGE_DAYS:
+        raise ValidationFailed(
+            f"a backtest covers at most {MAX_RANGE_DAYS} days; {start}..{end} is "
+            f"{(end - start).days} days"
+        )
+
+
+def warmup_bars(rule: AlertCondition) -> int:
+    """Bars needed before the range: the volume window, the first previous close, and the
+    closes an ``IndicatorFeed`` would load for the rule's indicators."""
+    specs = rule.indicators()
+    return max(VOLUME_WINDOW, 1, history_bars(specs) - 1 if specs else 0)
+
+
+def replay(
+    rule: AlertCondition,
+    symbol: str,
+    bars: Sequence[Bar],
+    start: date,
+    end: date,
+    *,
+    is_session: Callable[[date], bool] | None = None,
+) -> SymbolResult:
+    """The dry run of ``rule`` on ``symbol`` over ``bars`` (oldest first: the warm-up, then
+    the range ``start``..``end``); ``is_session(day) -> bool`` (None: every bar is one).
+    Pure: the same bars give the same answer."""
+    alert = rule.model_copy(update={"symbol": symbol}) if rule.symbol != symbol else rule
+    out = SymbolResult(symbol)
+    if bars:
+        out.history_first, out.history_last = bars[0].date, bars[-1].date
+    warm, inside = _split(bars, start.isoformat(), end.isoformat(), is_session, out)
+    run = _Run(alert, warm, out)
+    for bar in inside:
+        if not run.step(bar):
+            break
+    run.finish(datetime.combine(end + timedelta(days=1), time(), UTC).timestamp())
+    return out
+
+
+def _split(
+    bars: Sequence[Bar],
+    lo: str,
+    hi: str,
+    is_session: Callable[[date], bool] | None,
+    out: SymbolResult,
+) -> tuple[list[Bar], list[Bar]]:
+    """The session bars before ``lo`` (the warm-up) and in ``lo``..``hi``; a bar of the range
+    on a day that is no session is counted as suppressed (closed market) and not observed."""
+    warm: list[Bar] = []
+    inside: list[Bar] = []
+    for bar in bars:
+        if bar.date > hi:
+            break
+        if is_session is not None and not is_session(date.fromisoformat(bar.date)):
+            if bar.date >= lo:
+                out.closed_count += 1
+                if len(out.closed) < MAX_LISTED:
+                    out.closed.append(bar.date)
+            continue
+        (warm if bar.date < lo else inside).append(bar)
+    return warm, inside
+
+
+class _Run:
+    """One rule on one symbol, observation by observation: what ``check_alerts`` does to a
+    quote, with the state in memory instead of the store."""
+
+    def __init__(self, alert: AlertCondition, warm: list[Bar], out: SymbolResult) -> None:
+        self.alert, self.out = alert, out
+        out.warmup = len(warm)
+        specs = alert.indicators()
+        self.book: IndicatorBook | None = None
+        if specs:  # as IndicatorFeed loads it at the range's first quote
+            keep = history_bars(specs) - 1
+            self.book = IndicatorBook([(b.date, b.close) for b in warm[-keep:]], specs=specs)
+        self.volumes: deque[int] = deque(
+            (b.volume for b in warm[-VOLUME_WINDOW:]), maxlen=VOLUME_WINDOW
+        )
+        self.previous: float | None = warm[-1].close if warm else None
+        self.state = initial_state(alert)
+        self.expires_at = _epoch(alert.expires_at)
+        self.snoozed_until = _epoch(alert.snoozed_until)
+        self.true_since: float | None = None  # the time of a true observation, until the next
+
+    def step(self, bar: Bar) -> bool:
+        """Observe ``bar``; False once the alert expired (the live engine deletes it)."""
+        out = self.out
+        quote = quote_of_bar(out.symbol, bar, self.previous, source=SOURCE, currency="USD")
+        self.previous = bar.close
+        if not usable(quote):
+            return True  # not an observation
+        out.observations += 1
+        at = quote.timestamp.timestamp()
+        if self.true_since is not None:  # the previous observation's truth held until now
+            out.seconds_true += at - self.true_since
+            self.true_since = None
+        prior = list(self.volumes)
+        self.volumes.append(quote.volume)
+        if self.book is not None:
+            self.book.observe(session_of(quote), quote.price)
+        ev = evaluate(self.alert, quote, volumes=prior, indicators=self.book)
+        if ev is None:
+            return True  # no value (warm-up, no baseline): nothing happens
+        out.evaluated += 1
+        if ev.truth:
+            out.sessions_true += 1
+            self.true_since = at
+        obs = int(at * 1_000_000)
+        self.state, outcome = transition(
+            self.state,
+            obs=obs,
+            at=at,
+            cooldown_s=self.alert.cooldown_s,
+            expires_at=self.expires_at,
+            ev=ev,
+            snoozed_until=self.snoozed_until,
+        )
+        if outcome is Outcome.FIRED:
+            muted = self.state.muted
+            out.fire_count += 1
+            out.muted_count += muted
+            if len(out.fires) < MAX_LISTED:
+                out.fires.append(
+                    FiredAlert.of(self.alert, ev.value, quote, obs, ev=ev, muted=muted)
+                )
+        elif outcome is Outcome.SUPPRESSED:
+            out.cooldown_count += 1
+            if len(out.cooldown) < MAX_LISTED:
+                out.cooldown.append(_suppressed(quote, ev.value))
+        elif outcome is Outcome.EXPIRED:
+            out.expired_at = quote.timestamp
+            self.true_since = None
+            return False
+        return True
+
+    def finish(self, end_of_range: float) -> None:
+        if self.true_since is not None:
+            self.out.seconds_true += max(0.0, end_of_range - self.true_since)
+
+
+def _suppressed(quote: StockData, value: float | None) -> dict[str, Any]:
+    return {
+        "time": quote.timestamp.isoformat(),
+        "value": value,
+        "quote": QuoteUsed(
+            price=quote.price,
+            volume=quote.volume,
+            timestamp=quote.timestamp,
+            source=quote.source,
+            age_s=quote.age_s,
+            previous_close=quote.previous_close,
+        ).model_dump(mode="json"),
+    }
+
+
+class Backtester:
+    """Dry runs of alert rules on ``feed``'s daily history (never the alert store)."""
+
+    def __init__(self, feed: QuoteFeed, calendars: Calendars | None = None) -> None:
+        self.feed = feed
+        self.calendars = calendars if calendars is not None else Calendars()
+
+    async def run(
+        self, rule: AlertCondition, symbols: Sequence[str] | None, start: date, end: date
+    ) -> dict[str, Any]:
+        """The dry run of ``rule`` on ``symbols`` (default: the rule's) over ``start``..``end``.
+        Raises ``ValidationFailed`` (bad range or symbols) or ``InsufficientHistory``."""
+        check_range(start, end)
+        names = [check_symbol(s) for s in (symbols or [rule.symbol])]
+        names = list(dict.fromkeys(names))
+        if not 1 <= len(names) <= MAX_SYMBOLS:
+            raise ValidationFailed(f"a backtest takes 1 to {MAX_SYMBOLS} symbols, got {len(names)}")
+        warm = warmup_bars(rule)
+        n = min(MAX_BARS, warm + _business_days(start, datetime.now(UTC).date()) + 10)
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def fetch(symbol: str) -> list[Bar]:
+            async with gate:
+                return await self.feed.history(symbol, n)
+
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(fetch(s)) for s in names]
+        histories = {s: t.result() for s, t in zip(names, tasks, strict=True)}
+        for symbol, bars in histories.items():
+            _check_cover(symbol, bars, start, end)
+        results = []
+        for symbol, bars in histories.items():
+            calendar = self.calendars.for_symbol(symbol)
+            is_session = None if calendar is None else _session_test(calendar)
+            results.append(replay(rule, symbol, bars, start, end, is_session=is_session))
+            await asyncio.sleep(0)  # one symbol at a time: the loop stays responsive
+        return {
+            "rule": rule.model_dump(mode="json"),
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "fire_count": sum(r.fire_count for r in results),
+            "symbols": [r.as_json() for r in results],
+        }
+
+
+def _session_test(calendar: ExchangeCalendar) -> Callable[[date], bool]:
+    def is_session(day: date) -> bool:
+        found = calendar.previous_session(day + timedelta(days=1))
+        return found is not None and found.day == day
+
+    return is_session
+
+
+def _business_days(start: date, today: date) -> int:
+    days = max(0, (today - start).days)
+    return math.ceil(days * 5 / 7) + 5
+
+
+def _check_cover(symbol: str, bars: Sequence[Bar], start: date, end: date) -> None:
+    """Raises ``InsufficientHistory`` unless ``bars`` hold ``start`` (the first bar on or
+    before it, the last on or after it). A range ending after the last bar is cut there (the
+    answer's ``history.last`` says where); a short warm-up leaves the first values None."""
+    if not bars:
+        raise InsufficientHistory(f"no daily history for {symbol}")
+    first, last = date.fromisoformat(bars[0].date), date.fromisoformat(bars[-1].date)
+    if first > start or last < start:
+        raise InsufficientHistory(
+            f"{symbol}: the history has {len(bars)} daily bars from {first} to {last}; the range "
+            f"{start}..{end} needs bars from {start} (and the warm-up before it)"
+        )
