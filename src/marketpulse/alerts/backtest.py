@@ -27,10 +27,13 @@ suppressed: a fire inside the cooldown, a bar on a day the exchange calendar
 makes no observation while the exchange is closed), a fire muted by the snooze. An alert that
 expires stops there (the live engine deletes it).
 
-Bounds: 1..``MAX_SYMBOLS`` symbols, a range of at most ``MAX_RANGE_DAYS`` days, at most
-``MAX_LISTED`` fires and suppressions listed per symbol (counts are always exact;
-``truncated`` says so), histories of at most ``MAX_BARS`` bars. A range the source's history
-does not cover raises ``InsufficientHistory`` (422) naming the dates it has.
+Bounds: 1..``MAX_SYMBOLS`` symbols; a range over ``MAX_RANGE_DAYS`` days is cut to its last
+``MAX_RANGE_DAYS`` (the answer's ``clamped`` and ``start`` say so); at most ``MAX_LISTED``
+fires and cooldown suppressions and closed days listed per symbol (the counts are always
+exact; ``truncated`` says a list was cut); histories of at most ``MAX_BARS`` bars. A range in
+which a symbol has no history (or an empty range) raises ``NotReplayable`` (409
+``history_not_covered``, naming the dates the history has); a range reaching past the
+history is replayed where they overlap.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from marketpulse.alerts.event import FiredAlert, QuoteUsed
+from pydantic import BaseModel, Field
+
+from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.indicator_feed import history_bars, session_of
 from marketpulse.alerts.indicators import IndicatorBook
 from marketpulse.alerts.rules import (
@@ -55,7 +60,12 @@ from marketpulse.alerts.rules import (
     transition,
     usable,
 )
-from marketpulse.errors import InsufficientHistory, ValidationFailed
+from marketpulse.errors import (
+    MarketPulseError,
+    NotReplayable,
+    QuoteUnavailable,
+    ValidationFailed,
+)
 from marketpulse.market.calendar import Calendars, ExchangeCalendar
 from marketpulse.market.ports import QuoteFeed
 from marketpulse.market.providers.tick_provider import quote_of_bar
@@ -74,13 +84,127 @@ def _epoch(at: datetime | None) -> float | None:
     return None if at is None else at.timestamp()
 
 
+class BacktestQuote(BaseModel):
+    """The quote a decision rests on: the bar's close as a quote (``quote_of_bar``)."""
+
+    price: float = Field(description="the observed price: the daily bar's close")
+    volume: int = Field(description="the bar's volume")
+    timestamp: datetime = Field(description="the bar's day, 00:00 UTC (market time)")
+    previous_close: float | None = Field(
+        description="the previous session's close (None for a first bar)"
+    )
+
+    @classmethod
+    def of(cls, quote: StockData) -> BacktestQuote:
+        return cls(
+            price=quote.price,
+            volume=quote.volume,
+            timestamp=quote.timestamp,
+            previous_close=quote.previous_close,
+        )
+
+
+class BacktestFire(BaseModel):
+    """One fire the rule would have made: what the live engine records in its history."""
+
+    time: datetime = Field(description="market time of the observation that fired")
+    value: float | None = Field(description="the observed value (None for an all_of)")
+    values: dict[str, float | None] = Field(
+        description="each observed value by label (an all_of's clauses, e.g. 'RSI(14)')"
+    )
+    why: str = Field(description="the readable reason, e.g. 'RSI(14) 71.2 >= 70'")
+    muted: bool = Field(description="fired while snoozed: recorded, not delivered")
+    quote: BacktestQuote = Field(description="the quote it fired on")
+
+
+class BacktestSuppression(BaseModel):
+    """A fire the cooldown suppressed: the condition became true inside it."""
+
+    time: datetime = Field(description="market time of the observation")
+    value: float | None = Field(description="the observed value (None for an all_of)")
+    quote: BacktestQuote = Field(description="the quote of that observation")
+
+
+class BacktestSuppressed(BaseModel):
+    """What did not fire, and why."""
+
+    cooldown_count: int = Field(description="crossings inside the cooldown (all of them)")
+    cooldown: list[BacktestSuppression] = Field(
+        description=f"those crossings, the first {MAX_LISTED}"
+    )
+    closed_market_count: int = Field(
+        description="bars of the range on days the exchange calendar has no session: not observed"
+    )
+    closed_market: list[str] = Field(
+        description=f"their dates (YYYY-MM-DD), the first {MAX_LISTED}"
+    )
+    snoozed_count: int = Field(description="fires muted by the snooze (listed among the fires)")
+
+
+class BacktestHistory(BaseModel):
+    """The daily history the source had for the symbol."""
+
+    first: str | None = Field(description="its first bar's date (YYYY-MM-DD)")
+    last: str | None = Field(description="its last bar's date: a range past it is cut there")
+    warmup_bars: int = Field(
+        description="session bars before the range: the volume window, the indicators' "
+        "seed and the first previous close come from them"
+    )
+
+
+class TimeTrue(BaseModel):
+    """Time in the true state: an observation's truth holds until the next observation (the
+    last one's until the end of the range's last day)."""
+
+    sessions: int = Field(description="observations at which the condition held")
+    seconds: float = Field(description="seconds the condition held")
+
+
+class BacktestSymbol(BaseModel):
+    """The dry run of the rule on one symbol."""
+
+    symbol: str = Field(description="the symbol")
+    history: BacktestHistory = Field(description="the history replayed")
+    observations: int = Field(description="quotes observed in the range (sessions)")
+    evaluated: int = Field(
+        description="observations with a value (none during warm-up or without a baseline)"
+    )
+    fire_count: int = Field(description="fires, muted ones included (all of them)")
+    muted_count: int = Field(description="fires muted by the snooze")
+    time_true: TimeTrue = Field(description="time spent in the true state")
+    fires: list[BacktestFire] = Field(
+        description=f"the fires, oldest first, the first {MAX_LISTED}"
+    )
+    suppressed: BacktestSuppressed = Field(description="what was suppressed")
+    expired_at: datetime | None = Field(
+        description="the observation at which the rule expired (it stops there), else None"
+    )
+    truncated: bool = Field(description=f"a list was cut at {MAX_LISTED} (the counts are exact)")
+
+
+class BacktestResult(BaseModel):
+    """``POST /api/alerts/backtest``: the rule's dry run on each symbol."""
+
+    rule: dict[str, Any] = Field(description="the rule replayed (as an alert's JSON)")
+    start: date = Field(description="the first day replayed")
+    end: date = Field(description="the last day replayed")
+    requested_start: date = Field(description="the start asked for")
+    clamped: bool = Field(
+        description=f"the range was longer than {MAX_RANGE_DAYS} days: its last "
+        f"{MAX_RANGE_DAYS} were replayed (start says from when)"
+    )
+    fire_count: int = Field(description="fires over every symbol")
+    symbols: list[BacktestSymbol] = Field(description="per symbol, in the order asked")
+
+
 @dataclass(slots=True)
 class SymbolResult:
-    """One symbol's dry run (see the module docstring)."""
+    """One symbol's dry run as it is made (``result()`` gives the answer)."""
 
     symbol: str
     history_first: str | None = None
     history_last: str | None = None
+    warmup: int = 0
     observations: int = 0
     evaluated: int = 0  # observations with a value (after warm-up)
     sessions_true: int = 0
@@ -88,12 +212,11 @@ class SymbolResult:
     fires: list[FiredAlert] = field(default_factory=list)
     fire_count: int = 0
     muted_count: int = 0
-    cooldown: list[dict[str, Any]] = field(default_factory=list)
+    cooldown: list[BacktestSuppression] = field(default_factory=list)
     cooldown_count: int = 0
     closed: list[str] = field(default_factory=list)
     closed_count: int = 0
     expired_at: datetime | None = None
-    warmup: int = 0  # bars before the range (the volume window, indicators, previous close)
 
     @property
     def truncated(self) -> bool:
@@ -103,52 +226,56 @@ class SymbolResult:
             or self.closed_count > len(self.closed)
         )
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "history": {
-                "first": self.history_first,
-                "last": self.history_last,
-                "warmup_bars": self.warmup,
-            },
-            "observations": self.observations,
-            "evaluated": self.evaluated,
-            "fire_count": self.fire_count,
-            "muted_count": self.muted_count,
-            "time_true": {"sessions": self.sessions_true, "seconds": self.seconds_true},
-            "fires": [_fire_json(f) for f in self.fires],
-            "suppressed": {
-                "cooldown_count": self.cooldown_count,
-                "cooldown": self.cooldown,
-                "closed_market_count": self.closed_count,
-                "closed_market": self.closed,
-                "snoozed_count": self.muted_count,
-            },
-            "expired_at": None if self.expired_at is None else self.expired_at.isoformat(),
-            "truncated": self.truncated,
-        }
-
-
-def _fire_json(f: FiredAlert) -> dict[str, Any]:
-    return {
-        "time": f.fired_at.isoformat(),
-        "value": f.value,
-        "values": f.values,
-        "why": f.why,
-        "muted": f.muted,
-        "quote": f.quote.model_dump(mode="json"),
-    }
-
-
-def check_range(start: date, end: date) -> None:
-    """Raises ``ValidationFailed`` for an empty or too long range."""
-    if end < start:
-        raise ValidationFailed(f"end {end} is before start {start}")
-    if (end - start).days > MAX_RANGE_DAYS:
-        raise ValidationFailed(
-            f"a backtest covers at most {MAX_RANGE_DAYS} days; {start}..{end} is "
-            f"{(end - start).days} days"
+    def result(self) -> BacktestSymbol:
+        return BacktestSymbol(
+            symbol=self.symbol,
+            history=BacktestHistory(
+                first=self.history_first, last=self.history_last, warmup_bars=self.warmup
+            ),
+            observations=self.observations,
+            evaluated=self.evaluated,
+            fire_count=self.fire_count,
+            muted_count=self.muted_count,
+            time_true=TimeTrue(sessions=self.sessions_true, seconds=self.seconds_true),
+            fires=[
+                BacktestFire(
+                    time=f.fired_at,
+                    value=f.value,
+                    values=f.values,
+                    why=f.why,
+                    muted=f.muted,
+                    quote=BacktestQuote(
+                        price=f.quote.price,
+                        volume=f.quote.volume,
+                        timestamp=f.quote.timestamp,
+                        previous_close=f.quote.previous_close,
+                    ),
+                )
+                for f in self.fires
+            ],
+            suppressed=BacktestSuppressed(
+                cooldown_count=self.cooldown_count,
+                cooldown=self.cooldown,
+                closed_market_count=self.closed_count,
+                closed_market=self.closed,
+                snoozed_count=self.muted_count,
+            ),
+            expired_at=self.expired_at,
+            truncated=self.truncated,
         )
+
+
+def bounded_range(start: date, end: date) -> tuple[date, bool]:
+    """The start actually replayed, and whether the range was cut to its last
+    ``MAX_RANGE_DAYS`` days. Raises ``NotReplayable`` for an empty range (end before
+    start): no history lies in it."""
+    if end < start:
+        raise NotReplayable(
+            f"the range {start}..{end} is empty (end before start): no session lies in it"
+        )
+    if (end - start).days > MAX_RANGE_DAYS:
+        return end - timedelta(days=MAX_RANGE_DAYS), True
+    return start, False
 
 
 def warmup_bars(rule: AlertCondition) -> int:
@@ -179,7 +306,8 @@ def replay(
     for bar in inside:
         if not run.step(bar):
             break
-    run.finish(datetime.combine(end + timedelta(days=1), time(), UTC).timestamp())
+    last_day = min(end, date.max - timedelta(days=1))
+    run.finish(datetime.combine(last_day + timedelta(days=1), time(), UTC).timestamp())
     return out
 
 
@@ -272,7 +400,11 @@ class _Run:
         elif outcome is Outcome.SUPPRESSED:
             out.cooldown_count += 1
             if len(out.cooldown) < MAX_LISTED:
-                out.cooldown.append(_suppressed(quote, ev.value))
+                out.cooldown.append(
+                    BacktestSuppression(
+                        time=quote.timestamp, value=ev.value, quote=BacktestQuote.of(quote)
+                    )
+                )
         elif outcome is Outcome.EXPIRED:
             out.expired_at = quote.timestamp
             self.true_since = None
@@ -284,21 +416,6 @@ class _Run:
             self.out.seconds_true += max(0.0, end_of_range - self.true_since)
 
 
-def _suppressed(quote: StockData, value: float | None) -> dict[str, Any]:
-    return {
-        "time": quote.timestamp.isoformat(),
-        "value": value,
-        "quote": QuoteUsed(
-            price=quote.price,
-            volume=quote.volume,
-            timestamp=quote.timestamp,
-            source=quote.source,
-            age_s=quote.age_s,
-            previous_close=quote.previous_close,
-        ).model_dump(mode="json"),
-    }
-
-
 class Backtester:
     """Dry runs of alert rules on ``feed``'s daily history (never the alert store)."""
 
@@ -308,40 +425,57 @@ class Backtester:
 
     async def run(
         self, rule: AlertCondition, symbols: Sequence[str] | None, start: date, end: date
-    ) -> dict[str, Any]:
-        """The dry run of ``rule`` on ``symbols`` (default: the rule's) over ``start``..``end``.
-        Raises ``ValidationFailed`` (bad range or symbols) or ``InsufficientHistory``."""
-        check_range(start, end)
-        names = [check_symbol(s) for s in (symbols or [rule.symbol])]
-        names = list(dict.fromkeys(names))
+    ) -> BacktestResult:
+        """The dry run of ``rule`` on ``symbols`` (default: the rule's) over ``start``..``end``
+        (cut to its last ``MAX_RANGE_DAYS`` days). Raises ``ValidationFailed`` (symbols) or
+        ``NotReplayable`` (a range in which a symbol has no history, or none at all)."""
+        first_day, clamped = bounded_range(start, end)
+        names = list(dict.fromkeys(check_symbol(s) for s in (symbols or [rule.symbol])))
         if not 1 <= len(names) <= MAX_SYMBOLS:
             raise ValidationFailed(f"a backtest takes 1 to {MAX_SYMBOLS} symbols, got {len(names)}")
         warm = warmup_bars(rule)
-        n = min(MAX_BARS, warm + _business_days(start, datetime.now(UTC).date()) + 10)
+        n = min(MAX_BARS, warm + _business_days(first_day, datetime.now(UTC).date()))
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def fetch(symbol: str) -> list[Bar]:
             async with gate:
-                return await self.feed.history(symbol, n)
+                try:
+                    bars = await self.feed.history(symbol, n)
+                except QuoteUnavailable as exc:
+                    raise NotReplayable(exc.message) from exc
+            _check_cover(symbol, bars, first_day, end)
+            return bars
 
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(fetch(s)) for s in names]
-        histories = {s: t.result() for s, t in zip(names, tasks, strict=True)}
-        for symbol, bars in histories.items():
-            _check_cover(symbol, bars, start, end)
-        results = []
-        for symbol, bars in histories.items():
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(fetch(s)) for s in names]
+        except* MarketPulseError as group:
+            raise _first(group) from None
+        results: list[BacktestSymbol] = []
+        for symbol, task in zip(names, tasks, strict=True):
             calendar = self.calendars.for_symbol(symbol)
             is_session = None if calendar is None else _session_test(calendar)
-            results.append(replay(rule, symbol, bars, start, end, is_session=is_session))
+            done = replay(rule, symbol, task.result(), first_day, end, is_session=is_session)
+            results.append(done.result())
             await asyncio.sleep(0)  # one symbol at a time: the loop stays responsive
-        return {
-            "rule": rule.model_dump(mode="json"),
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-            "fire_count": sum(r.fire_count for r in results),
-            "symbols": [r.as_json() for r in results],
-        }
+        return BacktestResult(
+            rule=rule.model_dump(mode="json"),
+            start=first_day,
+            end=end,
+            requested_start=start,
+            clamped=clamped,
+            fire_count=sum(r.fire_count for r in results),
+            symbols=results,
+        )
+
+
+def _first(group: BaseExceptionGroup[MarketPulseError]) -> MarketPulseError:
+    """The first error of a group (the one a person reads)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    assert isinstance(exc, MarketPulseError)
+    return exc
 
 
 def _session_test(calendar: ExchangeCalendar) -> Callable[[date], bool]:
@@ -358,14 +492,14 @@ def _business_days(start: date, today: date) -> int:
 
 
 def _check_cover(symbol: str, bars: Sequence[Bar], start: date, end: date) -> None:
-    """Raises ``InsufficientHistory`` unless ``bars`` hold ``start`` (the first bar on or
-    before it, the last on or after it). A range ending after the last bar is cut there (the
-    answer's ``history.last`` says where); a short warm-up leaves the first values None."""
+    """Raises ``NotReplayable`` unless ``bars`` hold a day of ``start``..``end``, naming
+    what they hold. A range reaching past the history is replayed where they overlap (the
+    answer's ``history`` says what was had)."""
     if not bars:
-        raise InsufficientHistory(f"no daily history for {symbol}")
-    first, last = date.fromisoformat(bars[0].date), date.fromisoformat(bars[-1].date)
-    if first > start or last < start:
-        raise InsufficientHistory(
-            f"{symbol}: the history has {len(bars)} daily bars from {first} to {last}; the range "
-            f"{start}..{end} needs bars from {start} (and the warm-up before it)"
+        raise NotReplayable(f"no daily history for {symbol}")
+    first, last = bars[0].date, bars[-1].date
+    if last < start.isoformat() or first > end.isoformat():
+        raise NotReplayable(
+            f"{symbol}: the history has {len(bars)} daily bars from {first} to {last}; "
+            f"the range {start}..{end} holds none of them"
         )
