@@ -121,7 +121,7 @@ async def test_405_names_every_method_of_the_path(api: httpx.AsyncClient) -> Non
     for path, allow in [
         ("/api/alerts", "GET, POST"),
         ("/api/alerts/history", "GET"),  # the described path, before /api/alerts/{alert_id}
-        ("/api/alerts/some-id", "DELETE"),
+        ("/api/alerts/some-id", "PUT, DELETE"),
         ("/api/symbols", "GET, POST"),
     ]:
         r = await api.request("OPTIONS", path)

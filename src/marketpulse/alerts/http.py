@@ -4,6 +4,14 @@
   type, comparison other than above/below, negative or NaN threshold, invalid symbol) is a 422
   ``invalid_input`` with the reason, and nothing is stored. The body (``AlertIn``) is taken as
   written, never coerced, so the OpenAPI schema says exactly what is accepted.
+- ``PUT /api/alerts/{id}``: edit (same body, the id from the path): the state is reset as a
+  new alert's (a crossing starts disarmed) and the alert is evaluated at once; 404 if none.
+- ``POST /api/alerts/{id}/snooze`` (``{"until": iso}`` or ``{"minutes": n}``) and
+  ``DELETE /api/alerts/{id}/snooze``: fires while snoozed are recorded, not delivered.
+- ``GET /api/alerts`` answers each alert with its ``state`` (armed, the text "armed, RSI(14)
+  41.2", the values at the latest quote, snoozed_until, last_fired_at).
+- The request body's JSON schema is written here (``ALERT_BODY_SCHEMA``, one variant per
+  kind of alert) so that it says exactly what the model accepts: schemathesis checks both ways.
 - ``GET /api/alerts/history?symbol=&limit=``: fired alerts, newest first.
 - ``POST /api/alerts/backtest``: a dry run of a rule (or a stored alert) on the symbols'
   daily history (``alerts/backtest.py``); stores nothing.
@@ -23,12 +31,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, TypedDict, cast
 
 from fastapi import APIRouter, Path, Query, Request, Response, WebSocket
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 from starlette.requests import HTTPConnection
 
@@ -38,11 +47,18 @@ from marketpulse.alerts.backtest import (
     Backtester,
     BacktestResult,
 )
-from marketpulse.alerts.engine import AlertManager
+from marketpulse.alerts.engine import AlertManager, state_text
 from marketpulse.alerts.monitor import MonitorService
 from marketpulse.alerts.rules import (
     ALERT_ID_PATTERN,
+    ALERT_ID_RE,
+    CLAUSE_TYPES,
     COMPARISONS,
+    INDICATOR_KINDS,
+    MAX_CLAUSES,
+    MAX_PERIOD,
+    PERIOD_KINDS,
+    SEED_TYPES,
     AlertCondition,
     AlertType,
     new_alert_id,
@@ -68,6 +84,7 @@ from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.market.ports import QuoteFeed
 from marketpulse.market.symbols import INPUT_PATTERN, INPUT_RULE, check_symbol, parse_symbol
 from marketpulse.observability.telemetry import Telemetry
+from marketpulse.timefmt import utc_now
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -77,6 +94,174 @@ _DATE_TIME_RE = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 _SYMBOL: JsonDict = {"pattern": INPUT_PATTERN}
+_DATE_TIME: JsonDict = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": _DATE_TIME_RE.pattern.replace("\\d", "[0-9]"),
+}
+MAX_SNOOZE_MINUTES = 366 * 24 * 60
+
+
+def _date_time(name: str, v: object) -> object:
+    if v is None or (isinstance(v, str) and _DATE_TIME_RE.fullmatch(v)):
+        return v
+    raise ValueError(
+        f"{name} must be an RFC 3339 date-time with an offset (e.g. 2026-01-02T15:04:05Z), "
+        f"got {v!r}"
+    )
+
+
+def _strict_number(name: str, v: object) -> object:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number (not NaN or infinity), got {v!r}")
+    return v
+
+
+def _period_schema(description: str) -> dict[str, Any]:
+    return {
+        "type": "integer", "minimum": 1, "maximum": MAX_PERIOD, "description": description,
+    }  # fmt: skip
+
+
+_KIND = "the indicator (docs/alerts.md, Indicators)"
+_INDICATOR_SCHEMA: dict[str, Any] = {
+    "description": "what an indicator alert or clause observes",
+    "oneOf": [
+        {
+            "type": "object", "additionalProperties": False, "required": ["kind"],
+            "properties": {
+                "kind": {"enum": ["rsi"], "description": "Wilder's RSI, 0..100"},
+                "period": {"anyOf": [_period_schema("sessions (default 14)"), {"type": "null"}]},
+            },
+        },
+        {
+            "type": "object", "additionalProperties": False, "required": ["kind", "period"],
+            "properties": {
+                "kind": {"enum": sorted(PERIOD_KINDS - {"rsi"}), "description": _KIND},
+                "period": _period_schema("sessions"),
+            },
+        },
+        {
+            "type": "object", "additionalProperties": False,
+            "required": ["kind", "fast", "slow"],
+            "properties": {
+                "kind": {"enum": ["ma_cross"], "description": "100 * (fast / slow - 1)"},
+                "fast": _period_schema("sessions of the fast average (normally < slow)"),
+                "slow": _period_schema("sessions of the slow average"),
+                "average": {"anyOf": [{"enum": ["sma", "ema"]}, {"type": "null"}],
+                            "description": "sma (default) or ema"},
+            },
+        },
+        {
+            "type": "object", "additionalProperties": False, "required": ["kind"],
+            "properties": {
+                "kind": {
+                    "enum": [k for k in INDICATOR_KINDS if k.startswith("from_52w")],
+                    "description": "distance from the 52-week high / low, in %",
+                },
+            },
+        },
+    ],
+}  # fmt: skip
+_MARGIN: dict[str, Any] = {
+    "type": "number", "minimum": 0, "default": 0,
+    "description": "hysteresis: a fired alert re-arms only beyond the threshold by this much "
+    "on the false side, in the observed value's units",
+}  # fmt: skip
+_SEED_TYPES = sorted(t.value for t in SEED_TYPES)
+_CLAUSE_SCHEMA: dict[str, Any] = {
+    "description": "one condition of an all_of alert, on the alert's symbol",
+    "oneOf": [
+        {
+            "type": "object", "additionalProperties": False,
+            "required": ["alert_type", "comparison", "threshold"],
+            "properties": {
+                "alert_type": {"enum": _SEED_TYPES},
+                "comparison": {"enum": ["above", "below"]},
+                "threshold": {"type": "number", "minimum": 0,
+                              "description": "a price, a % change magnitude or a volume multiple"},
+                "rearm_margin": _MARGIN,
+            },
+        },
+        {
+            "type": "object", "additionalProperties": False,
+            "required": ["alert_type", "comparison", "threshold", "indicator"],
+            "properties": {
+                "alert_type": {"enum": ["indicator"]},
+                "comparison": {"enum": ["above", "below"]},
+                "threshold": {"type": "number", "description": "in the indicator's units"},
+                "indicator": _INDICATOR_SCHEMA,
+                "rearm_margin": _MARGIN,
+            },
+        },
+    ],
+}  # fmt: skip
+
+
+def _alert_variant(kind: str) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "symbol": {"type": "string", "description": INPUT_RULE, **_SYMBOL},
+        "id": {"type": "string", "pattern": ALERT_ID_PATTERN,
+               "description": "chosen by the server unless given; an existing id is replaced"},
+        "cooldown_s": {"type": "number", "minimum": 0, "default": 0,
+                       "description": "seconds after a fire in which a new crossing is suppressed"},
+        "expires_at": {"anyOf": [_DATE_TIME, {"type": "null"}],
+                       "description": "RFC 3339 with an offset; never fires from then on"},
+        "snoozed_until": {"anyOf": [_DATE_TIME, {"type": "null"}],
+                          "description": "RFC 3339 with an offset; until then a fire is recorded "
+                          "in history (muted) but not delivered"},
+    }  # fmt: skip
+    cmp_all: dict[str, Any] = {
+        "enum": list(COMPARISONS),
+        "description": "above / below fire when the condition becomes true (a new alert "
+        "already true at once); crosses_* need a false observation first",
+    }
+    if kind == "seed":
+        props: dict[str, Any] = {
+            "alert_type": {"enum": _SEED_TYPES}, "comparison": cmp_all,
+            "threshold": {"type": "number", "minimum": 0,
+                          "description": "a price, a % change magnitude or a volume multiple"},
+            "rearm_margin": _MARGIN,
+        }  # fmt: skip
+        required = ["symbol", "alert_type", "comparison", "threshold"]
+    elif kind == "indicator":
+        props = {
+            "alert_type": {"enum": ["indicator"]}, "comparison": cmp_all,
+            "threshold": {"type": "number", "description": "in the indicator's units"},
+            "indicator": _INDICATOR_SCHEMA, "rearm_margin": _MARGIN,
+        }  # fmt: skip
+        required = ["symbol", "alert_type", "comparison", "threshold", "indicator"]
+    else:
+        props = {
+            "alert_type": {"enum": ["all_of"]},
+            "comparison": {"enum": ["above", "crosses_above"],
+                           "description": "above: fires when every clause becomes true "
+                           "together; crosses_above: after an observation where they were not"},
+            "all_of": {"type": "array", "minItems": 2, "maxItems": MAX_CLAUSES,
+                       "items": _CLAUSE_SCHEMA},
+            "threshold": {"enum": [0], "description": "none (each clause has its own)"},
+            "rearm_margin": {"enum": [0], "description": "none (each clause has its own)"},
+        }  # fmt: skip
+        required = ["symbol", "alert_type", "comparison", "all_of"]
+    # what GET answers can be sent back: the other kinds' fields as null
+    for other in ("indicator", "all_of"):
+        props.setdefault(other, {"type": "null", "description": "not for this kind of alert"})
+    return {
+        "type": "object", "additionalProperties": False, "required": required,
+        "properties": {**common, **props},
+    }  # fmt: skip
+
+
+ALERT_BODY_SCHEMA: dict[str, Any] = {
+    "title": "AlertIn",
+    "description": "an alert: a seed type, an indicator, or all_of (docs/alerts.md)",
+    "oneOf": [_alert_variant("seed"), _alert_variant("indicator"), _alert_variant("all_of")],
+}
+
+
+def _replace_schema(schema: dict[str, Any]) -> None:
+    schema.clear()
+    schema.update(ALERT_BODY_SCHEMA)
 
 
 class SymbolIn(BaseModel):
@@ -91,13 +276,18 @@ class SymbolIn(BaseModel):
 
 
 class AlertIn(AlertCondition):
-    """``POST /api/alerts``: an ``AlertCondition`` as written (types and words exact)."""
+    """``POST /api/alerts``, ``PUT /api/alerts/{id}``: an ``AlertCondition`` as written (types
+    and words exact; a nested indicator's parameter it does not take is refused even as null).
+    Its OpenAPI schema is ``ALERT_BODY_SCHEMA``."""
+
+    model_config = ConfigDict(json_schema_extra=_replace_schema)
 
     symbol: str = Field(description=INPUT_RULE, json_schema_extra=_SYMBOL, examples=["AAPL"])
     alert_type: AlertType = Field(examples=["price_threshold"])
     threshold: float = Field(
-        description="a price, a % change magnitude or a volume multiple; finite, >= 0",
-        json_schema_extra={"minimum": 0},
+        default=0.0,
+        description="a price, a % change magnitude or a volume multiple (finite, >= 0), or an "
+        "indicator's level (may be negative)",
         examples=[150.0],
     )
     comparison: str = Field(json_schema_extra={"enum": list(COMPARISONS)}, examples=["above"])
@@ -129,24 +319,137 @@ class AlertIn(AlertCondition):
     def _comparison(cls, v: object) -> str:
         if isinstance(v, str) and v in COMPARISONS:
             return v
-        raise ValueError(f"comparison must be 'above' or 'below', got {v!r}")
+        raise ValueError(
+            f"comparison must be 'above' or 'below' (or 'crosses_above' / 'crosses_below'), "
+            f"got {v!r}"
+        )
 
-    @field_validator("threshold", mode="before")
+    @field_validator("threshold", "rearm_margin", mode="before")
     @classmethod
-    def _threshold_is_a_number(cls, v: object) -> object:
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ValueError(f"threshold must be a finite number (not NaN or infinity), got {v!r}")
+    def _numbers_as_written(cls, v: object, info: Any) -> object:
+        return _strict_number(str(info.field_name), v)
+
+    @field_validator("expires_at", "snoozed_until", mode="before")
+    @classmethod
+    def _expires_at(cls, v: object, info: Any) -> object:
+        return _date_time(str(info.field_name), v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exact_nested(cls, data: object) -> object:
+        """The nested parts as written: words exact, numbers numbers, no parameter an
+        indicator does not take (not even null)."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("alert_type") != AlertType.ALL_OF.value and "threshold" not in data:
+            raise ValueError("threshold is required (only an all_of alert has none)")
+        specs = [data.get("indicator")]
+        clauses = data.get("all_of")
+        if isinstance(clauses, list):
+            for c in clauses:
+                if isinstance(c, dict):
+                    _check_clause(c)
+                    specs.append(c.get("indicator"))
+        for spec in specs:
+            if isinstance(spec, dict):
+                _check_spec(spec)
+        return data
+
+
+def _check_clause(c: dict[str, Any]) -> None:
+    if c.get("alert_type") not in [t.value for t in CLAUSE_TYPES]:
+        raise ValueError(f"unknown clause alert type {c.get('alert_type')!r}")
+    if c.get("comparison") not in ("above", "below"):
+        raise ValueError(
+            f"a clause's comparison must be 'above' or 'below', got {c.get('comparison')!r}"
+        )
+    for f in ("threshold", "rearm_margin"):
+        if f in c:
+            _strict_number(f"clause {f}", c[f])
+
+
+def _check_spec(spec: dict[str, Any]) -> None:
+    kind = spec.get("kind")
+    if not isinstance(kind, str):
+        return  # the model says what is wrong with it
+    taken = {"rsi": {"period"}, "ma_cross": {"fast", "slow", "average"}}.get(
+        str(kind), {"period"} if kind in PERIOD_KINDS else set()
+    )
+    for f in ("period", "fast", "slow", "average"):
+        if f in spec and f not in taken:
+            raise ValueError(f"indicator {kind} takes no {f}")
+
+
+class SnoozeIn(BaseModel):
+    """``POST /api/alerts/{id}/snooze``: ``until`` a time, or for ``minutes`` from now."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=lambda s: s.update(
+            {"oneOf": [{"required": ["until"]}, {"required": ["minutes"]}]}
+        ),
+    )
+
+    until: datetime | None = Field(
+        default=None, description="RFC 3339 with an offset: fires before it are muted",
+        json_schema_extra=_DATE_TIME,
+    )  # fmt: skip
+    minutes: float | None = Field(
+        default=None, description="snooze for this many minutes from now",
+        json_schema_extra={"type": "number", "exclusiveMinimum": 0,
+                           "maximum": MAX_SNOOZE_MINUTES},
+    )  # fmt: skip
+
+    @field_validator("until", mode="before")
+    @classmethod
+    def _until(cls, v: object) -> object:
+        if v is None:
+            raise ValueError("until must be an RFC 3339 date-time with an offset, not null")
+        return _date_time("until", v)
+
+    @field_validator("minutes", mode="before")
+    @classmethod
+    def _minutes(cls, v: object) -> object:
+        _strict_number("minutes", v)
+        assert isinstance(v, int | float)
+        if not 0 < v <= MAX_SNOOZE_MINUTES:
+            raise ValueError(f"minutes must be > 0 and at most {MAX_SNOOZE_MINUTES}, got {v!r}")
         return v
 
-    @field_validator("expires_at", mode="before")
-    @classmethod
-    def _expires_at(cls, v: object) -> object:
-        if v is None or (isinstance(v, str) and _DATE_TIME_RE.fullmatch(v)):
-            return v
-        raise ValueError(
-            f"expires_at must be an RFC 3339 date-time with an offset "
-            f"(e.g. 2026-01-02T15:04:05Z), got {v!r}"
-        )
+    @model_validator(mode="after")
+    def _one(self) -> SnoozeIn:
+        if (self.until is None) == (self.minutes is None):
+            raise ValueError("give exactly one of 'until' and 'minutes'")
+        return self
+
+    def end(self) -> datetime:
+        if self.until is not None:
+            return self.until
+        assert self.minutes is not None
+        return utc_now() + timedelta(minutes=self.minutes)
+
+
+class AlertStateOut(BaseModel):
+    """An alert's current state."""
+
+    armed: bool = Field(description="true: the next true observation fires")
+    text: str = Field(description='the state in words: "armed, RSI(14) 41.2"')
+    values: dict[str, float | None] = Field(
+        description="each observed value by label at the latest known quote (none: no value)"
+    )
+    snoozed_until: datetime | None = Field(description="fires before it are muted")
+    last_fired_at: datetime | None = Field(description="market time of the last fire")
+    muted: bool = Field(description="the last fire was muted (snoozed)")
+
+
+class AlertOut(AlertCondition):
+    """An alert as stored, with its current state."""
+
+    state: AlertStateOut = Field(description="the alert's current state")
+
+
+class AlertsOut(BaseModel):
+    alerts: list[AlertOut] = Field(description="every alert, by symbol then id")
 
 
 class AlertsState(TypedDict):
@@ -178,9 +481,24 @@ _SAID = {
 
 
 @router.get("/api/alerts", tags=["alerts"], responses=error_responses(503, described=_SAID))
-async def list_alerts(request: Request) -> dict[str, list[dict[str, Any]]]:
-    alerts = await _alerts(request).list_alerts()
-    return {"alerts": [a.model_dump(mode="json") for a in alerts]}
+async def list_alerts(request: Request) -> AlertsOut:
+    manager = _alerts(request)
+    alerts = await manager.list_alerts()
+    states = await manager.alert_states(alerts)
+    out = []
+    for a in alerts:
+        state, ev = states[a.id]
+        fired = None if state is None else state.last_fired_at
+        st = AlertStateOut(
+            armed=state is None or state.armed,
+            text=state_text(a, state, ev),
+            values={} if ev is None else dict(ev.values),
+            snoozed_until=a.snoozed_until,
+            last_fired_at=None if fired is None else datetime.fromtimestamp(fired, UTC),
+            muted=state is not None and state.muted,
+        )
+        out.append(AlertOut.model_validate({**a.model_dump(), "state": st}))
+    return AlertsOut(alerts=out)
 
 
 @router.post(
@@ -193,6 +511,56 @@ async def create_alert(request: Request, body: AlertIn) -> dict[str, Any]:
     condition = AlertCondition.model_validate(body.model_dump())
     created = await _alerts(request).add_alert(condition)
     return created.model_dump(mode="json")
+
+
+_ID_PATH = Path(json_schema_extra={"pattern": ALERT_ID_PATTERN})
+_404 = _SAID | {404: "`alert_not_found`"}
+
+
+@router.put(
+    "/api/alerts/{alert_id}",
+    tags=["alerts"],
+    responses=error_responses(400, 404, 422, 503, described=_404),
+)
+async def edit_alert(
+    request: Request, alert_id: Annotated[str, _ID_PATH], body: AlertIn
+) -> dict[str, Any]:
+    """Replace the alert (the id is the path's); its state is reset as a new alert's and it
+    is evaluated at once."""
+    if not ALERT_ID_RE.fullmatch(alert_id):  # never stored, as DELETE answers
+        raise AlertNotFound(f"no alert with id {alert_id!r}")
+    condition = AlertCondition.model_validate({**body.model_dump(), "id": alert_id})
+    if not await _alerts(request).edit_alert(condition):
+        raise AlertNotFound(f"no alert with id {alert_id!r}")
+    return condition.model_dump(mode="json")
+
+
+@router.post(
+    "/api/alerts/{alert_id}/snooze",
+    tags=["alerts"],
+    responses=error_responses(400, 404, 422, 503, described=_404),
+)
+async def snooze_alert(
+    request: Request, alert_id: Annotated[str, _ID_PATH], body: SnoozeIn
+) -> dict[str, Any]:
+    """Until ``until`` (or ``minutes`` from now) a fire is recorded, muted, not delivered."""
+    changed = await _alerts(request).snooze(alert_id, body.end())
+    if changed is None:
+        raise AlertNotFound(f"no alert with id {alert_id!r}")
+    return changed.model_dump(mode="json")
+
+
+@router.delete(
+    "/api/alerts/{alert_id}/snooze",
+    tags=["alerts"],
+    responses=error_responses(404, 422, 503, described=_404),
+)
+async def unsnooze_alert(request: Request, alert_id: Annotated[str, _ID_PATH]) -> dict[str, Any]:
+    """End the snooze (the alert's armed/fired state is kept)."""
+    changed = await _alerts(request).snooze(alert_id, None)
+    if changed is None:
+        raise AlertNotFound(f"no alert with id {alert_id!r}")
+    return changed.model_dump(mode="json")
 
 
 @router.get(
