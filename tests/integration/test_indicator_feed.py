@@ -11,9 +11,12 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from marketpulse.alerts.engine import AlertManager, IndicatorSource
+from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.indicator_feed import IndicatorFeed, history_bars
 from marketpulse.alerts.indicators import IndicatorBook
-from marketpulse.alerts.rules import Indicator
+from marketpulse.alerts.memory_store import MemoryAlertStore
+from marketpulse.alerts.rules import AlertCondition, Indicator
 from marketpulse.errors import QuoteUnavailable
 from marketpulse.market.clock import ManualClock
 from marketpulse.market.fetcher import DataFetcher
@@ -44,6 +47,16 @@ def replay() -> tuple[ReplaySource, ManualClock, DataFetcher]:
     src = ReplaySource(start=START, step=1)
     clock = ManualClock(0)
     return src, clock, DataFetcher([TickQuoteProvider(src)], clock=clock, policy=FAST)
+
+
+class Recorder:
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[FiredAlert] = []
+
+    async def send(self, alert: FiredAlert) -> None:
+        self.seen.append(alert)
 
 
 class FlakyHistory:
@@ -80,6 +93,8 @@ async def test_books_equal_the_batch_reference_over_a_year_of_replay() -> None:
     quote: the history it answers then holds later sessions, which the book must not see."""
     _, clock, fetcher = replay()
     feed = IndicatorFeed(fetcher)
+    port: IndicatorSource = feed  # the engine's port (mypy checks the signatures)
+    assert port is feed
     symbols = ("AAPL", "IBM", "MSFT")
     for sym in symbols:
         feed.want(sym, SPECS)
@@ -183,3 +198,31 @@ async def test_a_drop_during_a_load_discards_the_book() -> None:
     flaky.gate.set()
     assert await asyncio.wait_for(task, 5) is None
     assert len(feed) == 0 and feed.book("IBM") is None
+
+
+async def test_the_engine_fires_rsi_crossings_of_the_reference() -> None:
+    """Through the engine (in memory) with the feed as its IndicatorSource: an RSI(14)
+    crosses_above 70 alert fires exactly where the reference RSI crosses 70 from below."""
+    _, clock, fetcher = replay()
+    feed = IndicatorFeed(fetcher)
+    rec = Recorder()
+    mgr = AlertManager(MemoryAlertStore(), [rec], indicators=feed)
+    rsi = Indicator(kind="rsi", period=14)
+    alert = AlertCondition.model_validate(
+        {"symbol": "AAPL", "alert_type": "indicator", "indicator": {"kind": "rsi"},
+         "comparison": "crosses_above", "threshold": 70}
+    )  # fmt: skip
+    await mgr.add_alert(alert)
+    assert feed.symbols() == ["AAPL"]
+    s = load_stock_series()["AAPL"]
+    i0 = int(np.searchsorted(s.dates, np.datetime64(START)))
+    before = history_bars([rsi]) - 1
+    ref = reference(rsi, s.close[i0 - before : i0 + 260])[before:]
+    for t in range(260):
+        clock.set(t)
+        await mgr.check_alerts(await fetcher.fetch_stock_data("AAPL"), obs=t + 1)
+    want = [t + 1 for t in range(1, 260) if ref[t] >= 70 > ref[t - 1]]
+    assert [f.observation for f in rec.seen] == want
+    assert len(want) >= 2  # the year really crosses 70 more than once
+    await mgr.remove_alert(alert.id)
+    assert feed.symbols() == [] and len(feed) == 0  # the engine drops the symbol's book

@@ -145,10 +145,16 @@ def test_the_book_stays_bounded_and_keeps_its_state_across_trims() -> None:
     specs = [Spec("rsi"), Spec("ema", 50), Spec("sma", 10), Spec("drawdown", 30)]
     book = IndicatorBook([], specs=specs)
     most = 0
+    held: dict[str, int] = {}
     for i in range(len(x)):
         book.observe(dates[i], float(x[i]))
         most = max(most, book.kept)
+        for name, n in book.held().items():
+            held[name] = max(held.get(name, 0), n)
     assert most == WEEKS_52 + MARGIN == book.capacity
+    # each talipp object purged to its own period (+ 2 + MARGIN); a window's deque <= its n
+    assert held == {"rsi(14)": 48, "ema(50)": 84, "sma(10)": 44, "max(30)": held["max(30)"]}
+    assert held["max(30)"] <= 30
     assert book.bars == len(x)
     for spec in specs:
         assert close_enough(book.value(spec), reference(spec, x)[-1]), spec

@@ -17,11 +17,12 @@ right (a quote of that session after its close is its closing print).
   and replacing the live bar costs nothing.
 - Values are None during warm-up (fewer bars than the kind needs, ``bars_needed``).
 
-Bound: a book keeps at most ``max(252, the bars its specs need) + MARGIN`` closes; the talipp
-objects are purged in step with them, so their state (Wilder's averages, the EMA) carries on
-unchanged. The specs given to the constructor are seeded from every close given, then the
-closes are trimmed; a spec first asked of a book later warms up from what the book kept (the
-feed names its specs when it builds a book: ``IndicatorBook(closes, specs=...)``).
+Bound: a book keeps at most ``max(252, the bars its specs need) + MARGIN`` closes, each talipp
+object at most ``n + 2 + MARGIN`` inputs and outputs (purged from the oldest: its state,
+Wilder's averages or the EMA, carries on unchanged). The specs given to the constructor are
+seeded from every close given, then the closes are trimmed; a spec first asked of a book
+later warms up from what the book kept (the feed names its specs when it builds a book:
+``IndicatorBook(closes, specs=...)``).
 
 ``rebase(ratio)`` divides every stored price by ``ratio`` (a split of ``ratio``:1), the
 talipp state included: prices, averages, Wilder's gains and losses are scaled, RSI is
@@ -216,6 +217,7 @@ class IndicatorBook:
         self._talipp: dict[SeriesKey, Any] = {}
         self._extremes: dict[SeriesKey, _Extreme] = {}
         self._plans: dict[tuple[str, int | None, int | None, int | None, str | None], _Plan] = {}
+        self._seen: dict[int, tuple[IndicatorSpec, _Plan]] = {}  # id(spec) -> spec, its plan
         for spec in wanted:  # seeded from every close given (Wilder's averages, the EMA)
             self._register(spec)
         if len(self._closes) > self._need:
@@ -242,6 +244,12 @@ class IndicatorBook:
     def capacity(self) -> int:
         return self._need + MARGIN
 
+    def held(self) -> dict[str, int]:
+        """Values held per maintained series (talipp's inputs; a window's deque), by name."""
+        out = {f"{k}({n})": len(ind.input_values) for (k, n), ind in self._talipp.items()}
+        out.update({f"{k}({n})": len(ext.q) for (k, n), ext in self._extremes.items()})
+        return out
+
     def needs(self) -> int:
         """Bars the book's specs need (at least the 52 weeks)."""
         return self._need
@@ -264,8 +272,10 @@ class IndicatorBook:
             for ext in self._extremes.values():
                 ext.push(i, x)
         closes.append(price)
-        for ind in self._talipp.values():
+        for (_, n), ind in self._talipp.items():
             ind.add(price)
+            if len(ind.input_values) > n + 2 + MARGIN:
+                _fit(ind, n)
         self._last_date = session_date
         if len(closes) > self._need + MARGIN:
             self._trim(len(closes) - self._need)
@@ -283,8 +293,6 @@ class IndicatorBook:
     def _trim(self, drop: int) -> None:
         del self._closes[:drop]
         self._base += drop
-        for ind in self._talipp.values():
-            ind.purge_oldest(drop)
 
     def _register(self, spec: IndicatorSpec) -> None:
         self._need = max(self._need, bars_needed(spec))
@@ -297,16 +305,23 @@ class IndicatorBook:
                         ext.push(self._base + j, x)
                     self._extremes[key] = ext
             elif key not in self._talipp and not (kind == "rsi" and n == 1):
-                self._talipp[key] = _talipp(kind, n, self._closes)
+                self._talipp[key] = ind = _talipp(kind, n, self._closes)
+                _fit(ind, n)
 
     # -- values --------------------------------------------------------------------------
 
     def value(self, spec: IndicatorSpec) -> float | None:
         """The observed value of ``spec`` (contract formulas), None during warm-up."""
-        plan = self._plans.get((spec.kind, spec.period, spec.fast, spec.slow, spec.average))
-        if plan is None:
-            plan = self._plan(spec)
-        if self.bars < plan.need:
+        seen = self._seen.get(id(spec))  # the same spec object again: no key to build
+        if seen is not None and seen[0] is spec:
+            plan = seen[1]
+        else:
+            key = (spec.kind, spec.period, spec.fast, spec.slow, spec.average)
+            plan = self._plans.get(key) or self._plan(spec)
+            if len(self._seen) >= MAX_PLANS:
+                self._seen.clear()  # spec objects made afresh per call: only this path is lost
+            self._seen[id(spec)] = (spec, plan)
+        if self._base + len(self._closes) < plan.need:
             return None
         return _VALUES[plan.kind](self, plan)
 
@@ -322,6 +337,7 @@ class IndicatorBook:
         self._register(spec)
         if len(self._plans) >= MAX_PLANS:
             self._plans.clear()  # a cache: only the validation is done again
+            self._seen.clear()
         self._plans[(spec.kind, spec.period, spec.fast, spec.slow, spec.average)] = plan
         return plan
 
@@ -384,6 +400,15 @@ _VALUES: dict[str, Callable[[IndicatorBook, _Plan], float | None]] = {
 def _check_price(price: float) -> None:
     if not math.isfinite(price) or price <= 0:
         raise ValueError(f"a close must be a positive finite number, got {price}")
+
+
+def _fit(ind: Any, n: int) -> None:
+    """Purge a talipp indicator of period ``n`` to its last ``n + 2`` inputs: its state (the
+    last average, Wilder's averages) carries on, and it never sees the short series again
+    at which talipp seeds (``n`` inputs for the EMA, ``n + 1`` for the RSI)."""
+    excess = len(ind.input_values) - (n + 2)
+    if excess > 0:
+        ind.purge_oldest(excess)
 
 
 def _rescale(kind: str, ind: Any, ratio: float) -> None:
