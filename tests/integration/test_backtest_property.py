@@ -69,21 +69,18 @@ def conditions(draw: st.DrawFn) -> dict[str, Any]:
             "comparison": draw(comparisons),
             "rearm_margin": draw(st.sampled_from([0.0, 0.2])),
         }
-    indicator, threshold = draw(
-        st.sampled_from(
-            [
-                ({"kind": "rsi", "period": 14}, 50.0),
-                ({"kind": "rsi", "period": 5}, 60.0),
-                ({"kind": "price_vs_sma", "period": 20}, 0.0),
-                ({"kind": "price_vs_ema", "period": 10}, 1.0),
-                ({"kind": "ma_cross", "fast": 5, "slow": 20, "average": "ema"}, 0.0),
-                ({"kind": "change_sessions", "period": 5}, -1.0),
-                ({"kind": "drawdown", "period": 20}, 3.0),
-                ({"kind": "from_52w_high", "period": None}, 10.0),
-            ]
-        )
-    )
-    indicator = {k: v for k, v in indicator.items() if v is not None}
+    choices: list[tuple[dict[str, Any], float]] = [
+        ({"kind": "rsi", "period": 14}, 50.0),
+        ({"kind": "rsi", "period": 5}, 60.0),
+        ({"kind": "price_vs_sma", "period": 20}, 0.0),
+        ({"kind": "price_vs_ema", "period": 10}, 1.0),
+        ({"kind": "ma_cross", "fast": 5, "slow": 20, "average": "ema"}, 0.0),
+        ({"kind": "change_sessions", "period": 5}, -1.0),
+        ({"kind": "drawdown", "period": 20}, 3.0),
+        ({"kind": "from_52w_high", "period": None}, 10.0),
+    ]
+    spec, threshold = draw(st.sampled_from(choices))
+    indicator = {k: v for k, v in spec.items() if v is not None}
     clause = {
         "alert_type": "indicator",
         "indicator": indicator,
