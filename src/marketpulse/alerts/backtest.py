@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -78,6 +78,7 @@ MAX_LISTED = 250  # fires, and suppressions of each kind, listed per symbol
 MAX_BARS = 4_000  # bars asked of a history (the range, its warm-up, up to the source's now)
 SOURCE = "backtest"  # the quotes' source: replayed history, not a live provider
 CONCURRENCY = 8  # histories fetched at once
+SESSION_YEARS = 64  # (exchange, year) session sets a Backtester keeps (~2 KB each)
 
 
 def _epoch(at: datetime | None) -> float | None:
@@ -422,6 +423,35 @@ class Backtester:
     def __init__(self, feed: QuoteFeed, calendars: Calendars | None = None) -> None:
         self.feed = feed
         self.calendars = calendars if calendars is not None else Calendars()
+        # (exchange, year) -> its session days, least recently used first out
+        self._years: OrderedDict[tuple[str, int], frozenset[date]] = OrderedDict()
+
+    def _sessions(self, calendar: ExchangeCalendar, year: int) -> frozenset[date]:
+        """The session days of ``calendar``'s ``year``, computed once (day by day, in order:
+        the calendar builds each year's schedule once) and kept for ``SESSION_YEARS``."""
+        key = (calendar.name, year)
+        found = self._years.get(key)
+        if found is not None:
+            self._years.move_to_end(key)
+            return found
+        days: set[date] = set()
+        day = date(year, 1, 1)
+        while day.year == year and day < date.max:
+            after = day + timedelta(days=1)
+            session = calendar.previous_session(after)
+            if session is not None and session.day == day:
+                days.add(day)
+            day = after
+        made = self._years[key] = frozenset(days)
+        while len(self._years) > SESSION_YEARS:
+            self._years.popitem(last=False)
+        return made
+
+    def _session_test(self, calendar: ExchangeCalendar) -> Callable[[date], bool]:
+        def is_session(day: date) -> bool:
+            return day in self._sessions(calendar, day.year)
+
+        return is_session
 
     async def run(
         self, rule: AlertCondition, symbols: Sequence[str] | None, start: date, end: date
@@ -454,7 +484,7 @@ class Backtester:
         results: list[BacktestSymbol] = []
         for symbol, task in zip(names, tasks, strict=True):
             calendar = self.calendars.for_symbol(symbol)
-            is_session = None if calendar is None else _session_test(calendar)
+            is_session = None if calendar is None else self._session_test(calendar)
             done = replay(rule, symbol, task.result(), first_day, end, is_session=is_session)
             results.append(done.result())
             await asyncio.sleep(0)  # one symbol at a time: the loop stays responsive
@@ -476,14 +506,6 @@ def _first(group: BaseExceptionGroup[MarketPulseError]) -> MarketPulseError:
         exc = exc.exceptions[0]
     assert isinstance(exc, MarketPulseError)
     return exc
-
-
-def _session_test(calendar: ExchangeCalendar) -> Callable[[date], bool]:
-    def is_session(day: date) -> bool:
-        found = calendar.previous_session(day + timedelta(days=1))
-        return found is not None and found.day == day
-
-    return is_session
 
 
 def _business_days(start: date, today: date) -> int:
