@@ -105,6 +105,13 @@ class BacktestQuote(BaseModel):
         )
 
 
+class BacktestPoint(BaseModel):
+    """One observation's price (the symbol's chart)."""
+
+    time: datetime = Field(description="market time of the observation (the bar's day)")
+    price: float = Field(description="the observed price (the bar's close)")
+
+
 class BacktestFire(BaseModel):
     """One fire the rule would have made: what the live engine records in its history."""
 
@@ -218,6 +225,7 @@ class SymbolResult:
     closed: list[str] = field(default_factory=list)
     closed_count: int = 0
     expired_at: datetime | None = None
+    prices: list[BacktestPoint] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
@@ -254,6 +262,7 @@ class SymbolResult:
                 )
                 for f in self.fires
             ],
+            prices=self.prices,
             suppressed=BacktestSuppressed(
                 cooldown_count=self.cooldown_count,
                 cooldown=self.cooldown,
@@ -365,6 +374,7 @@ class _Run:
         if not usable(quote):
             return True  # not an observation
         out.observations += 1
+        out.prices.append(BacktestPoint(time=quote.timestamp, price=quote.price))
         at = quote.timestamp.timestamp()
         if self.true_since is not None:  # the previous observation's truth held until now
             out.seconds_true += at - self.true_since
