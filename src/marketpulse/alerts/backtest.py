@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.indicator_feed import history_bars, session_of
@@ -85,7 +85,13 @@ def _epoch(at: datetime | None) -> float | None:
     return None if at is None else at.timestamp()
 
 
-class BacktestQuote(BaseModel):
+class _Out(BaseModel):
+    """An answer's model: a field it does not declare is an error, not dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class BacktestQuote(_Out):
     """The quote a decision rests on: the bar's close as a quote (``quote_of_bar``)."""
 
     price: float = Field(description="the observed price: the daily bar's close")
@@ -105,14 +111,14 @@ class BacktestQuote(BaseModel):
         )
 
 
-class BacktestPoint(BaseModel):
+class BacktestPoint(_Out):
     """One observation's price (the symbol's chart)."""
 
     time: datetime = Field(description="market time of the observation (the bar's day)")
     price: float = Field(description="the observed price (the bar's close)")
 
 
-class BacktestFire(BaseModel):
+class BacktestFire(_Out):
     """One fire the rule would have made: what the live engine records in its history."""
 
     time: datetime = Field(description="market time of the observation that fired")
@@ -125,7 +131,7 @@ class BacktestFire(BaseModel):
     quote: BacktestQuote = Field(description="the quote it fired on")
 
 
-class BacktestSuppression(BaseModel):
+class BacktestSuppression(_Out):
     """A fire the cooldown suppressed: the condition became true inside it."""
 
     time: datetime = Field(description="market time of the observation")
@@ -133,7 +139,7 @@ class BacktestSuppression(BaseModel):
     quote: BacktestQuote = Field(description="the quote of that observation")
 
 
-class BacktestSuppressed(BaseModel):
+class BacktestSuppressed(_Out):
     """What did not fire, and why."""
 
     cooldown_count: int = Field(description="crossings inside the cooldown (all of them)")
@@ -149,7 +155,7 @@ class BacktestSuppressed(BaseModel):
     snoozed_count: int = Field(description="fires muted by the snooze (listed among the fires)")
 
 
-class BacktestHistory(BaseModel):
+class BacktestHistory(_Out):
     """The daily history the source had for the symbol."""
 
     first: str | None = Field(description="its first bar's date (YYYY-MM-DD)")
@@ -160,7 +166,7 @@ class BacktestHistory(BaseModel):
     )
 
 
-class TimeTrue(BaseModel):
+class TimeTrue(_Out):
     """Time in the true state: an observation's truth holds until the next observation (the
     last one's until the end of the range's last day)."""
 
@@ -168,7 +174,7 @@ class TimeTrue(BaseModel):
     seconds: float = Field(description="seconds the condition held")
 
 
-class BacktestSymbol(BaseModel):
+class BacktestSymbol(_Out):
     """The dry run of the rule on one symbol."""
 
     symbol: str = Field(description="the symbol")
@@ -183,6 +189,10 @@ class BacktestSymbol(BaseModel):
     fires: list[BacktestFire] = Field(
         description=f"the fires, oldest first, the first {MAX_LISTED}"
     )
+    prices: list[BacktestPoint] = Field(
+        description="every observation's price, oldest first (the chart the fires are drawn "
+        f"on; at most the sessions of {MAX_RANGE_DAYS} days)"
+    )
     suppressed: BacktestSuppressed = Field(description="what was suppressed")
     expired_at: datetime | None = Field(
         description="the observation at which the rule expired (it stops there), else None"
@@ -190,7 +200,7 @@ class BacktestSymbol(BaseModel):
     truncated: bool = Field(description=f"a list was cut at {MAX_LISTED} (the counts are exact)")
 
 
-class BacktestResult(BaseModel):
+class BacktestResult(_Out):
     """``POST /api/alerts/backtest``: the rule's dry run on each symbol."""
 
     rule: dict[str, Any] = Field(description="the rule replayed (as an alert's JSON)")
