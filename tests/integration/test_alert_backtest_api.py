@@ -75,8 +75,13 @@ async def test_a_rule_is_replayed_and_nothing_is_stored(
     assert await redis_boundary.call("DBSIZE") == 0
 
 
-async def test_a_stored_alert_is_replayed_like_its_rule(api: httpx.AsyncClient) -> None:
+async def test_a_stored_alert_is_replayed_like_its_rule(
+    api: httpx.AsyncClient, redis_boundary: RedisClient
+) -> None:
     created = (await api.post("/api/alerts", json={**RULE, "id": "a1"})).json()
+    store = RedisAlertStore(redis_boundary)
+    before = await store.states(["a1"])
+    keys_before = sorted(await redis_boundary.call("KEYS", "*"))
     by_rule = await api.post(
         "/api/alerts/backtest", json={"rule": RULE, "start": "2012-03-01", "end": "2012-12-31"}
     )
@@ -86,6 +91,10 @@ async def test_a_stored_alert_is_replayed_like_its_rule(api: httpx.AsyncClient) 
     )
     assert by_id.status_code == 200, by_id.text
     assert by_id.json()["symbols"] == by_rule.json()["symbols"]
+    assert by_id.json()["symbols"][0]["fire_count"] >= 2
+    # the stored alert's state, history and outbox are untouched by its dry run
+    assert await store.states(["a1"]) == before
+    assert sorted(await redis_boundary.call("KEYS", "*")) == keys_before
     missing = await api.post(
         "/api/alerts/backtest",
         json={"alert_id": "nope", "start": "2012-03-01", "end": "2012-04-01"},

@@ -467,7 +467,13 @@ class Backtester:
             self._years.popitem(last=False)
         return made
 
-    def _session_test(self, calendar: ExchangeCalendar) -> Callable[[date], bool]:
+    def session_test(self, symbol: str) -> Callable[[date], bool] | None:
+        """Whether a day is a session of ``symbol``'s exchange (None: no calendar, every day
+        is one)."""
+        calendar = self.calendars.for_symbol(symbol)
+        if calendar is None:
+            return None
+
         def is_session(day: date) -> bool:
             return day in self._sessions(calendar, day.year)
 
@@ -503,8 +509,7 @@ class Backtester:
             raise _first(group) from None
         results: list[BacktestSymbol] = []
         for symbol, task in zip(names, tasks, strict=True):
-            calendar = self.calendars.for_symbol(symbol)
-            is_session = None if calendar is None else self._session_test(calendar)
+            is_session = self.session_test(symbol)
             done = replay(rule, symbol, task.result(), first_day, end, is_session=is_session)
             results.append(done.result())
             await asyncio.sleep(0)  # one symbol at a time: the loop stays responsive
