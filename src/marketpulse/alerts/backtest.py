@@ -21,7 +21,8 @@ So a backtest of a window equals what the monitor fires when the window is repla
 
 It answers per symbol: the fires (time, value, quote, why; ``muted`` when snoozed), their
 count, the time in the true state (sessions, and seconds: an observation's truth holds until
-the next observation, the last one's until the end of the range's last day), and what was
+the next observation, the last one's until the end of the range's last day, or of the
+history's when it ends first), and what was
 suppressed: a fire inside the cooldown, a bar on a day the exchange calendar
 (``market/calendar.py``) says is not a session (not observed at all, as the live fetcher
 makes no observation while the exchange is closed), a fire muted by the snooze. An alert that
@@ -326,7 +327,9 @@ def replay(
     for bar in inside:
         if not run.step(bar):
             break
-    last_day = min(end, date.max - timedelta(days=1))
+    # a truth holds to the end of the range's last day, or of the history's when it ends first
+    last_day = min(end, date.fromisoformat(bars[-1].date) if bars else end)
+    last_day = min(last_day, date.max - timedelta(days=1))
     run.finish(datetime.combine(last_day + timedelta(days=1), time(), UTC).timestamp())
     return out
 
