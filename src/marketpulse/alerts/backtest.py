@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -448,6 +449,7 @@ class Backtester:
         self.calendars = calendars if calendars is not None else Calendars()
         # (exchange, year) -> its session days, least recently used first out
         self._years: OrderedDict[tuple[str, int], frozenset[date]] = OrderedDict()
+        self._calendar_lock = threading.Lock()  # the calendars are built off the event loop
 
     def _sessions(self, calendar: ExchangeCalendar, year: int) -> frozenset[date]:
         """The session days of ``calendar``'s ``year``, computed once (day by day, in order:
@@ -470,15 +472,23 @@ class Backtester:
             self._years.popitem(last=False)
         return made
 
-    def session_test(self, symbol: str) -> Callable[[date], bool] | None:
+    def session_test(self, symbol: str, years: Sequence[int] = ()) -> Callable[[date], bool] | None:
         """Whether a day is a session of ``symbol``'s exchange (None: no calendar, every day
-        is one)."""
-        calendar = self.calendars.for_symbol(symbol)
-        if calendar is None:
-            return None
+        is one). The session days of ``years`` are made now (the answer then reads no calendar
+        for them: it is safe on another thread), other years' when first asked. Building a
+        calendar (pandas) takes a while: ``run`` calls this in a worker thread."""
+        with self._calendar_lock:
+            calendar = self.calendars.for_symbol(symbol)
+            if calendar is None:
+                return None
+            known = {year: self._sessions(calendar, year) for year in years}
 
         def is_session(day: date) -> bool:
-            return day in self._sessions(calendar, day.year)
+            days = known.get(day.year)
+            if days is None:
+                with self._calendar_lock:
+                    days = known[day.year] = self._sessions(calendar, day.year)
+            return day in days
 
         return is_session
 
@@ -512,8 +522,10 @@ class Backtester:
             raise _first(group) from None
         results: list[BacktestSymbol] = []
         for symbol, task in zip(names, tasks, strict=True):
-            is_session = self.session_test(symbol)
-            done = replay(rule, symbol, task.result(), first_day, end, is_session=is_session)
+            bars = task.result()
+            years = range(int(bars[0].date[:4]), int(bars[-1].date[:4]) + 1)
+            is_session = await asyncio.to_thread(self.session_test, symbol, years)
+            done = replay(rule, symbol, bars, first_day, end, is_session=is_session)
             results.append(done.result())
             await asyncio.sleep(0)  # one symbol at a time: the loop stays responsive
         return BacktestResult(
