@@ -19,6 +19,7 @@
     │   ├── FxUnavailable          no source has a rate for a currency pair (never 1:1)
     │   └── CircuitOpen            the provider's breaker is open
     ├── InsufficientHistory        fewer common returns than a metric needs
+    ├── NotReplayable              a backtest's range without history, or its alert missing
     └── RedisUnavailable           Redis did not answer (an unknown outcome, never "failed")
 
 The API maps each to ``{"error": {"code", "message"}}`` with a fitting status.
@@ -175,6 +176,21 @@ class InsufficientHistory(MarketPulseError):
 
     code = "insufficient_history"
     status = 422
+
+
+class NotReplayable(MarketPulseError):
+    """A well-formed backtest the data held now cannot answer: the range holds none of a
+    symbol's daily history (``history_not_covered``, the message names the dates it has; also
+    an empty range), or the named alert does not exist (``alert_not_found``). 409, a conflict
+    with what the server holds: the request is valid (so not 422) and the path exists (so not
+    404, which would say ``/api/alerts/backtest`` is missing)."""
+
+    code = "history_not_covered"
+    status = 409
+
+    def __init__(self, message: str = "", code: str = "history_not_covered") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class RedisUnavailable(MarketPulseError):

@@ -16,12 +16,19 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from support.harness import serve, settings_for
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 MAX_EXAMPLES = 10  # per operation and phase (the coverage phase adds its own cases)
+# the run's bound: the coverage phase enumerates every field's boundaries, and the alert
+# bodies (a oneOf per kind, in POST/PUT /api/alerts and inside POST /api/alerts/backtest)
+# make ~600 cases each, 30-40 s apiece on a shared 2-core machine
+RUN_BOUND_S = 220
 
 
+@pytest.mark.timeout(RUN_BOUND_S + 20)
 async def test_schemathesis_with_every_check_finds_nothing(redis_url: str, tmp_path: Path) -> None:
     # a channel's test send reaches out (schemathesis makes channels): bound each one to 1 s
     async with serve(settings_for(redis_url, channel_timeout_s=1.0)) as server:
@@ -39,7 +46,7 @@ async def test_schemathesis_with_every_check_finds_nothing(redis_url: str, tmp_p
             stderr=asyncio.subprocess.STDOUT,
         )
         try:
-            async with asyncio.timeout(100):
+            async with asyncio.timeout(RUN_BOUND_S):
                 out, _ = await proc.communicate()
         finally:
             if proc.returncode is None:

@@ -33,7 +33,7 @@ def test_the_browser_tests_skip_with_the_reason(tmp_path: Path) -> None:
     done = run_e2e_without_playwright(tmp_path, ci=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "the playwright package is not installed" in done.stdout
-    assert "4 skipped" in done.stdout and "error" not in done.stdout.lower(), done.stdout
+    assert "5 skipped" in done.stdout and "error" not in done.stdout.lower(), done.stdout
     assert "SKIPPED [1] tests/e2e/test_dashboard.py: the playwright package" in done.stdout
 
 

@@ -14,6 +14,8 @@
   kind of alert) so that it says exactly what the model accepts: schemathesis checks both ways.
 - ``GET /api/alerts/history?symbol=&limit=``: fired alerts and corporate actions (a split
   applied: ``"kind": "corporate_action"``, ``alerts/splits.py``), newest first (market time).
+- ``POST /api/alerts/backtest``: a dry run of a rule (or a stored alert) on the symbols'
+  daily history (``alerts/backtest.py``); stores nothing.
 - ``GET/POST /api/symbols``, ``DELETE /api/symbols/{symbol}``: the monitored set.
 - ``/ws/alerts``: every fired alert as ``{"type": "alert", ...}``; ``{"action": "ping"}`` gets a
   ``pong``, anything else an ``error`` (the connection stays open). It subscribes through the
@@ -32,7 +34,7 @@ import json
 import logging
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, TypedDict, cast
 
 from fastapi import APIRouter, Path, Query, Request, Response, WebSocket
@@ -40,6 +42,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.config import JsonDict
 from starlette.requests import HTTPConnection
 
+from marketpulse.alerts.backtest import (
+    MAX_RANGE_DAYS,
+    MAX_SYMBOLS,
+    Backtester,
+    BacktestResult,
+)
 from marketpulse.alerts.engine import AlertManager, state_text
 from marketpulse.alerts.monitor import MonitorService
 from marketpulse.alerts.rules import (
@@ -57,7 +65,12 @@ from marketpulse.alerts.rules import (
     AlertType,
     new_alert_id,
 )
-from marketpulse.errors import AlertNotFound, RedisUnavailable, SymbolNotMonitored
+from marketpulse.errors import (
+    AlertNotFound,
+    NotReplayable,
+    RedisUnavailable,
+    SymbolNotMonitored,
+)
 from marketpulse.infra.http_errors import error_responses
 from marketpulse.infra.ws.connection import (
     WsClose,
@@ -70,6 +83,7 @@ from marketpulse.infra.ws.connection import (
 )
 from marketpulse.infra.ws.limits import MessageRate
 from marketpulse.infra.ws.origins import origin_allowed
+from marketpulse.market.ports import QuoteFeed
 from marketpulse.market.symbols import INPUT_PATTERN, INPUT_RULE, check_symbol, parse_symbol
 from marketpulse.observability.telemetry import Telemetry
 from marketpulse.timefmt import utc_now
@@ -675,3 +689,105 @@ def _answer(text: str) -> dict[str, str]:
     if isinstance(data, dict) and data.get("action") == "ping":
         return {"type": "pong"}
     return {"type": "error", "code": "unknown_action", "message": "the only action is 'ping'"}
+
+
+# -- POST /api/alerts/backtest: a dry run of a rule on history (issue 19; alerts/backtest.py) --
+
+
+def _day(v: object) -> object:
+    """A date only as ``YYYY-MM-DD`` text (no number, no datetime): the schema's ``date``."""
+    if isinstance(v, str) and _DAY_RE.fullmatch(v):
+        return v
+    raise ValueError(f"a date must be YYYY-MM-DD, got {v!r}")
+
+
+_DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+class _BacktestRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: list[Annotated[str, Field(json_schema_extra=_SYMBOL)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SYMBOLS,
+        description=f"1 to {MAX_SYMBOLS} symbols to replay the rule on ({INPUT_RULE}); "
+        "default: the rule's own",
+        examples=[["AAPL", "MSFT"]],
+    )
+    start: date = Field(description="first day of the range, YYYY-MM-DD", examples=["2012-03-01"])
+    end: date = Field(
+        description=f"last day of the range, YYYY-MM-DD; a range over {MAX_RANGE_DAYS} days "
+        "is cut to its last ones (the answer says so)",
+        examples=["2013-03-01"],
+    )
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _symbols(cls, v: object) -> object:
+        if isinstance(v, list):
+            return [parse_symbol(s, exact=True) for s in v]
+        return v
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _days(cls, v: object) -> object:
+        return _day(v)
+
+
+class BacktestRuleIn(_BacktestRange):
+    """A backtest of a rule given in full (not stored)."""
+
+    rule: AlertIn = Field(description="the rule, as POST /api/alerts takes it")
+    alert_id: None = Field(default=None, description="null: the rule is given")
+
+
+class BacktestAlertIn(_BacktestRange):
+    """A backtest of a stored alert."""
+
+    alert_id: str = Field(
+        description="the stored alert to replay", json_schema_extra={"pattern": ALERT_ID_PATTERN}
+    )
+    rule: None = Field(default=None, description="null: the alert is named")
+
+
+def _backtester(request: Request) -> Backtester:
+    """One per app, on the app's fetcher (its histories) with calendars of its own."""
+    found = getattr(request.app.state, "backtester", None)
+    if isinstance(found, Backtester):
+        return found
+    made = Backtester(cast(QuoteFeed, request.scope["state"]["fetcher"]))
+    request.app.state.backtester = made
+    return made
+
+
+@router.post(
+    "/api/alerts/backtest",
+    tags=["alerts"],
+    responses=error_responses(
+        400,
+        409,
+        422,
+        503,
+        described=_SAID
+        | {
+            409: "`history_not_covered`: the range holds none of a symbol's daily history "
+            "(the message names the dates it has), or no source has one; `alert_not_found`: "
+            "no alert with that `alert_id`",
+        },
+    ),
+)
+async def backtest_alert(
+    request: Request, body: BacktestRuleIn | BacktestAlertIn
+) -> BacktestResult:
+    """Replay a rule (or a stored alert) on the symbols' daily history through the live
+    engine's evaluation and state machine: the fires it would have made, the time it held,
+    what was suppressed. Touches no alert, state or outbox (docs/alerts.md, "Backtest")."""
+    if isinstance(body, BacktestRuleIn):
+        rule = AlertCondition.model_validate(body.rule.model_dump())
+    else:
+        stored = await _alerts(request).get_alert(body.alert_id)
+        if stored is None:
+            raise NotReplayable(f"no alert with id {body.alert_id!r}", "alert_not_found")
+        rule = stored
+    return await _backtester(request).run(rule, body.symbols, body.start, body.end)
