@@ -16,6 +16,7 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -114,10 +115,11 @@ async def check(
     length: int,
     cooldown_s: float,
     snooze_ticks: int | None,
+    start: str = START,
 ) -> tuple[int, int]:
     """Replay the window live and backtest it; asserts they agree. (fires, muted fires)."""
     await client.call("FLUSHDB")
-    src = ReplaySource(START, step=1)
+    src = ReplaySource(start, step=1)
     clock = ManualClock(first - VOLUME_WINDOW - 1)
     fetcher = DataFetcher([TickQuoteProvider(src)], clock=clock, policy=FAST)
     mgr = AlertManager(RedisAlertStore(client), [], indicators=IndicatorFeed(fetcher))
@@ -211,3 +213,35 @@ async def test_a_fixed_rule_fires_and_mutes_alike(redis_boundary: RedisClient) -
     price = {"alert_type": "price_threshold", "price_ratio": 1.0, "comparison": "above"}
     fires, _ = await check(redis_boundary, price, ["IBM"], 500, 60, 0.0, None)
     assert fires >= 2
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"alert_type": "price_threshold", "price_ratio": 0.8, "comparison": "below"},
+        {"alert_type": "volume_spike", "threshold": 1.8, "comparison": "above"},
+        {
+            "alert_type": "indicator",
+            "indicator": {"kind": "drawdown", "period": 20},
+            "comparison": "above",
+            "threshold": 30.0,
+        },
+        {
+            "alert_type": "indicator",
+            "indicator": {"kind": "sma", "period": 10},
+            "comparison": "crosses_below",
+            "price_ratio": 0.95,
+        },
+    ],
+    ids=["price", "volume", "drawdown", "sma"],
+)
+async def test_a_split_in_the_window_is_rebased_alike(
+    redis_boundary: RedisClient, condition: dict[str, Any]
+) -> None:
+    """AAPL's 2:1 of 2005-02-28 inside the window: the live monitor's split guard re-bases
+    the rule, the volume window and the indicator book; the backtest does the same, so they
+    agree (and a halved price fires neither)."""
+    start = "2004-06-01"
+    src = ReplaySource(start, step=1)
+    split_tick = next(t for t in range(400) if src.bar("AAPL", t).date == "2005-02-28")
+    await check(redis_boundary, condition, ["AAPL"], split_tick - 25, 50, 0.0, None, start)

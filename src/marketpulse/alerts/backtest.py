@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.indicator_feed import history_bars, session_of
-from marketpulse.alerts.indicators import IndicatorBook
+from marketpulse.alerts.indicators import IndicatorBook, split_adjusted, split_between
 from marketpulse.alerts.rules import (
     VOLUME_WINDOW,
     AlertCondition,
@@ -62,6 +62,7 @@ from marketpulse.alerts.rules import (
     transition,
     usable,
 )
+from marketpulse.alerts.splits import confirm, quote_day, rebased, rebased_quote
 from marketpulse.errors import (
     MarketPulseError,
     NotReplayable,
@@ -71,7 +72,7 @@ from marketpulse.errors import (
 from marketpulse.market.calendar import Calendars, ExchangeCalendar
 from marketpulse.market.ports import QuoteFeed
 from marketpulse.market.providers.tick_provider import quote_of_bar
-from marketpulse.market.quotes import Bar, StockData
+from marketpulse.market.quotes import Bar, Split, StockData
 from marketpulse.market.symbols import check_symbol
 
 MAX_SYMBOLS = 50
@@ -366,27 +367,34 @@ class _Run:
     def __init__(self, alert: AlertCondition, warm: list[Bar], out: SymbolResult) -> None:
         self.alert, self.out = alert, out
         out.warmup = len(warm)
-        specs = alert.indicators()
-        self.book: IndicatorBook | None = None
-        if specs:  # as IndicatorFeed loads it at the range's first quote
-            keep = history_bars(specs) - 1
-            self.book = IndicatorBook([(b.date, b.close) for b in warm[-keep:]], specs=specs)
+        self.specs = alert.indicators()
+        self.warm = warm
+        self.book: IndicatorBook | None = None  # loaded at the first observation (_load_book)
         self.volumes: deque[int] = deque(
             (b.volume for b in warm[-VOLUME_WINDOW:]), maxlen=VOLUME_WINDOW
         )
         self.previous: float | None = warm[-1].close if warm else None
+        self.previous_bar: Bar | None = warm[-1] if warm else None
+        self.previous_day: str | None = None  # the last observation's day (a split's jump)
         self.state = initial_state(alert)
         self.expires_at = _epoch(alert.expires_at)
         self.snoozed_until = _epoch(alert.snoozed_until)
         self.true_since: float | None = None  # the time of a true observation, until the next
+        self.last_price: float | None = None  # the last observation's price (a split's jump)
 
     def step(self, bar: Bar) -> bool:
         """Observe ``bar``; False once the alert expired (the live engine deletes it)."""
         out = self.out
-        quote = quote_of_bar(out.symbol, bar, self.previous, source=SOURCE, currency="USD")
-        self.previous = bar.close
+        ratio = None if self.previous_bar is None else split_between(self.previous_bar, bar)
+        reported = (Split(date=bar.date, ratio=ratio),) if ratio is not None else ()
+        quote = quote_of_bar(
+            out.symbol, bar, self.previous, source=SOURCE, currency="USD", splits=reported
+        )
+        self.previous, self.previous_bar = bar.close, bar
         if not usable(quote):
             return True  # not an observation
+        quote = self._split(quote)
+        self.previous_day = quote_day(quote)
         out.observations += 1
         out.prices.append(BacktestPoint(time=quote.timestamp, price=quote.price))
         at = quote.timestamp.timestamp()
@@ -395,7 +403,9 @@ class _Run:
             self.true_since = None
         prior = list(self.volumes)
         self.volumes.append(quote.volume)
-        if self.book is not None:
+        if self.specs:
+            if self.book is None:
+                self.book = self._load_book(bar)
             self.book.observe(session_of(quote), quote.price)
         ev = evaluate(self.alert, quote, volumes=prior, indicators=self.book)
         if ev is None:
@@ -435,6 +445,28 @@ class _Run:
             self.true_since = None
             return False
         return True
+
+    def _load_book(self, bar: Bar) -> IndicatorBook:
+        """The book as ``IndicatorFeed`` loads it at the first quote it sees: the closes before
+        the quote's session, split-adjusted to that session's bar."""
+        keep = history_bars(self.specs) - 1
+        closes = split_adjusted([*self.warm, bar], bar.date)
+        return IndicatorBook(closes[-keep:], specs=self.specs)
+
+    def _split(self, quote: StockData) -> StockData:
+        """What the live split guard does before a quote is evaluated (``split_guard.py``): a
+        split the quote reports and its jump confirms re-bases the rule, the volume window and
+        the indicator book, and the quote's pre-split previous close."""
+        split = confirm(quote, self.last_price, self.previous_day)
+        self.last_price = quote.price
+        if split is None:
+            return quote
+        self.alert = rebased(self.alert, split.ratio) or self.alert
+        scaled = (math.floor(v * split.ratio + 0.5) for v in self.volumes)  # as split_apply.lua
+        self.volumes = deque(scaled, maxlen=VOLUME_WINDOW)
+        if self.book is not None:
+            self.book.rebase(split.ratio)
+        return rebased_quote(quote, split)
 
     def finish(self, end_of_range: float) -> None:
         if self.true_since is not None:

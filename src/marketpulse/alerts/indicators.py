@@ -442,13 +442,20 @@ def split_adjusted(bars: Sequence[Bar], until: str) -> list[tuple[str, float]]:
     for k in range(len(kept) - 1, -1, -1):
         bar = kept[k]
         if k < len(kept) - 1:
-            move = _factor(kept[k + 1]) / _factor(bar)
-            if move > SPLIT_MOVE or move < 1.0 / SPLIT_MOVE:
-                divisor *= float(Fraction(move).limit_denominator(10))
+            divisor *= split_between(bar, kept[k + 1]) or 1.0
         if bar.date < until:
             out.append((bar.date, bar.close / divisor))
     out.reverse()
     return out
+
+
+def split_between(before: Bar, after: Bar) -> float | None:
+    """The ratio of a split between two consecutive daily bars, read off their adjustment
+    factors (see ``split_adjusted``), or None."""
+    move = _factor(after) / _factor(before)
+    if move > SPLIT_MOVE or move < 1.0 / SPLIT_MOVE:
+        return float(Fraction(move).limit_denominator(10))
+    return None
 
 
 def _factor(bar: Bar) -> float:
