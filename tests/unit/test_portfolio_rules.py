@@ -4,15 +4,21 @@ valuation as its reference, drift and metric truths, and the shapes the model re
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from pydantic import ValidationError
 
+from marketpulse.alerts.channels import routed
+from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.portfolio_rules import (
     PortfolioAlert,
     advance,
     evaluate_result,
     evaluate_valuation,
+    fire,
 )
+from marketpulse.alerts.rules import Evaluation
 
 
 def test_a_deposit_moves_the_value_not_the_index() -> None:
@@ -109,3 +115,25 @@ def test_a_metric_alert_reads_its_own_ticker_and_metric_only() -> None:
 def test_bad_shapes_are_refused_with_the_reason(body: dict[str, object], said: str) -> None:
     with pytest.raises(ValidationError, match=said):
         PortfolioAlert.model_validate(body)
+
+
+def test_a_portfolio_alert_routes_to_the_channels_it_names() -> None:
+    """Like a price alert (docs/alerts.md, Channels): a fire goes to the named channels only;
+    one that names none goes to the built-in ones."""
+    ev = Evaluation(truth=True, rearm=False, value=120.0, values=(("total", 120.0),))
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+
+    def fired(**extra: object) -> FiredAlert:
+        alert = PortfolioAlert.model_validate({"kind": "total_value", "threshold": 100, **extra})
+        return fire(alert, ev, [], session_id="s1", base_currency="USD", observation=1, at=at,
+                    total=120.0)  # fmt: skip
+
+    named = fired(channels=["ops-mail"])
+    assert named.routes == ("ops-mail",)
+    assert routed(named, "ops-mail", named=True)
+    assert not routed(named, "tg", named=True) and not routed(named, "console", named=False)
+    default = fired()
+    assert default.routes is None
+    assert routed(default, "console", named=False) and not routed(default, "ops-mail", named=True)
+    with pytest.raises(ValidationError, match="channel"):
+        PortfolioAlert.model_validate({"kind": "total_value", "channels": ["Bad Name"]})

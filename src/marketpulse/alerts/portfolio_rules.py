@@ -32,7 +32,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from marketpulse.alerts.event import FiredAlert, PortfolioDetail, QuoteUsed
-from marketpulse.alerts.rules import ALERT_ID_RE, AlertType, Evaluation, new_alert_id
+from marketpulse.alerts.rules import (
+    ALERT_ID_RE,
+    CHANNEL_NAME_PATTERN,
+    MAX_ROUTES,
+    AlertType,
+    Evaluation,
+    check_routes,
+    new_alert_id,
+)
 from marketpulse.market.symbols import parse_symbol
 
 PortfolioKind = Literal["total_value", "day_change_pct", "drawdown_from_peak", "drift", "metric"]
@@ -79,6 +87,23 @@ class PortfolioAlert(BaseModel):
     ticker: str | None = None
     metric: str | None = None
     action: Literal["increase", "decrease"] | None = None
+    channels: tuple[str, ...] | None = Field(
+        default=None,
+        description=(
+            "the channels a fire goes to, as a price alert's (docs/alerts.md, Channels); unset:"
+            " the built-in ones"
+        ),
+        json_schema_extra={
+            "items": {"type": "string", "pattern": CHANNEL_NAME_PATTERN},
+            "maxItems": MAX_ROUTES,
+            "uniqueItems": True,
+        },
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if v is None else check_routes(v)
 
     @field_validator("id")
     @classmethod
@@ -356,6 +381,7 @@ def fire(
         values=dict(ev.values),
         why=why(alert, ev, base_currency),
         session_id=session_id,
+        routes=alert.channels,
         portfolio=PortfolioDetail(
             kind=alert.kind, base_currency=base_currency, contributors=contributors
         ),
