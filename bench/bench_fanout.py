@@ -264,7 +264,7 @@ def traced_serve_main(snap_dir: str) -> None:
 
     from marketpulse.cli import main
 
-    tracemalloc.start(1)
+    tracemalloc.start(int(os.environ.get("PYTHONTRACEMALLOC") or 1))
     taken = 0
 
     def snapshot(*_: Any) -> None:
