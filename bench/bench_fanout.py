@@ -38,6 +38,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -288,8 +289,28 @@ def wait_port(port: int, proc: subprocess.Popen[Any]) -> None:
         time.sleep(0.1)  # wait-ok: a bench's readiness poll
 
 
+class ServerLog:
+    """The service's log (a file): the event-loop lags it reported (its health warning, past
+    250 ms: a full garbage collection of a large heap shows there) since a mark."""
+
+    LAG = re.compile(r"loop lag of event_loop is ([0-9.]+) ms")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.at = 0
+
+    def mark(self) -> None:
+        self.at = len(self.path.read_text().splitlines())
+
+    def lags_ms(self) -> list[float]:
+        lines = self.path.read_text().splitlines()[self.at :]
+        return [float(m[1]) for line in lines if (m := self.LAG.search(line))]
+
+
 @contextlib.contextmanager
-def service(redis_url: str, port: int, snap_dir: str | None) -> Iterator[subprocess.Popen[Any]]:
+def service(
+    redis_url: str, port: int, snap_dir: str | None, log: Path
+) -> Iterator[subprocess.Popen[Any]]:
     env = {
         **os.environ,
         "MARKETPULSE_ENV_FILE": "",
@@ -305,7 +326,7 @@ def service(redis_url: str, port: int, snap_dir: str | None) -> Iterator[subproc
         cmd = [sys.executable, "-m", "marketpulse", "serve"]
     else:
         cmd = [sys.executable, str(HERE), "--traced-serve", snap_dir]
-    proc = subprocess.Popen(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env, stderr=log.open("w"))
     try:
         deadline = time.monotonic() + 60
         while True:  # readiness probe, bounded
@@ -455,7 +476,8 @@ async def main(n: int, rate: float, seconds: float, trace: bool) -> dict[str, An
             port = free_port()
             snap_dir = Path(d) / "snaps"
             snap_dir.mkdir()
-            with service(rs.url, port, str(snap_dir) if trace else None) as proc:
+            log = ServerLog(Path(d) / "service.log")
+            with service(rs.url, port, str(snap_dir) if trace else None, log.path) as proc:
                 base = f"http://127.0.0.1:{port}"
                 sessions = await create_sessions(base, n)
                 paths = [f"/ws/sessions/{sid}?token={tok}" for sid, tok in sessions]
@@ -468,7 +490,9 @@ async def main(n: int, rate: float, seconds: float, trace: bool) -> dict[str, An
                     / max(1, out["echo_baseline"]["bytes_per_socket"]),
                     2,
                 )
-                out["latency"] = await latency(rs.url, proc.pid, child, sessions, rate, seconds)
+                out["latency"] = await latency(
+                    rs.url, proc.pid, child, sessions, rate, seconds, log
+                )
         finally:
             with contextlib.suppress(RuntimeError):
                 await child.call(cmd="drop")
@@ -477,7 +501,13 @@ async def main(n: int, rate: float, seconds: float, trace: bool) -> dict[str, An
 
 
 async def latency(
-    url: str, pid: int, child: Child, sessions: list[tuple[str, str]], rate: float, seconds: float
+    url: str,
+    pid: int,
+    child: Child,
+    sessions: list[tuple[str, str]],
+    rate: float,
+    seconds: float,
+    log: ServerLog,
 ) -> dict[str, Any]:
     client = RedisClient.from_url(url)
     store = SessionStore(client, ttl_s=86400)
@@ -492,17 +522,25 @@ async def latency(
             (s, snap.run_id, snap.basis_version) for (s, _), snap in zip(chunk, snaps, strict=True)
         ]
     await child.call(cmd="pings", rate=rate, seconds=1)  # warm-up
+    log.mark()
+    cpu0 = cpu_s(pid)
     pings = await child.call(cmd="pings", rate=rate, seconds=seconds)
+    cpu1 = cpu_s(pid)
+    pings["server_cpu_share"] = round((cpu1 - cpu0) / seconds, 2)
+    pings["server_loop_lags_over_250_ms"] = log.lags_ms()
     await child.call(cmd="results")  # nothing before the phase counts
+    log.mark()
     cpu0 = cpu_s(pid)
     committed = await commit(store, runs, rate, seconds)
     cpu1 = cpu_s(pid)
+    committed["server_cpu_share"] = round((cpu1 - cpu0) / seconds, 2)
     deadline = time.monotonic() + 10
     while (await child.call(cmd="received"))["n"] < committed["committed"]:
         if time.monotonic() > deadline:
             break
         await asyncio.sleep(0.1)  # wait-ok: the last results in flight
     got = await child.call(cmd="results")
+    committed["server_loop_lags_over_250_ms"] = log.lags_ms()
     await client.aclose()
     p99, base99 = got["ms"]["p99"], pings["ms"]["p99"]
     return {
@@ -510,7 +548,6 @@ async def latency(
         "commit_to_client": {**committed, "ms": got["ms"],
                              "lost": committed["committed"] - got["ms"]["n"]},
         "p99_ratio_to_ping_p99": round(p99 / base99, 2) if base99 else None,
-        "server_cpu_share_while_committing": round((cpu1 - cpu0) / seconds, 2),
     }  # fmt: skip
 
 
