@@ -19,7 +19,9 @@ that the client's own work stays out of the figures.
    frame arrived (the clock is the machine's, shared by the processes): commit to client, with
    Redis's queueing counted in. The baseline, on the same sockets, before: ``{"action":
    "ping"}`` at the same RATE for the same time, timed to its ``pong`` by the client (a ping
-   touches the session in Redis, as a commit does).
+   touches the session in Redis, as a commit does). Each phase also reports the server's CPU
+   share and the event-loop lags over 250 ms its log reported (a full garbage collection of a
+   heap this size is one: it shows in the tail).
 
 The process's file-descriptor limit is raised to its hard limit (the children inherit it);
 the JSON says what the machine allows.
@@ -28,7 +30,8 @@ the JSON says what the machine allows.
     uv run --frozen python bench/bench_fanout.py --traced [N (2000)]
 
 ``--traced`` runs the service under ``tracemalloc`` and prints where the bytes of the sockets
-between N/2 and N were allocated (per socket, by line), instead of the figures above.
+between N/2 and N were allocated (per socket, by line), instead of the figures above
+(``PYTHONTRACEMALLOC=<frames>`` in the environment keeps more frames per allocation).
 """
 
 from __future__ import annotations
