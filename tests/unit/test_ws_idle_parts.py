@@ -6,12 +6,13 @@ the app sends straight to its endpoint (``sessions/ws.py``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 
 from marketpulse.infra.ws.protocol import _Flag, _Inbox
-from marketpulse.sessions.ws import direct_session_id
+from marketpulse.sessions.ws import _AlertMemo, direct_session_id
 
 
 async def test_the_inbox_hands_messages_out_in_order_and_wakes_a_waiting_getter() -> None:
@@ -78,3 +79,15 @@ def test_only_a_session_sockets_handshake_goes_straight_to_its_endpoint() -> Non
     assert direct_session_id(_scope("/ws/sessions/a/b")) is None  # the router's 403
     assert direct_session_id(_scope("/ws/alerts")) is None
     assert direct_session_id(_scope("/ws/dashboard")) is None
+
+
+def test_an_alert_is_parsed_once_for_every_socket_and_sent_typed_first() -> None:
+    memo = _AlertMemo()
+    raw = b'{"symbol":"AAPL","price":190.5,"type":"price_threshold"}'
+    symbol, text = memo.of(raw)
+    assert symbol == "AAPL"
+    assert text.startswith('{"type":"alert"')  # the type first, as every event's
+    assert json.loads(text) == {"type": "alert", "symbol": "AAPL", "price": 190.5}
+    assert memo.of(raw) == (symbol, text) and memo.of(raw)[1] is text  # not encoded again
+    assert memo.of(b"not json") == (None, "")
+    assert memo.of(b'{"symbol":["AAPL"]}') == (None, "")  # no symbol a socket could hold
