@@ -1,6 +1,7 @@
 """The pieces that keep an idle socket small (issue 18, fan-out at scale): the protocol's
 message inbox and writable flag (``infra/ws/protocol.py``), which stand in for an
-``asyncio.Queue`` and an ``asyncio.Event``, and the match of a session socket's handshake that
+``asyncio.Queue`` and an ``asyncio.Event``, the timer wheel (``infra/ws/wheel.py``), the alert
+parsed once for every socket, and the match of a session socket's handshake that
 the app sends straight to its endpoint (``sessions/ws.py``)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from marketpulse.infra.ws.protocol import _Flag, _Inbox
+from marketpulse.infra.ws.wheel import TimerWheel
 from marketpulse.sessions.ws import _AlertMemo, direct_session_id
 
 
@@ -91,3 +93,33 @@ def test_an_alert_is_parsed_once_for_every_socket_and_sent_typed_first() -> None
     assert memo.of(raw) == (symbol, text) and memo.of(raw)[1] is text  # not encoded again
     assert memo.of(b"not json") == (None, "")
     assert memo.of(b'{"symbol":["AAPL"]}') == (None, "")  # no symbol a socket could hold
+
+
+class _Entry:
+    __slots__ = ("calls", "slot")
+
+    def __init__(self) -> None:
+        self.slot: int | None = None
+        self.calls = 0
+
+    def due(self) -> None:
+        self.calls += 1
+
+
+async def test_the_timer_wheel_calls_each_entry_once_when_due_and_not_once_discarded() -> None:
+    timers = TimerWheel(asyncio.get_running_loop(), tick_s=0.01)
+    fired, kept, moved = _Entry(), _Entry(), _Entry()
+    timers.add(fired, 0.02)
+    timers.add(kept, 0.02)
+    timers.add(moved, 0.02)
+    timers.add(moved, 0.5)  # replaces its pending call
+    timers.discard(kept)
+    assert len(timers) == 2 and kept.slot is None
+    deadline = asyncio.get_running_loop().time() + 5
+    while fired.calls == 0:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)  # wait-ok: the probe's period
+    assert (fired.calls, kept.calls, moved.calls) == (1, 0, 0)
+    assert fired.slot is None and moved.slot is not None and len(timers) == 1
+    timers.discard(moved)
+    assert len(timers) == 0

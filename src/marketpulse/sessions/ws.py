@@ -55,6 +55,7 @@ from marketpulse.infra.ws.connection import (
 from marketpulse.infra.ws.limits import WsLimits
 from marketpulse.infra.ws.origins import origin_allowed
 from marketpulse.infra.ws.protocol import close_now, send_text_now
+from marketpulse.infra.ws.wheel import wheel
 from marketpulse.market.symbols import SYMBOL_RULE, normalize_symbol
 from marketpulse.sessions.analysis import AnalysisEngine
 from marketpulse.sessions.http import sessions_state
@@ -217,7 +218,6 @@ class _Connection:
         "early",
         "ended",
         "engine",
-        "expiry",
         "held",
         "limits",
         "out",
@@ -226,9 +226,11 @@ class _Connection:
         "seen_version",
         "send_now",
         "sid",
+        "slot",
         "store",
         "telemetry",
         "th",
+        "timers",
         "writer",
         "ws",
     )
@@ -252,7 +254,8 @@ class _Connection:
         self.held: set[str] = set()
         self.rate = message_rate(ws)
         self.send_now = send_text_now(ws.scope)
-        self.expiry: asyncio.TimerHandle | None = None
+        self.timers = wheel()  # the expiry watch's timer: an entry on the loop's wheel
+        self.slot: int | None = None  # its slot there while one is pending
         self.check: asyncio.Task[None] | None = None
 
     def begin(self, state: dict[str, Any]) -> None:
@@ -266,7 +269,7 @@ class _Connection:
 
     async def serve(self) -> None:
         """The receive loop, until the client leaves or a close is decided."""
-        self._expiry_due()  # the first check now, then a timer
+        self.due()  # the first check now, then a timer
         close: WsClose | None = None
         try:
             await self._receive()
@@ -284,8 +287,7 @@ class _Connection:
             await close_socket(self.ws, close)
 
     def _stop(self) -> None:
-        if self.expiry is not None:
-            self.expiry.cancel()
+        self.timers.discard(self)
         for task in (self.check, self.writer):
             if task is not None:
                 task.cancel()
@@ -409,8 +411,8 @@ class _Connection:
             self.out = None
         self._enqueue(close)
 
-    def _expiry_due(self) -> None:
-        self.expiry = None
+    def due(self) -> None:
+        """The expiry watch's timer (``wheel.py``): check now."""
         if not self.ended:
             self.check = asyncio.get_running_loop().create_task(self._check_expiry())
 
@@ -429,7 +431,7 @@ class _Connection:
             self._end(WsClose(CLOSE_GONE, "session expired"))
         elif not self.ended:
             wait = 60.0 if pttl < 0 else min(60.0, pttl / 1000 + 0.05)
-            self.expiry = asyncio.get_running_loop().call_later(wait, self._expiry_due)
+            self.timers.add(self, wait)
 
     async def _receive(self) -> None:
         while True:

@@ -39,7 +39,9 @@ additions for the hot path of analysis events.
    uvicorn's per-connection ``asyncio.Queue`` of messages for the app (three deques, ~2.3 KB)
    and its ``writable`` ``asyncio.Event`` (a deque, ~0.8 KB) are replaced by ``_Inbox`` and
    ``_Flag``, which keep only what they hold; the handshake's request and response headers
-   (~2 KB) are dropped once the answer is written.
+   (~2 KB) are dropped once the answer is written; the keepalive ping waits on the loop's
+   timer wheel (``infra/ws/wheel.py``: a loop timer made per ping per socket fed the garbage
+   collector's oldest generation, and so its full collections).
 
 Everything else (handshake, flow control, keepalive, size limits, close) is uvicorn's. Use
 ``ws_options()`` wherever a uvicorn server for this app is configured (``serve``, tests).
@@ -61,6 +63,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 from websockets.protocol import State
+
+from marketpulse.infra.ws.wheel import wheel
 
 MAX_MESSAGE = 4096  # bytes; a bigger client message closes the connection with 1009
 SEND_TEXT_EXTENSION = "marketpulse.send_text"
@@ -210,6 +214,24 @@ class _Flag:
         return True
 
 
+class _PingDue:
+    """A connection's keepalive ping on the loop's timer wheel; ``cancel()`` as a loop timer's
+    (uvicorn cancels ``ping_timer`` when it stops the keepalive)."""
+
+    __slots__ = ("proto", "slot", "wheel")
+
+    def __init__(self, proto: CoalescingWebSocketProtocol) -> None:
+        self.proto = proto
+        self.wheel = wheel()
+        self.slot: int | None = None
+
+    def due(self) -> None:
+        self.proto.send_keepalive_ping()
+
+    def cancel(self) -> None:
+        self.wheel.discard(self)
+
+
 class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol over a write-coalescing transport."""
 
@@ -217,6 +239,16 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue: Any = _Inbox()  # see the module docstring, 6
         self.writable: Any = _Flag(self.writable.is_set())
+        self._ping_due: _PingDue | None = None
+
+    def schedule_ping(self) -> None:
+        """uvicorn's, the next ping on the loop's timer wheel (``wheel.py``) instead of a loop
+        timer made for each (see the module docstring, 6)."""
+        assert self.ping_interval is not None
+        if self._ping_due is None:
+            self._ping_due = _PingDue(self)
+        self._ping_due.wheel.add(self._ping_due, self.ping_interval - self.last_ping_rtt)
+        self.ping_timer = self._ping_due  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         real: Any = transport
