@@ -112,9 +112,6 @@ class MarketPulseApp(FastAPI):
         await ws_sessions.direct_session_socket(scope, receive, send, sid)
 
 
-GC_MIDDLE_THRESHOLD = 100  # young collections per middle one (CPython's default: 10)
-
-
 def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (marketpulse serve starts one)")
@@ -186,14 +183,6 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
                     # README's benchmarks section has the figures)
                     gc.collect()
                     gc.freeze()
-                    # the middle generation collected 10x less often: objects in flight at a
-                    # young collection (a message's futures and frames) die there instead of
-                    # being promoted, and the oldest generation, whose growth by a quarter
-                    # starts a full collection of every socket's objects, grows 10x slower
-                    # (docs/deploy.md, Fan-out: a 0.4-1.9 s pause about once a minute at
-                    # 10,000 sockets and 5,000 messages a second with the default 10)
-                    young, _, old = gc.get_threshold()
-                    gc.set_threshold(young, GC_MIDDLE_THRESHOLD, old)
                 try:
                     yield state
                 finally:
