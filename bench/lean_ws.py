@@ -16,6 +16,7 @@ import base64
 import hashlib
 import os
 import struct
+from collections.abc import Callable
 from typing import cast
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -43,6 +44,8 @@ class LeanWebSocket(asyncio.Protocol):
         self.accept = ""
         self.prefix = b""
         self.waiter: asyncio.Future[bytes] | None = None
+        # every text message (after the waiter's match), for a client that counts them all
+        self.on_text: Callable[[bytes], None] | None = None
 
     @classmethod
     async def connect(cls, host: str, port: int, path: str, first: str) -> LeanWebSocket:
@@ -108,6 +111,8 @@ class LeanWebSocket(asyncio.Protocol):
                 if waiter is not None and buf.startswith(self.prefix, start):
                     self.waiter = None
                     waiter.set_result(bytes(buf[start:at]))
+                elif self.on_text is not None:
+                    self.on_text(bytes(buf[start:at]))
             elif opcode == 0x9 and self.transport is not None:  # ping: answer pong
                 self.transport.write(_masked_frame(0xA, bytes(buf[start:at])))
             elif opcode == 0x8 and not self.closed.done():

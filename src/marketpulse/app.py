@@ -24,6 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from marketpulse.alerts import channels_http as routes_channels
 from marketpulse.alerts import http as routes_alerts
@@ -110,6 +111,20 @@ def _market(settings: Settings, fetcher: DataFetcher) -> Market:
             reference=fetcher.reference_rates(),
         )
     return Market(feed=fetcher)
+
+
+class MarketPulseApp(FastAPI):
+    """FastAPI, except that a session socket's handshake goes straight to its endpoint
+    (``sessions/ws.py``, ``direct_session_socket``): the middleware, router and exit-stack
+    frames that would otherwise live as long as each socket are not built for it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sid = ws_sessions.direct_session_id(scope)
+        if sid is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await ws_sessions.direct_session_socket(scope, receive, send, sid)
 
 
 def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
@@ -217,7 +232,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
             if cache_redis is not None:
                 await cache_redis.aclose()
 
-    app = FastAPI(
+    app = MarketPulseApp(
         title="marketpulse",
         version="0.1.0",
         description="Live portfolio analysis sessions and price alerts on Redis.",

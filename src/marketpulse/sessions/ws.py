@@ -7,16 +7,19 @@ Per connection: refuse a foreign Origin or a bad token at the handshake; subscri
 session's channel (confirmed by Redis) *before* reading the snapshot, send the snapshot, then
 forward only events committed after it (each carries its version): the hub hands them to
 ``on_event`` as they arrive, which sends each at once when the socket takes it and nothing is
-queued ahead of it, else queues it for the single writer. One task group holds the
-receive loop, the alert forwarder, the writer and the expiry watchdog, so a disconnect tears all
-of them down. A bad message gets an ``error`` and the connection stays open; a message over
-4 KiB closes with 1009; an expired or deleted session closes with 4404. The limits
-(docs/contracts.md, "Limits"): past the soft message rate a message is answered
-``rate_limited``, past the hard one the socket closes with 1008; a client that leaves more than
-the send buffer unread closes with 1008 at once; a handshake past the per-session or
-per-address socket count is answered 429. Redis failing after the
-accept (a call of a loop or an action: the outcome is unknown) closes with 1012, as the hub's
-loss does: the client reconnects to a fresh snapshot, which says what committed.
+queued ahead of it, else queues it for a writer task that lives only while something waits.
+An idle socket holds no task of its own and no queue (issue 18, fan-out at scale; the README's
+Benchmarks, ``bench_fanout.py``): the receive loop runs in the server's task for the
+connection, alerts come through a sink as events do, and the expiry watch is a timer. A close
+that a callback decides goes out behind what is unsent (or at once, for a client that does
+not read), and the client's disconnect ends the receive loop. A bad message gets an ``error``
+and the connection stays open; a message over 4 KiB closes with 1009; an expired or deleted
+session closes with 4404. The limits (docs/contracts.md, "Limits"): past the soft message
+rate a message is answered ``rate_limited``, past the hard one the socket closes with 1008; a
+client that leaves more than the send buffer unread closes with 1008 at once; a handshake past
+the per-session or per-address socket count is answered 429. Redis failing after the accept
+(the expiry watch or an action: the outcome is unknown) closes with 1012, as the hub's loss
+does: the client reconnects to a fresh snapshot, which says what committed.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Coroutine
+from collections import deque
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketState
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from marketpulse.errors import (
     MarketPulseError,
@@ -38,19 +42,20 @@ from marketpulse.errors import (
     SessionNotFound,
 )
 from marketpulse.infra.redis import keys
-from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, Subscription
+from marketpulse.infra.redis.pubsub import QUEUE_LIMIT, Sink
 from marketpulse.infra.ws.connection import (
     WsClose,
     admitted,
+    close_socket,
     message_rate,
     over_rate,
     receive_text,
     refuse_unavailable,
-    run_connection,
 )
 from marketpulse.infra.ws.limits import WsLimits
 from marketpulse.infra.ws.origins import origin_allowed
-from marketpulse.infra.ws.protocol import send_text_now
+from marketpulse.infra.ws.protocol import close_now, send_text_now
+from marketpulse.infra.ws.wheel import wheel
 from marketpulse.market.symbols import SYMBOL_RULE, normalize_symbol
 from marketpulse.sessions.analysis import AnalysisEngine
 from marketpulse.sessions.http import sessions_state
@@ -74,17 +79,72 @@ def _type_of(item: dict[str, Any] | str) -> str:
     return head[9:] or "unknown"
 
 
-async def _redis_closes(loop: Coroutine[Any, Any, None]) -> None:
-    """``loop``, with Redis failing turned into a close with 1012 (service restart)."""
-    try:
-        await loop
-    except RedisUnavailable as exc:
-        log.debug("session socket closed, Redis failed: %s", exc.message)
-        raise WsClose(1012, "redis unavailable") from exc
+class _AlertMemo:
+    """The last fired alert as a session socket sends it, and its symbol. The hub hands the
+    same payload to every session socket of the instance, so it is parsed and encoded once,
+    not once per socket (10,000 sockets: 10,000 parses in one callback). Holds one alert."""
+
+    __slots__ = ("owner", "raw", "symbol", "text")
+
+    def __init__(self) -> None:
+        self.raw: bytes | None = None
+        self.symbol: str | None = None
+        self.owner: str | None = None
+        self.text = ""
+
+    def of(self, raw: bytes) -> tuple[str | None, str | None, str]:
+        """``(symbol, owner, text)`` of the alert ``raw``: symbol None when it is not an alert;
+        owner the session of a portfolio alert's fire (sent only to that session's sockets, as
+        ``portfolio_alert``), else None (a price alert: to sessions holding the symbol)."""
+        if raw is not self.raw:
+            self.raw, self.symbol, self.owner, self.text = raw, None, None, ""
+            try:
+                alert = json.loads(raw)
+            except ValueError:
+                alert = None
+            if isinstance(alert, dict) and isinstance(alert.get("symbol"), str):
+                self.symbol = alert["symbol"]
+                owner = alert.get("session_id")
+                self.owner = owner if isinstance(owner, str) else None
+                kind = "alert" if self.owner is None else "portfolio_alert"
+                alert.pop("type", None)
+                self.text = _compact({"type": kind, **alert})  # the type first, as events
+        return self.symbol, self.owner, self.text
+
+
+_ALERTS = _AlertMemo()
 
 
 def error_msg(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message}
+
+
+PATH_PREFIX = "/ws/sessions/"
+
+
+def direct_session_id(scope: Scope) -> str | None:
+    """The session id when ``scope`` is the handshake of a session socket (the route's path:
+    one segment after ``/ws/sessions/``), else None."""
+    if scope["type"] != "websocket":
+        return None
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if not path.startswith(PATH_PREFIX):
+        return None
+    sid = path[len(PATH_PREFIX) :]
+    return sid if sid and "/" not in sid else None
+
+
+async def direct_session_socket(scope: Scope, receive: Receive, send: Send, sid: str) -> None:
+    """The session socket's endpoint called straight from the app (``app.py``), past the HTTP
+    middleware (which passes WebSockets through), the router and FastAPI's per-request exit
+    stacks: each of their frames would live as long as the socket (~10 KB of an idle one;
+    issue 18, fan-out at scale). The same endpoint as the route's, the token from the same
+    query parameter."""
+    ws = WebSocket(scope, receive, send)
+    await session_socket(ws, sid, ws.query_params.get("token", ""))
 
 
 @router.websocket("/ws/sessions/{session_id}")
@@ -124,24 +184,63 @@ async def _serve(ws: WebSocket, session_id: str, th: str, subprotocol: str | Non
     store, hub = edge["store"], edge["hub"]
     conn = _Connection(ws, session_id, th)
     telemetry = edge["telemetry"]
-    async with (
-        hub.subscription(keys.session_events(session_id), sink=conn.on_event),
-        hub.subscription(keys.ALERT_EVENTS) as alerts,
-    ):
+    # subscribed (confirmed by Redis) before the snapshot is read: nothing committed after it
+    # is missed; no context manager frames kept per socket, a try/finally each
+    events = await hub.subscribe(keys.session_events(session_id), sink=conn.on_event)
+    try:
+        alerts = await hub.subscribe(keys.ALERT_EVENTS, sink=conn.on_alert)
         try:
-            state = await store.read(session_id, th, iso_z(utc_now()))
-        except SessionNotFound:
-            await ws.close(code=1008)
-            return
-        await ws.accept(subprotocol=subprotocol)
-        telemetry.client_connected("session")
-        try:
-            await conn.serve(state, alerts)
+            try:
+                state = await store.read(session_id, th, iso_z(utc_now()))
+            except SessionNotFound:
+                await ws.close(code=1008)
+                return
+            await ws.accept(subprotocol=subprotocol)
+            conn.begin(state)
+            del state  # what the snapshot was parsed into is not kept for the connection's life
+            telemetry.client_connected("session")
+            try:
+                await conn.serve()
+            finally:
+                telemetry.client_disconnected("session")
         finally:
-            telemetry.client_disconnected("session")
+            hub.unsubscribe_now(alerts)
+    finally:
+        hub.unsubscribe_now(events)
+
+
+Item = tuple[str, str] | WsClose  # (type, text) to send, or the close that ends the stream
 
 
 class _Connection:
+    """One session socket. While it is idle it holds no task and no queue: the receive loop
+    runs in the server's own task for the connection; events and alerts are handed to
+    ``on_event`` / ``on_alert`` by the hub and sent at once; the writer task and its deque exist
+    only while a send could not go at once (flow control), and the expiry watch is a timer
+    whose check runs as a short task. The keepalive pings are the server's timers."""
+
+    __slots__ = (
+        "check",
+        "early",
+        "ended",
+        "engine",
+        "held",
+        "limits",
+        "out",
+        "queued_bytes",
+        "rate",
+        "seen_version",
+        "send_now",
+        "sid",
+        "slot",
+        "store",
+        "telemetry",
+        "th",
+        "timers",
+        "writer",
+        "ws",
+    )
+
     def __init__(self, ws: WebSocket, session_id: str, token_hash: str) -> None:
         self.ws = ws
         self.sid = session_id
@@ -149,61 +248,65 @@ class _Connection:
         state = sessions_state(ws)
         self.store: SessionStore = state["store"]
         self.engine: AnalysisEngine = state["engine"]
-        self.out: asyncio.Queue[tuple[str, str] | WsClose] = asyncio.Queue()  # (type, text)
         self.limits: WsLimits = state["ws_counts"].limits
+        self.telemetry = state["telemetry"]
+        self.out: deque[Item] | None = None  # what waits for the writer, created when needed
         self.queued_bytes = 0  # of the texts in ``out``: bounded by limits.send_buffer
-        self.early: list[bytes | None] | None = []  # events before the snapshot is queued
+        self.writer: asyncio.Task[None] | None = None  # alive while ``out`` is being sent
+        # events and alerts that came before the snapshot was sent, with their sink
+        self.early: list[tuple[Sink, bytes | None]] | None = []
         self.seen_version = 0
-        self.ended = False  # the event stream ended (a close is queued)
+        self.ended = False  # the event stream ended (a close is decided)
         self.held: set[str] = set()
         self.rate = message_rate(ws)
-        self.telemetry = state["telemetry"]
         self.send_now = send_text_now(ws.scope)
-        self.writing = False  # the writer is awaiting a send that did not go at once
-        self.close_at_once: WsClose | None = None  # set by _end(now), raised by _closes
-        self.closing = asyncio.Event()
+        self.timers = wheel()  # the expiry watch's timer: an entry on the loop's wheel
+        self.slot: int | None = None  # its slot there while one is pending
+        self.check: asyncio.Task[None] | None = None
 
-    async def serve(self, state: dict[str, Any], alerts: Subscription) -> None:
+    def begin(self, state: dict[str, Any]) -> None:
+        """Send the snapshot, then what arrived meanwhile that it does not hold."""
         self.held = set(state["holdings"])
         self._emit({"type": "session", "state": state})
         self.seen_version = int(state["version"])
         early, self.early = self.early, None
-        for raw in early or ():
-            self.on_event(raw)
-        loops = (
-            self._receive(),
-            self._alerts(alerts),
-            self._write(),
-            self._watch_expiry(),
-            self._closes(),
-        )
-        await run_connection(self.ws, *map(_redis_closes, loops))
+        for sink, raw in early or ():
+            sink(raw)
 
-    async def _write(self) -> None:
-        while True:
-            item = await self.out.get()
-            if isinstance(item, WsClose):
-                raise item
-            kind, text = item
-            self.queued_bytes -= len(text)
-            started = time.perf_counter()
-            if self.send_now is None or not self.send_now(text):
-                self.writing = True  # queue behind this one meanwhile (see _emit)
-                try:
-                    await self.ws.send_text(text)
-                finally:
-                    self.writing = False
-            self._sent(kind, started)
+    async def serve(self) -> None:
+        """The receive loop, until the client leaves or a close is decided."""
+        self.due()  # the first check now, then a timer
+        close: WsClose | None = None
+        try:
+            await self._receive()
+        except WsClose as exc:
+            close = exc
+        except RedisUnavailable as exc:
+            log.debug("session socket closed, Redis failed: %s", exc.message)
+            close = WsClose(1012, "redis unavailable")
+        except WebSocketDisconnect:
+            pass  # the client left, or a close this connection decided went out
+        finally:
+            self.ended = True
+            self._stop()
+        if close is not None:
+            await close_socket(self.ws, close)
+
+    def _stop(self) -> None:
+        self.timers.discard(self)
+        for task in (self.check, self.writer):
+            if task is not None:
+                task.cancel()
 
     def _emit(self, item: dict[str, Any] | str) -> None:
         """Send ``item`` at once when nothing waits ahead of it and the socket takes it
-        synchronously (the usual case: no hop through the writer task per message); otherwise
-        queue it for the writer, which keeps the order. A client that leaves more than
-        ``limits.send_buffer`` bytes queued (it does not read) is closed with 1008 at once."""
+        synchronously (the usual case: no task, no queue); otherwise queue it for the writer,
+        which keeps the order. A client that leaves more than ``limits.send_buffer`` bytes
+        queued (it does not read) is closed with 1008 at once."""
         if self.ended:
             return
         text = item if isinstance(item, str) else _compact(item)
-        if self.send_now is not None and not self.writing and self.out.empty():
+        if self.send_now is not None and self.writer is None:
             started = time.perf_counter()
             if self.send_now(text):
                 self._sent(_type_of(item), started)
@@ -217,18 +320,48 @@ class _Connection:
             self._end(WsClose(1008, "too slow", now=True))
             return
         self.queued_bytes += len(text)
-        self.out.put_nowait((_type_of(item), text))
+        self._enqueue((_type_of(item), text))
+
+    def _enqueue(self, item: Item) -> None:
+        if self.out is None:
+            self.out = deque()
+        self.out.append(item)
+        if self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._write(self.out))
+
+    async def _write(self, out: deque[Item]) -> None:
+        """Send what ``out`` holds, in order, then end (the next send that cannot go at once
+        starts another writer); a close in ``out`` is sent after what precedes it."""
+        try:
+            while out:
+                item = out.popleft()
+                if isinstance(item, WsClose):
+                    out.clear()
+                    await close_socket(self.ws, item)
+                    return
+                kind, text = item
+                self.queued_bytes -= len(text)
+                started = time.perf_counter()
+                if self.send_now is None or not self.send_now(text):
+                    await self.ws.send_text(text)
+                self._sent(kind, started)
+        except (WebSocketDisconnect, OSError):
+            return  # the client left: the receive loop sees it too
+        finally:
+            self.writer = None
+            if not out:
+                self.out = None  # an idle socket keeps no deque
 
     def _sent(self, kind: str, started: float) -> None:
         self.telemetry.ws_message("out", kind, time.perf_counter() - started)
 
     def on_event(self, raw: bytes | None) -> None:
         """The session channel's sink, called by the hub as each event arrives (commit order):
-        events the snapshot already holds are skipped, the rest queued for the writer; the end
-        of the stream queues a close (1012: the hub lost Redis; 1008: this client fell too far
-        behind; 4404: the session is gone)."""
+        events the snapshot already holds are skipped, the rest sent or queued in order; the
+        end of the stream closes behind what is unsent (1012: the hub lost Redis; 4404: the
+        session is gone), or at once (1008: this client fell too far behind)."""
         if self.early is not None:
-            self.early.append(raw)
+            self.early.append((self.on_event, raw))
             return
         if self.ended:
             return
@@ -241,7 +374,7 @@ class _Connection:
             return
         if int(head) <= self.seen_version:
             return  # already in the snapshot we sent
-        if self.out.qsize() >= QUEUE_LIMIT:
+        if self.out is not None and len(self.out) >= QUEUE_LIMIT:
             log.warning("session %s client too far behind; closing it", self.sid)
             self._end(WsClose(1008, "too slow", now=True))
             return
@@ -250,47 +383,64 @@ class _Connection:
             self.held = set(json.loads(text)["prices"])
         self._emit(text)
 
+    def on_alert(self, raw: bytes | None) -> None:
+        """The alert channel's sink: a fired alert on a symbol the session holds is sent. Its
+        end (the hub lost Redis) needs nothing here: the session channel's end closes."""
+        if self.early is not None:
+            self.early.append((self.on_alert, raw))
+            return
+        if raw is None or self.ended:
+            return
+        symbol, owner, text = _ALERTS.of(raw)
+        if owner is not None:  # a portfolio alert's fire: only to its own session
+            if owner == self.sid:
+                self._emit(text)
+        elif symbol is not None and symbol in self.held:
+            self._emit(text)
+
     def _end(self, close: WsClose) -> None:
-        """End the stream with ``close``: queued behind what is unsent, or at once (``now``)."""
+        """End the stream with ``close``: sent behind what is unsent, or at once (``now``: the
+        server's immediate close, else first in line). Either way the client's disconnect
+        then ends the receive loop."""
+        if self.ended:
+            return
         self.ended = True
         if close.now:
-            self.close_at_once = close
-            self.closing.set()
-        else:
-            self.out.put_nowait(close)
-
-    async def _closes(self) -> None:
-        """Raises the close that ``_end`` asked for at once (the writer may be stuck behind a
-        client that does not read)."""
-        await self.closing.wait()
-        assert self.close_at_once is not None
-        raise self.close_at_once
-
-    async def _alerts(self, sub: Subscription) -> None:
-        while True:
-            raw = await sub.get()
-            if raw is None:
+            closer = close_now(self.ws.scope)
+            if closer is not None and self.ws.client_state is WebSocketState.CONNECTED:
+                if self.writer is not None:
+                    self.writer.cancel()
+                closer(close.code, close.reason)
                 return
-            try:
-                alert = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(alert, dict):
-                continue
-            owner = alert.get("session_id")
-            if owner is not None:  # a portfolio alert's fire: only to its own session
-                if owner == self.sid:
-                    self._emit({**alert, "type": "portfolio_alert"})
-            elif alert.get("symbol") in self.held:
-                self._emit({**alert, "type": "alert"})
+            if self.out is not None:
+                self.out.clear()
+            if self.writer is not None:
+                self.writer.cancel()
+                self.writer = None
+            self.out = None
+        self._enqueue(close)
 
-    async def _watch_expiry(self) -> None:
-        while True:
+    def due(self) -> None:
+        """The expiry watch's timer (``wheel.py``): check now."""
+        if not self.ended:
+            self.check = asyncio.get_running_loop().create_task(self._check_expiry())
+
+    async def _check_expiry(self) -> None:
+        """Is the session still there? Checked again when it could first have expired (60 s at
+        most); gone: 4404; Redis failing: 1012 (the outcome is unknown)."""
+        try:
             pttl = await self.store.pttl_ms(self.sid)
-            if pttl == -2:
-                raise WsClose(CLOSE_GONE, "session expired")
+        except RedisUnavailable as exc:
+            log.debug("session socket closed, Redis failed: %s", exc.message)
+            self._end(WsClose(1012, "redis unavailable"))
+            return
+        finally:
+            self.check = None
+        if pttl == -2:
+            self._end(WsClose(CLOSE_GONE, "session expired"))
+        elif not self.ended:
             wait = 60.0 if pttl < 0 else min(60.0, pttl / 1000 + 0.05)
-            await asyncio.sleep(wait)  # until the session could first have expired
+            self.timers.add(self, wait)
 
     async def _receive(self) -> None:
         while True:
@@ -339,7 +489,7 @@ class _Connection:
         except SessionNotFound as exc:
             raise WsClose(CLOSE_GONE, "session gone") from exc
         except RedisUnavailable:
-            raise  # closes with 1012 (_redis_closes)
+            raise  # closes with 1012 (serve)
         except MarketPulseError as exc:
             log.warning("ws action failed: %s", exc.message)
             self._emit(error_msg(exc.code, exc.message))

@@ -59,13 +59,18 @@ Sink = Callable[[bytes | None], None]
 
 class Subscription:
     """One channel's messages (raw bytes payloads) for one local subscriber: queued for
-    ``get()``, or, with a ``sink``, handed to it synchronously as they arrive (None = ended)."""
+    ``get()``, or, with a ``sink``, handed to it synchronously as they arrive (None = ended;
+    such a subscription has no queue: one per idle socket was three deques, ~2.3 KB)."""
+
+    __slots__ = ("channel", "hub", "overflowed", "queue", "sink")
 
     def __init__(self, hub: EventHub, channel: str, sink: Sink | None = None) -> None:
         self.hub = hub
         self.channel = channel
         self.sink = sink
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_LIMIT)
+        self.queue: asyncio.Queue[bytes | None] | None = (
+            asyncio.Queue(QUEUE_LIMIT) if sink is None else None
+        )
         self.overflowed = False
 
     def deliver(self, data: bytes | None) -> None:
@@ -75,6 +80,7 @@ class Subscription:
             except Exception:  # a subscriber's bug must not stop the hub's connection
                 log.exception("subscriber of %s failed on a message", self.channel)
             return
+        assert self.queue is not None
         try:
             self.queue.put_nowait(data)
         except asyncio.QueueFull:
@@ -86,7 +92,8 @@ class Subscription:
 
     async def get(self) -> bytes | None:
         """Next payload; None when the hub stopped, lost its connection, or this subscriber
-        overflowed."""
+        overflowed. Not for a subscription with a sink."""
+        assert self.queue is not None, "a subscription with a sink has no queue"
         return await self.queue.get()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -62,12 +62,20 @@ async def run_connection(ws: WebSocket, *loops: Coroutine[Any, Any, None]) -> No
             code, reason, now = first.code, first.reason, first.now
     except* WebSocketDisconnect:
         code = 0  # the client left
-    closer = close_now(ws.scope) if now else None
-    if code and closer is not None and ws.client_state == WebSocketState.CONNECTED:
-        closer(code, reason)
-    elif code and ws.client_state == WebSocketState.CONNECTED:
+    if code:
+        await close_socket(ws, WsClose(code, reason, now=now))
+
+
+async def close_socket(ws: WebSocket, close: WsClose) -> None:
+    """Close an open socket with ``close``'s code: at once where the server offers it and
+    ``close.now`` asks (``close_now``), else with the ASGI close (behind what is buffered).
+    Nothing to do once the socket is no longer connected."""
+    closer = close_now(ws.scope) if close.now else None
+    if closer is not None and ws.client_state == WebSocketState.CONNECTED:
+        closer(close.code, close.reason)
+    elif ws.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await ws.close(code=code, reason=reason)
+            await ws.close(code=close.code, reason=close.reason)
 
 
 async def refuse_unavailable(ws: WebSocket, exc: RedisUnavailable) -> None:
@@ -100,20 +108,40 @@ def connection_counts(ws: WebSocket) -> ConnectionCounts:
     return found if isinstance(found, ConnectionCounts) else ConnectionCounts()
 
 
-@contextlib.asynccontextmanager
-async def admitted(ws: WebSocket, kind: str, session: str | None = None) -> AsyncIterator[bool]:
-    """Count this socket against its client address (and ``session``) while the block runs;
-    yields False, having refused the handshake (``refuse_limited``, one INFO line), when a
-    limit is reached."""
-    counts = connection_counts(ws)
-    client = ws.client.host if ws.client else "unknown"
-    if refused := counts.refusal(client, session):
-        log.info("%s socket of %s refused: %s", kind, client, refused)
-        await refuse_limited(ws, refused)
-        yield False
-        return
-    with counts.held(client, session):
-        yield True
+def admitted(ws: WebSocket, kind: str, session: str | None = None) -> Admission:
+    """``async with admitted(ws, kind, session) as admit:`` counts this socket against its
+    client address (and ``session``) while the block runs; ``admit`` is False, the handshake
+    refused (``refuse_limited``, one INFO line), when a limit is reached."""
+    return Admission(ws, kind, session)
+
+
+class Admission:
+    """``admitted``'s context manager: an object, not a generator, as its frame would live as
+    long as the socket (issue 18, fan-out at scale)."""
+
+    __slots__ = ("client", "counts", "held", "kind", "session", "ws")
+
+    def __init__(self, ws: WebSocket, kind: str, session: str | None) -> None:
+        self.ws = ws
+        self.kind = kind
+        self.session = session
+        self.counts = connection_counts(ws)
+        self.client = ws.client.host if ws.client else "unknown"
+        self.held = False
+
+    async def __aenter__(self) -> bool:
+        if refused := self.counts.refusal(self.client, self.session):
+            log.info("%s socket of %s refused: %s", self.kind, self.client, refused)
+            await refuse_limited(self.ws, refused)
+            return False
+        self.counts.add(self.client, self.session)
+        self.held = True
+        return True
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.held:
+            self.held = False
+            self.counts.remove(self.client, self.session)
 
 
 def message_rate(ws: WebSocket) -> MessageRate:

@@ -65,19 +65,26 @@ class ConnectionCounts:
             return f"at most {self.limits.max_per_session} open sockets per session"
         return None
 
-    @contextlib.contextmanager
-    def held(self, client: str, session: str | None = None) -> Iterator[None]:
-        """Count one socket of ``client`` (and ``session``) while the block runs (call
+    def add(self, client: str, session: str | None = None) -> None:
+        """Count one socket of ``client`` (and ``session``) until ``remove`` (call
         ``refusal`` first: this admits unconditionally)."""
         _add(self.per_client, client, 1)
         if session is not None:
             _add(self.per_session, session, 1)
+
+    def remove(self, client: str, session: str | None = None) -> None:
+        _add(self.per_client, client, -1)
+        if session is not None:
+            _add(self.per_session, session, -1)
+
+    @contextlib.contextmanager
+    def held(self, client: str, session: str | None = None) -> Iterator[None]:
+        """``add`` while the block runs, then ``remove``."""
+        self.add(client, session)
         try:
             yield
         finally:
-            _add(self.per_client, client, -1)
-            if session is not None:
-                _add(self.per_session, session, -1)
+            self.remove(client, session)
 
 
 def _add(counts: dict[str, int], key: str, n: int) -> None:

@@ -35,6 +35,14 @@ additions for the hot path of analysis events.
    aborted if that has not gone out within ``ABORT_AFTER_S``, so the buffer is freed either
    way. A client closed for flooding costs nothing more to read.
 
+6. **An idle socket costs little** (issue 18, fan-out at scale: ``bench/bench_fanout.py``).
+   uvicorn's per-connection ``asyncio.Queue`` of messages for the app (three deques, ~2.3 KB)
+   and its ``writable`` ``asyncio.Event`` (a deque, ~0.8 KB) are replaced by ``_Inbox`` and
+   ``_Flag``, which keep only what they hold; the handshake's request and response headers
+   (~2 KB) are dropped once the answer is written; the keepalive ping waits on the loop's
+   timer wheel (``infra/ws/wheel.py``: a loop timer made per ping per socket fed the garbage
+   collector's oldest generation, and so its full collections).
+
 Everything else (handshake, flow control, keepalive, size limits, close) is uvicorn's. Use
 ``ws_options()`` wherever a uvicorn server for this app is configured (``serve``, tests).
 
@@ -52,8 +60,11 @@ from typing import Any
 
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.datastructures import Headers
 from websockets.http11 import Request
 from websockets.protocol import State
+
+from marketpulse.infra.ws.wheel import wheel
 
 MAX_MESSAGE = 4096  # bytes; a bigger client message closes the connection with 1009
 SEND_TEXT_EXTENSION = "marketpulse.send_text"
@@ -128,8 +139,116 @@ class _CoalescingTransport:
         return getattr(self._real, name)
 
 
+class _Inbox:
+    """The part of ``asyncio.Queue`` uvicorn's protocol uses for the app's messages
+    (``put_nowait``, ``get``, ``empty``; unbounded), without its three preallocated deques: a
+    list of what is queued (reading pauses after each message, so it holds one or two) and
+    the getters' futures while one waits."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiters, self._waiters = self._waiters, None
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            fut = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(fut)
+            try:
+                await fut
+            except BaseException:
+                if self._waiters is not None and fut in self._waiters:
+                    self._waiters.remove(fut)
+                raise
+        return self._items.pop(0)
+
+
+class _Flag:
+    """The part of ``asyncio.Event`` uvicorn's protocol uses for ``writable`` (``set``,
+    ``clear``, ``is_set``, ``wait``), its waiters' list made only while one waits."""
+
+    __slots__ = ("_on", "_waiters")
+
+    def __init__(self, on: bool) -> None:
+        self._on = on
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._on
+
+    def set(self) -> None:
+        self._on = True
+        waiters, self._waiters = self._waiters, None
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(None)
+
+    def clear(self) -> None:
+        self._on = False
+
+    async def wait(self) -> bool:
+        while not self._on:
+            fut = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(fut)
+            try:
+                await fut
+            except BaseException:
+                if self._waiters is not None and fut in self._waiters:
+                    self._waiters.remove(fut)
+                raise
+        return True
+
+
+class _PingDue:
+    """A connection's keepalive ping on the loop's timer wheel; ``cancel()`` as a loop timer's
+    (uvicorn cancels ``ping_timer`` when it stops the keepalive)."""
+
+    __slots__ = ("proto", "slot", "wheel")
+
+    def __init__(self, proto: CoalescingWebSocketProtocol) -> None:
+        self.proto = proto
+        self.wheel = wheel()
+        self.slot: int | None = None
+
+    def due(self) -> None:
+        self.proto.send_keepalive_ping()
+
+    def cancel(self) -> None:
+        self.wheel.discard(self)
+
+
 class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol over a write-coalescing transport."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue: Any = _Inbox()  # see the module docstring, 6
+        self.writable: Any = _Flag(self.writable.is_set())
+        self._ping_due: _PingDue | None = None
+
+    def schedule_ping(self) -> None:
+        """uvicorn's, the next ping on the loop's timer wheel (``wheel.py``) instead of a loop
+        timer made for each (see the module docstring, 6)."""
+        assert self.ping_interval is not None
+        if self._ping_due is None:
+            self._ping_due = _PingDue(self)
+        self._ping_due.wheel.add(self._ping_due, self.ping_interval - self.last_ping_rtt)
+        self.ping_timer = self._ping_due  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         real: Any = transport
@@ -195,6 +314,11 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
             self.handshake_complete = True  # answered (and closed): see the module docstring
+        elif message["type"] == "websocket.accept" and self.handshake_complete:
+            # the answer is written: the handshake's headers are not read again (6); the
+            # request also lives on in the ``websockets`` parser's frame, so it is emptied
+            self.request.headers = self.response.headers = Headers()
+            self.request = self.response = None  # type: ignore[assignment]
 
     def send_text_now(self, text: str) -> bool:
         """Write one text frame now (coalesced with this iteration's writes); False, with
