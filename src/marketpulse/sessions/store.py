@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from marketpulse.errors import NotInPortfolio, RedisUnavailable, SessionExists, SessionNotFound
 from marketpulse.infra.redis import keys, partitions
@@ -98,6 +98,10 @@ class Revaluation:
     flags_text: str = "[]"
 
 
+RevalueItem = tuple[str, bytes, float | None, str, str, str]
+"""A revaluation as the sweep sends it: session id, holdings version, total (None keeps the last
+good valuation), prices, fx and flags texts (shared by the sessions alike: sent once a batch)."""
+
 RevalueOutcome = Literal["updated", "unchanged", "gone"] | HoldingsAt | RedisUnavailable
 """Of one revaluation: stored and published; already so (or a newer tick is stored); the session
 is gone; its holdings moved on (value it again for these); an error reply from Redis."""
@@ -119,6 +123,12 @@ _ANALYSIS_FAIL = SCRIPTS.load("analysis_fail")
 _ANALYSIS_RESUME = SCRIPTS.load("analysis_resume")
 _ANALYSIS_HANDBACK = SCRIPTS.load("analysis_handback")
 _REVALUE = SCRIPTS.load("session_revalue")
+_REVALUE_MANY = SCRIPTS.load("session_revalue_many")
+# Sessions per session_revalue_many call: enough that a call's own cost (a round of parsing,
+# the script's set-up) is small against its sessions' (~3-5 µs each on the server), few enough
+# that one call blocks Redis well under a millisecond (another client's command waits for it).
+BATCH = 100
+_NO_HV = b""  # never a stored hv: the session answers with its holdings
 
 
 def _s(v: bytes | str) -> str:
@@ -373,31 +383,58 @@ class SessionStore:
     async def revalue_many(
         self, tick: int, valued_at: str, revaluations: Sequence[Revaluation], read: Sequence[str]
     ) -> tuple[list[RevalueOutcome], list[HoldingsAt | None]]:
-        """Revalue sessions at ``tick`` (each one atomic script run, see session_revalue.lua)
-        and read the holdings of the sessions in ``read`` (None: gone), all in one round trip.
-        Never touches a TTL or recreates a session; raises RedisUnavailable if Redis fails."""
-        commands: list[Command] = [("SCRIPT", "LOAD", _REVALUE.source)]  # EVALSHA must find it
-        sha = _REVALUE.sha
-        for r in revaluations:
-            sid = r.session_id
-            total = "" if r.total is None else repr(r.total)
-            commands.append(
-                ("EVALSHA", sha, 2, keys.session(sid), keys.session_events(sid), tick, r.version,
-                 total, r.prices_text, valued_at, r.fx_text, r.flags_text)
-            )  # fmt: skip
-        for sid in read:
-            fields = ("hv", "holdings", "currencies", "base_currency")
-            commands.append(("HMGET", keys.session(sid), *fields))
+        """``revalue`` for ``Revaluation`` objects."""
+        items = [
+            (r.session_id, r.version, r.total, r.prices_text, r.fx_text, r.flags_text)
+            for r in revaluations
+        ]
+        return await self.revalue(tick, valued_at, items, read)
+
+    async def revalue(
+        self, tick: int, valued_at: str, items: Sequence[RevalueItem], read: Sequence[str]
+    ) -> tuple[list[RevalueOutcome], list[HoldingsAt | None]]:
+        """Revalue sessions at ``tick`` and read the holdings of the sessions in ``read`` (None:
+        gone), all in one round trip: one ``session_revalue_many.lua`` call per ``BATCH``
+        sessions of a partition (every key declared, one slot), each session checked, written
+        and published exactly as ``session_revalue.lua`` would (the same Lua function), one
+        after the other. A session in ``read`` goes through the same call with no holdings
+        version, so it answers with its holdings. On a cluster each call goes to its slot's
+        primary (``pipeline_packed``: pipelined per primary, the primaries in parallel).
+        Never touches a TTL or recreates a session; an error on one session is its outcome
+        (``RedisUnavailable``); raises ``RedisUnavailable`` if Redis fails."""
+        n = len(items)
+        by_partition: dict[int, list[RevalueItem]] = {}
+        positions: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            p = partitions.partition_of(item[0])
+            if p in by_partition:
+                by_partition[p].append(item)
+                positions[p].append(i)
+            else:
+                by_partition[p], positions[p] = [item], [i]
+        for j, sid in enumerate(read):
+            p = partitions.partition_of(sid)
+            by_partition.setdefault(p, []).append((sid, _NO_HV, None, "{}", "{}", "[]"))
+            positions.setdefault(p, []).append(n + j)
+        commands: list[Command] = [("SCRIPT", "LOAD", _REVALUE_MANY.source)]
+        batches: list[list[int]] = []
+        for p, group in by_partition.items():
+            at = positions[p]
+            for start in range(0, len(group), BATCH):
+                commands.append(_revalue_call(p, tick, valued_at, group[start : start + BATCH]))
+                batches.append(at[start : start + BATCH])
         replies = await self.redis.pipeline_packed(commands)
         if isinstance(replies[0], RedisUnavailable):
             raise replies[0]
-        n = len(revaluations)
-        outcomes = [_revalued(reply) for reply in replies[1 : n + 1]]
+        results: list[RevalueOutcome | None] = [None] * (n + len(read))
+        for batch, reply in zip(batches, replies[1:], strict=True):
+            _unpack_batch(batch, reply, results, self.redis.url)
+        outcomes = cast(list[RevalueOutcome], results[:n])
         found: list[HoldingsAt | None] = []
-        for h in replies[n + 1 :]:
-            if isinstance(h, RedisUnavailable):  # not a hash: nothing this store wrote
-                raise h
-            found.append(None if h[0] is None else _holdings_at(h[0], h[1], h[2], h[3]))
+        for r in results[n:]:
+            if isinstance(r, RedisUnavailable):  # not a hash: nothing this store wrote
+                raise r
+            found.append(r if isinstance(r, HoldingsAt) else None)
         return outcomes, found
 
     async def unindex_gone(self, session_ids: Sequence[str], older_than_ms: int) -> int:
@@ -429,14 +466,50 @@ def _holdings_at(
     )
 
 
-def _revalued(reply: Any) -> RevalueOutcome:
-    if isinstance(reply, int):
-        return "updated"
-    if isinstance(reply, list):  # ['hv', hv, holdings, currencies, base]: they moved on
-        return _holdings_at(reply[1], reply[2], reply[3] or None, reply[4] or None)
+def _revalue_call(
+    partition: int, tick: int, valued_at: str, batch: Sequence[RevalueItem]
+) -> Command:
+    """The ``session_revalue_many`` call of ``batch`` (sessions of ``partition``); the
+    prices, fx and flags texts sent once each, named by their ARGV position."""
+    texts: dict[str, int] = {}
+    session_keys: list[str] = []
+    per_session: list[bytes | str | int] = []
+    for sid, hv, total, prices, fx, flags in batch:
+        p = texts.setdefault(prices, len(texts) + 4)
+        x = texts.setdefault(fx, len(texts) + 4)
+        g = texts.setdefault(flags, len(texts) + 4)
+        session_keys += keys.session_keys(partition, sid)
+        per_session += (hv, "" if total is None else repr(total), p, x, g)
+    return (
+        "EVALSHA", _REVALUE_MANY.sha, len(session_keys), *session_keys,
+        tick, valued_at, len(texts), *texts, *per_session,
+    )  # fmt: skip
+
+
+def _unpack_batch(
+    batch: Sequence[int], reply: Any, results: list[RevalueOutcome | None], url: str
+) -> None:
+    """A ``session_revalue_many`` reply into ``results`` at the batch's positions: 'updated',
+    'unchanged', 'gone', the moved holdings, or the session's error (also for every session of
+    a call that failed as a whole)."""
     if isinstance(reply, RedisUnavailable):
-        return reply
-    return "gone" if reply == b"gone" else "unchanged"  # 'same' or 'old'
+        for i in batch:
+            results[i] = reply
+        return
+    codes, details = reply
+    more = iter(details)
+    for i, code in zip(batch, codes, strict=True):  # codes: bytes, one letter per session
+        if code == 117:  # u
+            results[i] = "updated"
+        elif code == 115:  # s: the same, or a newer tick is stored
+            results[i] = "unchanged"
+        elif code == 103:  # g
+            results[i] = "gone"
+        elif code == 104:  # h: its holdings moved on (or were not known)
+            hv, holdings, currencies, base = next(more)
+            results[i] = _holdings_at(hv, holdings, currencies or None, base or None)
+        else:
+            results[i] = RedisUnavailable(f"redis: {_s(next(more))}", url=url)
 
 
 def _snapshot(res: list[Any]) -> RunSnapshot:

@@ -35,7 +35,7 @@ from marketpulse.sessions.portfolio import canonical_map, canonical_prices
 from marketpulse.sessions.store import (
     HoldingsAt,
     MoneyKey,
-    Revaluation,
+    RevalueItem,
     RevalueOutcome,
     SessionStore,
 )
@@ -166,34 +166,44 @@ class ValuationLoop:
         self, ids: list[str], tick: int, valued_at: str, counts: dict[str, int]
     ) -> None:
         todo = ids
+        cache = self._holdings
         for _ in range(3):  # a holdings change between reads sends a session round again
-            known = [s for s in todo if s in self._holdings]
-            symbols = {t for s in known for t in self._holdings[s].holdings}
+            known: list[str] = []
+            missing: list[str] = []
+            alike: dict[MoneyKey, list[str]] = {}  # sessions valued alike (computed once)
+            for sid in todo:
+                at = cache.get(sid)
+                if at is None:
+                    missing.append(sid)
+                    continue
+                known.append(sid)
+                if (same := alike.get(at.money_key)) is None:
+                    alike[at.money_key] = [sid]
+                else:
+                    same.append(sid)
+            symbols = {t for key in alike for t in key[0]}
             priced = await self.market.priced(symbols, tick) if symbols else {}
-            rates = await self._rates([self._holdings[s] for s in known], tick)
-            alike: dict[MoneyKey, _Valued] = {}  # computed once per kind of session
-            missing = [s for s in todo if s not in self._holdings]
-            revaluations: list[Revaluation] = []
-            for sid in known:
-                at = self._holdings[sid]
-                valued = alike.get(at.money_key)
-                if valued is None:
-                    valued = alike[at.money_key] = _valued(at, priced, rates[at.base_currency])
-                revaluations.append(valued.revaluation(sid, at))
-            outcomes, found = await self.store.revalue_many(tick, valued_at, revaluations, missing)
+            rates = await self._rates(alike, tick)
+            items: list[RevalueItem] = []
+            order: list[str] = []  # ``known``, grouped alike: the order of ``items``
+            for key, sids in alike.items():
+                valued = _valued(cache[sids[0]], priced, rates[key[1]])
+                valued.revaluations(sids, cache, items)
+                order += sids
+            outcomes, found = await self.store.revalue(tick, valued_at, items, missing)
             again: list[str] = []
             gone: list[str] = []
-            for sid, outcome in zip(known, outcomes, strict=True):
+            for sid, outcome in zip(order, outcomes, strict=True):
                 self._account(sid, outcome, counts, again, gone)
             for sid, holdings_at in zip(missing, found, strict=True):
                 if holdings_at is None:
                     gone.append(sid)
                 else:
-                    self._holdings[sid] = holdings_at
+                    cache[sid] = holdings_at
                     again.append(sid)
             if gone:
                 for sid in gone:
-                    self._holdings.pop(sid, None)
+                    cache.pop(sid, None)
                 cutoff_ms = int((self.now().timestamp() - INDEX_GRACE_S) * 1000)
                 counts["gone"] += await self.store.unindex_gone(gone, cutoff_ms)
             todo = again
@@ -201,13 +211,12 @@ class ValuationLoop:
                 return
         log.warning("%d sessions changed holdings during three passes; next tick", len(todo))
 
-    async def _rates(self, sessions: list[HoldingsAt], tick: int) -> dict[str, FxRates]:
+    async def _rates(self, alike: Mapping[MoneyKey, object], tick: int) -> dict[str, FxRates]:
         """Per base currency, the rates of every currency those sessions hold into it (a pair
         no source has is listed as missing, not raised: only its sessions are flagged)."""
         wanted: dict[str, set[str]] = {}
-        for at in sessions:
-            need = wanted.setdefault(at.base_currency, set())
-            need.update(at.currency(t) for t in at.holdings)
+        for _tickers, base, currencies in alike:
+            wanted.setdefault(base, set()).update(c for _t, c in currencies)
         return {
             base: await self.market.rates(need, base, tick, strict=False)
             for base, need in wanted.items()
@@ -245,13 +254,21 @@ class _Valued:
     fx_text: str
     flags_text: str
 
-    def revaluation(self, sid: str, at: HoldingsAt) -> Revaluation:
+    def revaluations(
+        self, sids: list[str], cache: Mapping[str, HoldingsAt], out: list[RevalueItem]
+    ) -> None:
+        """Append the revaluation of each of ``sids`` (sessions alike) to ``out``."""
+        prices_text, fx_text, flags_text = self.prices_text, self.fx_text, self.flags_text
         if self.fx_of is None:
-            return Revaluation(sid, at.version, None, self.prices_text, flags_text=self.flags_text)
-        fx_of, prices = self.fx_of, self.prices
-        # the same products as portfolio.total_in_base (q × price × fx), so the same cents
-        total = round(math.fsum(q * prices[t] * fx_of[t] for t, q in at.holdings.items()), 2)
-        return Revaluation(sid, at.version, total, self.prices_text, self.fx_text, self.flags_text)
+            for sid in sids:
+                out.append((sid, cache[sid].version, None, prices_text, "{}", flags_text))
+            return
+        fx_of, prices, fsum = self.fx_of, self.prices, math.fsum
+        for sid in sids:
+            at = cache[sid]
+            # the same products as portfolio.total_in_base (q × price × fx), so the same cents
+            total = round(fsum([q * prices[t] * fx_of[t] for t, q in at.holdings.items()]), 2)
+            out.append((sid, at.version, total, prices_text, fx_text, flags_text))
 
 
 def _valued(at: HoldingsAt, priced: Mapping[str, Priced], got: FxRates) -> _Valued:
