@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -367,10 +367,23 @@ class SessionStore:
 
     # -- the valuation sweep -----------------------------------------------------------------
 
-    async def indexed(self, page: int) -> AsyncIterator[list[str]]:
-        """The ids of every indexed session, ``page`` at a time: every partition's index in
-        turn, each oldest first (a page holds one partition's sessions, one slot)."""
+    async def partitions_by_node(self) -> list[list[int]]:
+        """The partitions grouped by the Redis node serving them: one group on one server, a
+        group per primary on a cluster (the sweep walks the groups in parallel)."""
+        topology = await self.redis.topology()
+        groups: dict[tuple[str | None, str, int], list[int]] = {}
         for partition in partitions.ALL:
+            node = await topology.node_for(keys.session_index(partition))
+            groups.setdefault((node.path, node.host, node.port), []).append(partition)
+        return list(groups.values())
+
+    async def indexed(
+        self, page: int, among: Iterable[int] = partitions.ALL
+    ) -> AsyncIterator[list[str]]:
+        """The ids of every indexed session (of the partitions ``among``), ``page`` at a time:
+        each partition's index in turn, oldest first (a page holds one partition's sessions,
+        one slot)."""
+        for partition in among:
             index = keys.session_index(partition)
             start = 0
             while True:

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 2000
 INDEX_GRACE_S = 60.0  # a missing session indexed more recently may be mid-creation: kept
-PARALLEL_CHUNKS = 3
+PARALLEL_CHUNKS = 3  # per Redis node
 NO_FLAGS = "[]"
 FX_STALE = '["fx_stale"]'
 FX_UNAVAILABLE = '["fx_unavailable"]'
@@ -141,23 +141,32 @@ class ValuationLoop:
         return report
 
     async def sweep(self, tick: int) -> SweepReport:
-        """Revalue every indexed session at ``tick``. Chunks run a few at a time so building one
-        chunk here overlaps Redis executing the previous one (bounded: below the pool size)."""
+        """Revalue every indexed session at ``tick``. The partitions of each Redis node (every
+        primary of a cluster) are walked in parallel; on each, a few chunks at a time, so
+        building one chunk here overlaps Redis executing the previous ones (bounded: below the
+        pool size)."""
         started = time.perf_counter()
         counts = {"sessions": 0, "updated": 0, "unchanged": 0, "gone": 0}
         valued_at = iso_z(self.now())
-        gate = asyncio.Semaphore(PARALLEL_CHUNKS)
-
         seen: set[str] = set()
 
-        async def one(ids: list[str]) -> None:
-            async with gate:
+        async def one(ids: list[str], gate: asyncio.Semaphore) -> None:
+            try:
                 await self._sweep_chunk(ids, tick, valued_at, counts)
+            finally:
+                gate.release()
+
+        async def walk(among: list[int]) -> None:
+            gate = asyncio.Semaphore(PARALLEL_CHUNKS)
+            async with asyncio.TaskGroup() as tg:
+                async for page in self.store.indexed(CHUNK, among):
+                    seen.update(page)
+                    await gate.acquire()  # the next page is read while these run
+                    tg.create_task(one(page, gate))
 
         async with asyncio.TaskGroup() as tg:
-            async for page in self.store.indexed(CHUNK):
-                seen.update(page)
-                tg.create_task(one(page))
+            for among in await self.store.partitions_by_node():
+                tg.create_task(walk(among))
         for sid in self._holdings.keys() - seen:  # deleted (and unindexed) since the last sweep
             del self._holdings[sid]
         return SweepReport(tick=tick, seconds=time.perf_counter() - started, **counts)

@@ -432,8 +432,9 @@ class ClusterMux:
 
     async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """The bulk path: each command on its slot's primary (a keyless one on every primary,
-        the first reply kept: ``SCRIPT LOAD`` must reach them all), all at once on one bulk
-        connection per primary, replies in order. An error reply comes back in the list as a
+        the first reply kept: ``SCRIPT LOAD`` must reach them all, and is answered before the
+        keyed commands are sent), all at once on one bulk connection per primary, replies in
+        order. An error reply comes back in the list as a
         ``RedisUnavailable``; a cluster that fails raises it."""
         if not any(self._slots):
             await self.refresh()
@@ -451,7 +452,18 @@ class ClusterMux:
                 return bad[0] if bad else replies[0]
             return await self.route(slot, packed, lane="bulk")
 
-        got = await asyncio.gather(*(one(c) for c in commands), return_exceptions=True)
+        # a keyless command (SCRIPT LOAD) is in place on every primary before the keyed ones
+        # are sent: gathered together, a keyed command could reach its node first (NOSCRIPT)
+        keyless = {i for i, c in enumerate(commands) if command_slot(c) is None}
+        got: list[Any] = [None] * len(commands)
+        for group in (sorted(keyless), [i for i in range(len(commands)) if i not in keyless]):
+            if not group:
+                continue
+            replies = await asyncio.gather(
+                *(one(commands[i]) for i in group), return_exceptions=True
+            )
+            for i, reply in zip(group, replies, strict=True):
+                got[i] = reply
         for r in got:
             if isinstance(r, BaseException) and type(r) is not hiredis.ReplyError:
                 raise r  # a failure (an error reply is a reply, an exception object too)

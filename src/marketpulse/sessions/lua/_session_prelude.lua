@@ -100,7 +100,7 @@ end
 --   base_currency}
 local function revalue(skey, channel, tick, hv, total, prices, valued_at, fx, flags_in)
   local f = redis.call('HMGET', skey, 'hv', 'tick', 'prices', 'version', 'basis_version', 'fx',
-    'flags', 'total_value', 'base_currency')
+    'flags', 'base_currency')
   if not f[1] then return 'gone' end
   if f[1] ~= hv then
     local h = redis.call('HMGET', skey, 'holdings', 'currencies', 'base_currency')
@@ -108,26 +108,33 @@ local function revalue(skey, channel, tick, hv, total, prices, valued_at, fx, fl
   end
   if tonumber(f[2]) >= tonumber(tick) then return 'old' end
   local flags = f[7] or '[]'
+  local v = f[4] + 1
   if total == '' then
     if flags == flags_in then
       redis.call('HSET', skey, 'tick', tick)
       return 'same'
     end
-    local v = f[4] + 1
     redis.call('HSET', skey, 'version', v, 'tick', tick, 'flags', flags_in)
-    publish_on(channel, v,
-      portfolio_update(f[8], f[3], f[6] or '{}', f[9] or 'USD', flags_in, f[5], valued_at))
+    publish_on(channel, v, portfolio_update(redis.call('HGET', skey, 'total_value'), f[3],
+      f[6] or '{}', f[8] or 'USD', flags_in, f[5], valued_at))
     return tonumber(f[5])
   end
-  if f[3] == prices and f[6] == fx and flags == flags_in then
+  local moved = f[3] ~= prices or f[6] ~= fx
+  if not moved and flags == flags_in then
     redis.call('HSET', skey, 'tick', tick)
     return 'same'
   end
-  local v = f[4] + 1
   local basis = f[5]
-  if f[3] ~= prices or f[6] ~= fx then basis = f[5] + 1 end
-  redis.call('HSET', skey, 'version', v, 'basis_version', basis, 'tick', tick, 'total_value', total,
-    'prices', prices, 'valued_at', valued_at, 'fx', fx, 'flags', flags_in)
-  publish_on(channel, v, portfolio_update(total, prices, fx, f[9] or 'USD', flags_in, basis, valued_at))
+  if moved then basis = f[5] + 1 end
+  -- only the fields that change (fx and flags mostly stay)
+  if f[6] == fx and flags == flags_in then
+    redis.call('HSET', skey, 'version', v, 'basis_version', basis, 'tick', tick,
+      'total_value', total, 'prices', prices, 'valued_at', valued_at)
+  else
+    redis.call('HSET', skey, 'version', v, 'basis_version', basis, 'tick', tick,
+      'total_value', total, 'prices', prices, 'valued_at', valued_at, 'fx', fx, 'flags', flags_in)
+  end
+  publish_on(channel, v, portfolio_update(total, prices, fx, f[8] or 'USD', flags_in, basis,
+    valued_at))
   return tonumber(basis)
 end
