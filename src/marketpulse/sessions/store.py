@@ -84,6 +84,15 @@ class HoldingsAt:
         """The holding's currency (a session stored before currencies were: the base)."""
         return self.currencies.get(ticker, self.base_currency)
 
+    def at_version(self, version: bytes) -> HoldingsAt:
+        """The same holdings at another version, sharing this one's maps (never mutated): the
+        sweep reads many sessions holding the same, and parses each text once."""
+        twin = object.__new__(HoldingsAt)
+        object.__setattr__(twin, "version", version)
+        for name in ("holdings", "currencies", "base_currency", "money_key"):
+            object.__setattr__(twin, name, getattr(self, name))
+        return twin
+
 
 @dataclass(frozen=True, slots=True)
 class Revaluation:
@@ -98,9 +107,13 @@ class Revaluation:
     flags_text: str = "[]"
 
 
-RevalueItem = tuple[str, bytes, float | None, str, str, str]
+Basis = tuple[str, str, str]
+"""The prices, fx and flags texts of a revaluation: sessions valued alike share one (the same
+tuple), sent once per script call."""
+
+RevalueItem = tuple[str, bytes, float | None, Basis]
 """A revaluation as the sweep sends it: session id, holdings version, total (None keeps the last
-good valuation), prices, fx and flags texts (shared by the sessions alike: sent once a batch)."""
+good valuation) and its basis."""
 
 RevalueOutcome = Literal["updated", "unchanged", "gone"] | HoldingsAt | RedisUnavailable
 """Of one revaluation: stored and published; already so (or a newer tick is stored); the session
@@ -129,6 +142,7 @@ _REVALUE_MANY = SCRIPTS.load("session_revalue_many")
 # that one call blocks Redis well under a millisecond (another client's command waits for it).
 BATCH = 100
 _NO_HV = b""  # never a stored hv: the session answers with its holdings
+_READ: Basis = ("{}", "{}", "[]")  # the basis sent with _NO_HV (never used)
 
 
 def _s(v: bytes | str) -> str:
@@ -398,7 +412,7 @@ class SessionStore:
     ) -> tuple[list[RevalueOutcome], list[HoldingsAt | None]]:
         """``revalue`` for ``Revaluation`` objects."""
         items = [
-            (r.session_id, r.version, r.total, r.prices_text, r.fx_text, r.flags_text)
+            (r.session_id, r.version, r.total, (r.prices_text, r.fx_text, r.flags_text))
             for r in revaluations
         ]
         return await self.revalue(tick, valued_at, items, read)
@@ -427,7 +441,7 @@ class SessionStore:
                 by_partition[p], positions[p] = [item], [i]
         for j, sid in enumerate(read):
             p = partitions.partition_of(sid)
-            by_partition.setdefault(p, []).append((sid, _NO_HV, None, "{}", "{}", "[]"))
+            by_partition.setdefault(p, []).append((sid, _NO_HV, None, _READ))
             positions.setdefault(p, []).append(n + j)
         commands: list[Command] = [("SCRIPT", "LOAD", _REVALUE_MANY.source)]
         batches: list[list[int]] = []
@@ -440,8 +454,9 @@ class SessionStore:
         if isinstance(replies[0], RedisUnavailable):
             raise replies[0]
         results: list[RevalueOutcome | None] = [None] * (n + len(read))
+        parsed: dict[tuple[bytes, bytes, bytes], HoldingsAt] = {}  # bound: this call's sessions
         for batch, reply in zip(batches, replies[1:], strict=True):
-            _unpack_batch(batch, reply, results, self.redis.url)
+            _unpack_batch(batch, reply, results, parsed, self.redis.url)
         outcomes = cast(list[RevalueOutcome], results[:n])
         found: list[HoldingsAt | None] = []
         for r in results[n:]:
@@ -482,25 +497,30 @@ def _holdings_at(
 def _revalue_call(
     partition: int, tick: int, valued_at: str, batch: Sequence[RevalueItem]
 ) -> Command:
-    """The ``session_revalue_many`` call of ``batch`` (sessions of ``partition``); the
-    prices, fx and flags texts sent once each, named by their ARGV position."""
-    texts: dict[str, int] = {}
+    """The ``session_revalue_many`` call of ``batch`` (sessions of ``partition``), each basis
+    sent once and named by its number."""
+    bases: dict[Basis, int] = {}
     session_keys: list[str] = []
     per_session: list[bytes | str | int] = []
-    for sid, hv, total, prices, fx, flags in batch:
-        p = texts.setdefault(prices, len(texts) + 4)
-        x = texts.setdefault(fx, len(texts) + 4)
-        g = texts.setdefault(flags, len(texts) + 4)
-        session_keys += keys.session_keys(partition, sid)
-        per_session += (hv, "" if total is None else repr(total), p, x, g)
+    hash_head, events_head = keys.session_keys(partition, "")  # + the id: the session's keys
+    for sid, hv, total, basis in batch:
+        b = bases.get(basis)
+        if b is None:
+            b = bases[basis] = len(bases) + 1
+        session_keys += (hash_head + sid, events_head + sid)
+        per_session += (hv, "" if total is None else repr(total), b)
     return (
         "EVALSHA", _REVALUE_MANY.sha, len(session_keys), *session_keys,
-        tick, valued_at, len(texts), *texts, *per_session,
+        tick, valued_at, len(bases), *(text for basis in bases for text in basis), *per_session,
     )  # fmt: skip
 
 
 def _unpack_batch(
-    batch: Sequence[int], reply: Any, results: list[RevalueOutcome | None], url: str
+    batch: Sequence[int],
+    reply: Any,
+    results: list[RevalueOutcome | None],
+    parsed: dict[tuple[bytes, bytes, bytes], HoldingsAt],
+    url: str,
 ) -> None:
     """A ``session_revalue_many`` reply into ``results`` at the batch's positions: 'updated',
     'unchanged', 'gone', the moved holdings, or the session's error (also for every session of
@@ -520,7 +540,12 @@ def _unpack_batch(
             results[i] = "gone"
         elif code == 104:  # h: its holdings moved on (or were not known)
             hv, holdings, currencies, base = next(more)
-            results[i] = _holdings_at(hv, holdings, currencies or None, base or None)
+            like = parsed.get((holdings, currencies, base))
+            if like is None:
+                like = parsed[holdings, currencies, base] = _holdings_at(
+                    hv, holdings, currencies or None, base or None
+                )
+            results[i] = like if like.version == hv else like.at_version(hv)
         else:
             results[i] = RedisUnavailable(f"redis: {_s(next(more))}", url=url)
 

@@ -267,17 +267,18 @@ class _Valued:
         self, sids: list[str], cache: Mapping[str, HoldingsAt], out: list[RevalueItem]
     ) -> None:
         """Append the revaluation of each of ``sids`` (sessions alike) to ``out``."""
-        prices_text, fx_text, flags_text = self.prices_text, self.fx_text, self.flags_text
         if self.fx_of is None:
+            kept = (self.prices_text, "{}", self.flags_text)
             for sid in sids:
-                out.append((sid, cache[sid].version, None, prices_text, "{}", flags_text))
+                out.append((sid, cache[sid].version, None, kept))
             return
+        basis = (self.prices_text, self.fx_text, self.flags_text)
         fx_of, prices, fsum = self.fx_of, self.prices, math.fsum
         for sid in sids:
             at = cache[sid]
             # the same products as portfolio.total_in_base (q × price × fx), so the same cents
             total = round(fsum([q * prices[t] * fx_of[t] for t, q in at.holdings.items()]), 2)
-            out.append((sid, at.version, total, prices_text, fx_text, flags_text))
+            out.append((sid, at.version, total, basis))
 
 
 def _valued(at: HoldingsAt, priced: Mapping[str, Priced], got: FxRates) -> _Valued:

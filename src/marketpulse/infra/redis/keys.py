@@ -31,7 +31,8 @@ def session_events(session_id: str) -> str:
 
 def session_keys(partition: int, session_id: str) -> tuple[str, str]:
     """``session`` and ``session_events`` of a session whose partition is known (the sweep's
-    batches: one partition each)."""
+    batches: one partition each). Each is a head followed by the id, so
+    ``session_keys(partition, "")`` gives the heads (the sweep appends many ids to them)."""
     head = _p(partition)
     return f"{head}:session:{session_id}", f"{head}:events:{session_id}"
 

@@ -145,8 +145,16 @@ class _Wire(asyncio.Protocol):
 class RedisMux:
     """A multiplexed connection for hot-path commands; ``aclose()`` it when done."""
 
-    def __init__(self, endpoint: Endpoint, *, timeout_s: float = 10.0, retries: int = 3) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        window: int | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self.window = None if window is None else asyncio.Semaphore(window)  # send_many's
         self.url = endpoint.display()  # named by its errors, never the credentials
         self.timeout_s = timeout_s
         self.retries = retries
@@ -258,6 +266,45 @@ class RedisMux:
             return await wire.send(packed)
         except (ConnectionError, OSError, TimeoutError) as exc:
             raise RedisUnavailable(f"redis: {exc}", url=self.url) from exc
+
+    def _slot_free(self, _fut: asyncio.Future[Any]) -> None:
+        assert self.window is not None
+        self.window.release()
+
+    async def send_many(self, packed: Sequence[bytes]) -> list[Any]:
+        """The replies to ``packed`` commands, written in order in one write and read in order
+        (an error reply returned as is): a bulk caller's pipeline. With a ``window``, at most
+        that many commands of this mux wait for their reply at once, the next written as a
+        reply comes in: Redis reads everything a connection has sent in one go, and another
+        client waits until it has run all of it. A lost or silent connection
+        fails them all, and they are all sent again, in order, on a fresh one (``retries``
+        times, with backoff). Raises ``RedisUnavailable`` past the retries."""
+        attempt = 0
+        while True:
+            try:
+                wire = await self._connected()
+                if self.window is None:
+                    futures = [wire.send(p) for p in packed]
+                else:
+                    futures = []
+                    for p in packed:
+                        await self.window.acquire()
+                        if wire.closed:
+                            self.window.release()
+                            raise ConnectionError("redis connection lost")
+                        fut = wire.send(p)
+                        fut.add_done_callback(self._slot_free)
+                        futures.append(fut)
+                got = await asyncio.gather(*futures, return_exceptions=True)
+                for reply in got:
+                    if isinstance(reply, BaseException):
+                        raise reply
+                return got
+            except (ConnectionError, OSError, TimeoutError) as exc:
+                attempt += 1
+                if attempt > self.retries or self._closed:
+                    raise RedisUnavailable(f"redis: {exc}", url=self.url) from exc
+                await asyncio.sleep(RETRY_BACKOFF.delay(attempt))
 
     async def _send(self, packed: bytes) -> Any:
         """The reply to ``packed``, retried on a fresh connection when one fails."""
