@@ -450,7 +450,7 @@ class SessionStore:
             for start in range(0, len(group), BATCH):
                 commands.append(_revalue_call(p, tick, valued_at, group[start : start + BATCH]))
                 batches.append(at[start : start + BATCH])
-        replies = await self.redis.pipeline_packed(commands)
+        replies = await self.redis.pipeline_packed(commands, paced=True)
         if isinstance(replies[0], RedisUnavailable):
             raise replies[0]
         results: list[RevalueOutcome | None] = [None] * (n + len(read))

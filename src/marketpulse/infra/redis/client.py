@@ -72,9 +72,9 @@ from marketpulse.infra.redis.pubsub import EventHub, Sink, Subscription
 from marketpulse.infra.redis.scripts import ScriptFolder
 
 Command = tuple[Arg, ...]
-# pipeline_packed's commands in flight at once on one server: Redis runs everything a
+# pipeline_packed's paced commands in flight at once on one server: Redis runs everything a
 # connection sent before it serves another client, so a sweep keeps only this many of its
-# script calls (each well under a millisecond of Redis's time) queued there
+# script calls (each under a millisecond of Redis's time) queued there
 BULK_WINDOW = 4
 
 transport_fix.install()  # redis-py writes with writelines: a reset connection must fail as one
@@ -318,11 +318,15 @@ class RedisClient:
         except (RedisError, RedisClusterException) as exc:
             raise RedisUnavailable(f"redis pipeline: {exc}", url=self.url) from exc
 
-    async def pipeline_packed(self, commands: Sequence[Command]) -> list[Any]:
+    async def pipeline_packed(
+        self, commands: Sequence[Command], *, paced: bool = False
+    ) -> list[Any]:
         """The bulk path: ``commands`` packed by hiredis and written at once, replies read in
         order, on the instance's bulk connection (a mux of its own: concurrent bulk callers
-        pipeline on it instead of taking a connection each, so a sweep holds one connection
-        per server and Redis serves another client between two reads of it). An error reply
+        pipeline on it instead of taking a connection each). ``paced``: commands that each
+        hold Redis for a while (the sweep's script calls over 100 sessions): at most
+        ``BULK_WINDOW`` of them in flight, so another client waits for a few of them, not for
+        all that was sent. An error reply
         comes back in the list as a ``RedisUnavailable`` (not raised); a failed connection
         raises it, after the whole list is sent again on a fresh connection (like redis-py's
         own retry this may run a command twice: ours are idempotent). On a cluster: each
@@ -336,7 +340,7 @@ class RedisClient:
             bulk = self._bulk = RedisMux(
                 self.mux.endpoint, timeout_s=self.mux.timeout_s, retries=1, window=BULK_WINDOW
             )
-        replies = await bulk.send_many([pack(c) for c in commands])
+        replies = await bulk.send_many([pack(c) for c in commands], paced=paced)
         return [
             RedisUnavailable(f"redis: {r}", url=self.url) if type(r) is hiredis.ReplyError else r
             for r in replies

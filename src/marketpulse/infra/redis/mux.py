@@ -271,19 +271,20 @@ class RedisMux:
         assert self.window is not None
         self.window.release()
 
-    async def send_many(self, packed: Sequence[bytes]) -> list[Any]:
+    async def send_many(self, packed: Sequence[bytes], *, paced: bool = False) -> list[Any]:
         """The replies to ``packed`` commands, written in order in one write and read in order
-        (an error reply returned as is): a bulk caller's pipeline. With a ``window``, at most
-        that many commands of this mux wait for their reply at once, the next written as a
-        reply comes in: Redis reads everything a connection has sent in one go, and another
-        client waits until it has run all of it. A lost or silent connection
+        (an error reply returned as is): a bulk caller's pipeline. ``paced`` (commands that
+        each hold Redis for a while, like a script over many keys) with a ``window``: at most
+        that many paced commands of this mux wait for their reply at once, the next written as
+        a reply comes in. Redis reads everything a connection has sent in one go and runs it
+        before it serves another client. A lost or silent connection
         fails them all, and they are all sent again, in order, on a fresh one (``retries``
         times, with backoff). Raises ``RedisUnavailable`` past the retries."""
         attempt = 0
         while True:
             try:
                 wire = await self._connected()
-                if self.window is None:
+                if self.window is None or not paced:
                     futures = [wire.send(p) for p in packed]
                 else:
                     futures = []
@@ -295,11 +296,12 @@ class RedisMux:
                         fut = wire.send(p)
                         fut.add_done_callback(self._slot_free)
                         futures.append(fut)
-                got = await asyncio.gather(*futures, return_exceptions=True)
-                for reply in got:
-                    if isinstance(reply, BaseException):
-                        raise reply
-                return got
+                if futures:
+                    await asyncio.wait(futures)
+                for fut in futures:  # an error reply is a result; a lost connection raises
+                    if (exc := fut.exception()) is not None:
+                        raise exc
+                return [fut.result() for fut in futures]
             except (ConnectionError, OSError, TimeoutError) as exc:
                 attempt += 1
                 if attempt > self.retries or self._closed:
