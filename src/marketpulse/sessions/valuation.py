@@ -2,11 +2,14 @@
 session at that tick.
 
 Guarantees: one leader across instances (a Redis lease); each session's revaluation is one
-atomic script that never touches the TTL, never recreates an expired session (it is skipped and
-dropped from the index) and bumps nothing when nothing changed; a revaluation older than the
-stored one is refused (the tick fences a deposed leader). The sweep is pipelined in chunks and
+atomic step (a script call runs up to 100 sessions of one partition, one after the other, each
+exactly as ``session_revalue.lua`` would) that never touches the TTL, never recreates an
+expired session (it is skipped and dropped from the index) and bumps nothing when nothing
+changed; a revaluation older than the stored one is refused (the tick fences a deposed
+leader). The sweep walks each Redis node's partitions in parallel, pipelined in chunks, and
 keeps a cache of each session's holdings keyed by the holdings version, so the steady state is
-one EVALSHA per session with the total computed here (money never goes through Lua numbers).
+one script call per 100 sessions with each total computed here (money never goes through Lua
+numbers).
 That cache holds only the sessions the last completed sweep found in the index (a deleted
 session is forgotten by the next sweep) and nothing while another instance leads.
 A Redis outage skips ticks and is logged once when it starts and once when it ends
