@@ -1,7 +1,7 @@
 """The sweep's batches (session_revalue_many.lua): many sessions of one partition revalued in one
 script call, each exactly as session_revalue.lua revalues one (the same Lua function), each with
-its own outcome; and the sweep walking every node's partitions. On one server and on the
-cluster (``any_redis_url``)."""
+its own outcome; the sweep walking every node's partitions (on one server and on the cluster,
+``any_redis_url``); and the pacing of the sweep's calls on the bulk connection."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ import pytest
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys, partitions
-from marketpulse.infra.redis.client import RedisClient
+from marketpulse.infra.redis.client import BULK_WINDOW, RedisClient
+from marketpulse.infra.redis.endpoint import pack
 from marketpulse.market.providers import SimulatedSource
 from marketpulse.market.view import Market
 from marketpulse.sessions.portfolio import value
 from marketpulse.sessions.store import _REVALUE, HoldingsAt, SessionStore, hash_token
 from marketpulse.sessions.valuation import ValuationLoop
+from support.tcp_proxy import TcpProxy
 
 DEADLINE = 30.0
 HOLDINGS = {"AAPL": 10.0, "MSFT": 5.0}
@@ -137,3 +139,31 @@ async def test_the_sweep_walks_every_node_and_revalues_every_session(
     assert len(groups) == (3 if clustered else 1)
     assert report.updated == len(sids) and report.gone == 0
     assert loop.cached_sessions == len(sids)
+
+
+async def test_a_paced_bulk_pipeline_keeps_a_window_of_calls_in_flight(
+    redis_proxy: TcpProxy,
+) -> None:
+    """Redis reads all that a connection has sent before it serves another client, so the
+    sweep's calls (``paced``) go out ``BULK_WINDOW`` at a time: with every reply held by the
+    proxy, only that many reach Redis, and an unpaced command sent meanwhile goes out after
+    them on the same connection; once the replies flow, every call is answered in order."""
+    client = RedisClient.from_url(redis_proxy.url())
+    echo, marker = ("ECHO", "p" * 100), ("ECHO", "marker")
+    try:
+        async with asyncio.timeout(DEADLINE):
+            await client.pipeline_packed([("PING",)])  # the bulk connection, logged in
+            base = redis_proxy.stats.bytes_up
+            redis_proxy.delay(DEADLINE)  # every reply held
+            paced = asyncio.create_task(client.pipeline_packed([echo] * 10, paced=True))
+            window = base + BULK_WINDOW * len(pack(echo))
+            await redis_proxy.until(lambda: redis_proxy.stats.bytes_up >= window)
+            unpaced = asyncio.create_task(client.pipeline_packed([marker]))
+            sent = window + len(pack(marker))
+            await redis_proxy.until(lambda: redis_proxy.stats.bytes_up >= sent)
+            assert redis_proxy.stats.bytes_up == sent  # no fifth paced call went out
+            redis_proxy.restore()
+            assert await paced == [b"p" * 100] * 10
+            assert await unpaced == [b"marker"]
+    finally:
+        await client.aclose()
