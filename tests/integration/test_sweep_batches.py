@@ -19,7 +19,7 @@ from marketpulse.infra.redis.endpoint import pack
 from marketpulse.market.providers import SimulatedSource
 from marketpulse.market.view import Market
 from marketpulse.sessions.portfolio import value
-from marketpulse.sessions.store import _REVALUE, HoldingsAt, SessionStore, hash_token
+from marketpulse.sessions.store import SCRIPTS, HoldingsAt, SessionStore, hash_token
 from marketpulse.sessions.valuation import ValuationLoop
 from support.tcp_proxy import TcpProxy
 
@@ -27,6 +27,7 @@ DEADLINE = 30.0
 HOLDINGS = {"AAPL": 10.0, "MSFT": 5.0}
 PRICES = {"AAPL": 100.0, "MSFT": 200.0}
 NOW = "2026-01-02T00:00:00.000Z"
+REVALUE = SCRIPTS.load("session_revalue")  # one session, as the batch's function runs it
 FIELDS = ("version", "basis_version", "tick", "total_value", "prices", "valued_at", "fx", "flags")
 
 
@@ -82,7 +83,7 @@ async def test_a_batch_revalues_each_session_as_the_single_script_does(
             args: list[str | bytes | int] = [tick, hv, "" if total is None else repr(total)]
             args += [prices, at, '{"USD":1.0}']
             await boundary.mux.evalsha(
-                _REVALUE.sha, _REVALUE.source, SessionStore.keys_for(alone), [*args, flags]
+                REVALUE.sha, REVALUE.source, SessionStore.keys_for(alone), [*args, flags]
             )
             basis = (prices, '{"USD":1.0}', flags)
             items = [(sid, hv, total, basis) for sid in batched]

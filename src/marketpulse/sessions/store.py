@@ -135,11 +135,10 @@ _ANALYSIS_CANCEL = SCRIPTS.load("analysis_cancel")
 _ANALYSIS_FAIL = SCRIPTS.load("analysis_fail")
 _ANALYSIS_RESUME = SCRIPTS.load("analysis_resume")
 _ANALYSIS_HANDBACK = SCRIPTS.load("analysis_handback")
-_REVALUE = SCRIPTS.load("session_revalue")
 _REVALUE_MANY = SCRIPTS.load("session_revalue_many")
 # Sessions per session_revalue_many call: enough that a call's own cost (a round of parsing,
-# the script's set-up) is small against its sessions' (~3-5 µs each on the server), few enough
-# that one call blocks Redis well under a millisecond (another client's command waits for it).
+# the script's set-up) is small against its sessions' (~8 µs each of Redis's CPU), few enough
+# that one call blocks Redis under a millisecond (another client's command waits for it).
 BATCH = 100
 _NO_HV = b""  # never a stored hv: the session answers with its holdings
 _READ: Basis = ("{}", "{}", "[]")  # the basis sent with _NO_HV (never used)

@@ -145,9 +145,9 @@ class ValuationLoop:
 
     async def sweep(self, tick: int) -> SweepReport:
         """Revalue every indexed session at ``tick``. The partitions of each Redis node (every
-        primary of a cluster) are walked in parallel; on each, a few chunks at a time, so
-        building one chunk here overlaps Redis executing the previous ones (bounded: below the
-        pool size)."""
+        primary of a cluster) are walked in parallel; on each, a few chunks at a time
+        (``PARALLEL_CHUNKS``), so building one chunk here overlaps Redis executing the previous
+        ones."""
         started = time.perf_counter()
         counts = {"sessions": 0, "updated": 0, "unchanged": 0, "gone": 0}
         valued_at = iso_z(self.now())
@@ -180,7 +180,6 @@ class ValuationLoop:
         todo = ids
         cache = self._holdings
         for _ in range(3):  # a holdings change between reads sends a session round again
-            known: list[str] = []
             missing: list[str] = []
             alike: dict[MoneyKey, list[str]] = {}  # sessions valued alike (computed once)
             for sid in todo:
@@ -188,7 +187,6 @@ class ValuationLoop:
                 if at is None:
                     missing.append(sid)
                     continue
-                known.append(sid)
                 if (same := alike.get(at.money_key)) is None:
                     alike[at.money_key] = [sid]
                 else:
@@ -197,7 +195,7 @@ class ValuationLoop:
             priced = await self.market.priced(symbols, tick) if symbols else {}
             rates = await self._rates(alike, tick)
             items: list[RevalueItem] = []
-            order: list[str] = []  # ``known``, grouped alike: the order of ``items``
+            order: list[str] = []  # the cached sessions, grouped alike: the order of ``items``
             for key, sids in alike.items():
                 valued = _valued(cache[sids[0]], priced, rates[key[1]])
                 valued.revaluations(sids, cache, items)
