@@ -14,8 +14,9 @@ import pytest
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis import keys, partitions
-from marketpulse.infra.redis.client import BULK_WINDOW, RedisClient
+from marketpulse.infra.redis.client import RedisClient
 from marketpulse.infra.redis.endpoint import pack
+from marketpulse.infra.redis.mux import BULK_WINDOW
 from marketpulse.market.providers import SimulatedSource
 from marketpulse.market.view import Market
 from marketpulse.sessions.portfolio import value

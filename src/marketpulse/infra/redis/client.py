@@ -66,16 +66,12 @@ from marketpulse.infra.redis.cluster import (
     keys_slot,
 )
 from marketpulse.infra.redis.endpoint import Arg, pack
-from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.mux import BULK_WINDOW, RedisMux
 from marketpulse.infra.redis.outage import url_of
 from marketpulse.infra.redis.pubsub import EventHub, Sink, Subscription
 from marketpulse.infra.redis.scripts import ScriptFolder
 
 Command = tuple[Arg, ...]
-# pipeline_packed's paced commands in flight at once on one server: Redis runs everything a
-# connection sent before it serves another client, so a sweep keeps only this many of its
-# script calls (each under a millisecond of Redis's time) queued there
-BULK_WINDOW = 4
 
 transport_fix.install()  # redis-py writes with writelines: a reset connection must fail as one
 
@@ -325,8 +321,8 @@ class RedisClient:
         order, on the instance's bulk connection (a mux of its own: concurrent bulk callers
         pipeline on it instead of taking a connection each). ``paced``: commands that each
         hold Redis for a while (the sweep's script calls over 100 sessions): at most
-        ``BULK_WINDOW`` of them in flight, so another client waits for a few of them, not for
-        all that was sent. An error reply
+        ``BULK_WINDOW`` of them in flight on a server (on each primary of a cluster), so
+        another client waits for a few of them, not for all that was sent. An error reply
         comes back in the list as a ``RedisUnavailable`` (not raised); a failed connection
         raises it, after the whole list is sent again on a fresh connection (like redis-py's
         own retry this may run a command twice: ours are idempotent). On a cluster: each
@@ -334,7 +330,7 @@ class RedisClient:
         if self._topology is None:
             await self._decide()
         if self._cluster is not None:
-            return await self._cluster.execute_many(commands)
+            return await self._cluster.execute_many(commands, paced=paced)
         bulk = self._bulk
         if bulk is None or bulk.closed:
             bulk = self._bulk = RedisMux(

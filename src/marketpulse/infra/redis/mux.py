@@ -45,6 +45,10 @@ from marketpulse.infra.retry import Backoff
 
 # full jitter under 20 ms, 40 ms, ... capped at 0.5 s: redis-py's default, 10 ms * 2**failures
 RETRY_BACKOFF = Backoff(base_s=0.02, cap_s=0.5)
+# A bulk connection's paced commands in flight at once: Redis runs everything a connection sent
+# before it serves another client, so a sweep keeps only this many of its script calls (each
+# under a millisecond of Redis's time) queued on a server (``send_many``, ``send``)
+BULK_WINDOW = 4
 ASKING = pack(("ASKING",))
 
 
@@ -255,9 +259,16 @@ class RedisMux:
             return await cluster.execute(*args)
         return await cluster.evalsha(*script, args)
 
-    async def send(self, packed: bytes, *, asking: bool = False) -> Any:
+    async def send(self, packed: bytes, *, asking: bool = False, paced: bool = False) -> Any:
         """The reply to one packed command, an error reply returned as is (a cluster router's
-        call). With ``asking``, ``ASKING`` goes first in the same write."""
+        call). With ``asking``, ``ASKING`` goes first in the same write. ``paced``: waits for
+        a place in the ``window`` first (as ``send_many``'s paced commands do)."""
+        if paced and self.window is not None:
+            async with self.window:
+                return await self._send_one(packed, asking)
+        return await self._send_one(packed, asking)
+
+    async def _send_one(self, packed: bytes, asking: bool) -> Any:
         if not asking:
             return await self._send(packed)
         try:
