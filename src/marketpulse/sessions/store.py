@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from marketpulse.errors import NotInPortfolio, RedisUnavailable, SessionExists, SessionNotFound
 from marketpulse.infra.redis import keys, partitions
@@ -84,6 +84,15 @@ class HoldingsAt:
         """The holding's currency (a session stored before currencies were: the base)."""
         return self.currencies.get(ticker, self.base_currency)
 
+    def at_version(self, version: bytes) -> HoldingsAt:
+        """The same holdings at another version, sharing this one's maps (never mutated): the
+        sweep reads many sessions holding the same, and parses each text once."""
+        twin = object.__new__(HoldingsAt)
+        object.__setattr__(twin, "version", version)
+        for name in ("holdings", "currencies", "base_currency", "money_key"):
+            object.__setattr__(twin, name, getattr(self, name))
+        return twin
+
 
 @dataclass(frozen=True, slots=True)
 class Revaluation:
@@ -97,6 +106,14 @@ class Revaluation:
     fx_text: str = "{}"
     flags_text: str = "[]"
 
+
+Basis = tuple[str, str, str]
+"""The prices, fx and flags texts of a revaluation: sessions valued alike share one (the same
+tuple), sent once per script call."""
+
+RevalueItem = tuple[str, bytes, float | None, Basis]
+"""A revaluation as the sweep sends it: session id, holdings version, total (None keeps the last
+good valuation) and its basis."""
 
 RevalueOutcome = Literal["updated", "unchanged", "gone"] | HoldingsAt | RedisUnavailable
 """Of one revaluation: stored and published; already so (or a newer tick is stored); the session
@@ -118,7 +135,13 @@ _ANALYSIS_CANCEL = SCRIPTS.load("analysis_cancel")
 _ANALYSIS_FAIL = SCRIPTS.load("analysis_fail")
 _ANALYSIS_RESUME = SCRIPTS.load("analysis_resume")
 _ANALYSIS_HANDBACK = SCRIPTS.load("analysis_handback")
-_REVALUE = SCRIPTS.load("session_revalue")
+_REVALUE_MANY = SCRIPTS.load("session_revalue_many")
+# Sessions per session_revalue_many call: enough that a call's own cost (a round of parsing,
+# the script's set-up) is small against its sessions' (~8 µs each of Redis's CPU), few enough
+# that one call blocks Redis under a millisecond (another client's command waits for it).
+BATCH = 100
+_NO_HV = b""  # never a stored hv: the session answers with its holdings
+_READ: Basis = ("{}", "{}", "[]")  # the basis sent with _NO_HV (never used)
 
 
 def _s(v: bytes | str) -> str:
@@ -357,10 +380,23 @@ class SessionStore:
 
     # -- the valuation sweep -----------------------------------------------------------------
 
-    async def indexed(self, page: int) -> AsyncIterator[list[str]]:
-        """The ids of every indexed session, ``page`` at a time: every partition's index in
-        turn, each oldest first (a page holds one partition's sessions, one slot)."""
+    async def partitions_by_node(self) -> list[list[int]]:
+        """The partitions grouped by the Redis node serving them: one group on one server, a
+        group per primary on a cluster (the sweep walks the groups in parallel)."""
+        topology = await self.redis.topology()
+        groups: dict[tuple[str | None, str, int], list[int]] = {}
         for partition in partitions.ALL:
+            node = await topology.node_for(keys.session_index(partition))
+            groups.setdefault((node.path, node.host, node.port), []).append(partition)
+        return list(groups.values())
+
+    async def indexed(
+        self, page: int, among: Iterable[int] = partitions.ALL
+    ) -> AsyncIterator[list[str]]:
+        """The ids of every indexed session (of the partitions ``among``), ``page`` at a time:
+        each partition's index in turn, oldest first (a page holds one partition's sessions,
+        one slot)."""
+        for partition in among:
             index = keys.session_index(partition)
             start = 0
             while True:
@@ -373,31 +409,59 @@ class SessionStore:
     async def revalue_many(
         self, tick: int, valued_at: str, revaluations: Sequence[Revaluation], read: Sequence[str]
     ) -> tuple[list[RevalueOutcome], list[HoldingsAt | None]]:
-        """Revalue sessions at ``tick`` (each one atomic script run, see session_revalue.lua)
-        and read the holdings of the sessions in ``read`` (None: gone), all in one round trip.
-        Never touches a TTL or recreates a session; raises RedisUnavailable if Redis fails."""
-        commands: list[Command] = [("SCRIPT", "LOAD", _REVALUE.source)]  # EVALSHA must find it
-        sha = _REVALUE.sha
-        for r in revaluations:
-            sid = r.session_id
-            total = "" if r.total is None else repr(r.total)
-            commands.append(
-                ("EVALSHA", sha, 2, keys.session(sid), keys.session_events(sid), tick, r.version,
-                 total, r.prices_text, valued_at, r.fx_text, r.flags_text)
-            )  # fmt: skip
-        for sid in read:
-            fields = ("hv", "holdings", "currencies", "base_currency")
-            commands.append(("HMGET", keys.session(sid), *fields))
-        replies = await self.redis.pipeline_packed(commands)
+        """``revalue`` for ``Revaluation`` objects."""
+        items = [
+            (r.session_id, r.version, r.total, (r.prices_text, r.fx_text, r.flags_text))
+            for r in revaluations
+        ]
+        return await self.revalue(tick, valued_at, items, read)
+
+    async def revalue(
+        self, tick: int, valued_at: str, items: Sequence[RevalueItem], read: Sequence[str]
+    ) -> tuple[list[RevalueOutcome], list[HoldingsAt | None]]:
+        """Revalue sessions at ``tick`` and read the holdings of the sessions in ``read`` (None:
+        gone), all in one round trip: one ``session_revalue_many.lua`` call per ``BATCH``
+        sessions of a partition (every key declared, one slot), each session checked, written
+        and published exactly as ``session_revalue.lua`` would (the same Lua function), one
+        after the other. A session in ``read`` goes through the same call with no holdings
+        version, so it answers with its holdings. On a cluster each call goes to its slot's
+        primary (``pipeline_packed``: pipelined per primary, the primaries in parallel).
+        Never touches a TTL or recreates a session; an error on one session is its outcome
+        (``RedisUnavailable``); raises ``RedisUnavailable`` if Redis fails."""
+        n = len(items)
+        by_partition: dict[int, list[RevalueItem]] = {}
+        positions: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            p = partitions.partition_of(item[0])
+            if p in by_partition:
+                by_partition[p].append(item)
+                positions[p].append(i)
+            else:
+                by_partition[p], positions[p] = [item], [i]
+        for j, sid in enumerate(read):
+            p = partitions.partition_of(sid)
+            by_partition.setdefault(p, []).append((sid, _NO_HV, None, _READ))
+            positions.setdefault(p, []).append(n + j)
+        commands: list[Command] = [("SCRIPT", "LOAD", _REVALUE_MANY.source)]
+        batches: list[list[int]] = []
+        for p, group in by_partition.items():
+            at = positions[p]
+            for start in range(0, len(group), BATCH):
+                commands.append(_revalue_call(p, tick, valued_at, group[start : start + BATCH]))
+                batches.append(at[start : start + BATCH])
+        replies = await self.redis.pipeline_packed(commands, paced=True)
         if isinstance(replies[0], RedisUnavailable):
             raise replies[0]
-        n = len(revaluations)
-        outcomes = [_revalued(reply) for reply in replies[1 : n + 1]]
+        results: list[RevalueOutcome | None] = [None] * (n + len(read))
+        parsed: dict[tuple[bytes, bytes, bytes], HoldingsAt] = {}  # bound: this call's sessions
+        for batch, reply in zip(batches, replies[1:], strict=True):
+            _unpack_batch(batch, reply, results, parsed, self.redis.url)
+        outcomes = cast(list[RevalueOutcome], results[:n])
         found: list[HoldingsAt | None] = []
-        for h in replies[n + 1 :]:
-            if isinstance(h, RedisUnavailable):  # not a hash: nothing this store wrote
-                raise h
-            found.append(None if h[0] is None else _holdings_at(h[0], h[1], h[2], h[3]))
+        for r in results[n:]:
+            if isinstance(r, RedisUnavailable):  # not a hash: nothing this store wrote
+                raise r
+            found.append(r if isinstance(r, HoldingsAt) else None)
         return outcomes, found
 
     async def unindex_gone(self, session_ids: Sequence[str], older_than_ms: int) -> int:
@@ -429,14 +493,60 @@ def _holdings_at(
     )
 
 
-def _revalued(reply: Any) -> RevalueOutcome:
-    if isinstance(reply, int):
-        return "updated"
-    if isinstance(reply, list):  # ['hv', hv, holdings, currencies, base]: they moved on
-        return _holdings_at(reply[1], reply[2], reply[3] or None, reply[4] or None)
+def _revalue_call(
+    partition: int, tick: int, valued_at: str, batch: Sequence[RevalueItem]
+) -> Command:
+    """The ``session_revalue_many`` call of ``batch`` (sessions of ``partition``), each basis
+    sent once and named by its number."""
+    bases: dict[Basis, int] = {}
+    session_keys: list[str] = []
+    per_session: list[bytes | str | int] = []
+    hash_head, events_head = keys.session_keys(partition, "")  # + the id: the session's keys
+    for sid, hv, total, basis in batch:
+        b = bases.get(basis)
+        if b is None:
+            b = bases[basis] = len(bases) + 1
+        session_keys += (hash_head + sid, events_head + sid)
+        per_session += (hv, "" if total is None else repr(total), b)
+    return (
+        "EVALSHA", _REVALUE_MANY.sha, len(session_keys), *session_keys,
+        tick, valued_at, len(bases), *(text for basis in bases for text in basis), *per_session,
+    )  # fmt: skip
+
+
+def _unpack_batch(
+    batch: Sequence[int],
+    reply: Any,
+    results: list[RevalueOutcome | None],
+    parsed: dict[tuple[bytes, bytes, bytes], HoldingsAt],
+    url: str,
+) -> None:
+    """A ``session_revalue_many`` reply into ``results`` at the batch's positions: 'updated',
+    'unchanged', 'gone', the moved holdings, or the session's error (also for every session of
+    a call that failed as a whole)."""
     if isinstance(reply, RedisUnavailable):
-        return reply
-    return "gone" if reply == b"gone" else "unchanged"  # 'same' or 'old'
+        for i in batch:
+            results[i] = reply
+        return
+    codes, details = reply
+    more = iter(details)
+    for i, code in zip(batch, codes, strict=True):  # codes: bytes, one letter per session
+        if code == 117:  # u
+            results[i] = "updated"
+        elif code == 115:  # s: the same, or a newer tick is stored
+            results[i] = "unchanged"
+        elif code == 103:  # g
+            results[i] = "gone"
+        elif code == 104:  # h: its holdings moved on (or were not known)
+            hv, holdings, currencies, base = next(more)
+            like = parsed.get((holdings, currencies, base))
+            if like is None:
+                like = parsed[holdings, currencies, base] = _holdings_at(
+                    hv, holdings, currencies or None, base or None
+                )
+            results[i] = like if like.version == hv else like.at_version(hv)
+        else:
+            results[i] = RedisUnavailable(f"redis: {_s(next(more))}", url=url)
 
 
 def _snapshot(res: list[Any]) -> RunSnapshot:

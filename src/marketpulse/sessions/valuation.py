@@ -2,11 +2,14 @@
 session at that tick.
 
 Guarantees: one leader across instances (a Redis lease); each session's revaluation is one
-atomic script that never touches the TTL, never recreates an expired session (it is skipped and
-dropped from the index) and bumps nothing when nothing changed; a revaluation older than the
-stored one is refused (the tick fences a deposed leader). The sweep is pipelined in chunks and
+atomic step (a script call runs up to 100 sessions of one partition, one after the other, each
+exactly as ``session_revalue.lua`` would) that never touches the TTL, never recreates an
+expired session (it is skipped and dropped from the index) and bumps nothing when nothing
+changed; a revaluation older than the stored one is refused (the tick fences a deposed
+leader). The sweep walks each Redis node's partitions in parallel, pipelined in chunks, and
 keeps a cache of each session's holdings keyed by the holdings version, so the steady state is
-one EVALSHA per session with the total computed here (money never goes through Lua numbers).
+one script call per 100 sessions with each total computed here (money never goes through Lua
+numbers).
 That cache holds only the sessions the last completed sweep found in the index (a deleted
 session is forgotten by the next sweep) and nothing while another instance leads.
 A Redis outage skips ticks and is logged once when it starts and once when it ends
@@ -35,7 +38,7 @@ from marketpulse.sessions.portfolio import canonical_map, canonical_prices
 from marketpulse.sessions.store import (
     HoldingsAt,
     MoneyKey,
-    Revaluation,
+    RevalueItem,
     RevalueOutcome,
     SessionStore,
 )
@@ -46,7 +49,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 2000
 INDEX_GRACE_S = 60.0  # a missing session indexed more recently may be mid-creation: kept
-PARALLEL_CHUNKS = 3
+PARALLEL_CHUNKS = 3  # per Redis node
 NO_FLAGS = "[]"
 FX_STALE = '["fx_stale"]'
 FX_UNAVAILABLE = '["fx_unavailable"]'
@@ -144,23 +147,32 @@ class ValuationLoop:
         return report
 
     async def sweep(self, tick: int) -> SweepReport:
-        """Revalue every indexed session at ``tick``. Chunks run a few at a time so building one
-        chunk here overlaps Redis executing the previous one (bounded: below the pool size)."""
+        """Revalue every indexed session at ``tick``. The partitions of each Redis node (every
+        primary of a cluster) are walked in parallel; on each, a few chunks at a time
+        (``PARALLEL_CHUNKS``), so building one chunk here overlaps Redis executing the previous
+        ones."""
         started = time.perf_counter()
         counts = {"sessions": 0, "updated": 0, "unchanged": 0, "gone": 0}
         valued_at = iso_z(self.now())
-        gate = asyncio.Semaphore(PARALLEL_CHUNKS)
-
         seen: set[str] = set()
 
-        async def one(ids: list[str]) -> None:
-            async with gate:
+        async def one(ids: list[str], gate: asyncio.Semaphore) -> None:
+            try:
                 await self._sweep_chunk(ids, tick, valued_at, counts)
+            finally:
+                gate.release()
+
+        async def walk(among: list[int]) -> None:
+            gate = asyncio.Semaphore(PARALLEL_CHUNKS)
+            async with asyncio.TaskGroup() as tg:
+                async for page in self.store.indexed(CHUNK, among):
+                    seen.update(page)
+                    await gate.acquire()  # the next page is read while these run
+                    tg.create_task(one(page, gate))
 
         async with asyncio.TaskGroup() as tg:
-            async for page in self.store.indexed(CHUNK):
-                seen.update(page)
-                tg.create_task(one(page))
+            for among in await self.store.partitions_by_node():
+                tg.create_task(walk(among))
         for sid in self._holdings.keys() - seen:  # deleted (and unindexed) since the last sweep
             del self._holdings[sid]
         return SweepReport(tick=tick, seconds=time.perf_counter() - started, **counts)
@@ -169,38 +181,36 @@ class ValuationLoop:
         self, ids: list[str], tick: int, valued_at: str, counts: dict[str, int]
     ) -> None:
         todo = ids
+        cache = self._holdings
         for _ in range(3):  # a holdings change between reads sends a session round again
-            known = [s for s in todo if s in self._holdings]
-            symbols = {t for s in known for t in self._holdings[s].holdings}
+            missing, alike = _grouped(todo, cache)
+            symbols = {t for key in alike for t in key[0]}
             priced = await self.market.priced(symbols, tick) if symbols else {}
-            rates = await self._rates([self._holdings[s] for s in known], tick)
-            alike: dict[MoneyKey, _Valued] = {}  # computed once per kind of session
-            missing = [s for s in todo if s not in self._holdings]
-            revaluations: list[Revaluation] = []
-            valued_of: list[_Valued] = []
-            for sid in known:
-                at = self._holdings[sid]
-                valued = alike.get(at.money_key)
-                if valued is None:
-                    valued = alike[at.money_key] = _valued(at, priced, rates[at.base_currency])
-                revaluations.append(valued.revaluation(sid, at))
-                valued_of.append(valued)
-            outcomes, found = await self.store.revalue_many(tick, valued_at, revaluations, missing)
+            rates = await self._rates(alike, tick)
+            items: list[RevalueItem] = []
+            order: list[str] = []  # the cached sessions, grouped alike: the order of ``items``
+            valued_of: list[_Valued] = []  # each item's shared valuation (the portfolio watcher)
+            for key, sids in alike.items():
+                valued = _valued(cache[sids[0]], priced, rates[key[1]])
+                valued.revaluations(sids, cache, items)
+                order += sids
+                valued_of += [valued] * len(sids)
+            outcomes, found = await self.store.revalue(tick, valued_at, items, missing)
             again: list[str] = []
             gone: list[str] = []
-            for sid, outcome in zip(known, outcomes, strict=True):
+            for sid, outcome in zip(order, outcomes, strict=True):
                 self._account(sid, outcome, counts, again, gone)
             if self.watch is not None:
-                await self._tell(known, outcomes, valued_of, revaluations, tick, valued_at)
+                await self._tell(order, outcomes, valued_of, items, tick, valued_at)
             for sid, holdings_at in zip(missing, found, strict=True):
                 if holdings_at is None:
                     gone.append(sid)
                 else:
-                    self._holdings[sid] = holdings_at
+                    cache[sid] = holdings_at
                     again.append(sid)
             if gone:
                 for sid in gone:
-                    self._holdings.pop(sid, None)
+                    cache.pop(sid, None)
                 cutoff_ms = int((self.now().timestamp() - INDEX_GRACE_S) * 1000)
                 counts["gone"] += await self.store.unindex_gone(gone, cutoff_ms)
             todo = again
@@ -208,13 +218,12 @@ class ValuationLoop:
                 return
         log.warning("%d sessions changed holdings during three passes; next tick", len(todo))
 
-    async def _rates(self, sessions: list[HoldingsAt], tick: int) -> dict[str, FxRates]:
+    async def _rates(self, alike: Mapping[MoneyKey, object], tick: int) -> dict[str, FxRates]:
         """Per base currency, the rates of every currency those sessions hold into it (a pair
         no source has is listed as missing, not raised: only its sessions are flagged)."""
         wanted: dict[str, set[str]] = {}
-        for at in sessions:
-            need = wanted.setdefault(at.base_currency, set())
-            need.update(at.currency(t) for t in at.holdings)
+        for _tickers, base, currencies in alike:
+            wanted.setdefault(base, set()).update(c for _t, c in currencies)
         return {
             base: await self.market.rates(need, base, tick, strict=False)
             for base, need in wanted.items()
@@ -225,7 +234,7 @@ class ValuationLoop:
         known: list[str],
         outcomes: list[RevalueOutcome],
         valued_of: list[_Valued],
-        revaluations: list[Revaluation],
+        items: list[RevalueItem],
         tick: int,
         valued_at: str,
     ) -> None:
@@ -233,8 +242,8 @@ class ValuationLoop:
         so) at ``tick``: its failure is logged, never the sweep's."""
         assert self.watch is not None
         rows = [
-            (sid, val, rev)
-            for sid, outcome, val, rev in zip(known, outcomes, valued_of, revaluations, strict=True)
+            (sid, val, item[2])
+            for sid, outcome, val, item in zip(known, outcomes, valued_of, items, strict=True)
             if outcome in ("updated", "unchanged") and sid in self._holdings
         ]
         if not rows:
@@ -243,8 +252,8 @@ class ValuationLoop:
             wanted = await self.watch.watched([sid for sid, _, _ in rows])
             points = [
                 point
-                for (sid, val, rev), want in zip(rows, wanted, strict=True)
-                if want and (point := val.point(sid, self._holdings[sid], tick, valued_at, rev))
+                for (sid, val, total), want in zip(rows, wanted, strict=True)
+                if want and (point := val.point(sid, self._holdings[sid], tick, valued_at, total))
             ]
             if points:
                 await self.watch.valued(points)
@@ -285,24 +294,51 @@ class _Valued:
     fx_text: str
     flags_text: str
 
-    def revaluation(self, sid: str, at: HoldingsAt) -> Revaluation:
+    def revaluations(
+        self, sids: list[str], cache: Mapping[str, HoldingsAt], out: list[RevalueItem]
+    ) -> None:
+        """Append the revaluation of each of ``sids`` (sessions alike) to ``out``."""
         if self.fx_of is None:
-            return Revaluation(sid, at.version, None, self.prices_text, flags_text=self.flags_text)
-        fx_of, prices = self.fx_of, self.prices
-        # the same products as portfolio.total_in_base (q × price × fx), so the same cents
-        total = round(math.fsum(q * prices[t] * fx_of[t] for t, q in at.holdings.items()), 2)
-        return Revaluation(sid, at.version, total, self.prices_text, self.fx_text, self.flags_text)
+            kept = (self.prices_text, "{}", self.flags_text)
+            for sid in sids:
+                out.append((sid, cache[sid].version, None, kept))
+            return
+        basis = (self.prices_text, self.fx_text, self.flags_text)
+        fx_of, prices, fsum = self.fx_of, self.prices, math.fsum
+        for sid in sids:
+            at = cache[sid]
+            # the same products as portfolio.total_in_base (q × price × fx), so the same cents
+            total = round(fsum([q * prices[t] * fx_of[t] for t, q in at.holdings.items()]), 2)
+            out.append((sid, at.version, total, basis))
 
     def point(
-        self, sid: str, at: HoldingsAt, tick: int, valued_at: str, rev: Revaluation
+        self, sid: str, at: HoldingsAt, tick: int, valued_at: str, total: float | None
     ) -> ValuedSession | None:
         """What the portfolio watcher is told of this session's valuation (None: not valued)."""
-        if self.fx_of is None or rev.total is None:
+        if self.fx_of is None or total is None:
             return None
         units = {t: self.prices[t] * self.fx_of[t] for t in at.holdings}
         return ValuedSession(
-            sid, tick, valued_at, at.base_currency, dict(at.holdings), units, float(rev.total)
+            sid, tick, valued_at, at.base_currency, dict(at.holdings), units, float(total)
         )
+
+
+def _grouped(
+    todo: list[str], cache: Mapping[str, HoldingsAt]
+) -> tuple[list[str], dict[MoneyKey, list[str]]]:
+    """The sessions not cached yet, and the cached ones grouped by what values them alike
+    (computed once per group)."""
+    missing: list[str] = []
+    alike: dict[MoneyKey, list[str]] = {}
+    for sid in todo:
+        at = cache.get(sid)
+        if at is None:
+            missing.append(sid)
+        elif (same := alike.get(at.money_key)) is None:
+            alike[at.money_key] = [sid]
+        else:
+            same.append(sid)
+    return missing, alike
 
 
 def _valued(at: HoldingsAt, priced: Mapping[str, Priced], got: FxRates) -> _Valued:

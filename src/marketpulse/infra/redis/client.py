@@ -1,10 +1,11 @@
 """The one Redis boundary: ``RedisClient`` is how every feature talks to Redis.
 
-It holds the three connections of an instance and hands out what the stores need:
+It holds the connections of an instance and hands out what the stores need:
 
 - plain commands (``call``) and pipelines (``pipeline``) on redis-py's pooled client;
 - the bulk path (``pipeline_packed``): commands packed by hiredis (C, not redis-py's
-  pure-Python packer) and written on one pooled connection, the revaluation sweep's transport;
+  pure-Python packer) and pipelined on one bulk connection (a ``RedisMux`` of its own), the
+  revaluation sweep's transport;
 - Lua scripts (``script``) sent through the ``RedisMux``, one pipelined connection shared by
   every caller (the hot path of every analysis; its cost is in the README's benchmarks);
 - pub/sub (``subscription``, ``publish``): the instance's ``EventHub``, one subscriber
@@ -39,6 +40,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
@@ -64,7 +66,7 @@ from marketpulse.infra.redis.cluster import (
     keys_slot,
 )
 from marketpulse.infra.redis.endpoint import Arg, pack
-from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.mux import BULK_WINDOW, RedisMux
 from marketpulse.infra.redis.outage import url_of
 from marketpulse.infra.redis.pubsub import EventHub, Sink, Subscription
 from marketpulse.infra.redis.scripts import ScriptFolder
@@ -166,6 +168,7 @@ class RedisClient:
         self._cluster: ClusterMux | None = None
         self._cluster_redis: RedisCluster | None = None
         self._cluster_slots: asyncio.Semaphore | None = None
+        self._bulk: RedisMux | None = None  # pipeline_packed's connection (one server)
 
     @classmethod
     def from_url(cls, url: str, max_connections: int = 64) -> RedisClient:
@@ -231,6 +234,8 @@ class RedisClient:
             with contextlib.suppress(BaseException):
                 await task
         await self.mux.aclose()
+        if self._bulk is not None:
+            await self._bulk.aclose()
         if self._cluster is not None:
             await self._cluster.aclose()
         if self._cluster_redis is not None:
@@ -309,41 +314,33 @@ class RedisClient:
         except (RedisError, RedisClusterException) as exc:
             raise RedisUnavailable(f"redis pipeline: {exc}", url=self.url) from exc
 
-    async def pipeline_packed(self, commands: Sequence[Command]) -> list[Any]:
-        """The bulk path: ``commands`` packed by hiredis, written at once on one pooled
-        connection, replies read in order. An error reply comes back in the list as a
-        ``RedisUnavailable`` (not raised); a failed connection raises it, after one more try
-        on a fresh connection (a pooled one may have died with a restarted server; like
-        redis-py's own retry this may run a command twice: ours are idempotent). On a cluster:
-        each command on its slot's primary (a bulk connection per primary, ``ClusterMux``)."""
+    async def pipeline_packed(
+        self, commands: Sequence[Command], *, paced: bool = False
+    ) -> list[Any]:
+        """The bulk path: ``commands`` packed by hiredis and written at once, replies read in
+        order, on the instance's bulk connection (a mux of its own: concurrent bulk callers
+        pipeline on it instead of taking a connection each). ``paced``: commands that each
+        hold Redis for a while (the sweep's script calls over 100 sessions): at most
+        ``BULK_WINDOW`` of them in flight on a server (on each primary of a cluster), so
+        another client waits for a few of them, not for all that was sent. An error reply
+        comes back in the list as a ``RedisUnavailable`` (not raised); a failed connection
+        raises it, after the whole list is sent again on a fresh connection (like redis-py's
+        own retry this may run a command twice: ours are idempotent). On a cluster: each
+        command on its slot's primary (a bulk connection per primary, ``ClusterMux``)."""
         if self._topology is None:
             await self._decide()
         if self._cluster is not None:
-            return await self._cluster.execute_many(commands)
-        packed = b"".join(pack(c) for c in commands)
-        with _translated("pipeline", self.url):
-            try:
-                return await self._packed_once(packed, len(commands))
-            except (RedisConnectionError, RedisTimeoutError):
-                return await self._packed_once(packed, len(commands))
-
-    async def _packed_once(self, packed: bytes, n: int) -> list[Any]:
-        pool = self.redis.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await conn.send_packed_command(packed)
-            replies: list[Any] = []
-            for _ in range(n):
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:
-                    replies.append(RedisUnavailable(f"redis: {exc}", url=self.url))
-            return replies
-        except BaseException:
-            await conn.disconnect()  # the stream is mid-reply: never hand it back so
-            raise
-        finally:
-            await pool.release(conn)
+            return await self._cluster.execute_many(commands, paced=paced)
+        bulk = self._bulk
+        if bulk is None or bulk.closed:
+            bulk = self._bulk = RedisMux(
+                self.mux.endpoint, timeout_s=self.mux.timeout_s, retries=1, window=BULK_WINDOW
+            )
+        replies = await bulk.send_many([pack(c) for c in commands], paced=paced)
+        return [
+            RedisUnavailable(f"redis: {r}", url=self.url) if type(r) is hiredis.ReplyError else r
+            for r in replies
+        ]
 
     # -- scripts -----------------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ import hiredis
 
 from marketpulse.errors import RedisUnavailable
 from marketpulse.infra.redis.endpoint import Arg, Endpoint, pack
-from marketpulse.infra.redis.mux import RedisMux
+from marketpulse.infra.redis.mux import BULK_WINDOW, RedisMux
 from marketpulse.infra.retry import Backoff
 
 SLOTS = 16384
@@ -289,7 +289,8 @@ class ClusterMux:
     def _conn(self, addr: Addr, lane: str = "hot") -> RedisMux:
         conn = self._conns.get((addr, lane))
         if conn is None or conn.closed:
-            conn = RedisMux(self.endpoint(addr), timeout_s=self.timeout_s, retries=0)
+            window = BULK_WINDOW if lane == "bulk" else None  # paced calls: see mux.py
+            conn = RedisMux(self.endpoint(addr), timeout_s=self.timeout_s, retries=0, window=window)
             self._conns[(addr, lane)] = conn
         return conn
 
@@ -330,6 +331,7 @@ class ClusterMux:
         eval_packed: tuple[Arg, ...] | None = None,
         lane: str = "hot",
         lost: RedisUnavailable | None = None,
+        paced: bool = False,
     ) -> Any:
         """The reply to ``packed`` from the primary of ``slot`` (an error reply is returned,
         not raised), through redirections, busy answers and lost nodes (module docstring).
@@ -340,7 +342,9 @@ class ClusterMux:
         while True:
             addr = call.ask or await self._addr(slot)
             try:
-                reply = await self._conn(addr, lane).send(call.packed, asking=call.ask is not None)
+                reply = await self._conn(addr, lane).send(
+                    call.packed, asking=call.ask is not None, paced=paced
+                )
             except RedisUnavailable as exc:
                 await self._after_loss(call, exc)
                 continue
@@ -430,11 +434,15 @@ class ClusterMux:
             raise RedisUnavailable(f"redis script {sha[:12]}: {reply}", url=self.url) from reply
         return reply
 
-    async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+    async def execute_many(
+        self, commands: Sequence[Sequence[Arg]], *, paced: bool = False
+    ) -> list[Any]:
         """The bulk path: each command on its slot's primary (a keyless one on every primary,
-        the first reply kept: ``SCRIPT LOAD`` must reach them all), all at once on one bulk
-        connection per primary, replies in order. An error reply comes back in the list as a
-        ``RedisUnavailable``; a cluster that fails raises it."""
+        the first reply kept: ``SCRIPT LOAD`` must reach them all, and is answered before the
+        keyed commands are sent), all at once on one bulk connection per primary, replies in
+        order (``paced``: at most ``BULK_WINDOW`` of them in flight on each primary, see
+        ``mux.py``). An error reply comes back in the list as a ``RedisUnavailable``; a cluster
+        that fails raises it."""
         if not any(self._slots):
             await self.refresh()
 
@@ -449,9 +457,20 @@ class ClusterMux:
                 replies = await asyncio.gather(*every)
                 bad = [r for r in replies if type(r) is hiredis.ReplyError]
                 return bad[0] if bad else replies[0]
-            return await self.route(slot, packed, lane="bulk")
+            return await self.route(slot, packed, lane="bulk", paced=paced)
 
-        got = await asyncio.gather(*(one(c) for c in commands), return_exceptions=True)
+        # a keyless command (SCRIPT LOAD) is in place on every primary before the keyed ones
+        # are sent: gathered together, a keyed command could reach its node first (NOSCRIPT)
+        keyless = {i for i, c in enumerate(commands) if command_slot(c) is None}
+        got: list[Any] = [None] * len(commands)
+        for group in (sorted(keyless), [i for i in range(len(commands)) if i not in keyless]):
+            if not group:
+                continue
+            replies = await asyncio.gather(
+                *(one(commands[i]) for i in group), return_exceptions=True
+            )
+            for i, reply in zip(group, replies, strict=True):
+                got[i] = reply
         for r in got:
             if isinstance(r, BaseException) and type(r) is not hiredis.ReplyError:
                 raise r  # a failure (an error reply is a reply, an exception object too)

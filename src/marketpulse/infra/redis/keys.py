@@ -29,6 +29,14 @@ def session_events(session_id: str) -> str:
     return f"{_p(partitions.partition_of(session_id))}:events:{session_id}"
 
 
+def session_keys(partition: int, session_id: str) -> tuple[str, str]:
+    """``session`` and ``session_events`` of a session whose partition is known (the sweep's
+    batches: one partition each). Each is a head followed by the id, so
+    ``session_keys(partition, "")`` gives the heads (the sweep appends many ids to them)."""
+    head = _p(partition)
+    return f"{head}:session:{session_id}", f"{head}:events:{session_id}"
+
+
 def session_index(partition: int) -> str:
     """Sorted set of a partition's session ids (score = creation time) swept by the valuation
     loop."""

@@ -45,6 +45,10 @@ from marketpulse.infra.retry import Backoff
 
 # full jitter under 20 ms, 40 ms, ... capped at 0.5 s: redis-py's default, 10 ms * 2**failures
 RETRY_BACKOFF = Backoff(base_s=0.02, cap_s=0.5)
+# A bulk connection's paced commands in flight at once: Redis runs everything a connection sent
+# before it serves another client, so a sweep keeps only this many of its script calls (each
+# under a millisecond of Redis's time) queued on a server (``send_many``, ``send``)
+BULK_WINDOW = 4
 ASKING = pack(("ASKING",))
 
 
@@ -145,8 +149,16 @@ class _Wire(asyncio.Protocol):
 class RedisMux:
     """A multiplexed connection for hot-path commands; ``aclose()`` it when done."""
 
-    def __init__(self, endpoint: Endpoint, *, timeout_s: float = 10.0, retries: int = 3) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        window: int | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self.window = None if window is None else asyncio.Semaphore(window)  # send_many's
         self.url = endpoint.display()  # named by its errors, never the credentials
         self.timeout_s = timeout_s
         self.retries = retries
@@ -247,9 +259,16 @@ class RedisMux:
             return await cluster.execute(*args)
         return await cluster.evalsha(*script, args)
 
-    async def send(self, packed: bytes, *, asking: bool = False) -> Any:
+    async def send(self, packed: bytes, *, asking: bool = False, paced: bool = False) -> Any:
         """The reply to one packed command, an error reply returned as is (a cluster router's
-        call). With ``asking``, ``ASKING`` goes first in the same write."""
+        call). With ``asking``, ``ASKING`` goes first in the same write. ``paced``: waits for
+        a place in the ``window`` first (as ``send_many``'s paced commands do)."""
+        if paced and self.window is not None:
+            async with self.window:
+                return await self._send_one(packed, asking)
+        return await self._send_one(packed, asking)
+
+    async def _send_one(self, packed: bytes, asking: bool) -> Any:
         if not asking:
             return await self._send(packed)
         try:
@@ -258,6 +277,47 @@ class RedisMux:
             return await wire.send(packed)
         except (ConnectionError, OSError, TimeoutError) as exc:
             raise RedisUnavailable(f"redis: {exc}", url=self.url) from exc
+
+    def _slot_free(self, _fut: asyncio.Future[Any]) -> None:
+        assert self.window is not None
+        self.window.release()
+
+    async def send_many(self, packed: Sequence[bytes], *, paced: bool = False) -> list[Any]:
+        """The replies to ``packed`` commands, written in order in one write and read in order
+        (an error reply returned as is): a bulk caller's pipeline. ``paced`` (commands that
+        each hold Redis for a while, like a script over many keys) with a ``window``: at most
+        that many paced commands of this mux wait for their reply at once, the next written as
+        a reply comes in. Redis reads everything a connection has sent in one go and runs it
+        before it serves another client. A lost or silent connection
+        fails them all, and they are all sent again, in order, on a fresh one (``retries``
+        times, with backoff). Raises ``RedisUnavailable`` past the retries."""
+        attempt = 0
+        while True:
+            try:
+                wire = await self._connected()
+                if self.window is None or not paced:
+                    futures = [wire.send(p) for p in packed]
+                else:
+                    futures = []
+                    for p in packed:
+                        await self.window.acquire()
+                        if wire.closed:
+                            self.window.release()
+                            raise ConnectionError("redis connection lost")
+                        fut = wire.send(p)
+                        fut.add_done_callback(self._slot_free)
+                        futures.append(fut)
+                if futures:
+                    await asyncio.wait(futures)
+                for fut in futures:  # an error reply is a result; a lost connection raises
+                    if (exc := fut.exception()) is not None:
+                        raise exc
+                return [fut.result() for fut in futures]
+            except (ConnectionError, OSError, TimeoutError) as exc:
+                attempt += 1
+                if attempt > self.retries or self._closed:
+                    raise RedisUnavailable(f"redis: {exc}", url=self.url) from exc
+                await asyncio.sleep(RETRY_BACKOFF.delay(attempt))
 
     async def _send(self, packed: bytes) -> Any:
         """The reply to ``packed``, retried on a fresh connection when one fails."""

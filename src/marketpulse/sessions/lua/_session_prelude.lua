@@ -6,8 +6,12 @@ local key = KEYS[1]
 
 -- Publish an event in the same atomic step as the change: "<version>\n<json>". KEYS[2] is the
 -- session's sharded channel, on the session's slot (a script may SPUBLISH only there).
+local function publish_on(channel, version, json)
+  redis.call('SPUBLISH', channel, tostring(version) .. '\n' .. json)
+end
+
 local function publish(version, json)
-  redis.call('SPUBLISH', KEYS[2], tostring(version) .. '\n' .. json)
+  publish_on(KEYS[2], version, json)
 end
 
 -- A client action begins: one read of the token, the version (f[1], f[2]) and the fields asked
@@ -84,4 +88,53 @@ local function run_alive(group, entry, bound_ms)
     end
   end
   return true
+end
+
+-- One session's revaluation (session_revalue.lua runs it once, session_revalue_many.lua for
+-- each session of a batch): `skey` the session's hash, `channel` its event channel; the
+-- arguments as session_revalue.lua's ARGV. Not a client action: never touches the TTL (HSET
+-- keeps it) and never recreates a missing key. The tick is a fence: a revaluation older than
+-- the stored one (a deposed leader) is refused. A moved price or rate is a new basis. An empty
+-- `total` keeps the last good valuation and only sets the flags: a new version, the same basis.
+-- returns 'gone' | 'old' | 'same' | basis_version | {'hv', hv, holdings_json, currencies_json,
+--   base_currency}
+local function revalue(skey, channel, tick, hv, total, prices, valued_at, fx, flags_in)
+  local f = redis.call('HMGET', skey, 'hv', 'tick', 'prices', 'version', 'basis_version', 'fx',
+    'flags', 'base_currency')
+  if not f[1] then return 'gone' end
+  if f[1] ~= hv then
+    local h = redis.call('HMGET', skey, 'holdings', 'currencies', 'base_currency')
+    return {'hv', f[1], h[1], h[2] or '', h[3] or ''}
+  end
+  if tonumber(f[2]) >= tonumber(tick) then return 'old' end
+  local flags = f[7] or '[]'
+  local v = f[4] + 1
+  if total == '' then
+    if flags == flags_in then
+      redis.call('HSET', skey, 'tick', tick)
+      return 'same'
+    end
+    redis.call('HSET', skey, 'version', v, 'tick', tick, 'flags', flags_in)
+    publish_on(channel, v, portfolio_update(redis.call('HGET', skey, 'total_value'), f[3],
+      f[6] or '{}', f[8] or 'USD', flags_in, f[5], valued_at))
+    return tonumber(f[5])
+  end
+  local moved = f[3] ~= prices or f[6] ~= fx
+  if not moved and flags == flags_in then
+    redis.call('HSET', skey, 'tick', tick)
+    return 'same'
+  end
+  local basis = f[5]
+  if moved then basis = f[5] + 1 end
+  -- only the fields that change (fx and flags mostly stay)
+  if f[6] == fx and flags == flags_in then
+    redis.call('HSET', skey, 'version', v, 'basis_version', basis, 'tick', tick,
+      'total_value', total, 'prices', prices, 'valued_at', valued_at)
+  else
+    redis.call('HSET', skey, 'version', v, 'basis_version', basis, 'tick', tick,
+      'total_value', total, 'prices', prices, 'valued_at', valued_at, 'fx', fx, 'flags', flags_in)
+  end
+  publish_on(channel, v, portfolio_update(total, prices, fx, f[8] or 'USD', flags_in, basis,
+    valued_at))
+  return tonumber(basis)
 end
