@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
@@ -17,11 +18,16 @@ from marketpulse.infra.ws.wheel import TimerWheel
 from marketpulse.sessions.ws import _AlertMemo, direct_session_id
 
 
+def started[T](coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """``coro`` as a task already run up to its first wait (eagerly, in this call): no loop
+    iteration to wait for before it is known to be waiting."""
+    return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+
+
 async def test_the_inbox_hands_messages_out_in_order_and_wakes_a_waiting_getter() -> None:
     inbox = _Inbox()
     assert inbox.empty()
-    getter = asyncio.ensure_future(inbox.get())
-    await asyncio.sleep(0)  # the getter is now waiting
+    getter = started(inbox.get())  # waiting now
     assert not getter.done()
     inbox.put_nowait({"n": 1})
     inbox.put_nowait({"n": 2})
@@ -33,8 +39,7 @@ async def test_the_inbox_hands_messages_out_in_order_and_wakes_a_waiting_getter(
 
 async def test_a_cancelled_getter_loses_no_message() -> None:
     inbox = _Inbox()
-    gone = asyncio.ensure_future(inbox.get())
-    await asyncio.sleep(0)
+    gone = started(inbox.get())
     gone.cancel()
     with pytest.raises(asyncio.CancelledError):
         await gone
@@ -44,8 +49,7 @@ async def test_a_cancelled_getter_loses_no_message() -> None:
 
 async def test_two_getters_each_get_one_message() -> None:
     inbox = _Inbox()
-    getters = [asyncio.ensure_future(inbox.get()) for _ in range(2)]
-    await asyncio.sleep(0)
+    getters = [started(inbox.get()) for _ in range(2)]
     inbox.put_nowait("a")
     inbox.put_nowait("b")
     got = await asyncio.wait_for(asyncio.gather(*getters), 1)
@@ -58,9 +62,8 @@ async def test_the_flag_waits_while_cleared_and_wakes_every_waiter_when_set() ->
     assert await asyncio.wait_for(flag.wait(), 1) is True  # set: at once
     flag.clear()
     assert not flag.is_set()
-    waiters = [asyncio.ensure_future(flag.wait()) for _ in range(3)]
-    cancelled = asyncio.ensure_future(flag.wait())
-    await asyncio.sleep(0)
+    waiters = [started(flag.wait()) for _ in range(3)]
+    cancelled = started(flag.wait())
     assert not any(w.done() for w in waiters)
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -100,14 +103,16 @@ def test_an_alert_is_parsed_once_for_every_socket_and_sent_typed_first() -> None
 
 
 class _Entry:
-    __slots__ = ("calls", "slot")
+    __slots__ = ("called", "calls", "slot")
 
     def __init__(self) -> None:
         self.slot: int | None = None
         self.calls = 0
+        self.called = asyncio.Event()
 
     def due(self) -> None:
         self.calls += 1
+        self.called.set()
 
 
 async def test_the_timer_wheel_calls_each_entry_once_when_due_and_not_once_discarded() -> None:
@@ -119,10 +124,7 @@ async def test_the_timer_wheel_calls_each_entry_once_when_due_and_not_once_disca
     timers.add(moved, 0.5)  # replaces its pending call
     timers.discard(kept)
     assert len(timers) == 2 and kept.slot is None
-    deadline = asyncio.get_running_loop().time() + 5
-    while fired.calls == 0:
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.01)  # wait-ok: the probe's period
+    await asyncio.wait_for(fired.called.wait(), 5)
     assert (fired.calls, kept.calls, moved.calls) == (1, 0, 0)
     assert fired.slot is None and moved.slot is not None and len(timers) == 1
     timers.discard(moved)
