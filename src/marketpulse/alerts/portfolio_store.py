@@ -21,21 +21,17 @@ from typing import Any
 from marketpulse.alerts.event import FiredAlert
 from marketpulse.alerts.portfolio_rules import PortfolioAlert, Track
 from marketpulse.alerts.rules import AlertState, Outcome
-from marketpulse.alerts.store import HISTORY_CAP, OUTBOX_CAP, SCRIPTS
+from marketpulse.alerts.store import HISTORY_CAP, OUTBOX_CAP, SCRIPTS, as_text, read_states
 from marketpulse.infra.redis import keys
 from marketpulse.infra.redis.client import RedisClient
 
 MAX_PER_SESSION = 20
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 def _track(raw: dict[bytes, bytes]) -> Track | None:
     if not raw or b"tick" not in raw:
         return None
-    f = {_text(k): _text(v) for k, v in raw.items()}
+    f = {as_text(k): as_text(v) for k, v in raw.items()}
     return Track(
         tick=int(f["tick"]),
         day=f["day"],
@@ -76,7 +72,7 @@ class PortfolioAlertStore:
             keys.portfolio_track(session_id),
         ]
         args = [alert.id, alert.model_dump_json(), MAX_PER_SESSION, "1" if reset else "0"]
-        return _text(await self._put(k, args))
+        return as_text(await self._put(k, args))
 
     async def remove(self, session_id: str, alert_id: str) -> bool:
         removed, _ = await self.redis.pipeline(
@@ -133,25 +129,13 @@ class PortfolioAlertStore:
             *(keys.portfolio_alert_state(session_id, a) for a in alert_ids),
         ]
         read = "" if read_tick is None else str(read_tick)
-        return _text(await self._track(k, [read, str(track.tick), *_fields(track)]))
+        return as_text(await self._track(k, [read, str(track.tick), *_fields(track)]))
 
     async def states(self, session_id: str, alert_ids: Sequence[str]) -> dict[str, AlertState]:
         if not alert_ids:
             return {}
-        fields = ("armed", "obs", "fired_at", "muted")
-        rows = await self.redis.pipeline(
-            [("HMGET", keys.portfolio_alert_state(session_id, a), *fields) for a in alert_ids]
-        )
-        out: dict[str, AlertState] = {}
-        for alert_id, (armed, obs, fired_at, _) in zip(alert_ids, rows, strict=True):
-            if armed is None and obs is None:
-                continue
-            out[alert_id] = AlertState(
-                armed=armed is None or _text(armed) != "0",
-                last_obs=None if obs is None else int(obs),
-                last_fired_at=None if fired_at is None else float(fired_at),
-            )
-        return out
+        state_keys = [keys.portfolio_alert_state(session_id, a) for a in alert_ids]
+        return await read_states(self.redis, alert_ids, state_keys)
 
     async def apply(
         self,
@@ -179,7 +163,7 @@ class PortfolioAlertStore:
             keys.ALERT_OUTBOX,
             keys.ALERT_HISTORY,
         ]
-        return Outcome(_text(await self._transition(k, args)))
+        return Outcome(as_text(await self._transition(k, args)))
 
     async def history(self, session_id: str, limit: int) -> list[FiredAlert]:
         """The session's fires in the shared history, newest first (pages the capped stream)."""
@@ -197,7 +181,7 @@ class PortfolioAlertStore:
                         break
             if len(rows) < page:
                 break
-            start = "(" + _text(rows[-1][0])
+            start = "(" + as_text(rows[-1][0])
         return out
 
     async def drop(self, session_id: str) -> None:
@@ -205,5 +189,5 @@ class PortfolioAlertStore:
         # HGETALL, not HKEYS: the production ACL's commands (infra/redis/acl.py)
         defs = await self.redis.call("HGETALL", keys.portfolio_alerts(session_id))
         doomed = [keys.portfolio_alerts(session_id), keys.portfolio_track(session_id)]
-        doomed += [keys.portfolio_alert_state(session_id, _text(i)) for i in defs or {}]
+        doomed += [keys.portfolio_alert_state(session_id, as_text(i)) for i in defs or {}]
         await self.redis.call("DEL", *doomed)

@@ -20,7 +20,7 @@ fills them only while they never were, so a watchlist emptied on purpose stays e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol, cast
 
@@ -95,12 +95,42 @@ class AlertStore(Protocol):
     async def corporate_actions(self, symbol: str | None, limit: int) -> list[CorporateAction]: ...
 
 
-def _text(raw: bytes | str) -> str:
+def as_text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+def _is_price_fire(fields: dict[bytes, bytes]) -> bool:
+    """A price alert's fire: not another kind of entry (a corporate action), nor a session's
+    portfolio alert (only its token reads it)."""
+    return b"alert" in fields and not fields.get(b"symbol", b"").startswith(PORTFOLIO_PREFIX)
+
+
+def _is_corporate_action(fields: dict[bytes, bytes]) -> bool:
+    return fields.get(b"kind") == b"corporate_action"
+
+
+async def read_states(
+    redis: RedisClient, alert_ids: Sequence[str], state_keys: Sequence[str]
+) -> dict[str, AlertState]:
+    """The stored state hash (what ``alert_transition.lua`` writes) of each alert that has one,
+    in one pipelined read: a price alert's or a portfolio alert's (their keys differ)."""
+    fields = ("armed", "obs", "fired_at", "muted")
+    rows = await redis.pipeline([("HMGET", k, *fields) for k in state_keys])
+    out: dict[str, AlertState] = {}
+    for alert_id, (armed, obs, fired_at, muted) in zip(alert_ids, rows, strict=True):
+        if armed is None and obs is None:
+            continue
+        out[alert_id] = AlertState(
+            armed=armed is None or as_text(armed) != "0",
+            last_obs=None if obs is None else int(obs),
+            last_fired_at=None if fired_at is None else float(fired_at),
+            muted=muted is not None and as_text(muted) == "1",
+        )
+    return out
+
+
 def _deliveries(raw: dict[bytes, bytes] | None) -> dict[str, datetime]:
-    return {_text(k): datetime.fromisoformat(_text(v)) for k, v in (raw or {}).items()}
+    return {as_text(k): datetime.fromisoformat(as_text(v)) for k, v in (raw or {}).items()}
 
 
 class RedisAlertStore:
@@ -133,7 +163,7 @@ class RedisAlertStore:
         armed = "1" if initial_state(alert).armed else "0"
         args = [alert.id, alert.model_dump_json(), cap, armed, "1" if reset else "0"]
         answer = await self._add(keys_, args)
-        return _text(answer) == "ok"
+        return as_text(answer) == "ok"
 
     async def remove(self, alert_id: str) -> bool:
         removed, _, _ = await self._redis.pipeline(
@@ -180,32 +210,18 @@ class RedisAlertStore:
         raw = await self._transition(
             [keys.alert_state(alert.id), keys.ALERT_OUTBOX, keys.ALERT_HISTORY], args
         )
-        return Outcome(_text(raw))
+        return Outcome(as_text(raw))
 
     async def states(self, alert_ids: Sequence[str]) -> dict[str, AlertState]:
         """The stored state of each of ``alert_ids`` that has one (one pipelined read)."""
         if not alert_ids:
             return {}
-        fields = ("armed", "obs", "fired_at", "muted")
-        rows = await self._redis.pipeline(
-            [("HMGET", keys.alert_state(i), *fields) for i in alert_ids]
-        )
-        out: dict[str, AlertState] = {}
-        for alert_id, (armed, obs, fired_at, muted) in zip(alert_ids, rows, strict=True):
-            if armed is None and obs is None:
-                continue
-            out[alert_id] = AlertState(
-                armed=armed is None or _text(armed) != "0",
-                last_obs=None if obs is None else int(obs),
-                last_fired_at=None if fired_at is None else float(fired_at),
-                muted=muted is not None and _text(muted) == "1",
-            )
-        return out
+        return await read_states(self._redis, alert_ids, [keys.alert_state(i) for i in alert_ids])
 
     async def volumes(self, symbol: str, *, obs: int, volume: int) -> list[int]:
         args = [str(obs), str(volume), str(VOLUME_WINDOW)]
         raw = await self._volume([keys.volume_window(symbol)], args)
-        return [int(_text(m).rsplit(":", 1)[1]) for m in raw]
+        return [int(as_text(m).rsplit(":", 1)[1]) for m in raw]
 
     async def record_delivery(self, fire_id: str, channel: str, at: datetime) -> None:
         """Record a delivery made outside the outbox (the first time per channel is kept)."""
@@ -217,24 +233,10 @@ class RedisAlertStore:
 
     async def history(self, symbol: str | None, limit: int) -> list[FiredAlert]:
         """Newest first; with ``symbol``, pages through the (capped) stream to find ``limit``."""
-        out: list[FiredAlert] = []
-        start = "+"
-        page = max(limit, 100)
-        while len(out) < limit:
-            raw = await self._redis.call("XREVRANGE", keys.ALERT_HISTORY, start, "-", "COUNT", page)
-            rows = cast(list[tuple[bytes, dict[bytes, bytes]]], raw or [])
-            for _, fields in rows:
-                if b"alert" not in fields:
-                    continue  # another kind of entry (a corporate action)
-                if fields.get(b"symbol", b"").startswith(PORTFOLIO_PREFIX):
-                    continue  # a session's portfolio alert: only its token reads it
-                if symbol is None or _text(fields[b"symbol"]) == symbol:
-                    out.append(FiredAlert.model_validate_json(fields[b"alert"]))
-                    if len(out) == limit:
-                        break
-            if len(rows) < page:
-                break
-            start = "(" + _text(rows[-1][0])
+        out = [
+            FiredAlert.model_validate_json(fields[b"alert"])
+            async for fields in self._history_entries(symbol, limit, _is_price_fire)
+        ]
         if not out:
             return out
         records = await self._redis.pipeline(
@@ -255,7 +257,7 @@ class RedisAlertStore:
         return bool(removed)
 
     async def symbols(self) -> list[str]:
-        return sorted(_text(s) for s in await self._redis.call("SMEMBERS", keys.SYMBOLS))
+        return sorted(as_text(s) for s in await self._redis.call("SMEMBERS", keys.SYMBOLS))
 
     async def seed_symbols(self, symbols: Sequence[str]) -> list[str]:
         """Atomic: monitor ``symbols`` if the monitored symbols were never chosen (then they
@@ -286,12 +288,12 @@ class RedisAlertStore:
         raw = await self._split_observe([keys.split_seen(symbol)], args)
         if not raw:
             return None
-        return float(_text(raw[0])), _text(raw[1])
+        return float(as_text(raw[0])), as_text(raw[1])
 
     async def raw_alerts(self) -> dict[str, str]:
         """Every stored alert definition as stored (id -> JSON)."""
         raw: dict[bytes, bytes] = await self._redis.call("HGETALL", keys.ALERTS)
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     async def apply_split(
         self, action: CorporateAction, rewrites: Sequence[tuple[str, str, str, str]]
@@ -315,27 +317,33 @@ class RedisAlertStore:
             keys.ALERT_HISTORY,
         ]
         raw = await self._split_apply(keys_, args)
-        answer = [_text(x) for x in raw]
+        answer = [as_text(x) for x in raw]
         if answer[0] == "done":
             return SplitApplied(False, [], int(answer[1]))
         return SplitApplied(True, answer[1:], action.observation)
 
     async def corporate_actions(self, symbol: str | None, limit: int) -> list[CorporateAction]:
         """The corporate actions of the history stream, newest first (of ``symbol``)."""
-        out: list[CorporateAction] = []
-        start = "+"
-        page = max(limit, 100)
-        while len(out) < limit:
+        return [
+            CorporateAction.model_validate_json(fields[b"event"])
+            async for fields in self._history_entries(symbol, limit, _is_corporate_action)
+        ]
+
+    async def _history_entries(
+        self, symbol: str | None, limit: int, wanted: Callable[[dict[bytes, bytes]], bool]
+    ) -> AsyncIterator[dict[bytes, bytes]]:
+        """Up to ``limit`` entries of the (capped) history stream, newest first, that are
+        ``wanted`` (of ``symbol``, if given): paged, so a rare symbol's are found too."""
+        found, start, page = 0, "+", max(limit, 100)
+        while found < limit:
             raw = await self._redis.call("XREVRANGE", keys.ALERT_HISTORY, start, "-", "COUNT", page)
             rows = cast(list[tuple[bytes, dict[bytes, bytes]]], raw or [])
             for _, fields in rows:
-                if fields.get(b"kind") != b"corporate_action":
-                    continue
-                if symbol is None or _text(fields[b"symbol"]) == symbol:
-                    out.append(CorporateAction.model_validate_json(fields[b"event"]))
-                    if len(out) == limit:
-                        break
+                if wanted(fields) and (symbol is None or as_text(fields[b"symbol"]) == symbol):
+                    yield fields
+                    found += 1
+                    if found == limit:
+                        return
             if len(rows) < page:
-                break
-            start = "(" + _text(rows[-1][0])
-        return out
+                return
+            start = "(" + as_text(rows[-1][0])
